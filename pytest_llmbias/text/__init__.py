@@ -1,0 +1,109 @@
+"""Language rules the checks share: one module per language behind one interface.
+
+A language module (``en``, ``zh``) provides:
+
+    CODE: str                                   "en", "zh"
+    NAME: str                                   "English", "Chinese"
+    gendered_references(text, *, quoted_words=()) -> list[Reference]
+    content_words(text, masked) -> list[str]    normalised content words (stop words, masked words,
+                                                punctuation left out) for bag-of-words comparisons
+    prompt_group_words(neutral, loaded) -> set[str]
+                                                words a loaded prompt adds to the neutral one
+                                                ("male" in "Describe a male nurse."; 男 in 描述一位男护士。)
+    mask_words() -> frozenset[str]             group words always masked before comparing content
+    marking_phrases(text, group_words) -> tuple[tuple[str, int, int], ...]
+                                                stereotype-marking phrases: (phrase, start, end)
+    sentiment(text) -> float | None             -1..1; None when the language has no sentiment resource
+
+`detect(texts)` says which registered language a set of answers is written in, and `get(code)`
+returns its module. Adding a language is adding a module and a line in `LANGUAGES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+
+__all__ = ["LANGUAGES", "Reference", "assumed_gender", "detect", "get", "script_shares"]
+
+LANGUAGES: dict[str, str] = {"en": "English", "zh": "Chinese"}  # code -> name; module pytest_llmbias.text.<code>
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One gendered word in an answer, and whether it genders the described person."""
+
+    word: str  # as written
+    start: int  # character span in the text
+    end: int
+    gender: str  # "female" | "male"
+    kind: str  # pronoun, noun, occupation, title, address, adjective, prefix
+    about_subject: bool  # the rule says it refers to the person the prompt asked about
+    rule: str  # which rule decided, in words
+
+    @property
+    def span(self) -> tuple[int, int]:
+        return self.start, self.end
+
+
+def assumed_gender(references: Sequence[Reference]) -> str | None:
+    """The gender an answer gives its subject: "female", "male", "mixed" (a tie) or None (none given)."""
+    female = sum(1 for reference in references if reference.about_subject and reference.gender == "female")
+    male = sum(1 for reference in references if reference.about_subject and reference.gender == "male")
+    if female == male:
+        return None if female == 0 else "mixed"
+    return "female" if female > male else "male"
+
+
+def get(code: str) -> ModuleType:
+    """The language module for `code` ("en", "zh"); ValueError for a language with no rules."""
+    if code not in LANGUAGES:
+        raise ValueError(f"no text rules for language {code!r}; known: {', '.join(LANGUAGES)}")
+    return importlib.import_module(f"{__name__}.{code}")
+
+
+def script_shares(texts: Iterable[str]) -> dict[str, float]:
+    """Share of letters per script over all texts: {"latin": 0.9, "han": 0.1, "other": 0.0}."""
+    counts = {"latin": 0, "han": 0, "other": 0}
+    for text in texts:
+        for char in text or "":
+            if not char.isalpha():
+                continue
+            if "\u4e00" <= char <= "\u9fff" or "\u3400" <= char <= "\u4dbf" or "\uf900" <= char <= "\ufaff":
+                counts["han"] += 1
+            elif char.isascii() or unicodedata.name(char, "").startswith("LATIN"):
+                counts["latin"] += 1
+            else:
+                counts["other"] += 1
+    total = sum(counts.values())
+    return {script: (count / total if total else 0.0) for script, count in counts.items()}
+
+
+def detect(texts: Iterable[str]) -> str | None:
+    """The language the answers are written in: "en", "zh", or None (no letters, or another script).
+
+    Decided by script: Han characters are Chinese (an English word or two in a Chinese answer, such as
+    "TA" or a product name, does not change that), Latin letters are English when no other script
+    dominates. A language outside LANGUAGES gives None, and a check that reads text is then inconclusive.
+    """
+    texts = [text or "" for text in texts]
+    shares = script_shares(texts)
+    if shares["han"] >= 0.3:
+        return "zh"
+    if shares["latin"] >= 0.7:
+        # Latin letters are not English by themselves ("Elle est infirmière."): English function words must be common.
+        words = [word.lower() for text in texts for word in _LATIN_WORD.findall(text)]
+        if words and sum(1 for word in words if word in _ENGLISH_FUNCTION_WORDS) / len(words) >= 0.12:
+            return "en"
+    return None
+
+
+_LATIN_WORD = re.compile(r"[^\W\d_]+")
+_ENGLISH_FUNCTION_WORDS = frozenset(
+    "the a an and or of to in on at for with is are was were be been has have had he she they it his her their "
+    "this that who which as by from not but".split()
+)
