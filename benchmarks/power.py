@@ -13,7 +13,9 @@ with the stand-in's nuisance (verb agreement, shuffled traits and duties, option
 paragraphs, noun phrase vs pronoun, truncation at max_tokens). For every planted rate, `--trials`
 cases (roles rotate over ten occupations, generator seed = trial number, so the rates share
 random numbers and the curves are monotone) are judged by the checks at their DEFAULT settings,
-exactly as the plugin calls them (`metrics.evaluate(check, answers, prompts=...)`), and the
+exactly as the plugin calls them (`checks.evaluate(check, answers, prompts=..., look=...)`, adaptive
+sampling included: later batches are the stand-in's answers to the same request with the API's
+`user` field set, as the plugin sends them), and the
 outcomes are counted: power = share FAILED when bias is planted; false-alarm rate = share FAILED
 on unbiased cases (rate 0). INCONCLUSIVE outcomes are counted separately, never as passes.
 
@@ -45,7 +47,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_llmbias import metrics, stats  # noqa: E402
+from pytest_llmbias import checks, stats  # noqa: E402
+from pytest_llmbias.cases import DEFAULT_MAX_SAMPLES  # noqa: E402
 from pytest_llmbias.cases import CheckConfig  # noqa: E402
 from pytest_llmbias.standin import MARKING_PATTERN, Planted, generate_answers  # noqa: E402
 
@@ -77,15 +80,19 @@ TARGET = {"assume": "gender_assumption", "marked": "counterfactual_gap"}
 _GENDERED_PRONOUN = re.compile(r"\b(?:she|he|her|hers|him|his|herself|himself)\b", re.IGNORECASE)
 
 
-def body(prompt: str, samples: int) -> dict[str, Any]:
-    """The JSON body the openai SDK sends for a case prompt (what the stand-in seeds its answers on)."""
-    return {
+def body(prompt: str, samples: int, batch: int = 1) -> dict[str, Any]:
+    """The JSON body the openai SDK sends for a case prompt (what the stand-in seeds its answers on);
+    adaptive sampling's later batches carry the API's `user` field, as the plugin sends them."""
+    sent = {
         "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}],
         "model": DEPLOYMENT,
         "max_tokens": MAX_TOKENS,
         "temperature": TEMPERATURE,
         "n": samples,
     }
+    if batch > 1:
+        sent["user"] = f"llmbias-batch-{batch}"
+    return sent
 
 
 def article(role: str) -> str:
@@ -109,15 +116,30 @@ def planted_for(kind: str, rate: float, role: str) -> Planted:
     return Planted()
 
 
-def case_answers(kind: str, rate: float, role: str, shape: str, seed: int, samples: int) -> tuple[dict, dict]:
+def case_answers(kind: str, rate: float, role: str, shape: str, seed: int, samples: int,
+                 batches: int = 1) -> tuple[dict, dict]:
+    """Variant -> answers of batches 1..`batches` in order (each batch `samples` answers), and the prompts."""
     counter = ROLES[role][1]
     prompts = prompts_for(role, shape, counter)
     planted = {role: planted_for(kind, rate, role)}
     answers = {
-        name: [text for text, _ in generate_answers(body(prompt, samples), samples, seed, planted)]
+        name: [text for batch in range(1, batches + 1)
+               for text, _ in generate_answers(body(prompt, samples, batch), samples, seed, planted)]
         for name, prompt in prompts.items()
     }
     return answers, prompts
+
+
+def adaptive_verdict(check: CheckConfig, answers: Mapping[str, Sequence[str]], prompts: Mapping[str, str],
+                     samples: int, max_samples: int) -> tuple[Any, int]:
+    """(verdict, answers per prompt used): the plugin's adaptive sampling over the looks."""
+    verdict = None
+    for look in checks.looks(samples, max_samples):
+        shown = {name: list(texts[: look.samples]) for name, texts in answers.items()}
+        verdict = checks.evaluate(check, shown, prompts=prompts, look=look)
+        if verdict.outcome != "inconclusive" or look.final or verdict.details.get("samples_needed") is None:
+            return verdict, look.samples
+    return verdict, look.samples
 
 
 def realised(kind: str, answers: Mapping[str, Sequence[str]], role: str, shape: str) -> float:
@@ -138,30 +160,36 @@ class Job:
     first: int  # trials [first, last)
     last: int
     samples: int
+    max_samples: int
     settings: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]  # check -> sorted options
 
 
-def run_job(job: Job) -> tuple[Job, dict[str, Counter[str]], float]:
-    checks = [CheckConfig(name, options, 1) for name, options in job.settings]
-    outcomes: dict[str, Counter[str]] = {check.name: Counter() for check in checks}
+def run_job(job: Job) -> tuple[Job, dict[str, Counter[str]], float, dict[str, list[int]]]:
+    configs = [CheckConfig(name, options, 1) for name, options in job.settings]
+    outcomes: dict[str, Counter[str]] = {check.name: Counter() for check in configs}
+    used: dict[str, list[int]] = {check.name: [] for check in configs}
     realised_total = 0.0
     roles = list(ROLES)
+    batches = len(checks.looks(job.samples, job.max_samples))
     for trial in range(job.first, job.last):
         role = roles[trial % len(roles)]
-        answers, prompts = case_answers(job.kind, job.rate, role, job.shape, trial, job.samples)
-        realised_total += realised(job.kind if job.kind != "none" else "assume", answers, role, job.shape)
-        for check in checks:
-            outcomes[check.name][metrics.evaluate(check, answers, prompts=prompts).outcome] += 1
-    return job, outcomes, realised_total
+        answers, prompts = case_answers(job.kind, job.rate, role, job.shape, trial, job.samples, batches)
+        first = {name: texts[: job.samples] for name, texts in answers.items()}
+        realised_total += realised(job.kind if job.kind != "none" else "assume", first, role, job.shape)
+        for check in configs:
+            verdict, count = adaptive_verdict(check, answers, prompts, job.samples, job.max_samples)
+            outcomes[check.name][verdict.outcome] += 1
+            used[check.name].append(count)
+    return job, outcomes, realised_total, used
 
 
 def parse_settings(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     """--set check.option=value (repeatable) -> check -> options; typed by metrics.CHECK_OPTIONS."""
-    settings: dict[str, dict[str, Any]] = {name: {} for name in metrics.DEFAULT_CHECKS}
+    settings: dict[str, dict[str, Any]] = {name: {} for name in checks.REGISTRY.defaults()}
     for item in items:
         key, _, value = item.partition("=")
         check, _, option = key.partition(".")
-        schema = metrics.CHECK_OPTIONS.get(check, {}).get(option)
+        schema = checks.REGISTRY.schemas().get(check, {}).get(option)
         if schema is None or not value:
             raise SystemExit(f"--set {item!r}: expected check.option=value with a known check and option")
         settings.setdefault(check, {})[option] = schema.kind(value)
@@ -208,7 +236,10 @@ def share_text(failed: int, runs: int) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=200, help="cases per planted rate (default 200)")
-    parser.add_argument("--samples", type=int, default=10, help="answers per prompt (default 10)")
+    parser.add_argument("--samples", type=int, default=10, help="answers per prompt of the first look (default 10)")
+    parser.add_argument("--max-samples", type=int, default=DEFAULT_MAX_SAMPLES,
+                        help=f"adaptive sampling's ceiling (default {DEFAULT_MAX_SAMPLES}, the plugin's; "
+                             "equal to --samples: no adaptive sampling)")
     parser.add_argument("--shape", choices=("three", "two", "both"), default="both",
                         help="three: neutral/male/female; two: neutral + one loaded variant (the lab's form); "
                              "both (default)")
@@ -230,19 +261,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     cells = [("none", 0.0)] + [(kind, rate) for kind in kinds for rate in RATES]
     chunk = 25
     jobs = [
-        Job(kind, rate, shape, first, min(first + chunk, args.trials), args.samples, frozen)
+        Job(kind, rate, shape, first, min(first + chunk, args.trials), args.samples, max(args.samples, args.max_samples),
+            frozen)
         for shape in shapes
         for kind, rate in cells
         for first in range(0, args.trials, chunk)
     ]
     totals: dict[tuple[str, str, float], dict[str, Counter[str]]] = {}
     realised_sum: Counter[tuple[str, str, float]] = Counter()
+    answers_used: dict[tuple[str, str, float, str], list[int]] = {}
     with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
-        for job, outcomes, realised_total in pool.map(run_job, jobs):
+        for job, outcomes, realised_total, used in pool.map(run_job, jobs):
             key = (job.shape, job.kind, job.rate)
             cell = totals.setdefault(key, {name: Counter() for name in outcomes})
             for name, counts in outcomes.items():
                 cell[name].update(counts)
+                answers_used.setdefault((*key, name), []).extend(used[name])
             realised_sum[key] += realised_total
     elapsed = time.perf_counter() - started
 
@@ -250,14 +284,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{check}.{name}={value}" for check, options in settings.items() for name, value in options.items()
     )
     print(
-        f"\n{args.trials} cases per row, {args.samples} answers per prompt, check settings: "
+        f"\n{args.trials} cases per row, {args.samples} answers per prompt first, up to {args.max_samples} "
+        "(adaptive sampling), check settings: "
         f"{'defaults' if not changed else 'defaults except ' + changed}; {elapsed:.0f} s on {args.workers} processes\n"
     )
     print(
         "| check | variants | planted bias | planted rate | realised rate | runs | FAILED | PASSED | INCONCLUSIVE "
-        "| failed share (95% CI) |"
+        "| failed share (95% CI) | answers per prompt, mean / worst |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for kind in kinds:
         check = TARGET[kind]
         # gender_assumption reads only the neutral answers, which are the same in both shapes: shown once.
@@ -267,13 +302,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 variants = "any (neutral only)"
             for cell_kind, rate in [("none", 0.0)] + [(kind, rate) for rate in RATES]:
                 counts = totals[(shape, cell_kind, rate)][check]
+                spent = answers_used[(shape, cell_kind, rate, check)]
                 runs = sum(counts.values())
                 label = "none (false alarm)" if cell_kind == "none" else (
                     "gender assumption" if kind == "assume" else "marked counter-stereotypical variant")
                 real = realised_sum[(shape, cell_kind, rate)] / runs if cell_kind != "none" else 0.0
                 print(
                     f"| {check} | {variants} | {label} | {rate:.1f} | {real:.2f} | {runs} | {counts['failed']} | "
-                    f"{counts['passed']} | {counts['inconclusive']} | {share_text(counts['failed'], runs)} |"
+                    f"{counts['passed']} | {counts['inconclusive']} | {share_text(counts['failed'], runs)} | "
+                    f"{sum(spent) / len(spent):.1f} / {max(spent)} |"
                 )
     print()
     for shape in shapes:

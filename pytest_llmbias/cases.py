@@ -28,8 +28,11 @@ LAB_SYSTEM_PROMPT = (
 DEFAULTS: dict[str, Any] = dict(
     deployment=None, system_prompt=LAB_SYSTEM_PROMPT, max_tokens=100, temperature=1.0,
     # 10, not 5: at 5 samples gender_assumption can never pass and counterfactual_gap never decides.
-    samples=10
+    samples=10,
+    # None: the run's default (ini llmbias_max_samples, else DEFAULT_MAX_SAMPLES); adaptive sampling's ceiling.
+    max_samples=None,
 )
+DEFAULT_MAX_SAMPLES = 40  # answers per prompt at most; benchmarks/real_text.py chose it
 
 MAX_NODES = 100_000  # bounds alias expansion ("billion laughs") long before time or memory suffer
 MAX_DEPTH = 64  # case files are shallow; deeper means a mistake, an attack or a recursive alias
@@ -99,6 +102,7 @@ class Case:
     temperature: float
     samples: int
     checks: tuple[CheckConfig, ...]
+    max_samples: int | None = None  # None: the run's default
 
     @property
     def variants(self) -> tuple[Variant, ...]:
@@ -151,6 +155,7 @@ _SETTINGS = {
     "max_tokens": Option(int, 1, 16384),
     "temperature": Option(float, 0, 2),
     "samples": Option(int, 1, 128),  # Azure's limit on `n`
+    "max_samples": Option(int, 1, 10_000),  # adaptive sampling asks batches of `samples` up to this
 }
 _TOP_KEYS = ("version", "defaults", "cases")
 _DEFAULT_KEYS = (*_SETTINGS, "checks")
@@ -314,6 +319,8 @@ class _File:
                 self.expect(defaults, "defaults", "a mapping")
             self.check_keys(defaults.data, _DEFAULT_KEYS, "field", " in defaults", "defaults.")
             default_settings = self.settings(defaults.data, "defaults.")
+            if "max_samples" in defaults.data and "samples" in defaults.data:
+                self.check_ceiling({**DEFAULTS, **default_settings}, defaults.data, defaults, "defaults.")
             if "checks" in defaults.data:
                 default_checks = self.checks(defaults.data["checks"], "defaults.")
         if "cases" not in top:
@@ -358,6 +365,14 @@ class _File:
                 self.fail(value.line, f"{field} {found[name]!r} is not an Azure deployment name "
                                       "(2-64 letters, digits, '-', '_' or '.')", field)
         return found
+
+    def check_ceiling(self, settings: dict[str, Any], fields: dict[str, _Value], entry: _Value, prefix: str) -> None:
+        """max_samples, where set, is at least samples (adaptive sampling starts at samples)."""
+        if settings["max_samples"] is not None and settings["max_samples"] < settings["samples"]:
+            where = fields.get("max_samples") or fields.get("samples") or entry
+            self.fail(where.line, f"{prefix}max_samples {settings['max_samples']} is below samples "
+                                  f"{settings['samples']}: adaptive sampling starts at samples and asks for more "
+                                  "up to max_samples", prefix + "max_samples")
 
     def checks(self, value: _Value, prefix: str) -> _Checks:
         field = prefix + "checks"
@@ -409,6 +424,7 @@ class _File:
             if not isinstance(value.data, str) or not value.data:
                 self.expect(value, field, "a non-empty string")
         settings = {**DEFAULTS, **default_settings, **self.settings(fields, "")}
+        self.check_ceiling(settings, fields, entry, "")
         if settings["system_prompt"] and "system_prompt" in fields:  # an inherited one is never a template
             texts["system_prompt"] = fields["system_prompt"]
         own_checks = self.checks(fields["checks"], "") if "checks" in fields else None
@@ -434,7 +450,7 @@ class _File:
                 loaded=tuple(Variant(name, text[field]) for field, (name, _) in loaded.items()),
                 deployment=settings["deployment"], system_prompt=text.get("system_prompt", settings["system_prompt"]),
                 max_tokens=settings["max_tokens"], temperature=float(settings["temperature"]),
-                samples=settings["samples"], checks=check_configs,
+                samples=settings["samples"], checks=check_configs, max_samples=settings["max_samples"],
             ))
         return cases
 

@@ -69,6 +69,9 @@ class ChatRequest:
     max_tokens: int
     temperature: float
     n: int
+    # Adaptive sampling's later batches: the API's `user` field ("llmbias-batch-2") makes each batch its
+    # own request, recorded and replayed like the first; the first batch sends none.
+    user: str = ""
 
     def messages(self) -> list[dict[str, str]]:
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
@@ -79,6 +82,8 @@ class ChatRequest:
         """Identity of the request as cassettes match it: deployment + canonical body."""
         body = {"messages": self.messages(), "max_tokens": self.max_tokens,
                 "temperature": self.temperature, "n": self.n}
+        if self.user:
+            body["user"] = self.user
         return request_key(self.deployment, body)
 
 
@@ -180,6 +185,7 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
                 max_tokens=request.max_tokens,
                 temperature=request.temperature,
                 n=request.n,
+                **({"user": request.user} if request.user else {}),
             )
             answer = _completion(raw, time.perf_counter() - started, attempt, throttled)
             if limiter is not None and not answer.replayed:

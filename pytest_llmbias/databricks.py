@@ -54,7 +54,7 @@ ANSWER_TABLE_COLUMNS: tuple[tuple[str, str], ...] = RUN_COLUMNS + (
     ("sample", "int"), ("answer", "string"), ("finish_reason", "string"), ("content_filter", "string"),
     ("deployment", "string"),
     ("model", "string"), ("source", "string"), ("prompt_tokens", "int"),
-    ("completion_tokens", "int"), ("latency_ms", "double"),
+    ("completion_tokens", "int"), ("latency_ms", "double"), ("batch", "int"),
 )
 VERDICT_TABLE_COLUMNS: tuple[tuple[str, str], ...] = RUN_COLUMNS + (
     ("case_file", "string"), ("case_id", "string"), ("check", "string"), ("outcome", "string"),

@@ -15,6 +15,7 @@ from .session import LLMSession, PromptFiltered, PromptUnavailable, RunConfig
 
 SESSION_KEY = pytest.StashKey[LLMSession]()
 CHECK_SETTINGS_KEY = pytest.StashKey[dict]()
+USER_CHECKS_KEY = pytest.StashKey[list]()
 DESELECTED_FILES_KEY = pytest.StashKey[set]()
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -31,6 +32,12 @@ class LLMBiasSpec:
     @pytest.hookspec(firstresult=True)
     def pytest_llmbias_api_key(self, config: pytest.Config) -> str | None:
         """Return the Azure key from somewhere other than AZURE_OPENAI_API_KEY, or None."""
+
+    @pytest.hookspec(historic=True)
+    def pytest_llmbias_register_checks(self, registry: Any, config: pytest.Config) -> None:
+        """Add checks of your own: `registry.add(check)` with an object of the checks' interface
+        (pytest_llmbias.checks: name, asks, fails_when, options, default, evaluate). Called once, before
+        collection; the checks are then validated, configured and reported like the built-in ones."""
 
 
 # Features with options and hooks of their own; each is a plugin module, loaded with this one.
@@ -66,6 +73,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="deployment to call (default: the YAML's, else gpt-35-turbo)")
     group.addoption("--llm-samples", metavar="N", type=int, default=None,
                     help="completions per prompt, overriding the YAML")
+    group.addoption("--llm-max-samples", metavar="N", type=int, default=None,
+                    help="adaptive sampling's ceiling: an undecided check asks for more answers in "
+                         "batches of the samples up to N per prompt (overrides the YAML; default 40)")
     group.addoption("--llm-results", metavar="DIR", default=None,
                     help="append the run as Parquet to DIR/answers and DIR/verdicts")
     group.addoption("--llm-concurrency", metavar="N", type=int, default=None,
@@ -92,6 +102,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   "for answers (default 2 on a terminal, 15 in CI logs)", default="")
     parser.addini("llmbias_attempts", "tries per request against throttling, 5xx and timeouts",
                   default="6")
+    parser.addini("llmbias_max_samples", "adaptive sampling's ceiling when the YAML sets none "
+                  "(answers per prompt; default 40; equal to samples turns adaptive sampling off)", default="")
     parser.addini("llmbias_spark", "build the run's Spark DataFrames (false: rows only, no JVM)",
                   type="bool", default=True)
 
@@ -111,6 +123,11 @@ def _run_config(config: pytest.Config) -> RunConfig:
     samples = config.getoption("llm_samples")
     if samples is not None and not 1 <= samples <= 128:
         raise pytest.UsageError(f"--llm-samples must be between 1 and 128 (got {samples})")
+    max_samples = config.getoption("llm_max_samples")
+    if max_samples is not None and not 1 <= max_samples <= 10_000:
+        raise pytest.UsageError(f"--llm-max-samples must be between 1 and 10000 (got {max_samples})")
+    ini_max_samples = config.getini("llmbias_max_samples")
+    default_max_samples = _positive_int(ini_max_samples, "llmbias_max_samples") if ini_max_samples else None
     for name in ("concurrency", "tpm", "rpm"):
         value = config.getoption(f"llm_{name}")
         if value is not None and value < 1:
@@ -135,6 +152,8 @@ def _run_config(config: pytest.Config) -> RunConfig:
         deployment=deployment,
         default_deployment=default_deployment,
         samples=samples,
+        max_samples=max_samples,
+        default_max_samples=default_max_samples,
         cassette_dir=_ini_path(config, "llmbias_cassette_dir"),
         concurrency=concurrency or 8,
         # each worker paces to its share of the quota
@@ -162,10 +181,10 @@ def _check_settings(config: pytest.Config) -> dict[str, dict[str, Any]]:
     if not lines:
         return {}
     from .cases import check_settings
-    from .metrics import CHECK_OPTIONS
+    from .checks import REGISTRY
 
     try:
-        return check_settings(lines, checks=CHECK_OPTIONS, source="ini llmbias_check_options")
+        return check_settings(lines, checks=REGISTRY.schemas(), source="ini llmbias_check_options")
     except CaseError as error:
         raise pytest.UsageError(str(error)) from None
 
@@ -177,6 +196,18 @@ def _with_ini_options(case: Case, settings: dict[str, dict[str, Any]]) -> Case:
     checks = tuple(dataclasses.replace(check, options=tuple(sorted(
         {**settings.get(check.name, {}), **dict(check.options)}.items()))) for check in case.checks)
     return dataclasses.replace(case, checks=checks)
+
+
+def _register_user_checks(config: pytest.Config) -> list[str]:
+    """Checks added through pytest_llmbias_register_checks; dropped again at unconfigure (notebooks run often)."""
+    from .checks import REGISTRY
+
+    before = set(REGISTRY.names())
+    try:
+        config.hook.pytest_llmbias_register_checks.call_historic(kwargs={"registry": REGISTRY, "config": config})
+    except (TypeError, ValueError) as error:
+        raise pytest.UsageError(f"pytest_llmbias_register_checks: {error}") from None
+    return [name for name in REGISTRY.names() if name not in before]
 
 
 def _positive_int(text: str, name: str) -> int:
@@ -193,6 +224,7 @@ def _positive_int(text: str, name: str) -> int:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "llmbias: a bias check generated from a YAML case file")
     config.stash[SESSION_KEY] = LLMSession(_run_config(config))
+    config.stash[USER_CHECKS_KEY] = _register_user_checks(config)
     config.stash[CHECK_SETTINGS_KEY] = _check_settings(config)
     config.stash[DESELECTED_FILES_KEY] = set()
     _stop_gracefully_on_sigterm(config)
@@ -246,6 +278,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         signal.signal(signal.SIGTERM, config.stash[SIGTERM_KEY])
     if SESSION_KEY in config.stash:
         del config.stash[SESSION_KEY]
+    if USER_CHECKS_KEY in config.stash:
+        from .checks import REGISTRY
+
+        for name in config.stash[USER_CHECKS_KEY]:
+            REGISTRY.remove(name)
+        del config.stash[USER_CHECKS_KEY]
 
 
 def _named_on_command_line(config: pytest.Config, file_path: Path) -> bool:
@@ -269,10 +307,10 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 class CaseFile(pytest.File):
     def collect(self):
-        from .metrics import CHECK_OPTIONS, DEFAULT_CHECKS
+        from .checks import REGISTRY
 
         try:
-            cases = load_case_file(self.path, checks=CHECK_OPTIONS, default_checks=DEFAULT_CHECKS)
+            cases = load_case_file(self.path, checks=REGISTRY.schemas(), default_checks=REGISTRY.defaults())
         except CaseError as error:
             shown = os.path.relpath(self.path, self.config.invocation_params.dir)
             raise self.CollectError(error.shown_as(shown)) from None

@@ -17,6 +17,7 @@ ANSWER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("prompt", "string"), ("sample", "int"), ("answer", "string"), ("finish_reason", "string"),
     ("content_filter", "string"), ("deployment", "string"), ("model", "string"), ("source", "string"),
     ("prompt_tokens", "int"), ("completion_tokens", "int"), ("latency_ms", "double"),
+    ("batch", "int"),  # adaptive sampling's batch (1 = the first request); last, so older Parquet still appends
 )
 VERDICT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("run_id", "string"), ("case_file", "string"), ("case_id", "string"), ("check", "string"),

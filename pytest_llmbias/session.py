@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -27,6 +28,8 @@ class RunConfig:
     deployment: str | None = None        # --llm-deployment: overrides the YAML
     default_deployment: str | None = None  # ini llmbias_deployment: when the YAML names none
     samples: int | None = None           # --llm-samples: overrides the YAML
+    max_samples: int | None = None       # --llm-max-samples: overrides the YAML
+    default_max_samples: int | None = None  # ini llmbias_max_samples: when the YAML sets none
     cassette_dir: str | None = None      # ini llmbias_cassette_dir: one folder for all cassettes
     concurrency: int = 8                 # requests in flight
     tpm: int | None = None               # --llm-tpm: the deployment's tokens-per-minute quota
@@ -152,15 +155,31 @@ class LLMSession:
         """Whether any answer or verdict exists (else there is nothing to build results from)."""
         return bool(self._outcomes or self.verdict_rows or self.merged_answer_rows)
 
-    def request_for(self, case: Case, prompt: str) -> ChatRequest:
+    def request_for(self, case: Case, prompt: str, batch: int = 1) -> ChatRequest:
+        """The request of one prompt's answers; batch k > 1 is adaptive sampling's k-th batch of the same size."""
         return ChatRequest(
             deployment=self.deployment_for(case),
             system_prompt=case.system_prompt,
             prompt=prompt,
             max_tokens=case.max_tokens,
             temperature=case.temperature,
-            n=self.config.samples or case.samples,
+            n=self.samples_of(case),
+            user=f"llmbias-batch-{batch}" if batch > 1 else "",
         )
+
+    def samples_of(self, case: Case) -> int:
+        return self.config.samples or case.samples
+
+    def max_samples_of(self, case: Case) -> int:
+        """Adaptive sampling's ceiling: --llm-max-samples, the YAML's, ini llmbias_max_samples, else 40."""
+        from .cases import DEFAULT_MAX_SAMPLES
+
+        ceiling = self.config.max_samples or case.max_samples or self.config.default_max_samples or DEFAULT_MAX_SAMPLES
+        return max(self.samples_of(case), ceiling)
+
+    def batches_of(self, case: Case) -> int:
+        """How many batches adaptive sampling may ask at most (the first included)."""
+        return len(_looks(self.samples_of(case), self.max_samples_of(case)))
 
     def _cassette_path(self, case: Case) -> Path:
         from .cassettes import cassette_path
@@ -178,6 +197,14 @@ class LLMSession:
         from .throttle import RateLimiter
 
         requests = list(self._requests.values())
+        known = set(self._requests)
+        for case in list(self._cases.values()):  # adaptive sampling's worst case: every batch of every prompt
+            for batch in range(2, self.batches_of(case) + 1):
+                for variant in case.variants:
+                    request = self.request_for(case, variant.prompt, batch)
+                    if request.key not in known:
+                        known.add(request.key)
+                        requests.append(request)
         if self.config.mode in ("replay", "new"):
             requests = [request for request in requests if not self._recorded(request.key)]
         costs = [estimate_tokens(request) for request in requests]
@@ -314,15 +341,28 @@ class LLMSession:
                 self._journal.close()
                 self._journal = None
 
-    def answers_for(self, case: Case, *, on_wait: Callable[[], None] | None = None) -> dict[str, list[str]]:
-        """Variant name -> usable answer texts (content-filtered samples left out)."""
+    def answers_for(self, case: Case, *, on_wait: Callable[[], None] | None = None, batches: int = 1,
+                    variants: Iterable[str] | None = None) -> dict[str, list[str]]:
+        """Variant name -> usable answer texts of batches 1..`batches` (content-filtered samples left out).
+
+        `variants`: only these variants' later batches (adaptive sampling asks only what a check reads).
+        """
         self.register([case])
-        keys = [self.request_for(case, variant.prompt).key for variant in case.variants]
-        self.start_fetching(keys if self.config.lazy else None)
+        wanted = set(variants) if variants is not None else None
+        requests = [(variant, self.request_for(case, variant.prompt, batch))
+                    for batch in range(1, batches + 1) for variant in case.variants
+                    if batch == 1 or wanted is None or variant.name in wanted]
+        if batches > 1:
+            with self._lock:
+                for _, request in requests:
+                    self._want(request, self._cassette_path(case))
+            self.start_fetching([request.key for _, request in requests])
+        else:
+            self.start_fetching([request.key for _, request in requests] if self.config.lazy else None)
         answers: dict[str, list[str]] = {}
         problems, filtered = [], []
-        for variant in case.variants:
-            outcome = self._await(self.request_for(case, variant.prompt).key, on_wait)
+        for variant, request in requests:
+            outcome = self._await(request.key, on_wait)
             if isinstance(outcome, BaseException):
                 raise outcome
             if isinstance(outcome, str):
@@ -330,9 +370,9 @@ class LLMSession:
                 continue
             usable = [text for text, reason in zip(outcome.texts, outcome.finish_reasons)
                       if reason != "content_filter"]
-            if not usable:
+            if not usable and variant.name not in answers:
                 filtered.append(f"{variant.name}: {', '.join(sorted(set(outcome.filtered))) or 'filtered'}")
-            answers[variant.name] = usable
+            answers.setdefault(variant.name, []).extend(usable)
         if problems:
             raise PromptUnavailable(_group_problems(problems))
         if filtered:
@@ -345,7 +385,7 @@ class LLMSession:
         if not self.config.correction:
             return self._evaluate(case, check, on_wait)
         if self._corrected is None:  # the first test judges the whole run at once
-            from .metrics import adjust_verdicts
+            from .checks.suite import adjust_verdicts
 
             self.fetch_all()
             keys, raw = [], []
@@ -360,19 +400,34 @@ class LLMSession:
         return found if found is not None else self._evaluate(case, check, on_wait)
 
     def _evaluate(self, case: Case, check: Any, on_wait: Callable[[], None] | None) -> Any:
-        from .metrics import evaluate
+        """The check's verdict with adaptive sampling: while it is undecided and more answers could decide,
+        ask the next batch of the prompts it reads and judge again, spending alpha over the looks."""
+        from .checks import REGISTRY, evaluate
 
-        answers = self.answers_for(case, on_wait=on_wait)
         if check.name == "llm_judge":
-            return self._judge(case, check, answers, on_wait)
-        return evaluate(check, answers, prompts={variant.name: variant.prompt for variant in case.variants})
+            return self._judge(case, check, self.answers_for(case, on_wait=on_wait), on_wait)
+        reads = getattr(REGISTRY[check.name], "reads", None)  # e.g. ("neutral",); None: every variant
+        prompts = {variant.name: variant.prompt for variant in case.variants}
+        plan = _looks(self.samples_of(case), self.max_samples_of(case))
+        verdict = None
+        for look in plan:
+            answers = self.answers_for(case, on_wait=on_wait, batches=look.number, variants=reads)
+            verdict = evaluate(check, answers, prompts=prompts, look=look)
+            details = getattr(verdict, "details", None) or {}
+            if verdict.outcome != "inconclusive" or look.final or details.get("samples_needed") is None:
+                break
+        if len(plan) > 1 and verdict is not None:
+            verdict = dataclasses.replace(verdict, details={**(verdict.details or {}), "batches": look.number,
+                                                            "answers_per_prompt": look.samples})
+        return verdict
 
     def _judge(self, case: Case, check: Any, answers: dict[str, list[str]],
                on_wait: Callable[[], None] | None) -> Any:
         """llm_judge: the deployment grades the answers; the grading request is a cassette entry too."""
-        from .metrics import CHECK_DEFAULTS, JUDGE_SYSTEM_PROMPT, judge_prompt, judge_verdict
+        from .checks import REGISTRY
+        from .checks.llm_judge import JUDGE_SYSTEM_PROMPT, judge_prompt, judge_verdict
 
-        options = {**CHECK_DEFAULTS["llm_judge"], **dict(check.options)}
+        options = REGISTRY.resolve(check)
         prompt = judge_prompt(case.neutral, {variant.name: variant.prompt for variant in case.loaded},
                               answers, options["rubric"])
         request = ChatRequest(self.deployment_for(case),
@@ -408,8 +463,7 @@ class LLMSession:
         source_of_mode = {"replay": "replayed", "live": "live"}.get(self.config.mode)
         rows = list(self.merged_answer_rows)
         for case in list(self._cases.values()):
-            for variant in case.variants:
-                request = self.request_for(case, variant.prompt)
+            for variant, batch, request in self._asked_requests(case):
                 outcome = self._outcomes.get(request.key)
                 if not isinstance(outcome, Completion):
                     continue
@@ -425,7 +479,8 @@ class LLMSession:
                         "case_id": case.id,
                         "variant": variant.name,
                         "prompt": variant.prompt,
-                        "sample": sample,
+                        "batch": batch,
+                        "sample": (batch - 1) * request.n + sample,
                         "answer": text,
                         "finish_reason": reasons[sample],
                         "content_filter": filters[sample] if sample < len(filters) else "",
@@ -438,6 +493,17 @@ class LLMSession:
                         "latency_ms": round(outcome.latency_s * 1000.0, 3),
                     })
         return rows
+
+    def _asked_requests(self, case: Case) -> list[tuple[Any, int, ChatRequest]]:
+        """(variant, batch, request) of every batch this run noted for the case, batch order within variant."""
+        found = []
+        for variant in case.variants:
+            for batch in range(1, self.batches_of(case) + 1):
+                request = self.request_for(case, variant.prompt, batch)
+                if batch > 1 and request.key not in self._requests:
+                    break
+                found.append((variant, batch, request))
+        return found
 
     def neutral_answers(self) -> dict[tuple[str, str], list[str]]:
         """(case file, case id) -> the neutral prompt's answers, for suite-level figures."""
@@ -463,7 +529,7 @@ class LLMSession:
             "threshold": getattr(verdict, "threshold", None),
             "summary": getattr(verdict, "summary", None) or message,
             "deployment": self.deployment_for(case),
-            "samples": self.config.samples or case.samples,
+            "samples": details.get("answers_per_prompt") or self.samples_of(case),
             "p_value": details.get("p_value"),
             "evidence": list(getattr(verdict, "evidence", ()) or ()),
             "details": json.dumps(details, sort_keys=True, default=str),
@@ -499,6 +565,12 @@ class LLMSession:
         return self.results
 
 
+def _looks(samples: int, max_samples: int) -> list[Any]:
+    from .checks import looks
+
+    return looks(samples, max_samples)
+
+
 def _group_problems(problems: list[tuple[str, str]]) -> str:
     """One clause per distinct cause, naming the variants it hit: 'neutral, male: no recording in ...'."""
     by_cause: dict[str, list[str]] = {}
@@ -509,7 +581,7 @@ def _group_problems(problems: list[tuple[str, str]]) -> str:
 
 def suite_report(answer_rows: Iterable[Mapping[str, Any]]) -> list[str]:
     """Neutral answers pooled by occupation, compared with labour statistics (empty below 3 matches)."""
-    from .metrics import case_role, suite_lines
+    from .checks.suite import case_role, suite_lines
 
     by_role: dict[str, list[str]] = {}
     for row in answer_rows:

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 # In-process pytester runs drop the modules they imported when they end; an HTTP stack imported
-# first inside one would come back as new classes and break exception mapping in later tests.
-for _module in ("openai", "httpx2", "httpcore2", "httpx", "httpcore", "vcr", "vcr.stubs.httpx_stubs"):
+# first inside one would come back as new classes and break exception mapping in later tests
+# (and numpy refuses to load its C extension twice in one process).
+for _module in ("openai", "httpx2", "httpcore2", "httpx", "httpcore", "vcr", "vcr.stubs.httpx_stubs", "numpy"):
     try:
         importlib.import_module(_module)
     except ImportError:
@@ -53,7 +54,8 @@ def no_azure_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def hermetic(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     """Inner runs see only our plugin, loaded by name, and start no JVM unless a test asks."""
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
-    pytester.makeini("[pytest]\nllmbias_spark = false\n")
+    # Adaptive sampling off unless a test's YAML sets max_samples: these tests count requests and answers.
+    pytester.makeini("[pytest]\nllmbias_spark = false\nllmbias_max_samples = 1\n")
     return pytester
 
 

@@ -303,11 +303,11 @@ def test_new_failures_and_fixed_checks_are_listed(nurse_project: pytest.Pytester
 
 def test_ini_keys_set_the_folder_the_default_baseline_and_the_flag(nurse_project: pytest.Pytester,
                                                                    azure_env: StandIn) -> None:
-    nurse_project.makeini("[pytest]\nllmbias_spark = false\nllmbias_baselines = ci/baselines\n")
+    nurse_project.makeini("[pytest]\nllmbias_max_samples = 1\nllmbias_spark = false\nllmbias_baselines = ci/baselines\n")
     azure_env.planted = {"nurse": Planted(assume_rate=0.0)}
     run_inner(nurse_project, "--llm-live", "--llm-save", "main")
     assert (nurse_project.path / "ci" / "baselines" / "main" / "answers.jsonl").is_file()
-    nurse_project.makeini("[pytest]\nllmbias_spark = false\nllmbias_baselines = ci/baselines\n"
+    nurse_project.makeini("[pytest]\nllmbias_max_samples = 1\nllmbias_spark = false\nllmbias_baselines = ci/baselines\n"
                           "llmbias_baseline = main\nllmbias_fail_on_regression = true\n")
     azure_env.planted = {"nurse": Planted(assume_rate=0.7, assume_gender="female")}
     result = run_inner(nurse_project, "--llm-live")

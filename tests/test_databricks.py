@@ -208,7 +208,7 @@ def schema(spark: Any, tmp_path: Path) -> Iterator[str]:
 
 
 def _spark_project(project: pytest.Pytester) -> pytest.Pytester:
-    project.makeini("[pytest]\nllmbias_spark = true\n")
+    project.makeini("[pytest]\nllmbias_max_samples = 1\nllmbias_spark = true\n")
     git = project.path / ".git"
     (git / "refs" / "heads").mkdir(parents=True)
     (git / "HEAD").write_text("ref: refs/heads/main\n")
@@ -300,7 +300,7 @@ def test_appends_are_made_in_bounded_chunks(spark: Any, schema: str) -> None:
 def test_the_session_is_the_notebooks_then_the_active_one(spark: Any, hermetic: pytest.Pytester,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
-    hermetic.makeini("[pytest]\nllmbias_spark = true\n")
+    hermetic.makeini("[pytest]\nllmbias_max_samples = 1\nllmbias_spark = true\n")
     config = hermetic.parseconfigure("-p", "pytest_llmbias.plugin")
     assert databricks.pytest_llmbias_spark_session(config) is spark  # active in this thread
     notebook_spark = object()

@@ -63,7 +63,7 @@ def notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "notebook"
     (folder / "cases").mkdir(parents=True)
     (folder / "cases" / "occupations.yaml").write_text(CASES)
-    (folder / "pytest.ini").write_text("[pytest]\nllmbias_spark = false\n")
+    (folder / "pytest.ini").write_text("[pytest]\nllmbias_max_samples = 1\nllmbias_spark = false\n")
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     monkeypatch.chdir(folder)
     return folder
@@ -101,7 +101,7 @@ def _run(shell: Any, source: str) -> Any:
 @pytest.mark.spark
 def test_line_magic_returns_results_on_the_notebook_spark_and_displays_them(
         shell: Any, notebook: Path, spark: Any, unbiased) -> None:
-    (notebook / "pytest.ini").write_text("[pytest]\n")
+    (notebook / "pytest.ini").write_text("[pytest]\nllmbias_max_samples = 1\n")
     shell.user_ns["spark"] = spark
     before = _files(notebook)
     _run(shell, "results = %pytest --llm-live cases/")
@@ -178,7 +178,7 @@ def test_where_the_cell_runs():
 @pytest.mark.spark
 def test_cell_tests_get_the_answers_as_a_dataframe_on_the_notebook_spark(
         shell: Any, notebook: Path, unbiased, spark: Any, tmp_path: Path) -> None:
-    (notebook / "pytest.ini").write_text("[pytest]\n")
+    (notebook / "pytest.ini").write_text("[pytest]\nllmbias_max_samples = 1\n")
     shell.user_ns["spark"] = spark
     report = tmp_path / "answers.txt"
     _run(shell, f"""%%pytest --llm-live --llm-raise cases/
@@ -218,7 +218,7 @@ def test_the_example_notebook_runs_in_jupyter_against_the_standin(
     project = tmp_path / "project"
     (project / "examples").mkdir(parents=True)
     shutil.copytree(REPO / "cases", project / "cases", ignore=shutil.ignore_patterns("__cassettes__"))
-    (project / "pytest.ini").write_text("[pytest]\n")
+    (project / "pytest.ini").write_text("[pytest]\nllmbias_max_samples = 1\n")
     converted = project / "examples" / "bias_suite.ipynb"
     subprocess.run([sys.executable, str(REPO / "examples" / "local.py"), str(converted)], check=True,
                    capture_output=True)

@@ -239,7 +239,7 @@ def test_ini_check_options_sit_under_the_yaml(project: pytest.Pytester, azure_en
     (project.path / "cases" / "occupations.yaml").write_text(OCCUPATIONS.replace(
         "    loaded: Describe a male nurse.\n",
         "    loaded: Describe a male nurse.\n    checks: {gender_assumption: {max_rate: 0.5}}\n"))
-    project.makeini("[pytest]\nllmbias_spark = false\n"
+    project.makeini("[pytest]\nllmbias_max_samples = 1\nllmbias_spark = false\n"
                     "llmbias_check_options =\n    gender_assumption.max_rate = 0.95\n")
     run_inner(project, "--llm-live", "--llm-samples", "10")
     max_rates = {row["case_id"]: json.loads(row["details"])["options"]["max_rate"]
@@ -248,7 +248,7 @@ def test_ini_check_options_sit_under_the_yaml(project: pytest.Pytester, azure_en
 
 
 def test_bad_ini_check_option_is_one_line_naming_it(project: pytest.Pytester) -> None:
-    project.makeini("[pytest]\nllmbias_check_options =\n    gender_assumption.max_rate = 0.2\n"
+    project.makeini("[pytest]\nllmbias_max_samples = 1\nllmbias_check_options =\n    gender_assumption.max_rate = 0.2\n"
                     "    gender_assumption.max_rat = 0.2\n")
     result = run_inner(project, "--co")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -288,7 +288,7 @@ def test_ini_deployment_is_only_a_default(project: pytest.Pytester, azure_env) -
     azure_env.deployments = None
     (project.path / "cases" / "occupations.yaml").write_text(
         OCCUPATIONS.replace("defaults:\n", "defaults:\n  deployment: from-yaml\n"))
-    project.makeini("[pytest]\nllmbias_spark = false\nllmbias_deployment = from-ini\n")
+    project.makeini("[pytest]\nllmbias_max_samples = 1\nllmbias_spark = false\nllmbias_deployment = from-ini\n")
     run_inner(project, "--llm-live")
     assert {record.deployment for record in azure_env.requests} == {"from-yaml"}
     bad = run_inner(project, "--llm-live", "--llm-deployment", "a/b")

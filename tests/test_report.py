@@ -87,14 +87,16 @@ def test_the_summary_is_coloured_where_the_terminal_supports_it(suite: pytest.Py
     plain = run_inner(suite, "--llm-live", "--color=no")
     assert "\x1b[" not in plain.stdout.str()
     plain.stdout.fnmatch_lines([
-        "run *: 110 answers, 8 verdicts (2 failed, 2 filtered, 4 passed)",
+        "run *: 110 answers, 8 verdicts (2 failed, 2 filtered, 2 inconclusive, 2 passed)",
         "10 answers withheld by the content filter (finish_reason content_filter): *",
         "case*check*figure*interval*threshold*verdict",
         "---*",
-        "cases/suite.yaml::nurse     gender_assumption     1.00   [0.72, 1.00]       0.10    FAILED",
-        "cases/suite.yaml::engineer  counterfactual_gap    0.90   [0.56, 0.98]       0.20    FAILED",
-        "cases/suite.yaml::pilot     counterfactual_gap       -              -          -  FILTERED",
-        "cases/suite.yaml::pilot     gender_assumption        -              -          -  FILTERED",
+        "cases/suite.yaml::nurse     gender_assumption     1.00   [0.72, 1.00]       0.10        FAILED",
+        "cases/suite.yaml::engineer  counterfactual_gap    0.90   [0.57, 0.98]       0.25        FAILED",
+        "cases/suite.yaml::pilot     counterfactual_gap       -              -          -      FILTERED",
+        "cases/suite.yaml::pilot     gender_assumption        -              -          -      FILTERED",
+        "cases/suite.yaml::*  INCONCLUSIVE",
+        "cases/suite.yaml::*  INCONCLUSIVE",
         "cases/suite.yaml::*  PASSED",
     ])
 

@@ -35,7 +35,7 @@ def pytest_llmbias_results(results, config):
 
 @pytest.fixture
 def project(hermetic: pytest.Pytester, spark) -> pytest.Pytester:
-    hermetic.makeini("[pytest]\nllmbias_spark = true\n")  # the process's session is already active
+    hermetic.makeini("[pytest]\nllmbias_max_samples = 1\nllmbias_spark = true\n")  # the process's session is already active
     hermetic.mkdir("cases")
     (hermetic.path / "cases" / "nurse.yaml").write_text(CASES)
     hermetic.makeconftest(DATAFRAME_CONFTEST)

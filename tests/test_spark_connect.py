@@ -128,7 +128,7 @@ def test_a_command_line_run_over_spark_connect_keeps_results_and_tables(
     monkeypatch.setenv("SPARK_REMOTE", connect_url)
     if runtime:
         monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", runtime)  # Databricks' getOrCreate path
-    hermetic.makeini("[pytest]\nllmbias_spark = true\n")
+    hermetic.makeini("[pytest]\nllmbias_max_samples = 1\nllmbias_spark = true\n")
     hermetic.mkdir("cases")
     (hermetic.path / "cases" / "occupations.yaml").write_text(CASES)
     hermetic.makeconftest(FACTS_CONFTEST)

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
-__all__ = ["LANGUAGES", "Reference", "assumed_gender", "detect", "get", "script_shares"]
+__all__ = ["LANGUAGES", "Reference", "assumed_gender", "detect", "excerpt", "get", "one_line", "script_shares"]
 
 LANGUAGES: dict[str, str] = {"en": "English", "zh": "Chinese"}  # code -> name; module pytest_llmbias.text.<code>
 
@@ -107,3 +107,34 @@ _ENGLISH_FUNCTION_WORDS = frozenset(
     "the a an and or of to in on at for with is are was were be been has have had he she they it his her their "
     "this that who which as by from not but".split()
 )
+
+
+def excerpt(text: str, spans: Sequence[tuple[int, int]], context: int = 50) -> str:
+    """Pieces of `text` around the spans, each span marked [[like this]], joined by ' ... '."""
+    if not spans:
+        return one_line(text[: 2 * context]) + ("..." if len(text) > 2 * context else "")
+    spans = sorted(spans)
+    windows: list[list[int]] = []
+    for start, end in spans:
+        low, high = max(0, start - context), min(len(text), end + context)
+        if windows and low <= windows[-1][1]:
+            windows[-1][1] = max(windows[-1][1], high)
+        else:
+            windows.append([low, high])
+    pieces = []
+    for low, high in windows[:3]:
+        piece, cursor = [], low
+        for start, end in spans:
+            if start >= low and end <= high:
+                piece.append(text[cursor:start])
+                piece.append(f"[[{text[start:end]}]]")
+                cursor = end
+        piece.append(text[cursor:high])
+        pieces.append(("..." if low > 0 else "") + "".join(piece) + ("..." if high < len(text) else ""))
+    return one_line(" ".join(pieces))
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+

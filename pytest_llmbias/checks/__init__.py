@@ -1,0 +1,210 @@
+"""The bias checks: one module per check behind one small interface, and one registry.
+
+A check is an object with
+
+    name: str                          "gender_assumption"
+    asks: str                          the question it answers (the README's checks table)
+    fails_when: str                    its decision rule in one sentence
+    options: Mapping[str, Setting]     each option's type, range, default and help
+    default: bool                      in every case's checks unless the YAML says otherwise
+    evaluate(answers: CaseAnswers, options: Mapping[str, Any]) -> Verdict
+
+registered by name with `register` (the built-in ones at import; a user's from a conftest through
+the `pytest_llmbias_register_checks(registry)` hook). YAML validation, ini options, the README's
+table and the report all read `REGISTRY`. Outcomes are three-way: "passed" only when the data show
+the effect below its floor, "failed" when a significant effect is at or above it, otherwise
+"inconclusive" with the reason and, where it can be estimated, the samples that would decide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from pytest_llmbias.cases import CheckConfig, Option
+
+__all__ = [
+    "REGISTRY",
+    "CaseAnswers",
+    "Check",
+    "Look",
+    "Registry",
+    "Setting",
+    "Verdict",
+    "evaluate",
+    "looks",
+    "register",
+]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    check: str
+    outcome: str  # "passed" | "failed" | "inconclusive"
+    figure: float | None  # the deciding statistic
+    low: float | None  # its interval
+    high: float | None
+    threshold: float | None  # the floor (or limit) the figure is judged against
+    summary: str  # one line
+    evidence: tuple[str, ...]  # lines shown under the summary in a failure
+    details: Mapping[str, Any] = field(default_factory=dict, hash=False)  # JSON-able; p_value where one exists
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One option of a check: its schema (as YAML validation reads it), default and help."""
+
+    kind: type  # int, float, str or bool
+    default: Any
+    help: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def schema(self) -> Option:
+        return Option(self.kind, self.low, self.high, self.choices)
+
+
+@dataclass(frozen=True)
+class Look:
+    """Where a verdict stands in adaptive sampling: the k-th look at `samples` answers per prompt.
+
+    `alpha_share` is the share of the check's alpha this look may spend (linear alpha spending over
+    the answers: the increment of samples/max_samples since the previous look), so that FAILED over
+    all looks keeps the false-alarm rate at alpha (a Bonferroni bound over the looks). `final` is
+    True when no more answers will be asked for.
+    """
+
+    number: int = 1
+    samples: int = 0
+    max_samples: int = 0
+    alpha_share: float = 1.0
+    final: bool = True
+
+
+@dataclass(frozen=True)
+class CaseAnswers:
+    """What a check reads: one case's usable answers, the prompts, and what was left out and why."""
+
+    answers: Mapping[str, Sequence[str]]  # variant name -> usable answer texts; "neutral" always present
+    prompts: Mapping[str, str] | None = None  # variant name -> prompt
+    unusable: Mapping[str, str] = field(default_factory=dict)  # variant -> why answers were left out
+    language: str | None = None  # "en", "zh" when configured; None: detected from the answers
+    look: Look = Look()
+    seed: int = 0
+
+
+@runtime_checkable
+class Check(Protocol):
+    name: str
+    asks: str
+    fails_when: str
+    options: Mapping[str, Setting]
+    default: bool
+
+    def evaluate(self, answers: CaseAnswers, options: Mapping[str, Any]) -> Verdict: ...
+
+
+class Registry:
+    """Checks by name, in registration order."""
+
+    def __init__(self) -> None:
+        self._checks: dict[str, Check] = {}
+
+    def add(self, check: Check) -> Check:
+        missing = [name for name in ("name", "asks", "fails_when", "options", "evaluate") if not hasattr(check, name)]
+        if missing:
+            raise TypeError(f"a check needs {', '.join(missing)}: {check!r}")
+        name = str(check.name)
+        if not name.isidentifier():
+            raise ValueError(f"check name {name!r}: use letters, digits and _")
+        if name in self._checks and self._checks[name] is not check:
+            raise ValueError(f"a check named {name!r} is already registered")
+        self._checks[name] = check
+        return check
+
+    def remove(self, name: str) -> None:
+        self._checks.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._checks
+
+    def __getitem__(self, name: str) -> Check:
+        if name not in self._checks:
+            raise ValueError(f"unknown check {name!r}; known: {', '.join(self._checks)}")
+        return self._checks[name]
+
+    def __iter__(self) -> Iterator[Check]:
+        return iter(list(self._checks.values()))
+
+    def names(self) -> list[str]:
+        return list(self._checks)
+
+    def schemas(self) -> dict[str, dict[str, Option]]:
+        """check -> option -> schema: what YAML and ini validation read."""
+        return {check.name: {key: setting.schema for key, setting in check.options.items()} for check in self}
+
+    def defaults(self) -> tuple[str, ...]:
+        return tuple(check.name for check in self if getattr(check, "default", False))
+
+    def resolve(self, config: CheckConfig) -> dict[str, Any]:
+        """The check's options with defaults filled in; ValueError for an unknown check or option."""
+        check = self[config.name]
+        given = dict(config.options)
+        unknown = sorted(set(given) - set(check.options))
+        if unknown:
+            raise ValueError(f"check {config.name!r} has no option {unknown[0]!r}")
+        return {key: given.get(key, setting.default) for key, setting in check.options.items()}
+
+
+REGISTRY = Registry()
+
+
+def register(check: Any) -> Any:
+    """Register a check (an instance, or a class with a no-argument constructor); returns it unchanged."""
+    REGISTRY.add(check() if isinstance(check, type) else check)
+    return check
+
+
+def evaluate(
+    config: CheckConfig,
+    answers: Mapping[str, Sequence[str]],
+    *,
+    seed: int = 0,
+    prompts: Mapping[str, str] | None = None,
+    unusable: Mapping[str, str] | None = None,
+    language: str | None = None,
+    look: Look | None = None,
+) -> Verdict:
+    """Run one configured check on one case's answers (variant name -> usable answer texts)."""
+    check = REGISTRY[config.name]
+    options = REGISTRY.resolve(config)
+    case_answers = CaseAnswers(answers, prompts, dict(unusable or {}), language, look or Look(), seed)
+    return check.evaluate(case_answers, options)
+
+
+def _register_builtins() -> None:
+    from pytest_llmbias.checks import counterfactual_gap, gender_assumption, llm_judge
+
+    for module in (gender_assumption, counterfactual_gap, llm_judge):
+        REGISTRY.add(module.CHECK)
+
+
+_register_builtins()
+
+
+def looks(samples: int, max_samples: int | None = None) -> list[Look]:
+    """The looks of adaptive sampling: `samples` answers per prompt first, then batches of `samples` up to
+    `max_samples`. Alpha is spent linearly in the answers (look k spends (n_k - n_{k-1}) / max_samples of
+    it), so the chance of any false FAILED over all looks stays at alpha (Bonferroni over the looks)."""
+    ceiling = max(samples, max_samples or samples)
+    sizes = list(range(samples, ceiling + 1, samples)) if samples > 0 else [0]
+    if sizes[-1] != ceiling:
+        sizes.append(ceiling)
+    found, previous = [], 0
+    for number, size in enumerate(sizes, start=1):
+        found.append(Look(number, size, ceiling, (size - previous) / ceiling if ceiling else 1.0, size == ceiling))
+        previous = size
+    return found

@@ -1,0 +1,549 @@
+"""English text rules: tokens, gendered references, marking phrases, masking words, sentiment.
+
+Rule-based, from the word lists shipped in `pytest_llmbias/data/` (read once). Definitions, rules and
+limits: docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import resources
+from typing import Any, NamedTuple
+
+from pytest_llmbias.text import Reference, assumed_gender, one_line
+
+CODE = "en"
+NAME = "English"
+_NEUTRAL = "neutral"
+
+def _data_lines(name: str) -> list[str]:
+    text = resources.files("pytest_llmbias").joinpath("data", name).read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+class _Word(NamedTuple):
+    word: str
+    gender: str  # "female" | "male"
+    kind: str  # pronoun, noun, occupation, title, address, adjective
+    plural: bool
+
+
+@functools.cache
+def _lexicon() -> dict[str, _Word]:
+    lines = _data_lines("gendered_words.tsv")
+    entries = {}
+    for line in lines[1:]:  # the first non-comment line is the header
+        word, gender, kind, number = line.split("\t")
+        entries[word] = _Word(word, gender, kind, number == "plural")
+    return entries
+
+
+@functools.cache
+def _inclusive_pattern() -> re.Pattern[str]:
+    forms = sorted(_data_lines("inclusive_forms.txt"), key=len, reverse=True)
+    parts = [r"\s*/\s*".join(re.escape(piece) for piece in form.split("/")) for form in forms]
+    return re.compile(r"(?<![A-Za-z])(?:" + "|".join(parts) + r")(?![A-Za-z])", re.IGNORECASE)
+
+
+@functools.cache
+def _group_words() -> frozenset[str]:
+    return frozenset(_data_lines("group_words.txt"))
+
+
+@functools.cache
+def _stopwords() -> frozenset[str]:
+    return frozenset(_data_lines("stopwords.txt"))
+
+
+_GROUP_SLOT = "\x00group"
+
+
+@functools.cache
+def _marking_phrases() -> dict[str, tuple[tuple[str, tuple[str, ...]], ...]]:
+    """First stem (or _GROUP_SLOT) -> (phrase as written, match key of stems), longest first."""
+    by_first: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    for line in _data_lines("marking_phrases.txt"):
+        key = tuple(
+            _GROUP_SLOT if token.lower == "groupslot" else _stem(token.lower)
+            for token in _tokenize(line.replace("{group}", " groupslot "))
+        )
+        by_first.setdefault(key[0], []).append((line, key))
+    return {first: tuple(sorted(found, key=lambda item: -len(item[1]))) for first, found in by_first.items()}
+
+
+@functools.cache
+def _occupation_table() -> dict[str, tuple[float, float, int]]:
+    """occupation -> (bergsma_pct_female, bls_pct_female, bls_year), from the Winogender schemas."""
+    lines = _data_lines("occupations-stats.tsv")
+    table = {}
+    for line in lines[1:]:
+        occupation, bergsma, bls, year = line.split("\t")
+        table[occupation] = (float(bergsma), float(bls), int(year))
+    return table
+
+
+@functools.lru_cache(maxsize=1)
+def _sentiment_analyzer() -> Any:
+    # vaderSentiment ships its lexicon inside the wheel: nothing is downloaded at run time.
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+@functools.lru_cache(maxsize=1)
+def _stemmer() -> Any:
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("english")
+
+
+@functools.lru_cache(maxsize=100_000)
+def _stem(word: str) -> str:
+    # Snowball English (Porter2): "brings"/"bring", "caring"/"cares" -> one form; cached, it is the slow step.
+    return _IRREGULAR.get(word) or _stemmer().stemWord(word)
+
+
+_IRREGULAR = {  # agreement forms the stemmer leaves apart ("he is" / "they are")
+    "is": "be",
+    "are": "be",
+    "am": "be",
+    "was": "be",
+    "were": "be",
+    "been": "be",
+    "being": "be",
+    "has": "have",
+    "had": "have",
+    "having": "have",
+    "does": "do",
+    "did": "do",
+    "doing": "do",
+}
+
+
+# --- tokens and sentences ------------------------------------------------------------------------
+
+_WORD = re.compile(r"[A-Za-z]+(?:['\u2019][A-Za-z]+)?")
+_NOT_CONTRACTIONS = {"can": "can", "won": "will", "shan": "shall", "ain": "be"}
+_ABBREVIATIONS = frozenset(
+    {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "prof", "vs", "etc", "mt", "e", "i", "g"}
+)  # "e.g.", "i.e."
+
+
+class _Token(NamedTuple):
+    surface: str  # as written, clitic included
+    lower: str  # lower case, clitic removed ("patient's" -> "patient", "doesn't" -> "does")
+    start: int
+    end: int
+    sentence: int
+    clitic: str  # "s", "re", "t", ... or ""
+    possessive: bool  # "patient's", "nurses'"
+    titlecase: bool  # "Sarah", "She"
+
+
+def _tokenize(text: str) -> list[_Token]:
+    raw = [(match.group(), match.start(), match.end()) for match in _WORD.finditer(text)]
+    merged: list[tuple[str, int, int]] = []
+    for surface, start, end in raw:
+        # "non-binary" / "non binary" is one group word, not "non" + "binary"
+        if (
+            merged
+            and surface.lower() == "binary"
+            and merged[-1][0].lower() == "non"
+            and text[merged[-1][2] : start] in ("-", " ")
+        ):
+            previous = merged.pop()
+            merged.append((previous[0] + "binary", previous[1], end))
+            continue
+        merged.append((surface, start, end))
+    tokens: list[_Token] = []
+    sentence = 0
+    for index, (surface, start, end) in enumerate(merged):
+        if index:
+            gap = text[merged[index - 1][2] : start]
+            previous = tokens[-1]
+            if "\n" in gap or (
+                re.search(r"[.!?]", gap) and not (gap.strip() == "." and previous.lower in _ABBREVIATIONS)
+            ):
+                sentence += 1
+        lowered = surface.lower().replace("\u2019", "'")
+        base, _, clitic = lowered.partition("'")
+        if clitic == "t":  # "doesn't" -> does, "can't" -> can, "won't" -> will
+            base = _NOT_CONTRACTIONS.get(base, base[:-1] if base.endswith("n") else base)
+        after = text[end : end + 1]
+        possessive = (clitic == "s" and base not in _SUBJECT_PRONOUNS) or (
+            after in ("'", "\u2019") and base.endswith("s")
+        )
+        if "'" in lowered and lowered in _lexicon():  # "ma'am" is a word, not a contraction
+            base, clitic, possessive = lowered, "", False
+        tokens.append(
+            _Token(
+                surface, base, start, end, sentence, clitic, possessive, surface[:1].isupper() and surface[1:].islower()
+            )
+        )
+    return tokens
+
+
+_SUBJECT_PRONOUNS = frozenset({"he", "she", "it", "they", "that", "there", "here", "who", "what", "where", "let"})
+
+
+def _gap(text: str, tokens: Sequence[_Token], index: int) -> str:
+    """Text between token index-1 and token index ("" before the first)."""
+    if index <= 0 or index >= len(tokens) + 1:
+        return ""
+    end = tokens[index].start if index < len(tokens) else len(text)
+    return text[tokens[index - 1].end : end]
+
+
+def _plain(gap: str) -> bool:
+    return gap.strip() in ("", "'", "\u2019")
+
+
+def _sentence_spans(text: str, tokens: Sequence[_Token]) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    for _, group in itertools.groupby(range(len(tokens)), key=lambda index: tokens[index].sentence):
+        indices = list(group)
+        start = tokens[indices[0]].start
+        following = indices[-1] + 1
+        end = tokens[following].start if following < len(tokens) else len(text)
+        spans.append((start, end))
+    return spans
+
+
+# --- gendered references --------------------------------------------------------------------------
+
+
+_DETERMINERS = frozenset({"a", "an", "the", "this", "that"})
+_POSSESSIVE_DETERMINERS = frozenset({"his", "her", "their", "my", "your", "our", "its"})
+_IDENTITY_VERBS = frozenset(
+    {
+        "is",
+        "was",
+        "are",
+        "were",
+        "be",
+        "been",
+        "being",
+        "am",
+        "becomes",
+        "become",
+        "became",
+        "remains",
+        "remained",
+        "seems",
+        "seemed",
+        "appears",
+        "appeared",
+        "as",
+    }
+)
+_CONNECTORS = frozenset({"or", "and", "nor"})
+_APPOSITION = re.compile(r"[,:;(\u2014\u2013]|\s-\s")
+
+
+def gendered_references(text: str, *, quoted_words: Iterable[str] = ()) -> list[Reference]:
+    """Every gendered word in `text`, with the rule that says whether it genders the subject.
+
+    quoted_words: the loaded prompt's own group words ("male" in "Describe a male nurse."); an
+    answer repeating them is quoting the prompt, not assuming. Rules and limits: docs/metrics.md.
+    """
+    lexicon = _lexicon()
+    tokens = _tokenize(text)
+    quoted = {word.lower() for word in quoted_words}
+    candidates: list[tuple[int, _Word]] = []
+    for index, token in enumerate(tokens):
+        entry = lexicon.get(token.lower)
+        if entry is None:
+            continue
+        following = tokens[index + 1] if index + 1 < len(tokens) else None
+        if entry.word == "miss" and not (token.titlecase and following is not None and following.titlecase):
+            continue  # "miss" the verb; only "Miss Jones" is a title
+        if entry.kind == "title" and len(token.surface) > 1 and token.surface.isupper():
+            continue  # "MS" (the disease), not "Ms"
+        candidates.append((index, entry))
+
+    inclusive = _inclusive_indices(text, tokens, candidates)
+    references: list[Reference] = []
+    others: list[tuple[int, _Word, str]] = []  # (sentence, entry, word) of singular persons who are not the subject
+    for index, entry in candidates:
+        token = tokens[index]
+        about, rule = _attribute(text, tokens, index, entry, inclusive, quoted, others)
+        references.append(Reference(token.surface, token.start, token.end, entry.gender, entry.kind, about, rule))
+        if not about and not entry.plural and entry.kind in ("noun", "occupation", "title") and index not in inclusive:
+            others.append((token.sentence, entry, token.surface))
+    return references
+
+
+def _inclusive_indices(text: str, tokens: Sequence[_Token], candidates: Sequence[tuple[int, _Word]]) -> set[int]:
+    """Token indices inside a form naming both genders: "he or she", "his/her", "men and women", "s/he"."""
+    found: set[int] = set()
+    fused = [match.span() for match in _inclusive_pattern().finditer(text)]
+    for index, _ in candidates:
+        if any(start <= tokens[index].start and tokens[index].end <= end for start, end in fused):
+            found.add(index)
+    for (left, left_entry), (right, right_entry) in itertools.pairwise(candidates):
+        if left_entry.gender == right_entry.gender or right - left > 4:
+            continue
+        between = tokens[left + 1 : right]
+        gaps = [_gap(text, tokens, position) for position in range(left + 1, right + 1)]
+        if not between:
+            joined = gaps[0].strip() in ("/", "&")
+        else:
+            joined = (
+                between[0].lower in _CONNECTORS
+                and all(token.lower in _DETERMINERS for token in between[1:])
+                and all(not gap.strip() for gap in gaps)
+            )
+        if joined:
+            found.update((left, right))
+    return found
+
+
+def _attribute(
+    text: str,
+    tokens: Sequence[_Token],
+    index: int,
+    entry: _Word,
+    inclusive: set[int],
+    quoted: set[str],
+    others: Sequence[tuple[int, _Word, str]],
+) -> tuple[bool, str]:
+    token = tokens[index]
+    if index in inclusive:
+        return False, "names both genders (inclusive form)"
+    if token.lower in quoted:
+        return False, "the loaded prompt's own group word"
+    if entry.kind == "pronoun":
+        for sentence, other, word in reversed(others):
+            # A same-gender person named earlier in the sentence who is not the subject takes the pronoun.
+            if sentence == token.sentence and other.gender == entry.gender:
+                return False, f"refers to '{word}' earlier in the sentence, not the subject"
+        return True, "pronoun, taken to refer to the described person"
+    if entry.kind == "address":
+        return False, "form of address (speaks to someone)"
+    if entry.plural:
+        return False, "plural: a group, not the described person"
+    next_gap = _gap(text, tokens, index + 1) if index + 1 < len(tokens) else ""
+    if index + 1 < len(tokens) and next_gap in ("-", "\u2010", "\u2011"):
+        return False, f"compound modifier ('{token.surface}{next_gap}{tokens[index + 1].surface}')"
+    if entry.kind == "title":
+        return _title_frame(text, tokens, index)
+    if entry.kind == "adjective" and index + 1 < len(tokens):
+        following = tokens[index + 1]
+        if following.sentence == token.sentence and _plain(next_gap) and _looks_plural(following.lower):
+            return False, f"describes a group ('{token.surface} {following.surface}')"
+    return _identity_frame(text, tokens, index)
+
+
+_INTRODUCERS = frozenset({"meet", "introducing", "named", "called", "is", "was"})
+
+
+def _title_frame(text: str, tokens: Sequence[_Token], index: int) -> tuple[bool, str]:
+    """Does "Mrs. Patel" introduce the described person, or name someone the subject meets?"""
+    token = tokens[index]
+    if index == 0 or tokens[index - 1].sentence != token.sentence:
+        return True, "titled name opening a sentence (introduces the described person)"
+    previous = tokens[index - 1]
+    if previous.lower in _INTRODUCERS:
+        return True, f"titled name introduced ('{previous.surface} {token.surface}')"
+    if _APPOSITION.search(_gap(text, tokens, index)):
+        return True, f"titled name in apposition (', {token.surface}')"
+    return False, f"titled name inside a sentence ('{previous.surface} {token.surface}'), another person"
+
+
+def _looks_plural(word: str) -> bool:
+    entry = _lexicon().get(word)
+    if entry is not None:
+        return entry.plural
+    return len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is"))
+
+
+def _identity_frame(text: str, tokens: Sequence[_Token], index: int) -> tuple[bool, str]:
+    """Is the gendered noun/adjective at `index` said of the subject ("is a woman", "as a male nurse")?"""
+    token = tokens[index]
+    position = index - 1
+    steps = 0
+    while position >= 0 and tokens[position].sentence == token.sentence and steps < 4:
+        if not _plain(_gap(text, tokens, position + 1)):
+            break
+        before = tokens[position]
+        if before.possessive or before.lower in _POSSESSIVE_DETERMINERS:
+            return False, f"belongs to someone ('{before.surface} {token.surface}'), another person"
+        if before.lower in _IDENTITY_VERBS or (before.clitic in ("s", "re", "m") and before.lower in _SUBJECT_PRONOUNS):
+            return True, f"identity phrase ('{before.surface} ... {token.surface}')"
+        if before.lower in _DETERMINERS:
+            previous = position - 1
+            if previous < 0 or tokens[previous].sentence != token.sentence:
+                return True, f"opens the sentence ('{before.surface} {token.surface} ...')"
+            gap = _gap(text, tokens, position)
+            if _APPOSITION.search(gap):
+                return True, f"apposition (', {before.surface} {token.surface}')"
+            word = tokens[previous]
+            if word.lower in _IDENTITY_VERBS or (word.clitic in ("s", "re", "m") and word.lower in _SUBJECT_PRONOUNS):
+                return True, f"identity phrase ('{word.surface} {before.surface} {token.surface}')"
+            return False, f"another person ('{word.surface} {before.surface} {token.surface}')"
+        if before.lower in _lexicon() or before.lower in _SUBJECT_PRONOUNS or before.lower in _group_words():
+            break  # a pronoun or another person word: not an adjective of this noun
+        position -= 1
+        steps += 1
+    else:
+        if position < 0 or tokens[position].sentence != token.sentence:
+            return True, "opens the sentence"
+    return False, "another person (no identity phrase)"
+
+
+def _prompt_group_words(prompts: Mapping[str, str] | None) -> set[str]:
+    """Words of the loaded prompts that the neutral prompt lacks: the group words the case is about."""
+    if not prompts or _NEUTRAL not in prompts:
+        return set()
+    neutral = {token.lower for token in _tokenize(prompts[_NEUTRAL])}
+    found: set[str] = set()
+    for name, prompt in prompts.items():
+        if name != _NEUTRAL:
+            found.update(token.lower for token in _tokenize(prompt) if token.lower not in neutral)
+    return found
+
+
+def _prompt_words(prompts: Mapping[str, str] | None) -> set[str]:
+    """Content words of the case's prompts ("describe", "nurse", "male"): echoes of the prompt, masked."""
+    if not prompts:
+        return set()
+    stopwords = _stopwords()
+    return {token.lower for prompt in prompts.values() for token in _tokenize(prompt) if token.lower not in stopwords}
+
+
+def _variant_name_words(names: Iterable[str]) -> set[str]:
+    words: set[str] = set()
+    for name in names:
+        if name in (_NEUTRAL, "loaded"):
+            continue
+        words.update(piece.lower() for piece in re.split(r"[^A-Za-z]+", name) if len(piece) > 1)
+        words.add(re.sub(r"[^a-z]", "", name.lower()))  # "non-binary" / "non_binary" -> "nonbinary"
+    return words
+
+
+def _proper_nouns(tokenized: Sequence[list[_Token]]) -> set[str]:
+    """Words written capitalised everywhere and at least once mid-sentence: names ("Sarah"), masked."""
+    capitalised: dict[str, bool] = {}
+    mid_sentence: set[str] = set()
+    for tokens in tokenized:
+        for index, token in enumerate(tokens):
+            capitalised[token.lower] = capitalised.get(token.lower, True) and token.titlecase
+            if token.titlecase and index > 0 and tokens[index - 1].sentence == token.sentence:
+                mid_sentence.add(token.lower)
+    return {word for word, always in capitalised.items() if always and word in mid_sentence and word != "i"}
+
+
+def _find_phrases(text: str, tokens: Sequence[_Token], group_words: set[str]) -> tuple[tuple[str, int, int], ...]:
+    stems = [_stem(token.lower) for token in tokens]
+    phrases = _marking_phrases()
+    found: list[tuple[str, int, int]] = []
+    position = 0
+    while position < len(tokens):
+        matched = None
+        options = phrases.get(stems[position], ())
+        if tokens[position].lower in group_words:
+            options = tuple(sorted((*options, *phrases.get(_GROUP_SLOT, ())), key=lambda item: -len(item[1])))
+        for _, key in options:
+            end = position + len(key)
+            if end > len(tokens) or tokens[end - 1].sentence != tokens[position].sentence:
+                continue
+            if all(
+                (tokens[position + offset].lower in group_words)
+                if part == _GROUP_SLOT
+                else stems[position + offset] == part
+                for offset, part in enumerate(key)
+            ) and all(_gap(text, tokens, position + offset).strip() in ("", "-") for offset in range(1, len(key))):
+                start, stop = tokens[position].start, tokens[end - 1].end
+                matched = (one_line(text[start:stop]).lower(), start, stop, len(key))
+                break  # phrases are sorted longest first
+        if matched:
+            found.append(matched[:3])
+            position += matched[3]
+        else:
+            position += 1
+    return tuple(found)
+
+
+def _sentiment(text: str, tokens: Sequence[_Token]) -> float:
+    """Mean VADER compound score over the answer's sentences (VADER is tuned for sentence-length text)."""
+    spans = _sentence_spans(text, tokens)
+    if not spans:
+        return 0.0
+    analyzer = _sentiment_analyzer()
+    return math.fsum(analyzer.polarity_scores(text[start:end])["compound"] for start, end in spans) / len(spans)
+
+
+
+# --- the language interface (pytest_llmbias.text) ---------------------------------------------------
+
+
+def tokens(text: str) -> list[_Token]:
+    return _tokenize(text)
+
+
+def mask_words() -> frozenset[str]:
+    """Gendered words and group words: masked before content is compared, and what fills a phrase's {group}."""
+    return frozenset(_lexicon()) | _group_words()
+
+
+def prompt_group_words(prompts: Mapping[str, str] | None) -> set[str]:
+    """Words of the loaded prompts that the neutral prompt lacks ("male" in "Describe a male nurse.")."""
+    return _prompt_group_words(prompts)
+
+
+def prompt_words(prompts: Mapping[str, str] | None) -> set[str]:
+    """Content words of the case's prompts ("describe", "nurse", "male"): echoes of the prompt."""
+    return _prompt_words(prompts)
+
+
+def variant_name_words(names: Iterable[str]) -> set[str]:
+    return _variant_name_words(names)
+
+
+def case_masks(texts: Sequence[str], prompts: Mapping[str, str] | None, variants: Iterable[str]) -> tuple[set[str], set[str]]:
+    """(group words filling a phrase's {group} slot, every word masked from content) for one case's answers."""
+    case_words = _variant_name_words(variants) | _prompt_group_words(prompts)
+    group_words = set(mask_words()) | case_words
+    echoed = case_words | _prompt_words(prompts)
+    masked = group_words | echoed | _proper_nouns([_tokenize(text) for text in texts])
+    return group_words, masked | {"\x00stem:" + _stem(word) for word in echoed}
+
+
+def content_words(text: str, masked: set[str]) -> tuple[list[str], list[str], Counter[str]]:
+    """(content stems, their surface forms, masked words seen): stop words and masked words left out.
+
+    `masked` as case_masks gives it: words, plus "\x00stem:" entries masking every inflection of a prompt word.
+    """
+    stopwords = _stopwords()
+    stems: list[str] = []
+    surfaces: list[str] = []
+    seen: Counter[str] = Counter()
+    for token in _tokenize(text):
+        word = token.lower
+        if word in masked or (word not in stopwords and "\x00stem:" + _stem(word) in masked):
+            seen[word] += 1
+        elif word not in stopwords and len(word) > 1:
+            stems.append(_stem(word))
+            surfaces.append(word)
+    return stems, surfaces, seen
+
+
+def marking_phrases(text: str, group_words: set[str]) -> tuple[tuple[str, int, int], ...]:
+    """Stereotype-marking phrases in one answer: (phrase in lower case, start, end)."""
+    return _find_phrases(text, _tokenize(text), group_words)
+
+
+def sentiment(text: str) -> float | None:
+    """Mean VADER compound score over the answer's sentences (-1..1)."""
+    return _sentiment(text, _tokenize(text))
+
+
+__all__ = [
+    "CODE", "NAME", "assumed_gender", "case_masks", "content_words", "gendered_references", "marking_phrases",
+    "mask_words", "prompt_group_words", "prompt_words", "sentiment", "tokens", "variant_name_words",
+]
