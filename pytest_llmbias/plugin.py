@@ -34,7 +34,7 @@ class LLMBiasSpec:
 
 
 # Features with options and hooks of their own; each is a plugin module, loaded with this one.
-FEATURE_PLUGINS = ("pytest_llmbias.reporting", "pytest_llmbias.databricks")
+FEATURE_PLUGINS = ("pytest_llmbias.report.hooks", "pytest_llmbias.databricks")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -318,9 +318,6 @@ class CheckItem(pytest.Item):
             llm_session.add_verdict(self.case, self.check.name, "filtered", message=str(filtered))
             raise pytest.skip.Exception(f"filtered: {filtered}", _use_item_location=True) from None
         llm_session.add_verdict(self.case, self.check.name, verdict.outcome, verdict)
-        for name in ("figure", "low", "high", "threshold"):
-            if getattr(verdict, name) is not None:  # JUnit would show the string "None"
-                self.user_properties.append((f"llmbias_{name}", getattr(verdict, name)))
         if verdict.outcome == "failed":
             raise BiasCheckFailed(verdict)
         if verdict.outcome == "inconclusive":

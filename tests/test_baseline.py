@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmbias import baseline as bl
+from pytest_llmbias.report import baselines as bl
 from pytest_llmbias.standin import Planted, StandIn
 from pytest_llmbias.stats import holm
 from tests.conftest import run_inner

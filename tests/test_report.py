@@ -9,8 +9,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from pytest_llmbias import report
-from pytest_llmbias.baseline import GENDER_INDICATOR, CheckChange, IndicatorTest
+from pytest_llmbias.report import terminal as report
+from pytest_llmbias.report.baselines import GENDER_INDICATOR, CheckChange, IndicatorTest
 from pytest_llmbias.standin import StandIn
 from tests.conftest import run_inner
 from tests.test_baseline import PLANTED, SUITE

@@ -275,7 +275,7 @@ def group_answers(answer_rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, s
 
 def phrase_finder(variants: Sequence[str], prompts: Mapping[str, str]) -> Callable[[str], list[tuple[int, int, str]]]:
     """The marking-phrase matcher of counterfactual_gap, with the case's own group words."""
-    from .metrics import marking_phrases
+    from ..metrics import marking_phrases
 
     def find(text: str) -> list[tuple[int, int, str]]:
         return [(start, end, phrase) for phrase, start, end in
@@ -286,7 +286,7 @@ def phrase_finder(variants: Sequence[str], prompts: Mapping[str, str]) -> Callab
 
 def answer_marks(case: CaseAnswers) -> dict[str, list[AnswerMarks]]:
     """Variant -> marks of each answer, in sample order (blocked answers included, marked as seen)."""
-    from .metrics import assumed_gender, gendered_references
+    from ..metrics import assumed_gender, gendered_references
 
     find_phrases = phrase_finder(case.variants, case.prompts)
     marks: dict[str, list[AnswerMarks]] = {}
@@ -447,7 +447,7 @@ def compare(
     confidence: float = 0.95,
 ) -> Comparison:
     """The current run against a baseline: outcome changes and indicator tests, Holm over all tests."""
-    from .stats import holm, two_proportion_test
+    from ..stats import holm, two_proportion_test
 
     if not 0.0 < alpha < 1.0:
         raise BaselineError(f"the baseline alpha must be between 0 and 1 (got {alpha})")

@@ -1,7 +1,9 @@
-"""Reporting feature plugin: terminal summary, HTML page, baselines, JUnit properties, pytest-html extras.
+"""The reporting hooks, all in one place: terminal summary, HTML page, baselines, JUnit properties,
+pytest-html extras.
 
-Every hook is a few lines; the work is in report.py (terminal lines), html.py (the page) and
-baseline.py (save, load, compare). Nothing heavy is imported here.
+Every hook is a few lines; the work is in terminal.py (the table's lines), html.py (the page),
+baselines.py (save, load, compare) and junit.py (JUnit properties, pytest-html extras).
+Nothing heavy is imported here.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .plugin import SESSION_KEY, CheckItem
+from ..plugin import SESSION_KEY, CheckItem
 
 GROUP_DESCRIPTION = "LLM bias tests (pytest-llmbias)"
 
@@ -20,12 +22,12 @@ GROUP_DESCRIPTION = "LLM bias tests (pytest-llmbias)"
 @dataclass
 class ReportingState:
     html_path: Path | None = None
-    save_location: Any = None  # baseline.Location
-    baseline: Any = None  # baseline.Baseline, loaded at configure so a wrong name stops the run at once
+    save_location: Any = None  # baselines.Location
+    baseline: Any = None  # baselines.Baseline, loaded at configure so a wrong name stops the run at once
     alpha: float = 0.05
     fail_on_regression: bool = False
-    comparison: Any = None  # baseline.Comparison, at session end
-    saved: Any = None  # baseline.Saved
+    comparison: Any = None  # baselines.Comparison, at session end
+    saved: Any = None  # baselines.Saved
     html_written: Path | None = None
     problems: list[str] = field(default_factory=list)  # one line each, shown in red in the summary
     regression_failed: bool = False
@@ -56,7 +58,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _state_from(config: pytest.Config) -> ReportingState:
-    from .baseline import BaselineError, load, locate
+    from .baselines import BaselineError, load, locate
 
     rootdir, here = Path(config.rootpath), Path(config.invocation_params.dir)
     folder = config.getini("llmbias_baselines") or ".llmbias/baselines"
@@ -118,24 +120,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     row = _verdict_row(item)
     if row is None:
         return report
-    # JUnit reads the properties from the teardown report, which copies the item's.
-    item.user_properties.append(("llmbias_outcome", row["outcome"]))
-    if row.get("p_value") is not None:
-        item.user_properties.append(("llmbias_p_value", row["p_value"]))
+    from .junit import junit_properties, pytest_html_extra
+
     state = item.config.stash.get(STATE_KEY, None)
-    if state is not None and state.baseline is not None:
-        before = next((old for old in reversed(state.baseline.verdict_rows)
-                       if (old.get("case_file"), old.get("case_id"), old.get("check"))
-                       == (row["case_file"], row["case_id"], row["check"])), None)
-        item.user_properties.append(("llmbias_baseline_outcome", before.get("outcome") if before else "absent"))
-        if before is not None and before.get("figure") is not None:
-            item.user_properties.append(("llmbias_baseline_figure", before["figure"]))
+    baseline = state.baseline if state is not None else None
+    before = None if baseline is None else next(
+        (old for old in reversed(baseline.verdict_rows)
+         if (old.get("case_file"), old.get("case_id"), old.get("check"))
+         == (row["case_file"], row["case_id"], row["check"])), None)
+    # JUnit reads the properties from the teardown report, which copies the item's.
+    item.user_properties.extend(junit_properties(row, before, with_baseline=baseline is not None))
     if getattr(item.config.option, "htmlpath", None):  # pytest-html is installed and asked for a report
-        from pytest_html import extras
-
-        from .html import evidence_html
-
-        report.extras = [*getattr(report, "extras", []), extras.html(evidence_html(row))]
+        report.extras = [*getattr(report, "extras", []), pytest_html_extra(row)]
     return report
 
 
@@ -148,7 +144,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     results = llm_session.results
     if state.baseline is not None:
-        from .baseline import compare
+        from .baselines import compare
 
         state.comparison = compare(results.answer_rows, results.verdict_rows, state.baseline, alpha=state.alpha)
         results.baseline = state.comparison  # for the notebook's report: html.Report.from_results(results)
@@ -169,7 +165,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def _save(state: ReportingState, results: Any, exitstatus: int) -> None:
-    from .baseline import BaselineError, save
+    from .baselines import BaselineError, save
 
     if exitstatus == pytest.ExitCode.INTERRUPTED:
         state.problems.append(f"baseline {state.save_location.shown} not saved: the run was interrupted")
@@ -185,7 +181,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     llm_session = config.stash.get(SESSION_KEY, None)
     if llm_session is None or llm_session.results is None:
         return
-    from .report import regression_line, saved_line, summary_lines
+    from .terminal import regression_line, saved_line, summary_lines
 
     results = llm_session.results
     state = config.stash.get(STATE_KEY, None) or ReportingState()

@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .baseline import (
+from .baselines import (
     BLOCKED,
     GENDER_INDICATOR,
     NEUTRAL,
@@ -34,7 +34,7 @@ from .baseline import (
     load,
     locate,
 )
-from .report import outcome_label, outcome_rank, worst_first
+from .terminal import outcome_label, outcome_rank, worst_first
 
 OUTCOME_COLOURS = {
     "error": "#6a1b9a",
@@ -382,7 +382,7 @@ def _gap_chart(cases: Sequence[_Case]) -> str:
 
 
 def _phrase_chart(cases: Sequence[_Case], colours: Mapping[str, str], comparison: Comparison | None) -> str:
-    from .stats import wilson_interval
+    from ..stats import wilson_interval
 
     changes = comparison.by_key() if comparison is not None else {}
     rows, shown_cases, total_cases = [], 0, 0
@@ -833,7 +833,7 @@ class Report:
 
 
 def show(results: Any, baseline: str | Path | Baseline | Comparison | None = None, **options: Any) -> Report:
-    """In a notebook: draw the run's report inline (`pytest_llmbias.html.show(results)`)."""
+    """In a notebook: draw the run's report inline (`pytest_llmbias.report.html.show(results)`)."""
     report = Report.from_results(results, baseline, **options)
     report.show()
     return report
