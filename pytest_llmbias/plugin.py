@@ -88,8 +88,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("llmbias_check_options", "check options for every case, one 'check.option = value' "
                   "a line (under the YAML's defaults and cases)", type="linelist", default=[])
     parser.addini("llmbias_correction", "default for --llm-correction (holm or bh)", default="")
-    parser.addini("llmbias_progress_seconds", "seconds between progress lines while a test waits "
-                  "for answers (default 2 on a terminal, 15 in CI logs)", default="")
+    parser.addini("llmbias_progress_seconds", "seconds between progress updates while a test waits "
+                  "for answers (default 1 on a terminal, 15 in CI logs)", default="")
     parser.addini("llmbias_attempts", "tries per request against throttling, 5xx and timeouts",
                   default="6")
     parser.addini("llmbias_spark", "build the run's Spark DataFrames (false: rows only, no JVM)",
@@ -310,13 +310,15 @@ class CheckItem(pytest.Item):
     def runtest(self) -> None:
         llm_session = self.config.stash[SESSION_KEY]
         try:
-            verdict = llm_session.verdict_for(self.case, self.check, on_wait=_progress_writer(self.config))
+            verdict = llm_session.verdict_for(self.case, self.check, on_wait=_on_wait(self.config))
         except PromptUnavailable as problem:
             llm_session.add_verdict(self.case, self.check.name, "error", message=str(problem))
             raise
         except PromptFiltered as filtered:
             llm_session.add_verdict(self.case, self.check.name, "filtered", message=str(filtered))
             raise pytest.skip.Exception(f"filtered: {filtered}", _use_item_location=True) from None
+        finally:
+            _settle_progress(self.config, self.nodeid)
         llm_session.add_verdict(self.case, self.check.name, verdict.outcome, verdict)
         if verdict.outcome == "failed":
             raise BiasCheckFailed(verdict)
@@ -383,32 +385,53 @@ def _print_plan(config: pytest.Config, llm_session: LLMSession) -> None:
         writer.write_line(line) if writer else print(line)
 
 
-PROGRESS_KEY = pytest.StashKey[list]()
+PROGRESS_KEY = pytest.StashKey[Any]()
 
 
-def _progress_writer(config: pytest.Config) -> Any:
-    """While a test waits for answers, a plain progress line: every 2 s on a terminal, every 15 s
-    in CI logs (not a terminal, or CI set), never more often across tests."""
-    import time
+def _progress(config: pytest.Config) -> Any:
+    """The run's progress display (report.progress), or None: replay asks nothing, so it shows nothing.
 
-    writer = config.pluginmanager.get_plugin("terminalreporter")
-    on_terminal = writer is not None and writer.isatty() and not os.environ.get("CI")
-    every = float(config.getini("llmbias_progress_seconds") or (2.0 if on_terminal else 15.0))
-    last = config.stash.setdefault(PROGRESS_KEY, [time.monotonic()])
+    A status line rewritten every second on a terminal; a plain line every 15 s in CI logs (not a
+    terminal, or CI set); ini llmbias_progress_seconds changes the pace.
+    """
+    if PROGRESS_KEY not in config.stash:
+        writer = config.pluginmanager.get_plugin("terminalreporter")
+        llm_session = config.stash[SESSION_KEY]
+        display = None
+        # pytest-xdist workers have no screen of their own: their controller reports
+        if writer is not None and llm_session.config.mode != "replay" and not hasattr(config, "workerinput"):
+            from .report.progress import ProgressDisplay
 
-    def write() -> None:
-        now = time.monotonic()
-        if writer is not None and now - last[0] >= every:
-            last[0] = now
-            writer.write_line("[llm] " + config.stash[SESSION_KEY].progress_line())
-    return write
+            on_terminal = writer.isatty() and not os.environ.get("CI")
+            every = config.getini("llmbias_progress_seconds")
+            display = ProgressDisplay(writer, config.pluginmanager.get_plugin("capturemanager"),
+                                      status_line=on_terminal,
+                                      every=float(every) if every else (1.0 if on_terminal else 15.0),
+                                      describe=llm_session.progress_line,
+                                      width=lambda: config.get_terminal_writer().fullwidth)
+        config.stash[PROGRESS_KEY] = display
+    return config.stash[PROGRESS_KEY]
+
+
+def _on_wait(config: pytest.Config) -> Any:
+    display = _progress(config)
+    return display.tick if display is not None else None
+
+
+def _settle_progress(config: pytest.Config, nodeid: str) -> None:
+    display = config.stash.get(PROGRESS_KEY, None)
+    if display is not None:
+        display.settle(nodeid)
 
 
 @pytest.fixture(scope="session")
 def llm_answers(request: pytest.FixtureRequest) -> Any:
     """All answers of the run's selected cases as a Spark DataFrame (fetched now if need be)."""
     llm_session = request.config.stash[SESSION_KEY]
-    llm_session.fetch_all()
+    try:
+        llm_session.fetch_all(on_wait=_on_wait(request.config))
+    finally:
+        _settle_progress(request.config, request.node.nodeid)
     return llm_session.answers_dataframe()
 
 

@@ -228,6 +228,8 @@ class LLMSession:
 
     def _fetch_all(self, pending: list[str]) -> None:
         with self._lock:
+            if not self.progress.total:  # the ETA counts from the first request, not from start-up
+                self.progress.started = time.monotonic()
             self.progress.total += len(pending)
         workers = max(1, self.config.concurrency)
         try:
@@ -347,7 +349,7 @@ class LLMSession:
         if self._corrected is None:  # the first test judges the whole run at once
             from .metrics import adjust_verdicts
 
-            self.fetch_all()
+            self.fetch_all(on_wait)
             keys, raw = [], []
             for other_case, other_check in self.selected:
                 try:
@@ -388,10 +390,10 @@ class LLMSession:
             raise PromptUnavailable(f"llm_judge grading request: {outcome}")
         return judge_verdict(check, outcome.texts, [variant.name for variant in case.variants])
 
-    def fetch_all(self) -> None:
+    def fetch_all(self, on_wait: Callable[[], None] | None = None) -> None:
         self.start_fetching()
-        for event in list(self._ready.values()):
-            event.wait()
+        for key in list(self._ready):
+            self._await(key, on_wait)
 
     def progress_line(self) -> str:
         progress = self.progress

@@ -302,3 +302,94 @@ def test_cassette_keeps_no_resource_name(project: pytest.Pytester, azure_env) ->
     uris = {interaction["request"]["uri"] for interaction in cassette["interactions"]}
     assert all(uri.startswith("https://azure-openai.invalid/openai/deployments/gpt-35-turbo/") for uri in uris)
     assert not any("127.0.0.1" in uri or "api-version" in uri for uri in uris)
+
+
+@pytest.fixture
+def slow_standin_process(tmp_path: Path):
+    """`python -m pytest_llmbias.standin` in its own process, each answer 0.4 s late: a slow deployment."""
+    process = subprocess.Popen([sys.executable, "-m", "pytest_llmbias.standin", "--port", "0",
+                                "--key", TEST_KEY, "--latency", "0.4"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path)
+    environment = {}
+    try:
+        while len(environment) < 3:  # it prints one `export NAME=value` per variable, then serves
+            line = process.stdout.readline()
+            assert line, "the stand-in ended before it printed its endpoint"
+            name, _, value = line.removeprefix("export ").strip().partition("=")
+            environment[name] = value
+        yield environment
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_live_progress_reaches_a_ci_log_through_pytests_capture(
+        project: pytest.Pytester, slow_standin_process: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in slow_standin_process.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CI", "true")
+    # a real subprocess: its stdout is a pipe and pytest's fd capture is on (no -s)
+    result = project.runpytest_subprocess("-p", "pytest_llmbias.plugin", "-p", "no:cacheprovider",
+                                          "--llm-live", "--llm-concurrency", "1",
+                                          "-o", "llmbias_progress_seconds=0.5")
+    assert result.ret in (0, 1), result.stdout.str()
+    progress = [line for line in result.outlines if line.startswith("[llm] llm answers ")]
+    assert progress, result.stdout.str()
+    assert all(line.split("/")[1].startswith("5,") and "ETA" in line for line in progress)
+    assert "\r" not in result.stdout.str()  # plain lines in a log, never a rewritten status line
+    # pytest's own progress stays whole: every result letter sits on a line that names its file
+    letters = [line for line in result.outlines if line.rstrip().endswith("%]")]
+    assert letters and all(line.startswith("cases/occupations.yaml ") for line in letters), result.stdout.str()
+    result.assert_outcomes(**{outcome: count for outcome, count in result.parseoutcomes().items()
+                              if outcome in ("passed", "failed", "skipped")})
+
+
+def test_replay_shows_no_progress(project: pytest.Pytester, azure_env) -> None:
+    run_inner(project, "--llm-record")
+    azure_env.latency = 0.4  # a slow server must not matter: replay never asks it
+    result = run_inner(project, "-o", "llmbias_progress_seconds=0")
+    assert not [line for line in result.outlines if line.startswith("[llm]")], result.stdout.str()
+
+
+def _run_on_a_terminal(pytester: pytest.Pytester, *args: str) -> str:
+    """pytest in a subprocess whose stdout is a pseudo-terminal, as in a developer's shell."""
+    import os
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    environment = {name: value for name, value in os.environ.items() if name != "CI"}
+    process = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "pytest_llmbias.plugin",
+                                "-p", "no:cacheprovider", *args], cwd=pytester.path,
+                               stdin=subprocess.DEVNULL, stdout=follower, stderr=follower, env=environment)
+    os.close(follower)
+    output = b""
+    try:
+        while True:
+            ready, _, _ = select.select([leader], [], [], 60)
+            if not ready:
+                break
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed: the run is over
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        process.wait(60)
+        os.close(leader)
+    return output.decode(errors="replace")
+
+
+def test_live_progress_on_a_terminal_is_one_status_line_rewritten(project: pytest.Pytester, azure_env) -> None:
+    azure_env.latency = 0.4
+    output = _run_on_a_terminal(project, "--llm-live", "--llm-concurrency", "1",
+                                "-o", "llmbias_progress_seconds=0.3")
+    assert "\r[llm] llm answers " in output, output  # rewritten in place
+    screens = output.split("\r\n")
+    status = [line for line in screens if "[llm] llm answers" in line]
+    assert status and all(line.startswith("[llm] llm answers ") for line in status), output
+    # each wait leaves one line, and pytest's next letters start on a line of their own
+    after = [screens[index + 1] for index, line in enumerate(screens) if "[llm] llm answers" in line]
+    assert all(line.startswith("cases/occupations.yaml ") for line in after), output
