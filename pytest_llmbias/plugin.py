@@ -312,29 +312,65 @@ class CheckItem(pytest.Item):
         try:
             verdict = llm_session.verdict_for(self.case, self.check, on_wait=_on_wait(self.config))
         except PromptUnavailable as problem:
-            llm_session.add_verdict(self.case, self.check.name, "error", message=str(problem))
+            llm_session.add_verdict(self.case, self.check.name, "error", message=self._unavailable(problem))
             raise
         except PromptFiltered as filtered:
             llm_session.add_verdict(self.case, self.check.name, "filtered", message=str(filtered))
-            raise pytest.skip.Exception(f"filtered: {filtered}", _use_item_location=True) from None
+            raise pytest.skip.Exception(f"{self._name}: filtered: {filtered}", _use_item_location=True) from None
         finally:
             _settle_progress(self.config, self.nodeid)
         llm_session.add_verdict(self.case, self.check.name, verdict.outcome, verdict)
         if verdict.outcome == "failed":
             raise BiasCheckFailed(verdict)
         if verdict.outcome == "inconclusive":
-            raise pytest.skip.Exception(f"inconclusive: {verdict.summary}", _use_item_location=True)
+            # -rs names the YAML line (a template's for all its cases): the case id says which
+            raise pytest.skip.Exception(f"{self._name}: inconclusive: {self._cause(verdict.summary)}",
+                                        _use_item_location=True)
+
+    @property
+    def _name(self) -> str:
+        return f"{self.case.id}::{self.check.name}"
+
+    def _cause(self, summary: str) -> str:
+        """A verdict's summary without the check's name: the node id already says it."""
+        return summary.removeprefix(f"{self.check.name}: ")
+
+    def _unavailable(self, problem: PromptUnavailable) -> str:
+        if not problem.unrecorded:
+            return str(problem)
+        return f"{problem}; record it with: {_record_command(self.config, self.case)}"
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:
+        # The first line is what pytest's short summary shows after the node id: the cause.
         if isinstance(excinfo.value, BiasCheckFailed):
             verdict = excinfo.value.verdict
-            return "\n".join([verdict.summary, *("  " + line for line in verdict.evidence)])
+            return "\n".join([self._cause(verdict.summary), *("  " + line for line in verdict.evidence)])
         if isinstance(excinfo.value, PromptUnavailable):
-            return f"{self.case.path}:{self.case.line}: case '{self.case.id}': {excinfo.value}"
+            shown = os.path.relpath(self.case.path, self.config.invocation_params.dir)
+            return f"{self._unavailable(excinfo.value)}\n  {shown}:{self.case.line}: case '{self.case.id}'"
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self):
         return self.path, self.case.line - 1, f"{self.case.id}::{self.check.name}"
+
+
+# Options that change what is asked: a record command for a missing recording repeats them.
+REQUEST_OPTIONS = (("llm_deployment", "--llm-deployment"), ("llm_samples", "--llm-samples"),
+                   ("llm_max_samples", "--llm-max-samples"))
+
+
+def _record_command(config: pytest.Config, case: Case) -> str:
+    """The command that records what this run asked for the case's file, from where pytest was run."""
+    import shlex
+
+    words = ["pytest", "--llm-record"]
+    for option, flag in REQUEST_OPTIONS:
+        value = config.getoption(option, None)
+        if value is not None:
+            words += [flag, str(value)]
+    # the whole file, not the node id: a record run drops only the recordings of files run whole
+    words.append(os.path.relpath(case.path, config.invocation_params.dir))
+    return " ".join(shlex.quote(word) for word in words)
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -352,8 +388,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if session.testsfailed and not session.config.option.continue_on_collection_errors:
         return  # pytest stops before the first test: ask nothing, start no JVM
     if session.config.getoption("llm_plan"):
-        _print_plan(session.config, llm_session)
-        pytest.exit("--llm-plan: nothing was asked", returncode=0)
+        return  # pytest_runtestloop prints the plan instead of running the tests
     from .cassettes import TransportNotIntercepted, check_interception
     from .client import ConfigError, Settings
 
@@ -368,6 +403,17 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return  # workers fetch case by case and leave Spark to the controller
     llm_session.start_fetching()
     llm_session.start_spark(session.config.hook.pytest_llmbias_spark_session(config=session.config))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    """--llm-plan: say what the run would ask and run nothing; a clean end (exit 0), not an exit."""
+    llm_session = session.config.stash[SESSION_KEY]
+    if (not session.config.getoption("llm_plan") or not llm_session.has_cases
+            or session.config.option.collectonly or session.testsfailed):
+        return None  # pytest's own loop (which also stops on collection errors)
+    _print_plan(session.config, llm_session)
+    return True
 
 
 def _print_plan(config: pytest.Config, llm_session: LLMSession) -> None:

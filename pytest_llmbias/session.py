@@ -40,8 +40,15 @@ class RunConfig:
     correction: str | None = None        # --llm-correction: "holm" or "bh" over all the run's tests
 
 
+NO_RECORDING = "no recording in "
+
+
 class PromptUnavailable(Exception):
-    """The answers a test needs could not be had; the message says why and how to fix it."""
+    """The answers a test needs could not be had; the message says why (`unrecorded`: a replay miss)."""
+
+    def __init__(self, message: str, *, unrecorded: bool = False) -> None:
+        super().__init__(message)
+        self.unrecorded = unrecorded
 
 
 class PromptFiltered(Exception):
@@ -259,7 +266,7 @@ class LLMSession:
 
         if is_cassette_miss(error):
             paths = ", ".join(self.relative(path) for path in self._cassettes_of.get(key, ()))
-            return f"no recording in {paths}; run pytest --llm-record to ask the deployment and record it"
+            return f"{NO_RECORDING}{paths}"  # the test's message adds the command that records it
         if isinstance(error, RequestFailed):
             return str(error)
         return error  # a bug: the tests that need this prompt re-raise it with its traceback
@@ -336,7 +343,8 @@ class LLMSession:
                 filtered.append(f"{variant.name}: {', '.join(sorted(set(outcome.filtered))) or 'filtered'}")
             answers[variant.name] = usable
         if problems:
-            raise PromptUnavailable(_group_problems(problems))
+            raise PromptUnavailable(_group_problems(problems),
+                                    unrecorded=any(cause.startswith(NO_RECORDING) for _, cause in problems))
         if filtered:
             raise PromptFiltered("content filter withheld every answer of " + "; ".join(filtered))
         return answers
@@ -387,7 +395,8 @@ class LLMSession:
         if isinstance(outcome, BaseException):
             raise outcome
         if isinstance(outcome, str):
-            raise PromptUnavailable(f"llm_judge grading request: {outcome}")
+            raise PromptUnavailable(f"llm_judge grading request: {outcome}",
+                                    unrecorded=outcome.startswith(NO_RECORDING))
         return judge_verdict(check, outcome.texts, [variant.name for variant in case.variants])
 
     def fetch_all(self, on_wait: Callable[[], None] | None = None) -> None:
@@ -502,11 +511,11 @@ class LLMSession:
 
 
 def _group_problems(problems: list[tuple[str, str]]) -> str:
-    """One clause per distinct cause, naming the variants it hit: 'neutral, male: no recording in ...'."""
+    """One clause per distinct cause, cause first: 'no recording in ... (neutral, male)'."""
     by_cause: dict[str, list[str]] = {}
     for variant, cause in problems:
         by_cause.setdefault(cause, []).append(variant)
-    return "; ".join(f"{', '.join(variants)}: {cause}" for cause, variants in by_cause.items())
+    return "; ".join(f"{cause} ({', '.join(variants)})" for cause, variants in by_cause.items())
 
 
 def suite_report(answer_rows: Iterable[Mapping[str, Any]]) -> list[str]:

@@ -134,3 +134,23 @@ def test_pytest_html_gets_the_evidence_as_an_extra(suite: pytest.Pytester) -> No
     passed = [extra for test_id, found in extras.items() if test_id.endswith("teacher::gender_assumption")
               for extra in found]
     assert len(passed) == 1 and "upper bound &lt;= pass_rate" in passed[0]["content"]
+
+
+def test_an_html_path_that_cannot_be_written_stops_the_run_before_anything_is_asked(
+        suite: pytest.Pytester, azure_env: StandIn) -> None:
+    (suite.path / "notes.txt").write_text("a file, where the report's folder would be\n")
+    result = run_inner(suite, "--llm-live", "--llm-html", "notes.txt/report.html")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --llm-html */notes.txt/report.html: cannot write there: "
+                                 "*notes.txt is a file, not a folder"])
+    assert len(azure_env.requests) == 0
+
+
+def test_a_report_that_fails_to_be_written_at_the_end_fails_the_run(suite: pytest.Pytester) -> None:
+    # the folder becomes a file while the tests run: the page cannot be written when the run ends
+    suite.makeconftest("def pytest_collection_finish(session):\n"
+                       "    (session.config.rootpath / 'out').write_text('in the way')\n")
+    result = run_inner(suite, "--llm-live", "--llm-html", "out/report.html", "-k", "teacher and gender_assumption")
+    result.assert_outcomes(passed=1, deselected=7)
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR  # as pytest's own --junitxml when it cannot write
+    result.stdout.fnmatch_lines(["HTML report not written to */out/report.html: *"])

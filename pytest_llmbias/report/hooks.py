@@ -8,6 +8,7 @@ Nothing heavy is imported here.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,9 @@ def _state_from(config: pytest.Config) -> ReportingState:
         state.html_path = Path(here, config.getoption("llm_html"))
     elif config.getini("llmbias_html"):  # ini paths are relative to the ini file, like testpaths
         state.html_path = Path(config.inipath.parent if config.inipath else rootdir, config.getini("llmbias_html"))
+    if state.html_path is not None and (problem := _cannot_write(state.html_path)):
+        # before anything is asked: a live run must not spend its quota on a report it cannot keep
+        raise pytest.UsageError(f"--llm-html {state.html_path}: cannot write there: {problem}")
     try:
         state.alpha = float(config.getini("llmbias_baseline_alpha"))
     except ValueError:
@@ -91,6 +95,20 @@ def _state_from(config: pytest.Config) -> ReportingState:
         raise pytest.UsageError("--llm-fail-on-regression needs a baseline to compare with: "
                                 "add --llm-baseline NAME|PATH")
     return state
+
+
+def _cannot_write(target: Path) -> str | None:
+    """Why a file could not be written at `target` (its folders created as needed), or None."""
+    if target.is_dir():
+        return "it is a folder"
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{folder} is not writable"
+    return None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -132,6 +150,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     item.user_properties.extend(junit_properties(row, before, with_baseline=baseline is not None))
     if getattr(item.config.option, "htmlpath", None):  # pytest-html is installed and asked for a report
         report.extras = [*getattr(report, "extras", []), pytest_html_extra(row)]
+    if report.passed and row.get("summary"):
+        # -rP shows a passed test's sections: its verdict is what a reader wants there
+        report.sections.append(("llm bias verdict", "\n".join([row["summary"], *row.get("evidence", ())])))
     return report
 
 
@@ -162,6 +183,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         state.regression_failed = True
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if (state.problems or results.write_problem) and session.exitstatus == pytest.ExitCode.OK:
+        # an output that was asked for and not written fails the run, as pytest's own --junitxml does
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
 
 def _save(state: ReportingState, results: Any, exitstatus: int) -> None:
