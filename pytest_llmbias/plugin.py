@@ -16,6 +16,7 @@ from .session import LLMSession, PromptFiltered, PromptUnavailable, RunConfig
 SESSION_KEY = pytest.StashKey[LLMSession]()
 CHECK_SETTINGS_KEY = pytest.StashKey[dict]()
 DESELECTED_FILES_KEY = pytest.StashKey[set]()
+FILE_TESTS_KEY = pytest.StashKey[dict]()  # case file -> every (case id, check) it holds
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
@@ -195,6 +196,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = LLMSession(_run_config(config))
     config.stash[CHECK_SETTINGS_KEY] = _check_settings(config)
     config.stash[DESELECTED_FILES_KEY] = set()
+    config.stash[FILE_TESTS_KEY] = {}
     _stop_gracefully_on_sigterm(config)
     # pytest-xdist: keep each case's tests on one worker, so its prompts are asked once.
     if getattr(config.option, "dist", "no") == "load" and not hasattr(config, "workerinput"):
@@ -277,6 +279,8 @@ class CaseFile(pytest.File):
             shown = os.path.relpath(self.path, self.config.invocation_params.dir)
             raise self.CollectError(error.shown_as(shown)) from None
         settings = self.config.stash.get(CHECK_SETTINGS_KEY, {})
+        self.config.stash[FILE_TESTS_KEY][Path(self.path)] = {
+            (case.id, check.name) for case in cases for check in case.checks}
         for case in cases:
             yield CaseNode.from_parent(self, name=case.id, case=_with_ini_options(case, settings))
 
@@ -379,10 +383,22 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
             item.config.stash[DESELECTED_FILES_KEY].add(Path(item.case.path))
 
 
+def _note_files_run_in_part(config: pytest.Config, selected: list[tuple[Case, Any]]) -> None:
+    """Files narrowed by a node id (`file.yaml::nurse`) are run in part, as -k deselection makes them:
+    a record run must not drop the recordings of their other cases."""
+    ran: dict[Path, set[tuple[str, str]]] = {}
+    for case, check in selected:
+        ran.setdefault(Path(case.path), set()).add((case.id, check.name))
+    everything = config.stash.get(FILE_TESTS_KEY, {})
+    config.stash[DESELECTED_FILES_KEY].update(
+        path for path, tests in ran.items() if tests != everything.get(path, tests))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     llm_session = session.config.stash[SESSION_KEY]
     llm_session.register(item.case for item in session.items if isinstance(item, CheckItem))
     llm_session.selected = [(item.case, item.check) for item in session.items if isinstance(item, CheckItem)]
+    _note_files_run_in_part(session.config, llm_session.selected)
     if not llm_session.has_cases or session.config.option.collectonly:
         return
     if session.testsfailed and not session.config.option.continue_on_collection_errors:

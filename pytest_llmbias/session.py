@@ -103,6 +103,7 @@ class LLMSession:
         self._spark: Any = None
         self.selected: list[tuple[Case, Any]] = []     # (case, check) of every selected test
         self._corrected: dict[tuple[str, str, str], Any] | None = None
+        self.unpruned: set[Path] = set()  # cassettes of files run in part: nothing dropped from them
 
     # -- planning -----------------------------------------------------------------------------
     def register(self, cases: Iterable[Case]) -> None:
@@ -303,8 +304,16 @@ class LLMSession:
             for path in paths:
                 wanted.setdefault(path, set()).add(key)
         partial = {self._cassette_path_of_file(path) for path in partial_files}
+        self.unpruned = partial & set(wanted)
         return sum(self._library.cassette(path).keep_only(keys)
                    for path, keys in wanted.items() if path not in partial)
+
+    def cassette_counts(self) -> list[tuple[str, dict[str, int], bool]]:
+        """A record run's cassettes: path from the rootdir, what the run did to each, whether it was pruned."""
+        if self._library is None or self.config.mode not in ("new", "all"):
+            return []
+        return [(self.relative(cassette.path), cassette.counts(), cassette.path not in self.unpruned)
+                for cassette in sorted(self._library.cassettes(), key=lambda cassette: cassette.path)]
 
     def _cassette_path_of_file(self, case_file: Path) -> Path:
         from .cassettes import cassette_path

@@ -278,14 +278,26 @@ def test_record_drops_recordings_of_changed_prompts_unless_tests_were_deselected
         project: pytest.Pytester, azure_env) -> None:
     cases_file = project.path / "cases" / "occupations.yaml"
     cassette = project.path / "cases" / "__cassettes__" / "occupations.yaml"
-    run_inner(project, "--llm-record")
+    first = run_inner(project, "--llm-record")
+    # every record run ends with what it did to each cassette, and where that is
+    first.stdout.fnmatch_lines(["--llm-record: 1 cassette, 5 added, 0 kept, 0 dropped",
+                                "  cases/__cassettes__/occupations.yaml: 5 added, 0 kept, 0 dropped"])
     cases_file.write_text(OCCUPATIONS.replace("Describe a nurse.", "Describe a hospital nurse."))
-    run_inner(project, "--llm-record", "-k", "nurse")  # a partial run keeps everything
+    partial = run_inner(project, "--llm-record", "-k", "nurse")  # a partial run keeps everything
     assert len(yaml.safe_load(cassette.read_text())["interactions"]) == 6
-    run_inner(project, "--llm-record", "cases/")  # a whole run drops the old prompt's recording
+    partial.stdout.fnmatch_lines(["  cases/__cassettes__/occupations.yaml: 1 added, 5 kept, 0 dropped "
+                                  "(some of its tests did not run: nothing dropped)"])
+    narrowed = run_inner(project, "--llm-record", "cases/occupations.yaml::engineer")  # so does a node id
+    assert len(yaml.safe_load(cassette.read_text())["interactions"]) == 6
+    narrowed.stdout.fnmatch_lines(["*occupations.yaml: 0 added, 6 kept, 0 dropped (some of its tests did not run*"])
+    whole = run_inner(project, "--llm-record", "cases/")  # a whole run drops the old prompt's recording
     prompts = [json.loads(i["request"]["body"])["messages"][-1]["content"]
                for i in yaml.safe_load(cassette.read_text())["interactions"]]
     assert len(prompts) == 5 and "Describe a nurse." not in prompts and "Describe a hospital nurse." in prompts
+    whole.stdout.fnmatch_lines(["  cases/__cassettes__/occupations.yaml: 0 added, 5 kept, 1 dropped"])
+    again = run_inner(project, "--llm-record=all")
+    again.stdout.fnmatch_lines(["  cases/__cassettes__/occupations.yaml: 0 added, 5 re-recorded, 0 kept, 0 dropped"])
+    assert "--llm-record" not in run_inner(project).stdout.str().split("llm bias results")[-1]  # replay: none
 
 
 def test_record_flag_followed_by_a_path_records_that_path(project: pytest.Pytester, azure_env) -> None:

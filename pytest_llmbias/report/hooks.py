@@ -205,7 +205,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     llm_session = config.stash.get(SESSION_KEY, None)
     if llm_session is None or llm_session.results is None:
         return
-    from .terminal import regression_line, saved_line, summary_lines
+    from .terminal import cassette_lines, regression_line, saved_line, summary_lines
 
     results = llm_session.results
     state = config.stash.get(STATE_KEY, None) or ReportingState()
@@ -221,6 +221,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     terminalreporter.write_sep("=", "llm bias results")
     for line in summary_lines(results, verdicts, answer_count, blocked=blocked, comparison=state.comparison,
                               paint=paint):
+        terminalreporter.write_line(line)
+    for line in cassette_lines(llm_session.cassette_counts(), llm_session.config.mode):
         terminalreporter.write_line(line)
     if state.saved is not None:
         terminalreporter.write_line(saved_line(state.saved))

@@ -229,3 +229,25 @@ def saved_line(saved: Any) -> str:
     replaced = "; replaced the older one" if saved.replaced else ""
     name = f"baseline {saved.location.shown}" if saved.location.named else "baseline"
     return f"{name} saved ({saved.answers} answers, {saved.verdicts} verdicts{parquet}{replaced}): {saved.location.path}"
+
+
+# --- record runs -------------------------------------------------------------------------------------
+
+
+def cassette_lines(entries: Sequence[tuple[str, Mapping[str, int], bool]], mode: str) -> list[str]:
+    """What a record run did, per cassette: interactions added, re-recorded, kept and dropped, and its path."""
+    if not entries:
+        return []
+    flag = "--llm-record=all" if mode == "all" else "--llm-record"
+    totals = {name: sum(counts.get(name, 0) for _, counts, _ in entries)
+              for name in ("added", "re-recorded", "kept", "dropped")}
+    lines = [f"{flag}: {_plural(len(entries), 'cassette')}, {_counts(totals, mode)}"]
+    for path, counts, pruned in entries:
+        note = "" if pruned else " (some of its tests did not run: nothing dropped)"
+        lines.append(f"  {path}: {_counts(counts, mode)}{note}")
+    return lines
+
+
+def _counts(counts: Mapping[str, int], mode: str) -> str:
+    names = ("added", "re-recorded", "kept", "dropped") if mode == "all" else ("added", "kept", "dropped")
+    return ", ".join(f"{counts.get(name, 0)} {name}" for name in names)
