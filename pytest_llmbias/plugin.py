@@ -336,8 +336,10 @@ class CheckItem(pytest.Item):
         return f"{self.case.id}::{self.check.name}"
 
     def _cause(self, summary: str) -> str:
-        """A verdict's summary without the check's name: the node id already says it."""
-        return summary.removeprefix(f"{self.check.name}: ")
+        """A verdict's summary without the check's name (the node id already says it) nor a -0.00."""
+        from .report.terminal import no_negative_zero
+
+        return no_negative_zero(summary.removeprefix(f"{self.check.name}: "))
 
     def _unavailable(self, problem: PromptUnavailable) -> str:
         if not problem.unrecorded:

@@ -152,7 +152,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.extras = [*getattr(report, "extras", []), pytest_html_extra(row)]
     if report.passed and row.get("summary"):
         # -rP shows a passed test's sections: its verdict is what a reader wants there
-        report.sections.append(("llm bias verdict", "\n".join([row["summary"], *row.get("evidence", ())])))
+        from .terminal import no_negative_zero
+
+        report.sections.append(("llm bias verdict",
+                                "\n".join([no_negative_zero(row["summary"]), *row.get("evidence", ())])))
     return report
 
 
