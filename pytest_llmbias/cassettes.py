@@ -202,6 +202,12 @@ class CassetteLibrary:
         if mode not in MODES:
             raise ValueError(f"cassette mode must be one of {MODES}")
         self.mode = mode
+        if mode != "replay":
+            # vcrpy's modules, imported here in one thread: several fetching threads importing them
+            # for the first time at once see vcr.serialize half-initialised (ImportError)
+            import vcr.request  # noqa: F401
+            import vcr.serialize  # noqa: F401
+            import vcr.serializers.yamlserializer  # noqa: F401
         self._cassettes: dict[Path, Cassette] = {}
         self._wanted: dict[str, list[Cassette]] = {}
         self._lock = threading.Lock()

@@ -457,3 +457,33 @@ def test_with_rp_a_pass_shows_its_verdict(project: pytest.Pytester, azure_env) -
     result.assert_outcomes(passed=1, deselected=3)
     result.stdout.fnmatch_lines(["*= PASSES =*", "*_ engineer::gender_assumption _*",
                                  "*- llm bias verdict -*", "gender_assumption: 0/20 neutral answers assume a gender*"])
+
+
+def test_a_record_runs_threads_never_import_vcrpy_half_initialised(tmp_path: Path) -> None:
+    # A fresh process, as a first record run is: the fetching threads write cassettes at once.
+    code = """
+import sys, threading
+from pathlib import Path
+from pytest_llmbias.cassettes import CassetteLibrary
+library = CassetteLibrary("new")
+errors = []
+def write(index):
+    try:
+        if index % 2:  # as the threads do: some write a cassette while others scrub a request
+            from vcr.serialize import serialize
+        from vcr.request import Request
+        cassette = library.cassette(Path(sys.argv[1]) / f"c{index}.yaml")
+        cassette.record(f"k{index}", Request("POST", "https://azure-openai.invalid/x", b"{}", {}),
+                        {"status": {"code": 200, "message": "OK"}, "headers": {}, "body": {"string": b"{}"}})
+        cassette.flush()
+    except Exception as error:
+        errors.append(repr(error))
+threads = [threading.Thread(target=write, args=(index,)) for index in range(8)]
+[thread.start() for thread in threads]
+[thread.join() for thread in threads]
+print(errors or "ok")
+"""
+    output = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                            check=True).stdout
+    assert output.strip() == "ok", output
+    assert len(list(tmp_path.glob("c*.yaml"))) == 8
