@@ -70,7 +70,8 @@ def _state_from(config: pytest.Config) -> ReportingState:
         state.html_path = Path(config.inipath.parent if config.inipath else rootdir, config.getini("llmbias_html"))
     if state.html_path is not None and (problem := _cannot_write(state.html_path)):
         # before anything is asked: a live run must not spend its quota on a report it cannot keep
-        raise pytest.UsageError(f"--llm-html {state.html_path}: cannot write there: {problem}")
+        source = "--llm-html" if config.getoption("llm_html") else "ini llmbias_html"
+        raise pytest.UsageError(f"{source} {state.html_path}: cannot write there: {problem}")
     try:
         state.alpha = float(config.getini("llmbias_baseline_alpha"))
     except ValueError:
