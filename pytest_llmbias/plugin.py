@@ -198,6 +198,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[DESELECTED_FILES_KEY] = set()
     config.stash[FILE_TESTS_KEY] = {}
     _stop_gracefully_on_sigterm(config)
+    if config.getoption("llm_plan") and getattr(config.option, "numprocesses", None):
+        # a plan is counted in one process and runs no test: no pytest-xdist workers (as xdist does for --pdb)
+        config.option.numprocesses, config.option.dist, config.option.tx = 0, "no", []
     # pytest-xdist: keep each case's tests on one worker, so its prompts are asked once.
     if getattr(config.option, "dist", "no") == "load" and not hasattr(config, "workerinput"):
         config.option.dist = "loadscope"
