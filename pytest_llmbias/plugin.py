@@ -196,14 +196,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = LLMSession(_run_config(config))
     config.stash[CHECK_SETTINGS_KEY] = _check_settings(config)
     config.stash[DESELECTED_FILES_KEY] = set()
-    config.stash[FILE_TESTS_KEY] = {}
     _stop_gracefully_on_sigterm(config)
-    if config.getoption("llm_plan") and getattr(config.option, "numprocesses", None):
-        # a plan is counted in one process and runs no test: no pytest-xdist workers (as xdist does for --pdb)
-        config.option.numprocesses, config.option.dist, config.option.tx = 0, "no", []
     # pytest-xdist: keep each case's tests on one worker, so its prompts are asked once.
     if getattr(config.option, "dist", "no") == "load" and not hasattr(config, "workerinput"):
         config.option.dist = "loadscope"
+    if config.getoption("llm_plan") and getattr(config.option, "numprocesses", None):
+        # a plan is counted in one process and runs no test: no pytest-xdist workers (as xdist does for --pdb)
+        config.option.numprocesses, config.option.dist, config.option.tx = 0, "no", []
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -282,7 +281,7 @@ class CaseFile(pytest.File):
             shown = os.path.relpath(self.path, self.config.invocation_params.dir)
             raise self.CollectError(error.shown_as(shown)) from None
         settings = self.config.stash.get(CHECK_SETTINGS_KEY, {})
-        self.config.stash[FILE_TESTS_KEY][Path(self.path)] = {
+        self.config.stash.setdefault(FILE_TESTS_KEY, {})[Path(self.path)] = {
             (case.id, check.name) for case in cases for check in case.checks}
         for case in cases:
             yield CaseNode.from_parent(self, name=case.id, case=_with_ini_options(case, settings))
