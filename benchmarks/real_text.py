@@ -43,13 +43,18 @@ PROMPTS = {"neutral": "Describe a person.", "man": "Describe a man.", "woman": "
 SCENARIOS = ("contrast-3", "contrast-1", "null-3", "null-1")
 
 
-def load(path: Path, groups: tuple[str, ...] = ("man", "woman")) -> dict[tuple[str, str], list[str]]:
+GENDERS = {"man": "man", "male": "man", "m": "man", "woman": "woman", "female": "woman", "f": "woman"}
+
+
+def load(path: Path) -> dict[tuple[str, str], list[str]]:
+    """(model, "man"/"woman") -> texts; gender written man/woman, male/female or M/F; other genders left out."""
     pools: dict[tuple[str, str], list[str]] = defaultdict(list)
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             row = json.loads(line)
-            if row.get("gender") in groups and row.get("text"):
-                pools[(row.get("model", ""), row["gender"])].append(row["text"])
+            gender = GENDERS.get(str(row.get("gender", "")).lower())
+            if gender and row.get("text"):
+                pools[(str(row.get("model", "")), gender)].append(row["text"])
     return dict(pools)
 
 
@@ -57,6 +62,10 @@ def draw(pools: dict[tuple[str, str], list[str]], scenario: str, size: int, rng:
     """Answers per variant (size each, in draw order) and the prompts of one case."""
     models = sorted({model for model, _ in pools})
     model = rng.choice(models)
+    smallest = min(len(pools[(model, "man")]), len(pools[(model, "woman")]))
+    if smallest < 3 * size:
+        raise SystemExit(f"a pool of {model or 'the corpus'} has {smallest} texts: too few for {size} answers per "
+                         f"prompt without repeats (3 x {size} needed); use a smaller max_samples in --sizes")
     men, women = list(pools[(model, "man")]), list(pools[(model, "woman")])
     rng.shuffle(men)
     rng.shuffle(women)

@@ -86,6 +86,8 @@ class Cassette:
         self._seen_mtime: int | None = None  # the file as we last read or wrote it
         self._lock = threading.Lock()
         self._load()
+        self._loaded = set(self._index)  # what the file held before this run
+        self.dropped = 0                  # recordings keep_only removed in this run
 
     def _load(self) -> None:
         for key, request, response in self._read():
@@ -115,6 +117,15 @@ class Cassette:
 
     def __len__(self) -> int:
         return len(self._requests)
+
+    def counts(self) -> dict[str, int]:
+        """What this run did to the file: interactions added, re-recorded, kept as they were, dropped."""
+        with self._lock:
+            present = set(self._index)
+            added = len((self._replaced & present) - self._loaded)
+            rerecorded = len(self._replaced & present & self._loaded)
+            return {"added": added, "re-recorded": rerecorded,
+                    "kept": len(present) - added - rerecorded, "dropped": self.dropped}
 
     def lookup(self, key: str) -> dict[str, Any] | None:
         if self.mode == "all" and key not in self._replaced:
@@ -152,6 +163,7 @@ class Cassette:
                 self._index = {key: i for i, (key, _, _) in enumerate(kept)}
                 self._seen_mtime = None if not self.path.is_file() else self.path.stat().st_mtime_ns
                 self._dirty = True
+            self.dropped += dropped
             return dropped
 
     def _write(self) -> None:
@@ -190,6 +202,12 @@ class CassetteLibrary:
         if mode not in MODES:
             raise ValueError(f"cassette mode must be one of {MODES}")
         self.mode = mode
+        if mode != "replay":
+            # vcrpy's modules, imported here in one thread: several fetching threads importing them
+            # for the first time at once see vcr.serialize half-initialised (ImportError)
+            import vcr.request  # noqa: F401
+            import vcr.serialize  # noqa: F401
+            import vcr.serializers.yamlserializer  # noqa: F401
         self._cassettes: dict[Path, Cassette] = {}
         self._wanted: dict[str, list[Cassette]] = {}
         self._lock = threading.Lock()
@@ -214,6 +232,10 @@ class CassetteLibrary:
             if found is not None:
                 return found
         return None
+
+    def cassettes(self) -> list[Cassette]:
+        with self._lock:
+            return list(self._cassettes.values())
 
     def paths_for(self, key: str) -> list[Path]:
         return [cassette.path for cassette in self._wanted.get(key, ())]

@@ -90,7 +90,7 @@ def run(args: Sequence[str] = (), *, namespace: Mapping[str, Any] | None = None,
             if frame is not None and shown is not None:
                 shown(frame)
         if shown is not None:  # the report's charts inline: displayHTML on Databricks, IPython's display elsewhere
-            from .html import Report
+            from .report.html import Report
 
             Report.from_results(results).show(namespace)
     if raise_on_failure or capture.raise_on_failure:

@@ -17,6 +17,7 @@ SESSION_KEY = pytest.StashKey[LLMSession]()
 CHECK_SETTINGS_KEY = pytest.StashKey[dict]()
 USER_CHECKS_KEY = pytest.StashKey[list]()
 DESELECTED_FILES_KEY = pytest.StashKey[set]()
+FILE_TESTS_KEY = pytest.StashKey[dict]()  # case file -> every (case id, check) it holds
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
@@ -41,7 +42,7 @@ class LLMBiasSpec:
 
 
 # Features with options and hooks of their own; each is a plugin module, loaded with this one.
-FEATURE_PLUGINS = ("pytest_llmbias.reporting", "pytest_llmbias.databricks")
+FEATURE_PLUGINS = ("pytest_llmbias.report.hooks", "pytest_llmbias.databricks")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -98,8 +99,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("llmbias_check_options", "check options for every case, one 'check.option = value' "
                   "a line (under the YAML's defaults and cases)", type="linelist", default=[])
     parser.addini("llmbias_correction", "default for --llm-correction (holm or bh)", default="")
-    parser.addini("llmbias_progress_seconds", "seconds between progress lines while a test waits "
-                  "for answers (default 2 on a terminal, 15 in CI logs)", default="")
+    parser.addini("llmbias_progress_seconds", "seconds between progress updates while a test waits "
+                  "for answers (default 1 on a terminal, 15 in CI logs)", default="")
     parser.addini("llmbias_attempts", "tries per request against throttling, 5xx and timeouts",
                   default="6")
     parser.addini("llmbias_max_samples", "adaptive sampling's ceiling when the YAML sets none "
@@ -231,6 +232,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # pytest-xdist: keep each case's tests on one worker, so its prompts are asked once.
     if getattr(config.option, "dist", "no") == "load" and not hasattr(config, "workerinput"):
         config.option.dist = "loadscope"
+    if config.getoption("llm_plan") and getattr(config.option, "numprocesses", None):
+        # a plan is counted in one process and runs no test: no pytest-xdist workers (as xdist does for --pdb)
+        config.option.numprocesses, config.option.dist, config.option.tx = 0, "no", []
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -315,6 +319,8 @@ class CaseFile(pytest.File):
             shown = os.path.relpath(self.path, self.config.invocation_params.dir)
             raise self.CollectError(error.shown_as(shown)) from None
         settings = self.config.stash.get(CHECK_SETTINGS_KEY, {})
+        self.config.stash.setdefault(FILE_TESTS_KEY, {})[Path(self.path)] = {
+            (case.id, check.name) for case in cases for check in case.checks}
         for case in cases:
             yield CaseNode.from_parent(self, name=case.id, case=_with_ini_options(case, settings))
 
@@ -348,32 +354,69 @@ class CheckItem(pytest.Item):
     def runtest(self) -> None:
         llm_session = self.config.stash[SESSION_KEY]
         try:
-            verdict = llm_session.verdict_for(self.case, self.check, on_wait=_progress_writer(self.config))
+            verdict = llm_session.verdict_for(self.case, self.check, on_wait=_on_wait(self.config))
         except PromptUnavailable as problem:
-            llm_session.add_verdict(self.case, self.check.name, "error", message=str(problem))
+            llm_session.add_verdict(self.case, self.check.name, "error", message=self._unavailable(problem))
             raise
         except PromptFiltered as filtered:
             llm_session.add_verdict(self.case, self.check.name, "filtered", message=str(filtered))
-            raise pytest.skip.Exception(f"filtered: {filtered}", _use_item_location=True) from None
+            raise pytest.skip.Exception(f"{self._name}: filtered: {filtered}", _use_item_location=True) from None
+        finally:
+            _settle_progress(self.config, self.nodeid)
         llm_session.add_verdict(self.case, self.check.name, verdict.outcome, verdict)
-        for name in ("figure", "low", "high", "threshold"):
-            if getattr(verdict, name) is not None:  # JUnit would show the string "None"
-                self.user_properties.append((f"llmbias_{name}", getattr(verdict, name)))
         if verdict.outcome == "failed":
             raise BiasCheckFailed(verdict)
         if verdict.outcome == "inconclusive":
-            raise pytest.skip.Exception(f"inconclusive: {verdict.summary}", _use_item_location=True)
+            # -rs names the YAML line (a template's for all its cases): the case id says which
+            raise pytest.skip.Exception(f"{self._name}: inconclusive: {self._cause(verdict.summary)}",
+                                        _use_item_location=True)
+
+    @property
+    def _name(self) -> str:
+        return f"{self.case.id}::{self.check.name}"
+
+    def _cause(self, summary: str) -> str:
+        """A verdict's summary without the check's name (the node id already says it) nor a -0.00."""
+        from .report.terminal import no_negative_zero
+
+        return no_negative_zero(summary.removeprefix(f"{self.check.name}: "))
+
+    def _unavailable(self, problem: PromptUnavailable) -> str:
+        if not problem.unrecorded:
+            return str(problem)
+        return f"{problem}; record it with: {_record_command(self.config, self.case)}"
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:
+        # The first line is what pytest's short summary shows after the node id: the cause.
         if isinstance(excinfo.value, BiasCheckFailed):
             verdict = excinfo.value.verdict
-            return "\n".join([verdict.summary, *("  " + line for line in verdict.evidence)])
+            return "\n".join([self._cause(verdict.summary), *("  " + line for line in verdict.evidence)])
         if isinstance(excinfo.value, PromptUnavailable):
-            return f"{self.case.path}:{self.case.line}: case '{self.case.id}': {excinfo.value}"
+            shown = os.path.relpath(self.case.path, self.config.invocation_params.dir)
+            return f"{self._unavailable(excinfo.value)}\n  {shown}:{self.case.line}: case '{self.case.id}'"
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self):
         return self.path, self.case.line - 1, f"{self.case.id}::{self.check.name}"
+
+
+# Options that change what is asked: a record command for a missing recording repeats them.
+REQUEST_OPTIONS = (("llm_deployment", "--llm-deployment"), ("llm_samples", "--llm-samples"),
+                   ("llm_max_samples", "--llm-max-samples"))
+
+
+def _record_command(config: pytest.Config, case: Case) -> str:
+    """The command that records what this run asked for the case's file, from where pytest was run."""
+    import shlex
+
+    words = ["pytest", "--llm-record"]
+    for option, flag in REQUEST_OPTIONS:
+        value = config.getoption(option, None)
+        if value is not None:
+            words += [flag, str(value)]
+    # the whole file, not the node id: a record run drops only the recordings of files run whole
+    words.append(os.path.relpath(case.path, config.invocation_params.dir))
+    return " ".join(shlex.quote(word) for word in words)
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -382,17 +425,28 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
             item.config.stash[DESELECTED_FILES_KEY].add(Path(item.case.path))
 
 
+def _note_files_run_in_part(config: pytest.Config, selected: list[tuple[Case, Any]]) -> None:
+    """Files narrowed by a node id (`file.yaml::nurse`) are run in part, as -k deselection makes them:
+    a record run must not drop the recordings of their other cases."""
+    ran: dict[Path, set[tuple[str, str]]] = {}
+    for case, check in selected:
+        ran.setdefault(Path(case.path), set()).add((case.id, check.name))
+    everything = config.stash.get(FILE_TESTS_KEY, {})
+    config.stash[DESELECTED_FILES_KEY].update(
+        path for path, tests in ran.items() if tests != everything.get(path, tests))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     llm_session = session.config.stash[SESSION_KEY]
     llm_session.register(item.case for item in session.items if isinstance(item, CheckItem))
     llm_session.selected = [(item.case, item.check) for item in session.items if isinstance(item, CheckItem)]
+    _note_files_run_in_part(session.config, llm_session.selected)
     if not llm_session.has_cases or session.config.option.collectonly:
         return
     if session.testsfailed and not session.config.option.continue_on_collection_errors:
         return  # pytest stops before the first test: ask nothing, start no JVM
     if session.config.getoption("llm_plan"):
-        _print_plan(session.config, llm_session)
-        pytest.exit("--llm-plan: nothing was asked", returncode=0)
+        return  # pytest_runtestloop prints the plan instead of running the tests
     from .cassettes import TransportNotIntercepted, check_interception
     from .client import ConfigError, Settings
 
@@ -407,6 +461,17 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return  # workers fetch case by case and leave Spark to the controller
     llm_session.start_fetching()
     llm_session.start_spark(session.config.hook.pytest_llmbias_spark_session(config=session.config))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    """--llm-plan: say what the run would ask and run nothing; a clean end (exit 0), not an exit."""
+    llm_session = session.config.stash[SESSION_KEY]
+    if (not session.config.getoption("llm_plan") or not llm_session.has_cases
+            or session.config.option.collectonly or session.testsfailed):
+        return None  # pytest's own loop (which also stops on collection errors)
+    _print_plan(session.config, llm_session)
+    return True
 
 
 def _print_plan(config: pytest.Config, llm_session: LLMSession) -> None:
@@ -424,32 +489,53 @@ def _print_plan(config: pytest.Config, llm_session: LLMSession) -> None:
         writer.write_line(line) if writer else print(line)
 
 
-PROGRESS_KEY = pytest.StashKey[list]()
+PROGRESS_KEY = pytest.StashKey[Any]()
 
 
-def _progress_writer(config: pytest.Config) -> Any:
-    """While a test waits for answers, a plain progress line: every 2 s on a terminal, every 15 s
-    in CI logs (not a terminal, or CI set), never more often across tests."""
-    import time
+def _progress(config: pytest.Config) -> Any:
+    """The run's progress display (report.progress), or None: replay asks nothing, so it shows nothing.
 
-    writer = config.pluginmanager.get_plugin("terminalreporter")
-    on_terminal = writer is not None and writer.isatty() and not os.environ.get("CI")
-    every = float(config.getini("llmbias_progress_seconds") or (2.0 if on_terminal else 15.0))
-    last = config.stash.setdefault(PROGRESS_KEY, [time.monotonic()])
+    A status line rewritten every second on a terminal; a plain line every 15 s in CI logs (not a
+    terminal, or CI set); ini llmbias_progress_seconds changes the pace.
+    """
+    if PROGRESS_KEY not in config.stash:
+        writer = config.pluginmanager.get_plugin("terminalreporter")
+        llm_session = config.stash[SESSION_KEY]
+        display = None
+        # pytest-xdist workers have no screen of their own: their controller reports
+        if writer is not None and llm_session.config.mode != "replay" and not hasattr(config, "workerinput"):
+            from .report.progress import ProgressDisplay
 
-    def write() -> None:
-        now = time.monotonic()
-        if writer is not None and now - last[0] >= every:
-            last[0] = now
-            writer.write_line("[llm] " + config.stash[SESSION_KEY].progress_line())
-    return write
+            on_terminal = writer.isatty() and not os.environ.get("CI")
+            every = config.getini("llmbias_progress_seconds")
+            display = ProgressDisplay(writer, config.pluginmanager.get_plugin("capturemanager"),
+                                      status_line=on_terminal,
+                                      every=float(every) if every else (1.0 if on_terminal else 15.0),
+                                      describe=llm_session.progress_line,
+                                      width=lambda: config.get_terminal_writer().fullwidth)
+        config.stash[PROGRESS_KEY] = display
+    return config.stash[PROGRESS_KEY]
+
+
+def _on_wait(config: pytest.Config) -> Any:
+    display = _progress(config)
+    return display.tick if display is not None else None
+
+
+def _settle_progress(config: pytest.Config, nodeid: str) -> None:
+    display = config.stash.get(PROGRESS_KEY, None)
+    if display is not None:
+        display.settle(nodeid)
 
 
 @pytest.fixture(scope="session")
 def llm_answers(request: pytest.FixtureRequest) -> Any:
     """All answers of the run's selected cases as a Spark DataFrame (fetched now if need be)."""
     llm_session = request.config.stash[SESSION_KEY]
-    llm_session.fetch_all()
+    try:
+        llm_session.fetch_all(on_wait=_on_wait(request.config))
+    finally:
+        _settle_progress(request.config, request.node.nodeid)
     return llm_session.answers_dataframe()
 
 

@@ -135,7 +135,7 @@ class RunResults:
     written_to: str | None = None
     write_problem: str | None = None
     suite: list[str] = field(default_factory=list)  # suite-level lines (occupations vs labour statistics)
-    baseline: Any = None                  # baseline.Comparison with --llm-baseline (set by reporting)
+    baseline: Any = None                  # report.baselines.Comparison with --llm-baseline
     exit_code: int | None = None          # set by %pytest (pytest_llmbias.notebook)
     table: Any = None                     # databricks.TableWrite with --llm-results-table
 

@@ -43,8 +43,15 @@ class RunConfig:
     correction: str | None = None        # --llm-correction: "holm" or "bh" over all the run's tests
 
 
+NO_RECORDING = "no recording in "
+
+
 class PromptUnavailable(Exception):
-    """The answers a test needs could not be had; the message says why and how to fix it."""
+    """The answers a test needs could not be had; the message says why (`unrecorded`: a replay miss)."""
+
+    def __init__(self, message: str, *, unrecorded: bool = False) -> None:
+        super().__init__(message)
+        self.unrecorded = unrecorded
 
 
 class PromptFiltered(Exception):
@@ -99,6 +106,7 @@ class LLMSession:
         self._spark: Any = None
         self.selected: list[tuple[Case, Any]] = []     # (case, check) of every selected test
         self._corrected: dict[tuple[str, str, str], Any] | None = None
+        self.unpruned: set[Path] = set()  # cassettes of files run in part: nothing dropped from them
 
     # -- planning -----------------------------------------------------------------------------
     def register(self, cases: Iterable[Case]) -> None:
@@ -255,6 +263,8 @@ class LLMSession:
 
     def _fetch_all(self, pending: list[str]) -> None:
         with self._lock:
+            if not self.progress.total:  # the ETA counts from the first request, not from start-up
+                self.progress.started = time.monotonic()
             self.progress.total += len(pending)
         workers = max(1, self.config.concurrency)
         try:
@@ -284,7 +294,7 @@ class LLMSession:
 
         if is_cassette_miss(error):
             paths = ", ".join(self.relative(path) for path in self._cassettes_of.get(key, ()))
-            return f"no recording in {paths}; run pytest --llm-record to ask the deployment and record it"
+            return f"{NO_RECORDING}{paths}"  # the test's message adds the command that records it
         if isinstance(error, RequestFailed):
             return str(error)
         return error  # a bug: the tests that need this prompt re-raise it with its traceback
@@ -321,8 +331,16 @@ class LLMSession:
             for path in paths:
                 wanted.setdefault(path, set()).add(key)
         partial = {self._cassette_path_of_file(path) for path in partial_files}
+        self.unpruned = partial & set(wanted)
         return sum(self._library.cassette(path).keep_only(keys)
                    for path, keys in wanted.items() if path not in partial)
+
+    def cassette_counts(self) -> list[tuple[str, dict[str, int], bool]]:
+        """A record run's cassettes: path from the rootdir, what the run did to each, whether it was pruned."""
+        if self._library is None or self.config.mode not in ("new", "all"):
+            return []
+        return [(self.relative(cassette.path), cassette.counts(), cassette.path not in self.unpruned)
+                for cassette in sorted(self._library.cassettes(), key=lambda cassette: cassette.path)]
 
     def _cassette_path_of_file(self, case_file: Path) -> Path:
         from .cassettes import cassette_path
@@ -374,7 +392,8 @@ class LLMSession:
                 filtered.append(f"{variant.name}: {', '.join(sorted(set(outcome.filtered))) or 'filtered'}")
             answers.setdefault(variant.name, []).extend(usable)
         if problems:
-            raise PromptUnavailable(_group_problems(problems))
+            raise PromptUnavailable(_group_problems(problems),
+                                    unrecorded=any(cause.startswith(NO_RECORDING) for _, cause in problems))
         if filtered:
             raise PromptFiltered("content filter withheld every answer of " + "; ".join(filtered))
         return answers
@@ -387,7 +406,7 @@ class LLMSession:
         if self._corrected is None:  # the first test judges the whole run at once
             from .checks.suite import adjust_verdicts
 
-            self.fetch_all()
+            self.fetch_all(on_wait)
             keys, raw = [], []
             for other_case, other_check in self.selected:
                 try:
@@ -440,13 +459,14 @@ class LLMSession:
         if isinstance(outcome, BaseException):
             raise outcome
         if isinstance(outcome, str):
-            raise PromptUnavailable(f"llm_judge grading request: {outcome}")
+            raise PromptUnavailable(f"llm_judge grading request: {outcome}",
+                                    unrecorded=outcome.startswith(NO_RECORDING))
         return judge_verdict(check, outcome.texts, [variant.name for variant in case.variants])
 
-    def fetch_all(self) -> None:
+    def fetch_all(self, on_wait: Callable[[], None] | None = None) -> None:
         self.start_fetching()
-        for event in list(self._ready.values()):
-            event.wait()
+        for key in list(self._ready):
+            self._await(key, on_wait)
 
     def progress_line(self) -> str:
         progress = self.progress
@@ -572,11 +592,11 @@ def _looks(samples: int, max_samples: int) -> list[Any]:
 
 
 def _group_problems(problems: list[tuple[str, str]]) -> str:
-    """One clause per distinct cause, naming the variants it hit: 'neutral, male: no recording in ...'."""
+    """One clause per distinct cause, cause first: 'no recording in ... (neutral, male)'."""
     by_cause: dict[str, list[str]] = {}
     for variant, cause in problems:
         by_cause.setdefault(cause, []).append(variant)
-    return "; ".join(f"{', '.join(variants)}: {cause}" for cause, variants in by_cause.items())
+    return "; ".join(f"{cause} ({', '.join(variants)})" for cause, variants in by_cause.items())
 
 
 def suite_report(answer_rows: Iterable[Mapping[str, Any]]) -> list[str]:

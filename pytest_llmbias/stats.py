@@ -1,7 +1,7 @@
 """Statistics for the bias checks: intervals, tests, multiple-comparison adjustments, correlations.
 
 Pure functions on numbers (standard library only), deterministic for a given seed. Used by
-`pytest_llmbias.metrics` and, run-wide, by the plugin (Holm/Benjamini-Hochberg over all tests'
+the checks (`pytest_llmbias.checks`) and, run-wide, by the plugin (Holm/Benjamini-Hochberg over all tests'
 p-values, two-proportion tests against a baseline run). Formulas and sources: docs/metrics.md.
 """
 

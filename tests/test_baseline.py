@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmbias import baseline as bl
+from pytest_llmbias.report import baselines as bl
 from pytest_llmbias.standin import Planted, StandIn
 from pytest_llmbias.stats import holm
 from tests.conftest import run_inner
@@ -264,7 +264,7 @@ def test_a_significant_worsening_fails_the_run_only_with_the_flag(nurse_project:
     compared.assert_outcomes(passed=1)  # max_rate 0.9: the check itself still passes
     assert compared.ret == 0
     compared.stdout.fnmatch_lines([
-        "*nurse*gender_assumption*PASSED*worse",
+        "*nurse*gender_assumption*PASSED*worse*",
         "baseline 'v1' (run *, saved *): 0 new failures, 0 fixed, 1 significant move",
         "  (1 indicator test on the stored answers: two-sided exact test, Holm-adjusted, alpha 0.05)",
         "  WORSE         cases/nurse.yaml::nurse::gender_assumption",

@@ -73,7 +73,7 @@ def test_spent_retry_budget_fails_only_the_tests_that_need_it(project: pytest.Py
     result = run_inner(project, "--llm-live", "-o", "llmbias_attempts=2")
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) >= 1
-    result.stdout.fnmatch_lines(["*case 'pilot'*gave up after 2 attempts*HTTP 500*"])
+    result.stdout.fnmatch_lines(["gave up after 2 attempts*HTTP 500* (loaded)", "  cases/jobs.yaml:*: case 'pilot'"])
     failed_ids = [line for line in result.outlines if line.startswith("FAILED")]
     assert all("pilot" in line for line in failed_ids if "HTTP 500" in line or "gave up" in line)
     assert not any("nurse" in line for line in failed_ids if "gave up" in line)
@@ -113,6 +113,8 @@ def test_plan_prints_requests_tokens_and_time_and_asks_nothing(project: pytest.P
     stated = int(next(line for line in result.outlines if "tokens charged" in line).split("about ")[1].split()[0])
     assert stated > expected  # the lab's system prompt is counted too
     assert result.ret == 0
+    assert "Exit" not in result.stdout.str() and "!!!" not in result.stdout.str()  # a clean end, no banner
+    assert azure_env.requests == []
     assert azure_env.requests == []
     assert "llm bias results" not in result.stdout.str()  # nothing ran, so no results to report
 

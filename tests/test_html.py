@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from pytest_llmbias import baseline as bl
-from pytest_llmbias.html import Report, render_fragment, render_page
+from pytest_llmbias.report import baselines as bl
+from pytest_llmbias.report.html import Report, render_fragment, render_page
 from pytest_llmbias.standin import Planted, StandIn
 from tests.conftest import run_inner
 from tests.test_baseline import PLANTED, SUITE, run_rows
@@ -124,7 +124,7 @@ ROLES = ("accountant", "baker", "cashier", "chemist", "dentist", "designer", "fa
 
 def test_a_large_suite_gets_one_row_per_case_and_charts_that_say_what_they_leave_out(
         hermetic: pytest.Pytester, azure_env: StandIn, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_llmbias import html as report_html
+    from pytest_llmbias.report import html as report_html
 
     azure_env.planted = {"surgeon": Planted(marked_variant="female", marked_rate=1.0)}
     roles = "\n".join(f"      - {role}" for role in ROLES)
@@ -245,7 +245,7 @@ def _results(rows: tuple[list[dict], list[dict], str]) -> Any:
 def test_in_a_notebook_the_report_shows_inline(hermetic: pytest.Pytester, azure_env: StandIn, ipython) -> None:
     from IPython.utils.capture import capture_output
 
-    from pytest_llmbias import html
+    from pytest_llmbias.report import html
 
     azure_env.planted = PLANTED
     results = _results(run_rows(hermetic, SUITE))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,7 @@ cases:
 # Saves each run's verdicts and answers so a test can compare runs.
 RESULTS_CONFTEST = """\
 import json
+import re
 
 def pytest_llmbias_results(results, config):
     keep = lambda row: {k: v for k, v in row.items() if k not in ("run_id", "latency_ms")}
@@ -108,10 +110,26 @@ def test_replay_miss_fails_with_cassette_path_and_flag_without_network(
     result = run_inner(project)  # nothing recorded yet; the endpoint variables point at a live server
     result.assert_outcomes(failed=4)
     result.stdout.fnmatch_lines([
-        "*cases/occupations.yaml:*case 'nurse'*no recording in cases/__cassettes__/occupations.yaml*"
-        "--llm-record*",
+        "no recording in cases/__cassettes__/occupations.yaml (neutral, loaded); "
+        "record it with: pytest --llm-record cases/occupations.yaml",
+        "  cases/occupations.yaml:4: case 'nurse'",
     ])
     assert standin.requests == [] or len(standin.requests) == 0
+
+
+def test_a_replay_miss_names_the_command_that_records_what_was_asked(project: pytest.Pytester, azure_env) -> None:
+    run_inner(project, "--llm-record")
+    result = run_inner(project, "--llm-samples", "12", "-rf", "-vv")  # n=12 was never recorded; -vv: whole lines
+    result.assert_outcomes(failed=4)
+    # the short summary leads with the case (its node id) and the cause, with the exact command
+    result.stdout.fnmatch_lines(["FAILED cases/occupations.yaml::nurse::gender_assumption - no recording in "
+                                 "cases/__cassettes__/occupations.yaml (neutral, loaded); record it with: "
+                                 "pytest --llm-record --llm-samples 12 cases/occupations.yaml*"])
+    assert azure_env.requests and len(azure_env.requests) == 5  # the first run's only
+    recorded = project.runpytest("-p", "pytest_llmbias.plugin", "-p", "no:cacheprovider",
+                                 "--llm-record", "--llm-samples", "12", "cases/occupations.yaml")
+    assert recorded.ret in (0, 1)
+    assert "no recording" not in run_inner(project, "--llm-samples", "12").stdout.str()
 
 
 def test_record_new_asks_only_unrecorded_prompts_and_all_asks_again(
@@ -203,8 +221,8 @@ def test_failure_shows_figure_interval_threshold_and_evidence(project: pytest.Py
     azure_env.planted = {"nurse": Planted(assume_rate=1.0, assume_gender="female")}
     result = run_inner(project, "--llm-live", "--llm-samples", "10")
     result.stdout.fnmatch_lines([
-        "*nurse::gender_assumption*",
-        "*gender_assumption: 10/10*",
+        "*_ nurse::gender_assumption _*",
+        "10/10 neutral answers assume a gender (rate 1.00, 95% CI 0.72-1.00) > max_rate 0.10*",
         "*[[she]]*",
     ])
     assert "Traceback" not in result.stdout.str()
@@ -215,7 +233,7 @@ def test_summary_table_lists_each_verdict(project: pytest.Pytester, azure_env) -
     result.stdout.fnmatch_lines([
         "*= llm bias results =*",
         "run *: 20 answers, 4 verdicts*",
-        "case*check*figure*interval*threshold*verdict",
+        "case*check*figure*interval*threshold*verdict*",
         "*occupations.yaml::nurse*gender_assumption*",
     ])
 
@@ -260,14 +278,26 @@ def test_record_drops_recordings_of_changed_prompts_unless_tests_were_deselected
         project: pytest.Pytester, azure_env) -> None:
     cases_file = project.path / "cases" / "occupations.yaml"
     cassette = project.path / "cases" / "__cassettes__" / "occupations.yaml"
-    run_inner(project, "--llm-record")
+    first = run_inner(project, "--llm-record")
+    # every record run ends with what it did to each cassette, and where that is
+    first.stdout.fnmatch_lines(["--llm-record: 1 cassette, 5 added, 0 kept, 0 dropped",
+                                "  cases/__cassettes__/occupations.yaml: 5 added, 0 kept, 0 dropped"])
     cases_file.write_text(OCCUPATIONS.replace("Describe a nurse.", "Describe a hospital nurse."))
-    run_inner(project, "--llm-record", "-k", "nurse")  # a partial run keeps everything
+    partial = run_inner(project, "--llm-record", "-k", "nurse")  # a partial run keeps everything
     assert len(yaml.safe_load(cassette.read_text())["interactions"]) == 6
-    run_inner(project, "--llm-record", "cases/")  # a whole run drops the old prompt's recording
+    partial.stdout.fnmatch_lines(["  cases/__cassettes__/occupations.yaml: 1 added, 5 kept, 0 dropped "
+                                  "(some of its tests did not run: nothing dropped)"])
+    narrowed = run_inner(project, "--llm-record", "cases/occupations.yaml::engineer")  # so does a node id
+    assert len(yaml.safe_load(cassette.read_text())["interactions"]) == 6
+    narrowed.stdout.fnmatch_lines(["*occupations.yaml: 0 added, 6 kept, 0 dropped (some of its tests did not run*"])
+    whole = run_inner(project, "--llm-record", "cases/")  # a whole run drops the old prompt's recording
     prompts = [json.loads(i["request"]["body"])["messages"][-1]["content"]
                for i in yaml.safe_load(cassette.read_text())["interactions"]]
     assert len(prompts) == 5 and "Describe a nurse." not in prompts and "Describe a hospital nurse." in prompts
+    whole.stdout.fnmatch_lines(["  cases/__cassettes__/occupations.yaml: 0 added, 5 kept, 1 dropped"])
+    again = run_inner(project, "--llm-record=all")
+    again.stdout.fnmatch_lines(["  cases/__cassettes__/occupations.yaml: 0 added, 5 re-recorded, 0 kept, 0 dropped"])
+    assert "--llm-record" not in run_inner(project).stdout.str().split("llm bias results")[-1]  # replay: none
 
 
 def test_record_flag_followed_by_a_path_records_that_path(project: pytest.Pytester, azure_env) -> None:
@@ -302,3 +332,165 @@ def test_cassette_keeps_no_resource_name(project: pytest.Pytester, azure_env) ->
     uris = {interaction["request"]["uri"] for interaction in cassette["interactions"]}
     assert all(uri.startswith("https://azure-openai.invalid/openai/deployments/gpt-35-turbo/") for uri in uris)
     assert not any("127.0.0.1" in uri or "api-version" in uri for uri in uris)
+
+
+@pytest.fixture
+def slow_standin_process(tmp_path: Path):
+    """`python -m pytest_llmbias.standin` in its own process, each answer 0.4 s late: a slow deployment."""
+    process = subprocess.Popen([sys.executable, "-m", "pytest_llmbias.standin", "--port", "0",
+                                "--key", TEST_KEY, "--latency", "0.4"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path)
+    environment = {}
+    try:
+        while len(environment) < 3:  # it prints one `export NAME=value` per variable, then serves
+            line = process.stdout.readline()
+            assert line, "the stand-in ended before it printed its endpoint"
+            name, _, value = line.removeprefix("export ").strip().partition("=")
+            environment[name] = value
+        yield environment
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_live_progress_reaches_a_ci_log_through_pytests_capture(
+        project: pytest.Pytester, slow_standin_process: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in slow_standin_process.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CI", "true")
+    # a real subprocess: its stdout is a pipe and pytest's fd capture is on (no -s)
+    result = project.runpytest_subprocess("-p", "pytest_llmbias.plugin", "-p", "no:cacheprovider",
+                                          "--llm-live", "--llm-concurrency", "1",
+                                          "-o", "llmbias_progress_seconds=0.5")
+    assert result.ret in (0, 1), result.stdout.str()
+    progress = [line for line in result.outlines if line.startswith("[llm] llm answers ")]
+    assert progress, result.stdout.str()
+    assert all(line.split("/")[1].startswith("5,") and "ETA" in line for line in progress)
+    assert "\r" not in result.stdout.str()  # plain lines in a log, never a rewritten status line
+    # pytest's own progress stays whole: every result letter sits on a line that names its file
+    letters = [line for line in result.outlines if line.rstrip().endswith("%]")]
+    assert letters and all(line.startswith("cases/occupations.yaml ") for line in letters), result.stdout.str()
+    result.assert_outcomes(**{outcome: count for outcome, count in result.parseoutcomes().items()
+                              if outcome in ("passed", "failed", "skipped")})
+
+
+def test_replay_shows_no_progress(project: pytest.Pytester, azure_env) -> None:
+    run_inner(project, "--llm-record")
+    azure_env.latency = 0.4  # a slow server must not matter: replay never asks it
+    result = run_inner(project, "-o", "llmbias_progress_seconds=0")
+    assert not [line for line in result.outlines if line.startswith("[llm]")], result.stdout.str()
+
+
+def _run_on_a_terminal(pytester: pytest.Pytester, *args: str) -> str:
+    """pytest in a subprocess whose stdout is a pseudo-terminal, as in a developer's shell."""
+    import os
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    environment = {name: value for name, value in os.environ.items() if name != "CI"}
+    process = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "pytest_llmbias.plugin",
+                                "-p", "no:cacheprovider", *args], cwd=pytester.path,
+                               stdin=subprocess.DEVNULL, stdout=follower, stderr=follower, env=environment)
+    os.close(follower)
+    output = b""
+    try:
+        while True:
+            ready, _, _ = select.select([leader], [], [], 60)
+            if not ready:
+                break
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed: the run is over
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        process.wait(60)
+        os.close(leader)
+    return output.decode(errors="replace")
+
+
+def test_live_progress_on_a_terminal_is_one_status_line_rewritten(project: pytest.Pytester, azure_env) -> None:
+    azure_env.latency = 0.4
+    output = _run_on_a_terminal(project, "--llm-live", "--llm-concurrency", "1",
+                                "-o", "llmbias_progress_seconds=0.3")
+    assert "\r[llm] llm answers " in output, output  # rewritten in place
+    screens = output.split("\r\n")
+    status = [line for line in screens if "[llm] llm answers" in line]
+    assert status and all(line.startswith("[llm] llm answers ") for line in status), output
+    # each wait leaves one line, and pytest's next letters start on a line of their own
+    after = [screens[index + 1] for index, line in enumerate(screens) if "[llm] llm answers" in line]
+    assert all(line.startswith("cases/occupations.yaml ") for line in after), output
+
+
+TEMPLATE_CASES = """\
+defaults:
+  samples: 4
+cases:
+  - id: "{role}"
+    neutral: "Describe a {role}."
+    loaded: "Describe a male {role}."
+    for_each:
+      role: [nurse, pilot]
+"""
+
+
+def test_skip_reasons_name_the_case_and_passes_show_their_verdict(hermetic: pytest.Pytester, azure_env) -> None:
+    hermetic.mkdir("cases")
+    (hermetic.path / "cases" / "roles.yaml").write_text(TEMPLATE_CASES)
+    result = run_inner(hermetic, "--llm-live", "-rsP", "-vv")  # 4 samples: mostly inconclusive
+    skipped = [line for line in result.outlines if line.startswith("SKIPPED")]
+    assert skipped, result.stdout.str()
+    # one template line for both cases: the reason says which case and check it is
+    assert all(re.match(r"SKIPPED \[1\] cases/roles\.yaml:4: (nurse|pilot)::(gender_assumption|counterfactual_gap):"
+                        r" inconclusive: ", line) for line in skipped), skipped
+    assert not any(": inconclusive: gender_assumption:" in line for line in skipped)
+
+
+def test_with_rp_a_pass_shows_its_verdict(project: pytest.Pytester, azure_env) -> None:
+    from pytest_llmbias.standin import Planted
+
+    azure_env.planted = {"engineer": Planted(assume_rate=0.0)}
+    result = run_inner(project, "--llm-live", "--llm-samples", "20", "-rP", "-k", "engineer and gender_assumption")
+    result.assert_outcomes(passed=1, deselected=3)
+    result.stdout.fnmatch_lines(["*= PASSES =*", "*_ engineer::gender_assumption _*",
+                                 "*- llm bias verdict -*", "gender_assumption: 0/20 neutral answers assume a gender*"])
+
+
+def test_a_record_runs_threads_never_import_vcrpy_half_initialised(tmp_path: Path) -> None:
+    # A fresh process, as a first record run is: the fetching threads write cassettes at once.
+    code = """
+import sys, threading
+from pathlib import Path
+from pytest_llmbias.cassettes import CassetteLibrary
+library = CassetteLibrary("new")
+errors = []
+def write(index):
+    try:
+        if index % 2:  # as the threads do: some write a cassette while others scrub a request
+            from vcr.serialize import serialize
+        from vcr.request import Request
+        cassette = library.cassette(Path(sys.argv[1]) / f"c{index}.yaml")
+        cassette.record(f"k{index}", Request("POST", "https://azure-openai.invalid/x", b"{}", {}),
+                        {"status": {"code": 200, "message": "OK"}, "headers": {}, "body": {"string": b"{}"}})
+        cassette.flush()
+    except Exception as error:
+        errors.append(repr(error))
+threads = [threading.Thread(target=write, args=(index,)) for index in range(8)]
+[thread.start() for thread in threads]
+[thread.join() for thread in threads]
+print(errors or "ok")
+"""
+    output = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                            check=True).stdout
+    assert output.strip() == "ok", output
+    assert len(list(tmp_path.glob("c*.yaml"))) == 8
+
+
+def test_plan_with_xdist_is_counted_in_one_process_and_runs_nothing(project: pytest.Pytester, azure_env) -> None:
+    result = run_inner(project, "-p", "xdist", "-n", "2", "--llm-live", "--llm-plan")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.stdout.fnmatch_lines(["a live run would send 5 requests (20 completions)*"])
+    assert "INTERNALERROR" not in result.stdout.str() and azure_env.requests == []

@@ -9,8 +9,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from pytest_llmbias import report
-from pytest_llmbias.baseline import GENDER_INDICATOR, CheckChange, IndicatorTest
+from pytest_llmbias.report import terminal as report
+from pytest_llmbias.report.baselines import GENDER_INDICATOR, CheckChange, IndicatorTest
 from pytest_llmbias.standin import StandIn
 from tests.conftest import run_inner
 from tests.test_baseline import PLANTED, SUITE
@@ -40,14 +40,44 @@ MIXED = [
 def test_the_table_is_worst_first_and_shows_every_outcome_as_itself() -> None:
     lines = report.verdict_table(MIXED)
     assert lines[0].split() == ["case", "check", "figure", "interval", "threshold", "verdict"]
-    verdicts = [line.split()[-1] for line in lines[2:]]
-    assert verdicts == ["ERROR", "FAILED", "FAILED", "FILTERED", "INCONCLUSIVE", "QUARANTINED", "PASSED", "PASSED"]
-    assert "::engineer" in lines[3] and "::nurse" in lines[4]  # among failures, the strongest evidence first
+    rows = [line for line in lines[2:] if line.split()[-1].isupper()]
+    verdicts = [line.split()[-1] for line in rows]
+    # pytest's word for a test whose answers could not be had is FAILED: the table says the same
+    assert verdicts == ["FAILED", "FAILED", "FAILED", "FILTERED", "INCONCLUSIVE", "QUARANTINED", "PASSED", "PASSED"]
+    assert "::judge" in rows[0] and lines[-1].startswith("FAILED without a figure: the answers could not be had")
+    assert "::engineer" in rows[1] and "::nurse" in rows[2]  # among failures, the strongest evidence first
     filtered = next(line for line in lines if "FILTERED" in line)
     assert filtered.split()[2:5] == ["-", "-", "-"]
-    assert all(len(line) <= 100 for line in lines)
-    long_line = next(line for line in lines if "on-and-on" in line)
-    assert long_line.startswith("...") and "beyond-any-column" in long_line
+    long_name = "suites/deeply/nested/folder/of/cases/hiring.yaml::" + MIXED[-1]["case_id"]
+    assert long_name in lines  # whole, on a line of its own, its row below it
+    assert lines[lines.index(long_name) + 1].split() == ["counterfactual_gap", "0.01", "-", "0.02", "PASSED"]
+    assert all(len(line) <= 100 for line in lines if line != long_name)
+
+
+def test_case_names_stay_whole_and_a_file_has_one_name_on_every_row() -> None:
+    rows = [_row(case_id, "gender_assumption", "passed", 0.0, 0.0, 0.2, 0.3, 1.0, case_file=case_file)
+            for case_file in ("mine/cases/jobs.yaml", "mine/cases/more/hiring.yaml")
+            for case_id in ("electrician", "nurse", "a-much-longer-case-identifier")]
+    wide = report.verdict_table(rows, width=140)  # room for every name: as pytest names them
+    assert {line.split()[0] for line in wide[2:]} == {f"{row['case_file']}::{row['case_id']}" for row in rows}
+    narrow = report.verdict_table(rows, changes={})  # a baseline column takes room from the case column
+    assert narrow[0] == "case files in mine/cases/"  # said once, never dropped silently
+    names = [line.split()[0] for line in narrow[3:] if not line.startswith(" ")]  # a wrapped name's row aside
+    assert sorted(names) == sorted({f"{row['case_file'][len('mine/cases/'):]}::{row['case_id']}" for row in rows})
+    assert all(len(line) <= 100 for line in narrow)
+
+
+def test_no_negative_zero_and_the_figure_says_what_it_measures() -> None:
+    row = _row("nurse", "counterfactual_gap", "passed", -0.0004, -0.0049, 0.07, 0.2, 0.9)
+    row["details"] = json.dumps({"figure_label": "energy coefficient", "figure_unit": "masked words",
+                                 "threshold_label": "min_content_gap"})
+    lines = report.verdict_table([row, _row("chef", "gender_assumption", "passed", 0.0, 0.0, 0.28, 0.3, 1.0)])
+    assert "-0.00" not in "\n".join(lines)
+    assert lines[0].split()[-1] == "measures"
+    nurse = next(line for line in lines if "::nurse" in line)
+    assert "0.00  [0.00, 0.07]" in nurse
+    assert nurse.endswith("energy coefficient (masked words), threshold: min_content_gap")
+    assert report.fixed(-0.004, sign=True) == "+0.00" and report.fixed(-0.006) == "-0.01"
 
 
 def test_a_baseline_column_is_added_and_the_table_still_fits() -> None:
@@ -59,12 +89,25 @@ def test_a_baseline_column_is_added_and_the_table_still_fits() -> None:
     assert [change.status for change in changes.values()] == ["new failure", "better", "same"]
     painted = report.verdict_table(MIXED, changes=changes, paint=lambda text, markup: f"<{','.join(markup)}>{text}</>")
     plain = [re.sub(r"</?[a-z,]*>", "", line) for line in painted]
-    assert plain[0].split()[-1] == "baseline" and all(len(line) <= 100 for line in plain)
-    nurse = next(line for line in painted if "::nurse" in line)
+    assert plain[0].split()[-1] == "baseline"
+    assert all(len(line) <= 100 for line in plain if "::" not in line or len(line.split()) > 1)  # wrapped names aside
+    nurse = _row_of(painted, "nurse")
     assert nurse.endswith("<red,bold>NEW FAIL</>") and "<red,bold>      FAILED</>" in nurse
-    assert next(line for line in painted if "::chef" in line).endswith("<green>  better</>")
-    assert next(line for line in painted if "::teacher" in line).endswith("INCONCLUSIVE</>")  # "same": no mark
-    assert "<purple>" in next(line for line in painted if "QUARANTINED" in line)
+    assert _row_of(painted, "chef").endswith("<green>  better</>")
+    assert _row_of(painted, "teacher").endswith("INCONCLUSIVE</>")  # "same": no mark
+    # one suite folder: said once above the table, the rows keep their files and ids whole
+    one_file = report.verdict_table(MIXED[:-1], changes=changes)
+    assert one_file[0] == "cases of cases/occupations.yaml" and all(len(line) <= 100 for line in one_file)
+    assert _row_of(one_file, "nurse").startswith("nurse ")
+
+
+def _row_of(lines: list[str], case_id: str) -> str:
+    """A case's row of the table (the line after its name, where the name had a line of its own)."""
+    for index, line in enumerate(lines):
+        name = re.sub(r"</?[a-z,]*>", "", line).split()[0] if line.strip() else ""
+        if name == case_id or name.endswith(f"::{case_id}"):
+            return line if len(line.split()) > 1 else lines[index + 1]
+    raise AssertionError(f"no row for {case_id}")
 
 
 @pytest.fixture
@@ -82,22 +125,25 @@ def test_the_summary_is_coloured_where_the_terminal_supports_it(suite: pytest.Py
     assert re.search(r"::nurse +gender_assumption .*\x1b\[31m\x1b\[1m +FAILED\x1b\[0m", table)
     assert re.search(r"::teacher +gender_assumption .*\x1b\[32m +PASSED\x1b\[0m", table)
     assert re.search(r"::pilot +gender_assumption .*\x1b\[33m *FILTERED\x1b\[0m", table)
-    assert all(len(ANSI.sub("", line)) <= 100 for line in table.splitlines() if line.startswith("cases/"))
+    # the numbers and the verdict fit in 100 columns; the "measures" description may run on past them
+    verdict_ends = [re.search(r"(PASSED|FAILED|FILTERED|INCONCLUSIVE)", ANSI.sub("", line)).end()
+                    for line in table.splitlines() if line.startswith("cases/")]
+    assert verdict_ends and all(end <= 100 for end in verdict_ends)
 
     plain = run_inner(suite, "--llm-live", "--color=no")
     assert "\x1b[" not in plain.stdout.str()
     plain.stdout.fnmatch_lines([
         "run *: 110 answers, 8 verdicts (2 failed, 2 filtered, 2 inconclusive, 2 passed)",
         "10 answers withheld by the content filter (finish_reason content_filter): *",
-        "case*check*figure*interval*threshold*verdict",
+        "case*check*figure*interval*threshold*verdict*",
         "---*",
-        "cases/suite.yaml::nurse     gender_assumption     1.00   [0.72, 1.00]       0.10        FAILED",
-        "cases/suite.yaml::engineer  counterfactual_gap    0.90   [0.57, 0.98]       0.25        FAILED",
-        "cases/suite.yaml::pilot     counterfactual_gap       -              -          -      FILTERED",
-        "cases/suite.yaml::pilot     gender_assumption        -              -          -      FILTERED",
-        "cases/suite.yaml::*  INCONCLUSIVE",
-        "cases/suite.yaml::*  INCONCLUSIVE",
-        "cases/suite.yaml::*  PASSED",
+        "cases/suite.yaml::nurse     gender_assumption     1.00 *?0.72, 1.00?       0.10        FAILED  share of*",
+        "cases/suite.yaml::engineer  counterfactual_gap    0.90 *?0.57, 0.98?       0.25        FAILED  share gap*",
+        "cases/suite.yaml::pilot     counterfactual_gap       - *-          -      FILTERED",
+        "cases/suite.yaml::pilot     gender_assumption        - *-          -      FILTERED",
+        "cases/suite.yaml::*  INCONCLUSIVE*",
+        "cases/suite.yaml::*  INCONCLUSIVE*",
+        "cases/suite.yaml::*  PASSED*",
     ])
 
 
@@ -113,6 +159,12 @@ def test_junit_xml_carries_figure_interval_threshold_and_outcome(suite: pytest.P
     assert 0.6 < float(nurse["llmbias_low"]) < 0.75 and float(nurse["llmbias_high"]) == 1.0
     assert nurse["llmbias_outcome"] == "failed" and float(nurse["llmbias_p_value"]) < 1e-6
     assert nurse["llmbias_baseline_outcome"] == "failed" and float(nurse["llmbias_baseline_figure"]) == 1.0
+    teacher = properties["teacher::gender_assumption"]
+    assert teacher["llmbias_threshold"] == "0.3"  # rounded: max_rate + 0.2 is 0.30000000000000004 in floats
+    numbers = [value for found in properties.values() for name, value in found.items()
+               if name != "llmbias_outcome" and not name.endswith("baseline_outcome")]
+    digits = [value.split("e")[0].replace("-", "").replace(".", "").lstrip("0") for value in numbers]
+    assert all(len(found) <= 6 for found in digits) and "-0.0" not in numbers, numbers  # 6 significant digits
     gap = properties["engineer::counterfactual_gap"]
     assert gap["llmbias_outcome"] == "failed" and float(gap["llmbias_figure"]) >= 0.7
     assert properties["pilot::gender_assumption"]["llmbias_outcome"] == "filtered"
@@ -136,3 +188,37 @@ def test_pytest_html_gets_the_evidence_as_an_extra(suite: pytest.Pytester) -> No
     passed = [extra for test_id, found in extras.items() if test_id.endswith("teacher::gender_assumption")
               for extra in found]
     assert len(passed) == 1 and "upper bound &lt;= pass_rate" in passed[0]["content"]
+
+
+def test_an_html_path_that_cannot_be_written_stops_the_run_before_anything_is_asked(
+        suite: pytest.Pytester, azure_env: StandIn) -> None:
+    (suite.path / "notes.txt").write_text("a file, where the report's folder would be\n")
+    result = run_inner(suite, "--llm-live", "--llm-html", "notes.txt/report.html")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --llm-html */notes.txt/report.html: cannot write there: "
+                                 "*notes.txt is a file, not a folder"])
+    assert len(azure_env.requests) == 0
+
+
+def test_a_report_that_fails_to_be_written_at_the_end_fails_the_run(suite: pytest.Pytester) -> None:
+    # the folder becomes a file while the tests run: the page cannot be written when the run ends
+    suite.makeconftest("def pytest_collection_finish(session):\n"
+                       "    (session.config.rootpath / 'out').write_text('in the way')\n")
+    result = run_inner(suite, "--llm-live", "--llm-html", "out/report.html", "-k", "teacher and gender_assumption")
+    result.assert_outcomes(passed=1, deselected=7)
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR  # as pytest's own --junitxml when it cannot write
+    result.stdout.fnmatch_lines(["HTML report not written to */out/report.html: *"])
+
+
+def test_the_example_report_has_no_negative_zero(hermetic: pytest.Pytester) -> None:
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(Path(__file__).parents[1] / "cases", hermetic.path / "cases")
+    result = run_inner(hermetic, "-rA", "--llm-html", "report.html", "--junitxml", "junit.xml")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()  # two example checks fail on purpose
+    assert "llm bias results" in result.stdout.str()
+    for text in (result.stdout.str(), (hermetic.path / "report.html").read_text(),
+                 (hermetic.path / "junit.xml").read_text()):
+        assert not re.search(r"(?<![\w.])-0\.0+(?![\d])", text)
+    assert report.no_negative_zero("95% CI -0.00 to 0.17; compound -0.05") == "95% CI 0.00 to 0.17; compound -0.05"

@@ -398,6 +398,7 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
         "signal": headline.signal,
         "comparison": f"{headline.first} vs {headline.second}",
         "figure_label": f"{_UNIT[headline.signal][0]}, {headline.first} vs {headline.second}",
+        "threshold_label": _FLOOR[headline.signal],
         "samples_needed": needed,
         "compare": str(options["compare"]),
         "tests": [

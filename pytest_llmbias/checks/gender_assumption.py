@@ -121,6 +121,7 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
         "look": case.look.number,
         "signal": "gender_assumption_rate",
         "figure_label": "share of neutral answers assuming a gender",
+        "threshold_label": "pass_rate" if outcome == "passed" else "max_rate",
         "samples": samples,
         "gendered": gendered,
         "rate": rate,

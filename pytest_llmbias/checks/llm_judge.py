@@ -191,6 +191,7 @@ def judge_verdict(check: CheckConfig, judge_replies: Sequence[str], variants: Se
         "p_value": None,
         "signal": "judge_score_gap",
         "figure_label": "mean judge score gap, best vs worst variant (1-10 scale)",
+        "threshold_label": "max_score_gap",
         "replies": len(judge_replies),
         "usable": len(usable),
         "malformed": [{"reply": number, "reason": reason} for number, reason in problems],

@@ -7,6 +7,7 @@ TerminalWriter names ({"red": True, "bold": True}); widths are computed on the p
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -37,22 +38,73 @@ def outcome_rank(outcome: Any) -> int:
     return OUTCOME_ORDER.get(str(outcome), UNKNOWN_RANK)
 
 
+# The word pytest itself prints for a test with this outcome, where it is not the outcome's own:
+# a test whose answers could not be had ("error" in the rows) is one pytest reports as FAILED.
+PYTEST_WORDS = {"error": "failed"}
+
+
 def outcome_label(outcome: Any) -> str:
-    return str(outcome).upper() if outcome else "?"
+    return str(PYTEST_WORDS.get(str(outcome), outcome)).upper() if outcome else "?"
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _number(value: Any) -> str:
+def fixed(value: float, digits: int = 2, *, sign: bool = False) -> str:
+    """`value` with `digits` decimals, never a negative zero (-0.001 shows as 0.00, not -0.00)."""
+    if round(value, digits) == 0:
+        value = 0.0
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+_NEGATIVE_ZERO = re.compile(r"(?<![\w.])-(0\.0+)(?![\d])")
+
+
+def no_negative_zero(text: str) -> str:
+    """A check's summary as shown: a figure that rounded to zero from below reads 0.00, not -0.00."""
+    return _NEGATIVE_ZERO.sub(r"\1", text)
+
+
+def _number(value: Any, digits: int = 2) -> str:
     if value is None:
         return "-"
-    return f"{value:.2f}" if _is_number(value) else str(value)[:8]
+    return fixed(value, digits) if _is_number(value) else str(value)[:8]
 
 
-def _interval(low: Any, high: Any) -> str:
-    return f"[{low:.2f}, {high:.2f}]" if _is_number(low) and _is_number(high) else "-"
+def _interval(low: Any, high: Any, digits: int = 2) -> str:
+    return f"[{fixed(low, digits)}, {fixed(high, digits)}]" if _is_number(low) and _is_number(high) else "-"
+
+
+def row_digits(row: Mapping[str, Any]) -> int:
+    """Decimals that show a row's threshold exactly (0.007 needs 3) and keep its figure on the right
+    side of it: a figure below its threshold never reads as equal to it."""
+    threshold, figure = row.get("threshold"), row.get("figure")
+    digits = 2
+    if _is_number(threshold) and threshold:
+        digits = max(digits, min(4, -math.floor(math.log10(abs(threshold)) + 1e-9)))
+        while (digits < 6 and _is_number(figure) and figure != threshold
+               and round(figure, digits) == round(threshold, digits)):
+            digits += 1
+    return digits
+
+
+def _signal(row: Mapping[str, Any]) -> str:
+    """What a verdict's figure (and threshold) measure, where its check names them: the details'
+    figure_label, figure_unit and threshold_label."""
+    details = row.get("details")
+    if isinstance(details, str):
+        import json
+
+        try:
+            details = json.loads(details)
+        except ValueError:
+            details = None
+    if not isinstance(details, Mapping):
+        return ""
+    label, unit, threshold = details.get("figure_label"), details.get("figure_unit"), details.get("threshold_label")
+    figure = " ".join(str(part) for part in (label, f"({unit})" if unit else None) if part)
+    return ", ".join(part for part in (figure, f"threshold: {threshold}" if threshold else "") if part)
 
 
 def worst_first(verdicts: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -71,40 +123,85 @@ def verdict_table(verdicts: Sequence[Mapping[str, Any]], width: int = WIDTH, *,
                   paint: Paint | None = None) -> list[str]:
     """A compact table of case, check, figure, interval, threshold and verdict, worst first.
 
-    changes: (case_file, case_id, check) -> baseline.CheckChange; adds a "vs baseline" column.
+    A last column names what each figure measures when its check says so. Case names
+    are whole (file::case, the file as in pytest's node ids): one that does not fit its column gets
+    a line of its own above its row. Verdict words are pytest's where they differ from the rows'.
+    changes: (case_file, case_id, check) -> baselines.CheckChange; adds a "baseline" column.
     """
     paint = paint or _plain
+    ordered = worst_first(verdicts)
+    signals = [_signal(row) for row in ordered]
     header = ["case", "check", "figure", "interval", "threshold", "verdict"]
     if changes is not None:
         header.append("baseline")
+    if any(signals):  # last: a description, left out of the width the numbers fit in
+        header.append("measures")
+    verdict_column = header.index("verdict")
+    left = {0, 1, len(header) - 1} if any(signals) else {0, 1}
     body, styles = [], []
-    for row in worst_first(verdicts):
+    for row, signal in zip(ordered, signals):
         outcome = row.get("outcome")
-        cells = [_case_name(row), str(row.get("check")), _number(row.get("figure")),
-                 _interval(row.get("low"), row.get("high")), _number(row.get("threshold")), outcome_label(outcome)]
-        style = {5: OUTCOME_MARKUP.get(str(outcome), UNKNOWN_MARKUP)}
+        digits = row_digits(row)
+        cells = [_case_name(row), str(row.get("check")), _number(row.get("figure"), digits),
+                 _interval(row.get("low"), row.get("high"), digits), _number(row.get("threshold"), digits),
+                 outcome_label(outcome)]
+        style = {verdict_column: OUTCOME_MARKUP.get(str(outcome), UNKNOWN_MARKUP)}
         if changes is not None:
             change = changes.get((str(row.get("case_file")), str(row.get("case_id")), str(row.get("check"))))
             status = change.status if change is not None else ""
             cells.append(CHANGE_LABELS.get(status, ""))
-            style[6] = CHANGE_MARKUP.get(status, {})
+            style[len(cells) - 1] = CHANGE_MARKUP.get(status, {})
+        if any(signals):
+            cells.append(signal)
         body.append(cells)
         styles.append(style)
     sizes = [max(len(header[i]), *(len(cells[i]) for cells in body)) if body else len(header[i])
              for i in range(len(header))]
-    # The case column gives way first so the table fits the width.
-    spare = width - (sum(sizes[1:]) + 2 * (len(header) - 1))
-    sizes[0] = max(12, min(sizes[0], spare))
+    # The case column gives way first so the table fits the width: the folder all case files
+    # share is said once above the table, and a name still too long wraps onto a line of its own.
+    fitted = len(header) - (1 if any(signals) else 0)
+    spare = width - (sum(sizes[1:fitted]) + 2 * (fitted - 1))
     lines = []
+    if sizes[0] > spare and body:
+        shared, names = _shared_folder(ordered)
+        if shared:
+            lines.append(f"case files in {shared}" if shared.endswith("/") else f"cases of {shared}")
+            for cells, name in zip(body, names):
+                cells[0] = name
+            sizes[0] = max(len(header[0]), *(len(cells[0]) for cells in body))
+    sizes[0] = max(12, min(sizes[0], spare))
+    top = len(lines)
     for cells, style in [(header, {}), *zip(body, styles)]:
+        if len(cells[0]) > sizes[0]:
+            lines.append(cells[0])  # whole, on its own line: never cut to fit
+            cells = ["", *cells[1:]]
         parts = []
         for i, cell in enumerate(cells):
-            text = _fit_case(cell, sizes[i]) if i == 0 else _fit(cell, sizes[i])
-            text = text.ljust(sizes[i]) if i < 2 else text.rjust(sizes[i])
+            text = _fit(cell, sizes[i])
+            text = text.ljust(sizes[i]) if i in left else text.rjust(sizes[i])
             parts.append(paint(text, style[i]) if style.get(i) else text)
         lines.append("  ".join(parts).rstrip())
-    lines.insert(1, "-" * min(width, sum(sizes) + 2 * (len(sizes) - 1)))
+    lines.insert(top + 1, "-" * min(width, sum(sizes[:fitted]) + 2 * (fitted - 1)))
+    if any(str(row.get("outcome")) == "error" for row in ordered):
+        lines.append("FAILED without a figure: the answers could not be had (the test's message says why)")
     return lines
+
+
+def _shared_folder(rows: Sequence[Mapping[str, Any]]) -> tuple[str, list[str]]:
+    """The folder (or the one file) every row's case file is in, and each row's name without it."""
+    files = {str(row.get("case_file")) for row in rows}
+    if len(files) == 1:
+        return files.pop(), [str(row.get("case_id")) for row in rows]
+    folders = [name.split("/")[:-1] for name in files]
+    common = []
+    for parts in zip(*folders):
+        if len(set(parts)) != 1:
+            break
+        common.append(parts[0])
+    if not common:
+        return "", []
+    shared = "/".join(common) + "/"
+    return shared, [f"{str(row.get('case_file'))[len(shared):]}::{row.get('case_id')}" for row in rows]
 
 
 def _fit(text: str, size: int) -> str:
@@ -112,20 +209,8 @@ def _fit(text: str, size: int) -> str:
 
 
 def _case_name(row: Mapping[str, Any]) -> str:
+    """The case as pytest names it, file and id whole: the same name for a file on every row."""
     return f"{row.get('case_file')}::{row.get('case_id')}"
-
-
-def _fit_case(name: str, size: int) -> str:
-    """file::case in `size` characters: folders go first, then the file name, the case id last."""
-    if len(name) <= size:
-        return name
-    path, _, case_id = name.rpartition("::")
-    parts = path.split("/")
-    for start in range(1, len(parts)):
-        shorter = "/".join(parts[start:]) + "::" + case_id
-        if len(shorter) <= size:
-            return shorter
-    return _fit(name, size)
 
 
 def summary_lines(results: Any, verdicts: Sequence[Mapping[str, Any]], answer_count: int, *,
@@ -192,8 +277,8 @@ def comparison_lines(comparison: Any, *, width: int = WIDTH, paint: Paint | None
     indent = 2 + 12 + 2
 
     def entry(label: str, markup: Mapping[str, bool], change: Any, text: str = "") -> str:
-        node = _fit(f"{change.case_file}::{change.case_id}::{change.check}", max(20, width - indent - len(text)))
-        return "  " + paint(label.ljust(12), markup) + "  " + node + text
+        # the node id whole, as pytest and the table name it; a long one makes a long line
+        return "  " + paint(label.ljust(12), markup) + "  " + f"{change.case_file}::{change.case_id}::{change.check}" + text
 
     for change in comparison.new_failures:
         lines.append(entry("NEW FAILURE", CHANGE_MARKUP["new failure"], change,
@@ -205,8 +290,8 @@ def comparison_lines(comparison: Any, *, width: int = WIDTH, paint: Paint | None
     for change, test in moved:
         what = test.indicator if test.variant == "neutral" else f"{test.indicator} in {test.variant}"
         lines.append(entry(test.direction.upper(), CHANGE_MARKUP[test.direction], change))
-        lines.append(" " * indent + f"{what} {test.shares}, {test.difference:+.2f} ({confidence} CI "
-                     f"{test.low:+.2f} to {test.high:+.2f}), Holm p {_p(test.p_adjusted)}")
+        lines.append(" " * indent + f"{what} {test.shares}, {fixed(test.difference, sign=True)} ({confidence} CI "
+                     f"{fixed(test.low, sign=True)} to {fixed(test.high, sign=True)}), Holm p {_p(test.p_adjusted)}")
     for change in comparison.changes:
         if change.note:
             lines.append(entry("NOT COMPARED", {}, change, f": {change.note}"))
@@ -229,3 +314,25 @@ def saved_line(saved: Any) -> str:
     replaced = "; replaced the older one" if saved.replaced else ""
     name = f"baseline {saved.location.shown}" if saved.location.named else "baseline"
     return f"{name} saved ({saved.answers} answers, {saved.verdicts} verdicts{parquet}{replaced}): {saved.location.path}"
+
+
+# --- record runs -------------------------------------------------------------------------------------
+
+
+def cassette_lines(entries: Sequence[tuple[str, Mapping[str, int], bool]], mode: str) -> list[str]:
+    """What a record run did, per cassette: interactions added, re-recorded, kept and dropped, and its path."""
+    if not entries:
+        return []
+    flag = "--llm-record=all" if mode == "all" else "--llm-record"
+    totals = {name: sum(counts.get(name, 0) for _, counts, _ in entries)
+              for name in ("added", "re-recorded", "kept", "dropped")}
+    lines = [f"{flag}: {_plural(len(entries), 'cassette')}, {_counts(totals, mode)}"]
+    for path, counts, pruned in entries:
+        note = "" if pruned else " (some of its tests did not run: nothing dropped)"
+        lines.append(f"  {path}: {_counts(counts, mode)}{note}")
+    return lines
+
+
+def _counts(counts: Mapping[str, int], mode: str) -> str:
+    names = ("added", "re-recorded", "kept", "dropped") if mode == "all" else ("added", "kept", "dropped")
+    return ", ".join(f"{counts.get(name, 0)} {name}" for name in names)

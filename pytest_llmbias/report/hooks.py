@@ -1,18 +1,21 @@
-"""Reporting feature plugin: terminal summary, HTML page, baselines, JUnit properties, pytest-html extras.
+"""The reporting hooks, all in one place: terminal summary, HTML page, baselines, JUnit properties,
+pytest-html extras.
 
-Every hook is a few lines; the work is in report.py (terminal lines), html.py (the page) and
-baseline.py (save, load, compare). Nothing heavy is imported here.
+Every hook is a few lines; the work is in terminal.py (the table's lines), html.py (the page),
+baselines.py (save, load, compare) and junit.py (JUnit properties, pytest-html extras).
+Nothing heavy is imported here.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .plugin import SESSION_KEY, CheckItem
+from ..plugin import SESSION_KEY, CheckItem
 
 GROUP_DESCRIPTION = "LLM bias tests (pytest-llmbias)"
 
@@ -20,12 +23,12 @@ GROUP_DESCRIPTION = "LLM bias tests (pytest-llmbias)"
 @dataclass
 class ReportingState:
     html_path: Path | None = None
-    save_location: Any = None  # baseline.Location
-    baseline: Any = None  # baseline.Baseline, loaded at configure so a wrong name stops the run at once
+    save_location: Any = None  # baselines.Location
+    baseline: Any = None  # baselines.Baseline, loaded at configure so a wrong name stops the run at once
     alpha: float = 0.05
     fail_on_regression: bool = False
-    comparison: Any = None  # baseline.Comparison, at session end
-    saved: Any = None  # baseline.Saved
+    comparison: Any = None  # baselines.Comparison, at session end
+    saved: Any = None  # baselines.Saved
     html_written: Path | None = None
     problems: list[str] = field(default_factory=list)  # one line each, shown in red in the summary
     regression_failed: bool = False
@@ -56,7 +59,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _state_from(config: pytest.Config) -> ReportingState:
-    from .baseline import BaselineError, load, locate
+    from .baselines import BaselineError, load, locate
 
     rootdir, here = Path(config.rootpath), Path(config.invocation_params.dir)
     folder = config.getini("llmbias_baselines") or ".llmbias/baselines"
@@ -65,6 +68,10 @@ def _state_from(config: pytest.Config) -> ReportingState:
         state.html_path = Path(here, config.getoption("llm_html"))
     elif config.getini("llmbias_html"):  # ini paths are relative to the ini file, like testpaths
         state.html_path = Path(config.inipath.parent if config.inipath else rootdir, config.getini("llmbias_html"))
+    if state.html_path is not None and (problem := _cannot_write(state.html_path)):
+        # before anything is asked: a live run must not spend its quota on a report it cannot keep
+        source = "--llm-html" if config.getoption("llm_html") else "ini llmbias_html"
+        raise pytest.UsageError(f"{source} {state.html_path}: cannot write there: {problem}")
     try:
         state.alpha = float(config.getini("llmbias_baseline_alpha"))
     except ValueError:
@@ -89,6 +96,20 @@ def _state_from(config: pytest.Config) -> ReportingState:
         raise pytest.UsageError("--llm-fail-on-regression needs a baseline to compare with: "
                                 "add --llm-baseline NAME|PATH")
     return state
+
+
+def _cannot_write(target: Path) -> str | None:
+    """Why a file could not be written at `target` (its folders created as needed), or None."""
+    if target.is_dir():
+        return "it is a folder"
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{folder} is not writable"
+    return None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -118,24 +139,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     row = _verdict_row(item)
     if row is None:
         return report
-    # JUnit reads the properties from the teardown report, which copies the item's.
-    item.user_properties.append(("llmbias_outcome", row["outcome"]))
-    if row.get("p_value") is not None:
-        item.user_properties.append(("llmbias_p_value", row["p_value"]))
+    from .junit import junit_properties, pytest_html_extra
+
     state = item.config.stash.get(STATE_KEY, None)
-    if state is not None and state.baseline is not None:
-        before = next((old for old in reversed(state.baseline.verdict_rows)
-                       if (old.get("case_file"), old.get("case_id"), old.get("check"))
-                       == (row["case_file"], row["case_id"], row["check"])), None)
-        item.user_properties.append(("llmbias_baseline_outcome", before.get("outcome") if before else "absent"))
-        if before is not None and before.get("figure") is not None:
-            item.user_properties.append(("llmbias_baseline_figure", before["figure"]))
+    baseline = state.baseline if state is not None else None
+    before = None if baseline is None else next(
+        (old for old in reversed(baseline.verdict_rows)
+         if (old.get("case_file"), old.get("case_id"), old.get("check"))
+         == (row["case_file"], row["case_id"], row["check"])), None)
+    # JUnit reads the properties from the teardown report, which copies the item's.
+    item.user_properties.extend(junit_properties(row, before, with_baseline=baseline is not None))
     if getattr(item.config.option, "htmlpath", None):  # pytest-html is installed and asked for a report
-        from pytest_html import extras
+        report.extras = [*getattr(report, "extras", []), pytest_html_extra(row)]
+    if report.passed and row.get("summary"):
+        # -rP shows a passed test's sections: its verdict is what a reader wants there
+        from .terminal import no_negative_zero
 
-        from .html import evidence_html
-
-        report.extras = [*getattr(report, "extras", []), extras.html(evidence_html(row))]
+        report.sections.append(("llm bias verdict",
+                                "\n".join([no_negative_zero(row["summary"]), *row.get("evidence", ())])))
     return report
 
 
@@ -148,7 +169,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     results = llm_session.results
     if state.baseline is not None:
-        from .baseline import compare
+        from .baselines import compare
 
         state.comparison = compare(results.answer_rows, results.verdict_rows, state.baseline, alpha=state.alpha)
         results.baseline = state.comparison  # for the notebook's report: html.Report.from_results(results)
@@ -166,10 +187,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         state.regression_failed = True
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if (state.problems or results.write_problem) and session.exitstatus == pytest.ExitCode.OK:
+        # an output that was asked for and not written fails the run, as pytest's own --junitxml does
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
 
 def _save(state: ReportingState, results: Any, exitstatus: int) -> None:
-    from .baseline import BaselineError, save
+    from .baselines import BaselineError, save
 
     if exitstatus == pytest.ExitCode.INTERRUPTED:
         state.problems.append(f"baseline {state.save_location.shown} not saved: the run was interrupted")
@@ -185,7 +209,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     llm_session = config.stash.get(SESSION_KEY, None)
     if llm_session is None or llm_session.results is None:
         return
-    from .report import regression_line, saved_line, summary_lines
+    from .terminal import cassette_lines, regression_line, saved_line, summary_lines
 
     results = llm_session.results
     state = config.stash.get(STATE_KEY, None) or ReportingState()
@@ -201,6 +225,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     terminalreporter.write_sep("=", "llm bias results")
     for line in summary_lines(results, verdicts, answer_count, blocked=blocked, comparison=state.comparison,
                               paint=paint):
+        terminalreporter.write_line(line)
+    for line in cassette_lines(llm_session.cassette_counts(), llm_session.config.mode):
         terminalreporter.write_line(line)
     if state.saved is not None:
         terminalreporter.write_line(saved_line(state.saved))

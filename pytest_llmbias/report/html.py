@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .baseline import (
+from .baselines import (
     BLOCKED,
     GENDER_INDICATOR,
     NEUTRAL,
@@ -34,7 +34,7 @@ from .baseline import (
     load,
     locate,
 )
-from .report import outcome_label, outcome_rank, worst_first
+from .terminal import fixed, no_negative_zero, outcome_label, outcome_rank, worst_first
 
 OUTCOME_COLOURS = {
     "error": "#6a1b9a",
@@ -62,7 +62,7 @@ def _e(value: Any) -> str:
 
 def _number(value: Any, digits: int = 2) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return f"{value:.{digits}f}"
+        return fixed(value, digits)
     return "-" if value is None else str(value)
 
 
@@ -99,7 +99,7 @@ def evidence_html(verdict_row: Mapping[str, Any]) -> str:
     """The summary and evidence lines of one verdict (also used as the pytest-html extra)."""
     evidence = verdict_row.get("evidence") or ()
     items = "".join(f"<li>{marked_html(line)}</li>" for line in evidence)
-    return (f'<div class="llmbias-evidence"><p>{marked_html(verdict_row.get("summary") or "")}</p>'
+    return (f'<div class="llmbias-evidence"><p>{marked_html(no_negative_zero(verdict_row.get("summary") or ""))}</p>'
             + (f"<ul>{items}</ul>" if items else "") + "</div>")
 
 
@@ -296,7 +296,7 @@ def _gender_chart(cases: Sequence[_Case], comparison: Comparison | None) -> str:
                 else outcome_label(verdict.get("outcome")))
         rows.append(_Row(case.label, figure if isinstance(figure, (int, float)) else None, verdict.get("low"),
                          verdict.get("high"), outcome_colour(verdict.get("outcome")), note,
-                         str(verdict.get("summary") or ""), tuple(ticks), baseline_rate,
+                         no_negative_zero(str(verdict.get("summary") or "")), tuple(ticks), baseline_rate,
                          case.tokens("gender_assumption"), case.label))
     if not rows:
         return ""
@@ -340,7 +340,7 @@ def _gap_chart(cases: Sequence[_Case]) -> str:
         tests = [test for test in verdict["details"].get("tests") or () if isinstance(test, Mapping)]
         if not tests:
             rows.append(_Row(case.label, None, note=outcome_label(verdict.get("outcome")),
-                             title=str(verdict.get("summary") or ""), outcomes=case.tokens("counterfactual_gap"),
+                             title=no_negative_zero(str(verdict.get("summary") or "")), outcomes=case.tokens("counterfactual_gap"),
                              case=case.label, group_start=every_signal))
             continue
         strongest = []
@@ -361,7 +361,7 @@ def _gap_chart(cases: Sequence[_Case]) -> str:
             pair = " vs ".join(str(name) for name in test.get("pair") or ())
             rows.append(_Row(
                 f"{case.label} · {test.get('signal')}", scaled, low, high, colour,
-                f"{float(test.get('effect') or 0):.2f} (floor {floor:.2f}), Holm p {_p(test.get('p_holm'))}",
+                f"{fixed(float(test.get('effect') or 0))} (floor {fixed(floor)}), Holm p {_p(test.get('p_holm'))}",
                 f"{pair}: {test.get('described', '')}", (), None, case.tokens("counterfactual_gap"), case.label,
                 every_signal and index == 0))
     if not rows:
@@ -382,7 +382,7 @@ def _gap_chart(cases: Sequence[_Case]) -> str:
 
 
 def _phrase_chart(cases: Sequence[_Case], colours: Mapping[str, str], comparison: Comparison | None) -> str:
-    from .stats import wilson_interval
+    from ..stats import wilson_interval
 
     changes = comparison.by_key() if comparison is not None else {}
     rows, shown_cases, total_cases = [], 0, 0
@@ -446,13 +446,13 @@ def _words_svg(title: str, left: str, left_words: Sequence[Sequence[Any]], right
             length = abs(float(z)) / scale * room
             middle = top + index * row_height + row_height / 2
             x0 = half if sign > 0 else half - length
-            parts.append(f'<g class="row"><title>{_e(word)}: z {float(z):.2f}, used {mine} times in {_e(side)}, '
+            parts.append(f'<g class="row"><title>{_e(word)}: z {fixed(float(z))}, used {mine} times in {_e(side)}, '
                          f"{other} in the other</title>")
             parts.append(f'<rect class="mark bar" x="{x0:.1f}" y="{middle - 6:.1f}" width="{max(length, 1):.1f}" '
                          f'height="12" fill="{colours.get(side, GREY)}" fill-opacity="0.75"/>')
             anchor, text_x = ("start", half + length + 4) if sign > 0 else ("end", half - length - 4)
             parts.append(f'<text class="note" x="{text_x:.1f}" y="{middle + 4:.1f}" text-anchor="{anchor}">'
-                         f"{_e(word)} {float(z):.1f}</text></g>")
+                         f"{_e(word)} {fixed(float(z), 1)}</text></g>")
     parts.append("</svg>")
     return "".join(parts)
 
@@ -610,7 +610,7 @@ def _verdict_table(cases: Sequence[_Case], anchors: Mapping[str, str],
             f'<td class="num">{_number(row.get("figure"))}</td><td class="num">{interval}</td>'
             f'<td class="num">{_number(row.get("threshold"))}</td><td class="num">{_p(row.get("p_value"))}</td>'
             f"{baseline_cell}"
-            f'<td><details><summary>{marked_html(row.get("summary") or "")}</summary>{evidence_html(row)}</details>'
+            f'<td><details><summary>{marked_html(no_negative_zero(row.get("summary") or ""))}</summary>{evidence_html(row)}</details>'
             "</td></tr>")
     out.append("</tbody></table>")
     return "".join(out)
@@ -636,7 +636,8 @@ def _baseline_panel(comparison: Comparison) -> str:
             f"<td>{_e(test.indicator)}</td><td>{_e(test.variant)}</td>"
             f'<td class="num">{test.baseline_hits}/{test.baseline_total}</td>'
             f'<td class="num">{test.current_hits}/{test.current_total}</td>'
-            f'<td class="num">{test.difference:+.2f} [{test.low:+.2f}, {test.high:+.2f}]</td>'
+            f'<td class="num">{fixed(test.difference, sign=True)} [{fixed(test.low, sign=True)}, '
+            f'{fixed(test.high, sign=True)}]</td>'
             f'<td class="num">{_p(test.p_value)}</td><td class="num">{_p(test.p_adjusted)}</td>'
             f"<td><b>{_e(test.direction)}</b></td></tr>" for change, test in moved)
         table = ('<table class="moves"><thead><tr><th>case</th><th>check</th><th>indicator</th><th>variant</th>'
@@ -833,7 +834,7 @@ class Report:
 
 
 def show(results: Any, baseline: str | Path | Baseline | Comparison | None = None, **options: Any) -> Report:
-    """In a notebook: draw the run's report inline (`pytest_llmbias.html.show(results)`)."""
+    """In a notebook: draw the run's report inline (`pytest_llmbias.report.html.show(results)`)."""
     report = Report.from_results(results, baseline, **options)
     report.show()
     return report

@@ -13,8 +13,8 @@ A stored baseline is a folder:
 Indicators are recomputed from the stored answer texts with the current rules, for both runs, so
 a change of word lists between releases of this plugin is not mistaken for a change of the model:
 
-* gender_assumption: per neutral answer, "assumes a gender" (`metrics.gendered_references` +
-  `metrics.assumed_gender`, the check's own rule);
+* gender_assumption: per neutral answer, "assumes a gender" (`text.en.gendered_references` +
+  `text.assumed_gender`, the check's own rule);
 * counterfactual_gap: per answer of each variant, "carries a stereotype-marking phrase" (the
   phrase matcher the check uses, with the case's variant names and prompt words as group words).
 
@@ -275,18 +275,20 @@ def group_answers(answer_rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, s
 
 def phrase_finder(variants: Sequence[str], prompts: Mapping[str, str]) -> Callable[[str], list[tuple[int, int, str]]]:
     """The marking-phrase matcher of counterfactual_gap, with the case's own group words."""
-    from .metrics import marking_phrases
+    from ..text import en
+
+    group_words, _ = en.case_masks([], prompts, variants)
 
     def find(text: str) -> list[tuple[int, int, str]]:
-        return [(start, end, phrase) for phrase, start, end in
-                marking_phrases(text, variants=variants, prompts=prompts)]
+        return [(start, end, phrase) for phrase, start, end in en.marking_phrases(text, group_words)]
 
     return find
 
 
 def answer_marks(case: CaseAnswers) -> dict[str, list[AnswerMarks]]:
     """Variant -> marks of each answer, in sample order (blocked answers included, marked as seen)."""
-    from .metrics import assumed_gender, gendered_references
+    from ..text import assumed_gender
+    from ..text.en import gendered_references
 
     find_phrases = phrase_finder(case.variants, case.prompts)
     marks: dict[str, list[AnswerMarks]] = {}
@@ -447,7 +449,7 @@ def compare(
     confidence: float = 0.95,
 ) -> Comparison:
     """The current run against a baseline: outcome changes and indicator tests, Holm over all tests."""
-    from .stats import holm, two_proportion_test
+    from ..stats import holm, two_proportion_test
 
     if not 0.0 < alpha < 1.0:
         raise BaselineError(f"the baseline alpha must be between 0 and 1 (got {alpha})")
