@@ -494,3 +494,20 @@ def test_plan_with_xdist_is_counted_in_one_process_and_runs_nothing(project: pyt
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     result.stdout.fnmatch_lines(["a live run would send 5 requests (20 completions)*"])
     assert "INTERNALERROR" not in result.stdout.str() and azure_env.requests == []
+
+
+def test_the_readmes_first_command_installs_only_what_the_main_job_needs() -> None:
+    import tomllib
+
+    root = Path(__file__).parents[1]
+    readme = (root / "README.md").read_text()
+    block = readme.split("## Set-up", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0].strip().splitlines()
+    assert len(block) == 2  # two commands on a fresh machine
+    first, second = block
+    assert '-e ".[spark]"' in first and first.endswith("python3 -m pytest cases/")
+    assert not any(word in first for word in ("apt-get", "chromium", "[dev]", "sudo"))
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert not any(tool in " ".join(extras["spark"]) for tool in ("pytest-html", "ipykernel", "nbclient", "websocket"))
+    assert '-e ".[dev]"' in second and "chromium" in second and second.endswith("python3 -m pytest tests/")
+    ci = (root / ".ci" / "run").read_text()  # CI runs the second: the same extra, the browser, the tests
+    assert '-e ".[dev]"' in ci and "apt-get install -y -qq chromium" in ci and "python -m pytest tests/" in ci
