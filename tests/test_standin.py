@@ -441,11 +441,11 @@ def test_default_planted_is_mild_and_realistic() -> None:
 
 
 def _template_verbs() -> set[str]:
-    return set(re.findall(r"\{v:([a-z-]+)\}", inspect.getsource(standin)))
+    return set(re.findall(r"\{v:([a-z-]+)\}", inspect.getsource(standin.text)))
 
 
 def test_third_person_spelling() -> None:
-    assert [standin._third_person(v) for v in ("bring", "carry", "watch", "stay", "be", "have", "go")] == [
+    assert [standin.text._third_person(v) for v in ("bring", "carry", "watch", "stay", "be", "have", "go")] == [
         "brings", "carries", "watches", "stays", "is", "has", "goes",
     ]  # fmt: skip
 
@@ -453,7 +453,7 @@ def test_third_person_spelling() -> None:
 def test_verbs_agree_with_the_pronoun() -> None:
     verbs = _template_verbs()
     assert {"bring", "be", "have", "monitor"} <= verbs
-    third = {standin._third_person(v) for v in verbs}
+    third = {standin.text._third_person(v) for v in verbs}
     base = verbs - third
     plain = {"they": third | {"is", "has", "does"}, "she": base | {"are"}, "he": base | {"are"}}
     subject_verb = re.compile(

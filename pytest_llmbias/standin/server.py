@@ -1,0 +1,538 @@
+"""The stand-in's HTTP server: routes, authentication, validation and the chat-completions reply."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import secrets
+import socket
+import string
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .faults import (_ACCESS_DENIED, _BAD_JSON_MESSAGE, _DEPLOYMENT_NOT_FOUND, _RESOURCE_NOT_FOUND, Fault,
+                     _choice_filter_results, _content_filter_error, _invalid_request, _prompt_filter_results,
+                     _Reply, fault_reply)
+from .quota import NOMINAL_RPM, NOMINAL_TPM, _rate_limit_body, _retry_headers, _SlidingWindow, estimate_request_tokens
+from .text import Planted, _message_text, _user_texts, estimate_prompt_tokens, estimate_tokens, generate_answers
+
+DEFAULT_API_KEY = "standin-key"
+DEFAULT_API_VERSION = "2024-06-01"
+DEFAULT_DEPLOYMENT = "gpt-35-turbo"
+DEFAULT_MODEL_NAME = "gpt-35-turbo"
+DEFAULT_PROMPT_FILTER_TRIGGERS: tuple[str, ...] = ("FILTERME",)
+DEFAULT_COMPLETION_FILTER_TRIGGERS: tuple[str, ...] = ("FILTERCOMPLETION",)
+MAX_N = 128
+# Status recorded for a request whose connection was closed without any response.
+DROPPED = 0
+
+_API_VERSION_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
+_ID_ALPHABET = string.ascii_letters + string.digits
+_ROUTE_RE = re.compile(r"^/openai/deployments/([^/]+)/chat/completions/?$")
+
+
+@dataclass
+class RequestRecord:
+    """One request the stand-in received (the API key is redacted)."""
+
+    method: str
+    path: str
+    deployment: str | None
+    api_version: str | None
+    headers: dict[str, str]
+    body: Any  # parsed JSON, or None when the body was not JSON
+    time: float  # arrival, time.time()
+    status: int | None = None  # None while in flight; DROPPED (0) when closed without a response
+    fault: Fault | None = None  # the injected fault applied to it, if any
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _validate_body(body: Any) -> str | None:
+    """The error message Azure would return for an invalid chat-completions body, or None."""
+    if not isinstance(body, dict):
+        return f"{json.dumps(body)} is not of type 'object'"
+    if "messages" not in body:
+        return "'messages' is a required property"
+    messages = body["messages"]
+    if not isinstance(messages, list):
+        return f"{json.dumps(messages)[:80]} is not of type 'array' - 'messages'"
+    if not messages:
+        return "[] is too short - 'messages'"
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or "role" not in message:
+            return f"'role' is a required property - 'messages.{index}'"
+        if message["role"] not in ("system", "user", "assistant", "tool", "function", "developer"):
+            return (
+                f"'{message['role']}' is not one of ['system', 'assistant', 'user', 'function', 'tool'] "
+                f"- 'messages.{index}.role'"
+            )
+    n = body.get("n", 1)
+    if n is not None:
+        if not _is_int(n):
+            return f"{json.dumps(n)} is not of type 'integer' - 'n'"
+        if n < 1:
+            return f"{n} is less than the minimum of 1 - 'n'"
+        if n > MAX_N:
+            return f"{n} is greater than the maximum of {MAX_N} - 'n'"
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = body.get(name)
+        if value is not None and not _is_int(value):
+            return f"{json.dumps(value)} is not of type 'integer' - '{name}'"
+        if value is not None and value < 1:
+            return f"{value} is less than the minimum of 1 - '{name}'"
+    temperature = body.get("temperature")
+    if temperature is not None:
+        if not isinstance(temperature, (int, float)) or isinstance(temperature, bool):
+            return f"{json.dumps(temperature)} is not of type 'number' - 'temperature'"
+        if not 0 <= temperature <= 2:
+            bound = "less than the minimum of 0" if temperature < 0 else "greater than the maximum of 2"
+            return f"{temperature} is {bound} - 'temperature'"
+    seed = body.get("seed")
+    if seed is not None and not _is_int(seed):
+        return f"{json.dumps(seed)} is not of type 'integer' - 'seed'"
+    if body.get("stream"):
+        return "stream=true is not supported by the pytest-llmbias stand-in server"
+    return None
+
+
+# ---------------------------------------------------------------------------
+# HTTP server
+# ---------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    standin: StandIn
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Quiet: clients that time out or disconnect mid-response are expected under fault injection.
+        pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like Azure; the SDK pools connections
+    server_version = "standin"
+    timeout = 60  # idle keep-alive connections are closed after this many seconds
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.standin._track_connection(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.standin._untrack_connection(self.connection)
+
+    def version_string(self) -> str:
+        return self.server_version  # no Python version in the Server header
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature from the base class
+        pass  # quiet: no request logging to stderr
+
+    def do_POST(self) -> None:
+        self.server.standin._handle(self)
+
+    def do_GET(self) -> None:
+        self.server.standin._handle(self)
+
+    do_PUT = do_DELETE = do_PATCH = do_GET
+
+
+class StandIn:
+    """A stand-in Azure OpenAI chat-completions endpoint on 127.0.0.1, served from a daemon thread.
+
+    Use as a context manager (``with StandIn() as server: ...``) or call start()/stop().
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        api_key: str | None = DEFAULT_API_KEY,
+        deployments: Iterable[str] | None = frozenset({DEFAULT_DEPLOYMENT}),
+        model_name: str = DEFAULT_MODEL_NAME,
+        seed: int = 0,
+        planted: Mapping[str, Planted] | None = None,
+        default_planted: Planted | None = None,
+        latency: float = 0.0,
+        tpm: int | None = None,
+        rpm: int | None = None,
+        window_seconds: float = 60.0,
+        prompt_filter_triggers: Iterable[str] = DEFAULT_PROMPT_FILTER_TRIGGERS,
+        completion_filter_triggers: Iterable[str] = DEFAULT_COMPLETION_FILTER_TRIGGERS,
+        system_fingerprint: str | None = None,
+    ) -> None:
+        if window_seconds <= 0:
+            raise ValueError("window_seconds must be > 0")
+        self.requested_port = port
+        self.api_key = api_key  # None accepts any (or no) key
+        if isinstance(deployments, str):
+            deployments = [deployments]
+        self.deployments = None if deployments is None else frozenset(deployments)  # None accepts any
+        self.model_name = model_name
+        self.seed = seed
+        self.planted = planted
+        self.default_planted = default_planted
+        self.latency = latency
+        self.tpm = tpm
+        self.rpm = rpm
+        self.window_seconds = window_seconds
+        self.prompt_filter_triggers = tuple(prompt_filter_triggers)
+        self.completion_filter_triggers = tuple(completion_filter_triggers)
+        model_hash = hashlib.sha256(model_name.encode()).hexdigest()[:10]
+        self.system_fingerprint = system_fingerprint or f"fp_{model_hash}"
+        self._lock = threading.Lock()
+        self._faults: list[list[Any]] = []  # [fault, remaining count or None]
+        self._records: list[RequestRecord] = []
+        self._connections: set[socket.socket] = set()
+        # Quotas are per minute; a window of W seconds allows limit * W / 60.
+        self._token_window = _SlidingWindow(tpm * window_seconds / 60, window_seconds) if tpm else None
+        self._request_window = (
+            _SlidingWindow(max(math.floor(rpm * window_seconds / 60), 1), window_seconds) if rpm else None
+        )
+        self._stopping = threading.Event()
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> StandIn:
+        """Bind 127.0.0.1 (port 0 = any free port) and serve from a daemon thread."""
+        if self._httpd is not None:
+            raise RuntimeError("StandIn is already running")
+        self._stopping = threading.Event()
+        httpd = _Server(("127.0.0.1", self.requested_port), _Handler)
+        httpd.standin = self
+        self._httpd = httpd
+        # Short poll interval so stop() returns quickly.
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="llmbias-standin", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, wake delayed handlers and close open connections."""
+        httpd, thread = self._httpd, self._thread
+        if httpd is None:
+            return
+        self._stopping.set()
+        httpd.shutdown()
+        httpd.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:  # idle keep-alive handlers would otherwise linger
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if thread is not None:
+            thread.join(timeout=2)
+        self._httpd = None
+        self._thread = None
+
+    def __enter__(self) -> StandIn:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._httpd is not None
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("StandIn is not running")
+        return self._httpd.server_address[1]
+
+    @property
+    def endpoint(self) -> str:
+        """The value for AZURE_OPENAI_ENDPOINT / azure_endpoint, e.g. 'http://127.0.0.1:53211/'."""
+        return f"http://127.0.0.1:{self.port}/"
+
+    def environment(self, api_version: str = DEFAULT_API_VERSION) -> dict[str, str]:
+        """The AZURE_OPENAI_* variables a client needs to reach this stand-in."""
+        return {
+            "AZURE_OPENAI_ENDPOINT": self.endpoint,
+            "AZURE_OPENAI_API_KEY": self.api_key or DEFAULT_API_KEY,
+            "AZURE_OPENAI_API_VERSION": api_version,
+        }
+
+    # -- fault injection ---------------------------------------------------
+
+    def inject(self, *faults: Fault) -> None:
+        """Queue faults; each applies to its next ``count`` matching requests, in FIFO order."""
+        with self._lock:
+            self._faults.extend([fault, fault.count] for fault in faults)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    @property
+    def faults(self) -> list[tuple[Fault, int | None]]:
+        """Pending faults with their remaining counts (None = unlimited)."""
+        with self._lock:
+            return [(fault, remaining) for fault, remaining in self._faults]
+
+    def _take_fault(self, prompt: str | None) -> Fault | None:
+        with self._lock:
+            for entry in self._faults:
+                fault, remaining = entry
+                if fault.match is not None and (prompt is None or fault.match not in prompt):
+                    continue
+                if remaining is not None:
+                    entry[1] = remaining - 1
+                    if entry[1] <= 0:
+                        self._faults.remove(entry)
+                return fault
+        return None
+
+    # -- introspection -----------------------------------------------------
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """A snapshot of the requests received so far, oldest first."""
+        with self._lock:
+            return [replace(record) for record in self._records]
+
+    @property
+    def counts(self) -> dict[int, int]:
+        """Answered requests by status (DROPPED = 0 for connections closed without a response)."""
+        with self._lock:
+            return dict(Counter(r.status for r in self._records if r.status is not None))
+
+    def reset(self) -> None:
+        """Forget recorded requests and quota usage (faults stay)."""
+        with self._lock:
+            self._records.clear()
+            if self._token_window:
+                self._token_window = _SlidingWindow(self._token_window.limit, self.window_seconds)
+            if self._request_window:
+                self._request_window = _SlidingWindow(self._request_window.limit, self.window_seconds)
+
+    def _track_connection(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._connections.add(connection)
+
+    def _untrack_connection(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._connections.discard(connection)
+
+    # -- request handling --------------------------------------------------
+
+    def _handle(self, handler: _Handler) -> None:
+        arrived = time.time()
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length > 0 else b""  # always drain, so keep-alive stays in sync
+        url = urlsplit(handler.path)
+        api_version = parse_qs(url.query).get("api-version", [None])[0]
+        route = _ROUTE_RE.match(url.path)
+        deployment = unquote(route.group(1)) if route else None
+        try:
+            body: Any = json.loads(raw) if raw else None
+            body_is_json = bool(raw)
+        except (ValueError, UnicodeDecodeError):
+            body, body_is_json = None, False
+        record = RequestRecord(
+            method=handler.command,
+            path=url.path,
+            deployment=deployment,
+            api_version=api_version,
+            headers=_redacted_headers(handler.headers.items()),
+            body=body,
+            time=arrived,
+        )
+        with self._lock:
+            self._records.append(record)
+
+        reply, delay, drop = self._decide(handler, record, route is not None, body, body_is_json)
+        if delay > 0 and self._stopping.wait(delay):
+            drop = True  # server stopping: do not answer a delayed request
+        if drop:
+            self._set_status(record, DROPPED)
+            handler.close_connection = True
+            try:
+                handler.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        assert reply is not None
+        self._set_status(record, reply.status)
+        self._send(handler, reply)
+
+    def _set_status(self, record: RequestRecord, status: int) -> None:
+        with self._lock:
+            record.status = status
+
+    def _decide(
+        self, handler: _Handler, record: RequestRecord, routed: bool, body: Any, body_is_json: bool
+    ) -> tuple[_Reply | None, float, bool]:
+        """The reply for a request, plus the delay before it and whether to drop the connection instead."""
+        if not routed or handler.command != "POST":
+            return _Reply(404, _RESOURCE_NOT_FOUND), 0.0, False
+        if not self._authorized(handler):
+            return _Reply(401, _ACCESS_DENIED), 0.0, False
+        if not record.api_version or not _API_VERSION_RE.match(record.api_version):
+            return _Reply(404, _RESOURCE_NOT_FOUND), 0.0, False
+        if self.deployments is not None and record.deployment not in self.deployments:
+            return _Reply(404, _DEPLOYMENT_NOT_FOUND), 0.0, False
+
+        prompt = None  # faults with a `match` only apply to parseable prompts
+        if isinstance(body, dict) and isinstance(body.get("messages"), list):
+            prompt = "\n".join(_message_text(m) for m in body["messages"])
+        fault = self._take_fault(prompt)
+        delay = 0.0
+        if fault is not None:
+            with self._lock:
+                record.fault = fault
+            delay = fault.delay
+            if fault.drop:
+                return None, delay, True
+            if fault.status is not None:
+                return fault_reply(fault, record.api_version), delay, False
+
+        if not body_is_json:
+            return _Reply(400, _invalid_request(_BAD_JSON_MESSAGE)), delay, False
+        problem = _validate_body(body)
+        if problem is not None:
+            return _Reply(400, _invalid_request(problem)), delay, False
+
+        throttled, quota_headers = self._admit(body, record.api_version)
+        if throttled is not None:
+            return throttled, delay, False
+        user_text = _user_texts(body)
+        if any(trigger in user_text for trigger in self.prompt_filter_triggers):
+            return _Reply(400, _content_filter_error()), delay, False
+        reply = self._completion(body, user_text)
+        reply.headers.update(quota_headers)
+        return reply, delay + self.latency, False
+
+    def _authorized(self, handler: _Handler) -> bool:
+        if self.api_key is None:
+            return True
+        if handler.headers.get("api-key") == self.api_key:
+            return True
+        authorization = handler.headers.get("Authorization") or ""
+        return authorization == f"Bearer {self.api_key}"
+
+    def _admit(self, body: Mapping[str, Any], api_version: str | None) -> tuple[_Reply | None, dict[str, str]]:
+        """Charge the request against the TPM/RPM windows; a 429 reply if it does not fit."""
+        cost = estimate_request_tokens(body)
+        now = time.monotonic()
+        with self._lock:
+            token_wait = self._token_window.wait_for(cost, now) if self._token_window else 0.0
+            request_wait = self._request_window.wait_for(1, now) if self._request_window else 0.0
+            if token_wait == 0.0 and request_wait == 0.0:
+                if self._token_window:
+                    self._token_window.add(cost, now)
+                if self._request_window:
+                    self._request_window.add(1, now)
+            if self._token_window:
+                remaining_tokens = self._token_window.remaining(now)
+            else:
+                remaining_tokens = max(NOMINAL_TPM - cost, 0)
+            remaining_requests = self._request_window.remaining(now) if self._request_window else NOMINAL_RPM - 1
+        headers = {
+            "x-ratelimit-remaining-tokens": str(remaining_tokens),
+            "x-ratelimit-remaining-requests": str(remaining_requests),
+        }
+        wait = max(token_wait, request_wait)
+        if wait == 0.0:
+            return None, headers
+        retry_after_ms = max(math.ceil(wait * 1000), 1)
+        retry = _retry_headers(retry_after_ms)
+        kind = "token" if token_wait >= request_wait else "call"
+        body_429 = _rate_limit_body(api_version, int(retry["retry-after"]), kind)
+        return _Reply(429, body_429, {**headers, **retry}), headers
+
+    def _completion(self, body: Mapping[str, Any], user_text: str) -> _Reply:
+        n = body.get("n") or 1
+        answers = generate_answers(body, n, self.seed, self.planted, default_planted=self.default_planted)
+        choices: list[dict[str, Any]] = []
+        for index, (content, finish_reason) in enumerate(answers):
+            choices.append(
+                {
+                    "content_filter_results": _choice_filter_results(),
+                    "finish_reason": finish_reason,
+                    "index": index,
+                    "logprobs": None,
+                    "message": {"content": content, "role": "assistant"},
+                }
+            )
+        if any(trigger in user_text for trigger in self.completion_filter_triggers):
+            # Completion-side filter: the first choice is cut after its first sentence.
+            first = choices[0]
+            partial = re.match(r"[^.!?]*[.!?]?", first["message"]["content"] or "")
+            first["message"]["content"] = partial.group(0) if partial else ""
+            first["finish_reason"] = "content_filter"
+            first["content_filter_results"]["violence"] = {"filtered": True, "severity": "medium"}
+        prompt_tokens = estimate_prompt_tokens(body)
+        completion_tokens = sum(estimate_tokens(c["message"]["content"] or "") for c in choices)
+        payload = {
+            "choices": choices,
+            "created": int(time.time()),
+            "id": "chatcmpl-" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(29)),
+            "model": self.model_name,
+            "object": "chat.completion",
+            "prompt_filter_results": _prompt_filter_results(),
+            "system_fingerprint": self.system_fingerprint,
+            "usage": {
+                "completion_tokens": completion_tokens,
+                "prompt_tokens": prompt_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+        return _Reply(200, payload, {"x-ms-rai-invoked": "true", "azureml-model-session": "d001-standin"})
+
+    def _send(self, handler: _Handler, reply: _Reply) -> None:
+        data = json.dumps(reply.payload).encode()
+        request_id = str(uuid.uuid4())
+        handler.send_response(reply.status)
+        headers = {
+            "Content-Type": "application/json",
+            "apim-request-id": request_id,
+            "x-request-id": request_id,
+            "x-ms-region": "standin",
+            "x-content-type-options": "nosniff",
+            **reply.headers,
+        }
+        client_request_id = handler.headers.get("x-ms-client-request-id")
+        if client_request_id:
+            headers["x-ms-client-request-id"] = client_request_id
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+
+def _redacted_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in items:
+        lowered = name.lower()
+        if lowered == "api-key":
+            value = "[redacted]"
+        elif lowered == "authorization":
+            value = "Bearer [redacted]" if value.lower().startswith("bearer ") else "[redacted]"
+        headers[lowered] = value
+    return headers
+
+
