@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import uuid
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .cases import Case
-from .client import (DEFAULT_DEPLOYMENT, ChatRequest, Completion, RequestFailed, Settings,
+from .client import (DEFAULT_DEPLOYMENT, ChatRequest, Completion, RequestFailed, RunStopped, Settings,
                      estimate_tokens)
 
 MODES = ("replay", "new", "all", "live")
@@ -38,6 +39,8 @@ class RunConfig:
     run_id: str | None = None            # given by the pytest-xdist controller to its workers
     lazy: bool = False                   # fetch each case when its first test runs (xdist workers)
     correction: str | None = None        # --llm-correction: "holm" or "bh" over all the run's tests
+    provider: str | None = None          # ini llmbias_provider: azure, openai, databricks (else from the environment)
+    token_scope: str | None = None       # ini llmbias_token_scope: Entra ID scope (other clouds)
 
 
 class PromptUnavailable(Exception):
@@ -46,6 +49,10 @@ class PromptUnavailable(Exception):
 
 class PromptFiltered(Exception):
     """Azure's content filter withheld every answer of a variant; an outcome, not an error."""
+
+
+# A variant needs at least this share of its answers usable (non-empty) for a check to judge it.
+MIN_USABLE_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,11 @@ class LLMSession:
         self._journal: Any = None
         self._spark: Any = None
         self.selected: list[tuple[Case, Any]] = []     # (case, check) of every selected test
+        self.stopped: str | None = None   # why no request of the run can succeed (credentials, refusals)
+        self._first_asked = threading.Event()   # set once one request reached the deployment
+        self._first_lock = threading.Lock()
+        self._first_claimed = False
+        self._refuses_n: set[str] = set()       # deployments that refuse n > 1: fan out to single requests
         self._corrected: dict[tuple[str, str, str], Any] | None = None
 
     # -- planning -----------------------------------------------------------------------------
@@ -160,7 +172,14 @@ class LLMSession:
             max_tokens=case.max_tokens,
             temperature=case.temperature,
             n=self.config.samples or case.samples,
+            max_completion_tokens=case.max_completion_tokens,
+            reasoning_effort=case.reasoning_effort,
         )
+
+    def settings(self) -> Settings:
+        """Endpoint and credential for this run's mode (raises client.ConfigError)."""
+        return Settings.from_env(needs_network=self.config.mode != "replay", api_key=self.api_key,
+                                 provider=self.config.provider, token_scope=self.config.token_scope)
 
     def _cassette_path(self, case: Case) -> Path:
         from .cassettes import cassette_path
@@ -215,8 +234,9 @@ class LLMSession:
 
         mode = self.config.mode
         self._library = None if mode == "live" else self._new_library(mode)
-        settings = Settings.from_env(needs_network=mode != "replay", api_key=self.api_key)
-        self._client = build_client(settings, library=self._library)
+        self._client = build_client(self.settings(), library=self._library)
+        if mode == "replay":
+            self._first_asked.set()  # nothing reaches a deployment: no need to send the first request alone
         self._limiter = RateLimiter(self.config.tpm, self.config.rpm)
         if mode != "replay":
             path = self.config.rootdir / JOURNAL_DIR / f"{self.run_id}.jsonl"
@@ -238,19 +258,83 @@ class LLMSession:
                 self._library.flush()
 
     def _fetch_one(self, key: str) -> None:
-        from .client import ask
-
         if self._ready[key].is_set():
             return
+        # The first request goes alone until the deployment answers it: a refusal every request would
+        # meet (credentials, the case file's settings) then stops the run at one request.
+        while not self._first_asked.is_set():
+            with self._first_lock:
+                claimed, self._first_claimed = not self._first_claimed, True
+            if claimed:
+                try:
+                    outcome = self._outcome_of(key)
+                finally:
+                    with self._first_lock:
+                        self._first_claimed = False
+                self._store(key, outcome)
+                return
+            self._first_asked.wait(0.05)
+        self._store(key, self._outcome_of(key))
+
+    def _outcome_of(self, key: str) -> Completion | str | BaseException:
         request = self._requests[key]
+        if self.stopped is not None:
+            return f"not asked: {self.stopped}"
         if self._stopping.is_set():
-            outcome: Completion | str | BaseException = "not asked: the run was interrupted"
-        else:
-            try:
-                outcome = ask(self._client, request, attempts=self.config.attempts, limiter=self._limiter)
-            except Exception as error:
-                outcome = self._describe_failure(key, error)
-        self._store(key, outcome)
+            return "not asked: the run was interrupted"
+        try:
+            if request.deployment in self._refuses_n and request.n > 1:
+                outcome: Completion | str | BaseException = self._ask_singly(key, request)
+            else:
+                outcome = self._ask(key, request)
+        except RunStopped as stop:
+            self.stopped = str(stop)
+            outcome = str(stop)
+        except Exception as error:
+            outcome = self._describe_failure(key, error)
+        if not (isinstance(outcome, Completion) and outcome.replayed):
+            self._first_asked.set()  # a replayed answer proves nothing about the deployment
+        return outcome
+
+    def _ask(self, key: str, request: ChatRequest) -> Completion:
+        from .cassettes import is_cassette_miss
+        from .client import NRefused, ask
+
+        try:
+            return ask(self._client, request, attempts=self.config.attempts, limiter=self._limiter,
+                       answered=self._first_asked.set)
+        except NRefused:
+            self._refuses_n.add(request.deployment)
+        except Exception as error:
+            # Recorded by single requests (its deployment refused n > 1 then): replay those.
+            if not (is_cassette_miss(error) and request.n > 1 and self._library is not None
+                    and self._library.lookup(request.sample_key(0)) is not None):
+                raise
+        return self._ask_singly(key, request)
+
+    def _ask_singly(self, key: str, request: ChatRequest) -> Completion:
+        """n single requests instead of one refused n > 1: concurrently, paced, each its own cassette entry."""
+        from dataclasses import replace
+
+        from .client import ask, merge_samples
+
+        single = replace(request, n=1)
+        with self._lock:
+            for path in self._cassettes_of.get(key, ()):
+                for sample in range(request.n):
+                    self._want_key(request.sample_key(sample), path)
+
+        def one(sample: int) -> Completion:
+            return ask(self._client, single, attempts=self.config.attempts, limiter=self._limiter, sample=sample,
+                       answered=self._first_asked.set)
+
+        with ThreadPoolExecutor(max_workers=min(request.n, max(1, self.config.concurrency)),
+                                thread_name_prefix="llmbias-sample") as pool:
+            return merge_samples(list(pool.map(one, range(request.n))))
+
+    def _want_key(self, key: str, cassette: Path) -> None:
+        if self._library is not None:
+            self._library.want(key, cassette)
 
     def _describe_failure(self, key: str, error: Exception) -> str | BaseException:
         from .cassettes import is_cassette_miss
@@ -314,8 +398,10 @@ class LLMSession:
                 self._journal.close()
                 self._journal = None
 
-    def answers_for(self, case: Case, *, on_wait: Callable[[], None] | None = None) -> dict[str, list[str]]:
-        """Variant name -> usable answer texts (content-filtered samples left out)."""
+    def answers_for(self, case: Case, *, on_wait: Callable[[], None] | None = None,
+                    unusable: dict[str, str] | None = None) -> dict[str, list[str]]:
+        """Variant name -> usable answer texts (content-filtered and empty samples left out; why the
+        empty ones are unusable goes into `unusable`, variant name -> reason)."""
         self.register([case])
         keys = [self.request_for(case, variant.prompt).key for variant in case.variants]
         self.start_fetching(keys if self.config.lazy else None)
@@ -325,13 +411,18 @@ class LLMSession:
             outcome = self._await(self.request_for(case, variant.prompt).key, on_wait)
             if isinstance(outcome, BaseException):
                 raise outcome
+            if self.stopped is not None:
+                raise RunStopped(self.stopped)
             if isinstance(outcome, str):
                 problems.append((variant.name, outcome))
                 continue
-            usable = [text for text, reason in zip(outcome.texts, outcome.finish_reasons)
-                      if reason != "content_filter"]
-            if not usable:
+            unfiltered = [text for text, reason in zip(outcome.texts, outcome.finish_reasons)
+                          if reason != "content_filter"]
+            if not unfiltered:
                 filtered.append(f"{variant.name}: {', '.join(sorted(set(outcome.filtered))) or 'filtered'}")
+            usable = [text for text in unfiltered if text.strip()]
+            if len(usable) < len(unfiltered) and unusable is not None:
+                unusable[variant.name] = empty_answers_reason(outcome, len(unfiltered) - len(usable))
             answers[variant.name] = usable
         if problems:
             raise PromptUnavailable(_group_problems(problems))
@@ -362,10 +453,17 @@ class LLMSession:
     def _evaluate(self, case: Case, check: Any, on_wait: Callable[[], None] | None) -> Any:
         from .metrics import evaluate
 
-        answers = self.answers_for(case, on_wait=on_wait)
+        unusable: dict[str, str] = {}
+        answers = self.answers_for(case, on_wait=on_wait, unusable=unusable)
+        short = too_few_usable(answers, unusable, self.config.samples or case.samples)
+        if short:
+            return inconclusive_verdict(check.name, short)
         if check.name == "llm_judge":
-            return self._judge(case, check, answers, on_wait)
-        return evaluate(check, answers, prompts={variant.name: variant.prompt for variant in case.variants})
+            return with_unusable_noted(self._judge(case, check, answers, on_wait), unusable)
+        extra = {"unusable": unusable} if unusable and accepts_unusable(evaluate) else {}
+        verdict = evaluate(check, answers, prompts={variant.name: variant.prompt for variant in case.variants},
+                           **extra)
+        return verdict if extra else with_unusable_noted(verdict, unusable)
 
     def _judge(self, case: Case, check: Any, answers: dict[str, list[str]],
                on_wait: Callable[[], None] | None) -> Any:
@@ -524,3 +622,59 @@ def _split(total: int, parts: int) -> list[int]:
         return []
     share, remainder = divmod(total, parts)
     return [share + (1 if index < remainder else 0) for index in range(parts)]
+
+
+# -- unusable answers -----------------------------------------------------------------------------
+# Contract with the checks: an empty answer is never a neutral one. answers_for leaves empty and
+# whitespace-only answers out and says why per variant; a check's evaluate() that takes an
+# `unusable` keyword (variant -> reason) gets them and reports them itself, otherwise the session
+# appends the reasons to the verdict's summary. A variant with fewer than MIN_USABLE_SHARE of its
+# answers usable makes every check of the case inconclusive, whatever the check would say.
+
+
+def empty_answers_reason(outcome: Completion, empty: int) -> str:
+    """'7/10 answers empty: the model spent max_completion_tokens on reasoning; raise it'."""
+    total = len(outcome.texts)
+    truncated = sum(1 for text, reason in zip(outcome.texts, outcome.finish_reasons)
+                    if not text.strip() and reason == "length")
+    head = f"{empty}/{total} answers empty"
+    if truncated and outcome.reasoning_tokens:
+        return f"{head}: the model spent max_completion_tokens on reasoning; raise it"
+    if truncated:
+        return f"{head}: cut off at the token limit (finish_reason length); raise max_tokens"
+    return head
+
+
+def too_few_usable(answers: Mapping[str, list[str]], unusable: Mapping[str, str], samples: int) -> str:
+    """Why the case cannot be judged (variants with too few usable answers), or ''."""
+    needed = max(2, math.ceil(samples * MIN_USABLE_SHARE))
+    short = [f"{variant}: {reason}" for variant, reason in unusable.items() if len(answers.get(variant, ())) < needed]
+    if not short:
+        return ""
+    return f"too few usable answers (at least {needed} per variant needed): " + "; ".join(short)
+
+
+def inconclusive_verdict(check: str, reason: str) -> Any:
+    from .metrics import Verdict
+
+    return Verdict(check=check, outcome="inconclusive", figure=None, low=None, high=None, threshold=None,
+                   summary=reason, evidence=(), details={"unusable": reason})
+
+
+def with_unusable_noted(verdict: Any, unusable: Mapping[str, str]) -> Any:
+    if not unusable:
+        return verdict
+    from dataclasses import replace
+
+    noted = "; ".join(f"{variant}: {reason}" for variant, reason in unusable.items())
+    return replace(verdict, summary=f"{verdict.summary} (left out: {noted})",
+                   details={**dict(verdict.details or {}), "unusable": dict(unusable)})
+
+
+def accepts_unusable(evaluate: Callable[..., Any]) -> bool:
+    import inspect
+
+    try:
+        return "unusable" in inspect.signature(evaluate).parameters
+    except (TypeError, ValueError):
+        return False

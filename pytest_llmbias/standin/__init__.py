@@ -13,13 +13,16 @@ Standard library only. Where things are:
 - ``text``: prompt parsing and the answers with their planted bias;
 - ``quota``: TPM/RPM windows, 429s and the rate-limit headers;
 - ``faults``: injected faults and Azure's error bodies;
+- ``models``: what a deployment's model accepts (reasoning models: hidden reasoning tokens, refusals);
 - ``cli``: ``python -m pytest_llmbias.standin``.
 """
 
 from .cli import main
 from .faults import Fault
-from .quota import estimate_request_tokens
-from .server import (DEFAULT_API_KEY, DEFAULT_API_VERSION, DEFAULT_DEPLOYMENT, DEFAULT_MODEL_NAME, DROPPED,
+from .models import Model, reasoning_model
+from .quota import estimate_request_tokens, rate_limit_headers
+from .server import (DEFAULT_API_KEY, DEFAULT_API_VERSION, DEFAULT_DEPLOYMENT, DEFAULT_ENTRA_TOKEN,
+                     DEFAULT_MODEL_NAME, DROPPED,
                      RequestRecord, StandIn)
 from .text import (DEFAULT_FALLBACK_PLANTED, DEFAULT_PLANTED, MARKING_PATTERN, ParsedPrompt, Planted,
                    estimate_prompt_tokens, estimate_tokens, generate_answers, parse_prompt)
@@ -28,12 +31,14 @@ __all__ = [
     "DEFAULT_API_KEY",
     "DEFAULT_API_VERSION",
     "DEFAULT_DEPLOYMENT",
+    "DEFAULT_ENTRA_TOKEN",
     "DEFAULT_FALLBACK_PLANTED",
     "DEFAULT_MODEL_NAME",
     "DEFAULT_PLANTED",
     "DROPPED",
     "MARKING_PATTERN",
     "Fault",
+    "Model",
     "ParsedPrompt",
     "Planted",
     "RequestRecord",
@@ -44,4 +49,6 @@ __all__ = [
     "generate_answers",
     "main",
     "parse_prompt",
+    "rate_limit_headers",
+    "reasoning_model",
 ]

@@ -10,7 +10,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .server import DEFAULT_API_KEY, DEFAULT_DEPLOYMENT, DEFAULT_MODEL_NAME, StandIn
+from .models import Model, reasoning_model
+from .server import DEFAULT_API_KEY, DEFAULT_DEPLOYMENT, DEFAULT_ENTRA_TOKEN, DEFAULT_MODEL_NAME, StandIn
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
@@ -36,9 +37,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--any-deployment", action="store_true", help="accept any deployment name")
     parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
+    parser.add_argument("--reasoning-deployment", action="append", default=[], metavar="NAME",
+                        help="a deployment that behaves as a reasoning model (gpt-5-mini class; repeatable)")
+    parser.add_argument("--max-n", type=int, default=128, help="reasoning deployments refuse n above this (1: fan out)")
+    parser.add_argument("--keyless", action="store_true",
+                        help="key authentication disabled (403 AuthenticationTypeDisabled); Entra ID tokens only")
+    parser.add_argument("--entra-token", default=DEFAULT_ENTRA_TOKEN, help="the bearer token accepted as Entra ID")
     args = parser.parse_args(argv)
 
-    deployments = None if args.any_deployment else frozenset(args.deployment or [DEFAULT_DEPLOYMENT])
+    names = args.deployment or ([] if args.reasoning_deployment else [DEFAULT_DEPLOYMENT])
+    deployments: Any = None
+    if not args.any_deployment:
+        deployments = {name: Model(name=args.model_name) for name in names}
+        deployments.update({name: reasoning_model(name, max_n=args.max_n) for name in args.reasoning_deployment})
     server = StandIn(
         port=args.port,
         api_key=args.key,
@@ -49,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         tpm=args.tpm,
         rpm=args.rpm,
         window_seconds=args.window_seconds,
+        keyless=args.keyless,
+        entra_token=args.entra_token,
     )
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # stop cleanly under process managers too
@@ -57,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = "any" if deployments is None else ", ".join(sorted(deployments))
         banner = f"Stand-in Azure OpenAI on {server.endpoint} (deployments: {names}). Ctrl-C to stop."
         print(banner, file=sys.stderr)
-        # The stand-in's own demo key: printing it is the point.
+        print(f"  v1 API: {server.v1_endpoint}  Databricks shape: {server.serving_endpoints}", file=sys.stderr)
+        # The stand-in's own demo key (or token): printing it is the point.
         for name, value in server.environment().items():
             print(f"export {name}={value}")
         sys.stdout.flush()

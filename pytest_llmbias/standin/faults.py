@@ -52,6 +52,34 @@ _ACCESS_DENIED = {
         "valid key for an active subscription and use a correct regional API endpoint for your resource.",
     }
 }
+# A key sent to a resource whose key authentication is disabled (disableLocalAuth), as Azure answers it.
+_AUTHENTICATION_TYPE_DISABLED = {
+    "error": {"code": "AuthenticationTypeDisabled",
+              "message": "Key based authentication is disabled for this resource."}
+}
+_INVALID_TOKEN = {
+    "error": {"code": "401", "message": "Unauthorized. Access token is missing, invalid, audience is incorrect "
+              "(https://cognitiveservices.azure.com), or have expired."}
+}
+_V1_API_VERSION_NOT_ALLOWED = {
+    "error": {"code": "BadRequest", "message": "api-version query parameter is not allowed when using /v1 path"}
+}
+
+
+def _databricks_denied() -> dict[str, Any]:
+    return {"error_code": "401", "message": "Credential was not sent or was of an unsupported type for this API."}
+
+
+def _not_found(shape: str, name: str) -> dict[str, Any]:
+    """The 404 for an unknown deployment, serving endpoint or model, in each provider's own words."""
+    if shape == "databricks":
+        return {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"Endpoint with name '{name}' does not exist."}
+    if shape == "openai":
+        return {"error": {"message": f"The model `{name}` does not exist or you do not have access to it.",
+                          "type": "invalid_request_error", "param": None, "code": "model_not_found"}}
+    return _DEPLOYMENT_NOT_FOUND
+
+
 _BAD_JSON_MESSAGE = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP "
     "library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"

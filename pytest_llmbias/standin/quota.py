@@ -60,6 +60,10 @@ class _SlidingWindow:
     def remaining(self, now: float) -> int:
         return max(int(self.limit - self.used(now)), 0)
 
+    def reset_in(self, now: float) -> float:
+        """Seconds until the window is empty again (its newest charge expires)."""
+        self._expire(now)
+        return max(self._events[-1][0] + self.window - now, 0.0) if self._events else 0.0
 
 
 def _rate_limit_body(api_version: str | None, seconds: int, kind: str) -> dict[str, Any]:
@@ -80,3 +84,26 @@ def _retry_headers(retry_after_ms: int) -> dict[str, str]:
     return {"retry-after": str(max(1, math.ceil(retry_after_ms / 1000))), "retry-after-ms": str(retry_after_ms)}
 
 
+def _duration(seconds: float) -> str:
+    """A wait as the x-ratelimit-reset-* headers write it: '250ms', '1s', '6m0s'."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    whole = math.ceil(seconds)
+    return f"{whole // 60}m{whole % 60}s" if whole >= 60 else f"{whole}s"
+
+
+def rate_limit_headers(*, limit_tokens: int, limit_requests: int, remaining_tokens: int, remaining_requests: int,
+                       reset_tokens_s: float, reset_requests_s: float,
+                       retry_after_ms: int | None = None) -> dict[str, str]:
+    """The rate-limit headers Azure OpenAI sends on every chat answer (and retry-after-ms on a 429)."""
+    headers = {
+        "x-ratelimit-limit-requests": str(limit_requests),
+        "x-ratelimit-limit-tokens": str(limit_tokens),
+        "x-ratelimit-remaining-requests": str(remaining_requests),
+        "x-ratelimit-remaining-tokens": str(remaining_tokens),
+        "x-ratelimit-reset-requests": _duration(reset_requests_s),
+        "x-ratelimit-reset-tokens": _duration(reset_tokens_s),
+    }
+    if retry_after_ms is not None:
+        headers.update(_retry_headers(retry_after_ms))
+    return headers

@@ -19,11 +19,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .faults import (_ACCESS_DENIED, _BAD_JSON_MESSAGE, _DEPLOYMENT_NOT_FOUND, _RESOURCE_NOT_FOUND, Fault,
+from .faults import (_ACCESS_DENIED, _AUTHENTICATION_TYPE_DISABLED, _INVALID_TOKEN, _V1_API_VERSION_NOT_ALLOWED,
+                     _databricks_denied, _not_found, _BAD_JSON_MESSAGE, _RESOURCE_NOT_FOUND, Fault,
                      _choice_filter_results, _content_filter_error, _invalid_request, _prompt_filter_results,
                      _Reply, fault_reply)
-from .quota import NOMINAL_RPM, NOMINAL_TPM, _rate_limit_body, _retry_headers, _SlidingWindow, estimate_request_tokens
-from .text import Planted, _message_text, _user_texts, estimate_prompt_tokens, estimate_tokens, generate_answers
+from .models import Model, model_error, reasoning_tokens
+from .quota import NOMINAL_RPM, NOMINAL_TPM, _rate_limit_body, _SlidingWindow, estimate_request_tokens, rate_limit_headers
+from .text import Planted, _message_text, _truncate_to_tokens, _user_texts, estimate_prompt_tokens, estimate_tokens, generate_answers
 
 DEFAULT_API_KEY = "standin-key"
 DEFAULT_API_VERSION = "2024-06-01"
@@ -38,6 +40,24 @@ DROPPED = 0
 _API_VERSION_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 _ID_ALPHABET = string.ascii_letters + string.digits
 _ROUTE_RE = re.compile(r"^/openai/deployments/([^/]+)/chat/completions/?$")
+# Paths that carry the deployment (or serving endpoint, or model) in the body's "model" instead.
+_BODY_ROUTES = {
+    "/openai/v1/chat/completions": "v1",                  # Azure's v1 API (also *.services.ai.azure.com)
+    "/serving-endpoints/chat/completions": "databricks",  # Databricks Model Serving
+    "/v1/chat/completions": "openai",                     # OpenAI and local OpenAI-compatible servers
+}
+_BODY_ROUTED = frozenset(_BODY_ROUTES.values())
+# The v1 path takes no dated api-version (only none, or the literal preview/v1 values).
+_V1_API_VERSIONS = (None, "v1", "preview", "latest")
+DEFAULT_ENTRA_TOKEN = "standin-entra-token"
+
+
+def _route(path: str) -> tuple[str | None, str | None]:
+    """(shape, deployment from the path) of a chat-completions path; (None, None) for any other path."""
+    classic = _ROUTE_RE.match(path)
+    if classic:
+        return "classic", unquote(classic.group(1))
+    return _BODY_ROUTES.get(path.rstrip("/")), None
 
 
 @dataclass
@@ -53,6 +73,7 @@ class RequestRecord:
     time: float  # arrival, time.time()
     status: int | None = None  # None while in flight; DROPPED (0) when closed without a response
     fault: Fault | None = None  # the injected fault applied to it, if any
+    shape: str | None = None  # "classic", "v1", "databricks", "openai"; None for an unknown path
 
 
 def _is_int(value: Any) -> bool:
@@ -164,7 +185,7 @@ class StandIn:
         *,
         port: int = 0,
         api_key: str | None = DEFAULT_API_KEY,
-        deployments: Iterable[str] | None = frozenset({DEFAULT_DEPLOYMENT}),
+        deployments: Iterable[str] | Mapping[str, Model] | None = frozenset({DEFAULT_DEPLOYMENT}),
         model_name: str = DEFAULT_MODEL_NAME,
         seed: int = 0,
         planted: Mapping[str, Planted] | None = None,
@@ -176,6 +197,8 @@ class StandIn:
         prompt_filter_triggers: Iterable[str] = DEFAULT_PROMPT_FILTER_TRIGGERS,
         completion_filter_triggers: Iterable[str] = DEFAULT_COMPLETION_FILTER_TRIGGERS,
         system_fingerprint: str | None = None,
+        keyless: bool = False,
+        entra_token: str | None = DEFAULT_ENTRA_TOKEN,
     ) -> None:
         if window_seconds <= 0:
             raise ValueError("window_seconds must be > 0")
@@ -183,7 +206,11 @@ class StandIn:
         self.api_key = api_key  # None accepts any (or no) key
         if isinstance(deployments, str):
             deployments = [deployments]
+        # deployment -> its model (reasoning or not); names given without one run the default chat model
+        self._models: dict[str, Model] = dict(deployments) if isinstance(deployments, Mapping) else {}
         self.deployments = None if deployments is None else frozenset(deployments)  # None accepts any
+        self.keyless = keyless  # disableLocalAuth: keys are refused with 403 AuthenticationTypeDisabled
+        self.entra_token = entra_token  # the Entra ID bearer token accepted (None: any, when keyless)
         self.model_name = model_name
         self.seed = seed
         self.planted = planted
@@ -267,13 +294,21 @@ class StandIn:
         """The value for AZURE_OPENAI_ENDPOINT / azure_endpoint, e.g. 'http://127.0.0.1:53211/'."""
         return f"http://127.0.0.1:{self.port}/"
 
+    @property
+    def v1_endpoint(self) -> str:
+        """The v1 API's base URL (AZURE_OPENAI_ENDPOINT for the plain OpenAI client), no api-version."""
+        return f"{self.endpoint}openai/v1/"
+
+    @property
+    def serving_endpoints(self) -> str:
+        """The Databricks Model Serving base URL shape, https://WORKSPACE/serving-endpoints."""
+        return f"{self.endpoint}serving-endpoints"
+
     def environment(self, api_version: str = DEFAULT_API_VERSION) -> dict[str, str]:
-        """The AZURE_OPENAI_* variables a client needs to reach this stand-in."""
-        return {
-            "AZURE_OPENAI_ENDPOINT": self.endpoint,
-            "AZURE_OPENAI_API_KEY": self.api_key or DEFAULT_API_KEY,
-            "AZURE_OPENAI_API_VERSION": api_version,
-        }
+        """The AZURE_OPENAI_* variables a client needs to reach this stand-in (a token when keyless)."""
+        credential = ({"AZURE_OPENAI_AD_TOKEN": self.entra_token or DEFAULT_ENTRA_TOKEN} if self.keyless
+                      else {"AZURE_OPENAI_API_KEY": self.api_key or DEFAULT_API_KEY})
+        return {"AZURE_OPENAI_ENDPOINT": self.endpoint, **credential, "AZURE_OPENAI_API_VERSION": api_version}
 
     # -- fault injection ---------------------------------------------------
 
@@ -344,13 +379,14 @@ class StandIn:
         raw = handler.rfile.read(length) if length > 0 else b""  # always drain, so keep-alive stays in sync
         url = urlsplit(handler.path)
         api_version = parse_qs(url.query).get("api-version", [None])[0]
-        route = _ROUTE_RE.match(url.path)
-        deployment = unquote(route.group(1)) if route else None
+        shape, deployment = _route(url.path)
         try:
             body: Any = json.loads(raw) if raw else None
             body_is_json = bool(raw)
         except (ValueError, UnicodeDecodeError):
             body, body_is_json = None, False
+        if shape in _BODY_ROUTED and isinstance(body, dict) and isinstance(body.get("model"), str):
+            deployment = body["model"]  # v1, Databricks and OpenAI route by the body's model
         record = RequestRecord(
             method=handler.command,
             path=url.path,
@@ -359,11 +395,12 @@ class StandIn:
             headers=_redacted_headers(handler.headers.items()),
             body=body,
             time=arrived,
+            shape=shape,
         )
         with self._lock:
             self._records.append(record)
 
-        reply, delay, drop = self._decide(handler, record, route is not None, body, body_is_json)
+        reply, delay, drop = self._decide(handler, record, body, body_is_json)
         if delay > 0 and self._stopping.wait(delay):
             drop = True  # server stopping: do not answer a delayed request
         if drop:
@@ -383,17 +420,25 @@ class StandIn:
             record.status = status
 
     def _decide(
-        self, handler: _Handler, record: RequestRecord, routed: bool, body: Any, body_is_json: bool
+        self, handler: _Handler, record: RequestRecord, body: Any, body_is_json: bool
     ) -> tuple[_Reply | None, float, bool]:
         """The reply for a request, plus the delay before it and whether to drop the connection instead."""
-        if not routed or handler.command != "POST":
+        shape = record.shape
+        if shape is None or handler.command != "POST":
             return _Reply(404, _RESOURCE_NOT_FOUND), 0.0, False
-        if not self._authorized(handler):
-            return _Reply(401, _ACCESS_DENIED), 0.0, False
-        if not record.api_version or not _API_VERSION_RE.match(record.api_version):
+        refused = self._auth_problem(handler, shape)
+        if refused is not None:
+            return refused, 0.0, False
+        if shape == "classic" and (not record.api_version or not _API_VERSION_RE.match(record.api_version)):
             return _Reply(404, _RESOURCE_NOT_FOUND), 0.0, False
+        if shape == "v1" and record.api_version not in _V1_API_VERSIONS:
+            return _Reply(400, _V1_API_VERSION_NOT_ALLOWED), 0.0, False
+        if shape in _BODY_ROUTED and not body_is_json:
+            return _Reply(400, _invalid_request(_BAD_JSON_MESSAGE)), 0.0, False
+        if record.deployment is None:
+            return _Reply(400, _invalid_request("you must provide a model parameter")), 0.0, False
         if self.deployments is not None and record.deployment not in self.deployments:
-            return _Reply(404, _DEPLOYMENT_NOT_FOUND), 0.0, False
+            return _Reply(404, _not_found(shape, record.deployment)), 0.0, False
 
         prompt = None  # faults with a `match` only apply to parseable prompts
         if isinstance(body, dict) and isinstance(body.get("messages"), list):
@@ -414,6 +459,10 @@ class StandIn:
         problem = _validate_body(body)
         if problem is not None:
             return _Reply(400, _invalid_request(problem)), delay, False
+        model = self.model_for(record.deployment)
+        refusal = model_error(body, model)
+        if refusal is not None:
+            return _Reply(400, refusal), delay, False
 
         throttled, quota_headers = self._admit(body, record.api_version)
         if throttled is not None:
@@ -421,17 +470,35 @@ class StandIn:
         user_text = _user_texts(body)
         if any(trigger in user_text for trigger in self.prompt_filter_triggers):
             return _Reply(400, _content_filter_error()), delay, False
-        reply = self._completion(body, user_text)
+        reply = self._completion(body, user_text, model)
         reply.headers.update(quota_headers)
         return reply, delay + self.latency, False
 
-    def _authorized(self, handler: _Handler) -> bool:
-        if self.api_key is None:
-            return True
-        if handler.headers.get("api-key") == self.api_key:
-            return True
+    def model_for(self, deployment: str) -> Model:
+        """The model behind a deployment (the default chat model unless configured otherwise)."""
+        return self._models.get(deployment) or Model(name=self.model_name)
+
+    def _auth_problem(self, handler: _Handler, shape: str) -> _Reply | None:
+        """None when the request's credential is accepted, else Azure's 401/403 for it."""
+        key = handler.headers.get("api-key")
         authorization = handler.headers.get("Authorization") or ""
-        return authorization == f"Bearer {self.api_key}"
+        bearer = authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
+        if self.entra_token is not None and bearer == self.entra_token and key is None:
+            return None
+        sent_key = key is not None or (bearer is not None and self.api_key is not None and bearer == self.api_key)
+        if self.keyless:
+            if sent_key:  # a keyless resource (disableLocalAuth) refuses every key, right or wrong
+                return _Reply(403, _AUTHENTICATION_TYPE_DISABLED)
+            if self.entra_token is None and bearer:
+                return None
+            return _Reply(401, _databricks_denied() if shape == "databricks" else _INVALID_TOKEN)
+        if self.api_key is None:
+            return None
+        if key == self.api_key or (key is None and bearer == self.api_key):
+            return None
+        if shape == "databricks":
+            return _Reply(401, _databricks_denied())
+        return _Reply(401, _INVALID_TOKEN if bearer is not None and key is None else _ACCESS_DENIED)
 
     def _admit(self, body: Mapping[str, Any], api_version: str | None) -> tuple[_Reply | None, dict[str, str]]:
         """Charge the request against the TPM/RPM windows; a 429 reply if it does not fit."""
@@ -450,22 +517,43 @@ class StandIn:
             else:
                 remaining_tokens = max(NOMINAL_TPM - cost, 0)
             remaining_requests = self._request_window.remaining(now) if self._request_window else NOMINAL_RPM - 1
-        headers = {
-            "x-ratelimit-remaining-tokens": str(remaining_tokens),
-            "x-ratelimit-remaining-requests": str(remaining_requests),
-        }
+            token_reset = self._token_window.reset_in(now) if self._token_window else 0.0
+            request_reset = self._request_window.reset_in(now) if self._request_window else 0.0
         wait = max(token_wait, request_wait)
-        if wait == 0.0:
+        retry_after_ms = max(math.ceil(wait * 1000), 1) if wait > 0.0 else None
+        headers = rate_limit_headers(
+            limit_tokens=self.tpm or NOMINAL_TPM, limit_requests=self.rpm or NOMINAL_RPM,
+            remaining_tokens=remaining_tokens, remaining_requests=remaining_requests,
+            reset_tokens_s=token_reset, reset_requests_s=request_reset, retry_after_ms=retry_after_ms)
+        if retry_after_ms is None:
             return None, headers
-        retry_after_ms = max(math.ceil(wait * 1000), 1)
-        retry = _retry_headers(retry_after_ms)
         kind = "token" if token_wait >= request_wait else "call"
-        body_429 = _rate_limit_body(api_version, int(retry["retry-after"]), kind)
-        return _Reply(429, body_429, {**headers, **retry}), headers
+        body_429 = _rate_limit_body(api_version, int(headers["retry-after"]), kind)
+        return _Reply(429, body_429, headers), headers
 
-    def _completion(self, body: Mapping[str, Any], user_text: str) -> _Reply:
+    def _answers(self, body: Mapping[str, Any], n: int, model: Model) -> tuple[list[tuple[str, str]], list[int]]:
+        """(content, finish_reason) per choice and the hidden reasoning tokens each spent."""
+        if not model.reasoning:
+            answers = generate_answers(body, n, self.seed, self.planted, default_planted=self.default_planted)
+            return answers, [0] * n
+        budget = body.get("max_completion_tokens")
+        unlimited = {name: value for name, value in body.items() if name != "max_completion_tokens"}
+        drafts = generate_answers(unlimited, n, self.seed, self.planted, default_planted=self.default_planted)
+        answers, spent = [], []
+        for index, (draft, _) in enumerate(drafts):
+            thinking = reasoning_tokens(body, self.seed, index)
+            if budget is not None and thinking >= budget:  # the budget went on reasoning: nothing visible
+                answers.append(("", "length"))
+                spent.append(budget)
+                continue
+            content, truncated = _truncate_to_tokens(draft, None if budget is None else budget - thinking)
+            answers.append((content, "length" if truncated else "stop"))
+            spent.append(thinking)
+        return answers, spent
+
+    def _completion(self, body: Mapping[str, Any], user_text: str, model: Model) -> _Reply:
         n = body.get("n") or 1
-        answers = generate_answers(body, n, self.seed, self.planted, default_planted=self.default_planted)
+        answers, thinking = self._answers(body, n, model)
         choices: list[dict[str, Any]] = []
         for index, (content, finish_reason) in enumerate(answers):
             choices.append(
@@ -474,7 +562,7 @@ class StandIn:
                     "finish_reason": finish_reason,
                     "index": index,
                     "logprobs": None,
-                    "message": {"content": content, "role": "assistant"},
+                    "message": {"content": content, "refusal": None, "role": "assistant"},
                 }
             )
         if any(trigger in user_text for trigger in self.completion_filter_triggers):
@@ -485,12 +573,13 @@ class StandIn:
             first["finish_reason"] = "content_filter"
             first["content_filter_results"]["violence"] = {"filtered": True, "severity": "medium"}
         prompt_tokens = estimate_prompt_tokens(body)
-        completion_tokens = sum(estimate_tokens(c["message"]["content"] or "") for c in choices)
+        visible_tokens = sum(estimate_tokens(c["message"]["content"] or "") for c in choices)
+        completion_tokens = visible_tokens + sum(thinking)
         payload = {
             "choices": choices,
             "created": int(time.time()),
             "id": "chatcmpl-" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(29)),
-            "model": self.model_name,
+            "model": model.name,
             "object": "chat.completion",
             "prompt_filter_results": _prompt_filter_results(),
             "system_fingerprint": self.system_fingerprint,
@@ -498,6 +587,9 @@ class StandIn:
                 "completion_tokens": completion_tokens,
                 "prompt_tokens": prompt_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
+                "completion_tokens_details": {"accepted_prediction_tokens": 0, "audio_tokens": 0,
+                                              "reasoning_tokens": sum(thinking), "rejected_prediction_tokens": 0},
+                "prompt_tokens_details": {"audio_tokens": 0, "cached_tokens": 0},
             },
         }
         return _Reply(200, payload, {"x-ms-rai-invoked": "true", "azureml-model-session": "d001-standin"})
