@@ -307,10 +307,18 @@ class LLMSession:
             self._refuses_n.add(request.deployment)
         except Exception as error:
             # Recorded by single requests (its deployment refused n > 1 then): replay those.
-            if not (is_cassette_miss(error) and request.n > 1 and self._library is not None
-                    and self._library.lookup(request.sample_key(0)) is not None):
+            if not (is_cassette_miss(error) and request.n > 1 and self._library is not None):
+                raise
+            self._want_samples(key, request)
+            if self._library.lookup(request.sample_key(0)) is None:
                 raise
         return self._ask_singly(key, request)
+
+    def _want_samples(self, key: str, request: ChatRequest) -> None:
+        with self._lock:
+            for path in list(self._cassettes_of.get(key, ())):
+                for sample in range(request.n):
+                    self._want_key(request.sample_key(sample), path)
 
     def _ask_singly(self, key: str, request: ChatRequest) -> Completion:
         """n single requests instead of one refused n > 1: concurrently, paced, each its own cassette entry."""
@@ -319,10 +327,7 @@ class LLMSession:
         from .client import ask, merge_samples
 
         single = replace(request, n=1)
-        with self._lock:
-            for path in self._cassettes_of.get(key, ()):
-                for sample in range(request.n):
-                    self._want_key(request.sample_key(sample), path)
+        self._want_samples(key, request)
 
         def one(sample: int) -> Completion:
             return ask(self._client, single, attempts=self.config.attempts, limiter=self._limiter, sample=sample,
@@ -333,6 +338,10 @@ class LLMSession:
             return merge_samples(list(pool.map(one, range(request.n))))
 
     def _want_key(self, key: str, cassette: Path) -> None:
+        """Note a key asked on the way to a request's answer (called with the lock held): kept when pruning."""
+        paths = self._cassettes_of.setdefault(key, [])
+        if cassette not in paths:
+            paths.append(cassette)
         if self._library is not None:
             self._library.want(key, cassette)
 
