@@ -160,14 +160,9 @@ def callable_api_key_supported() -> bool:
     return version >= CALLABLE_API_KEY_OPENAI
 
 
-_PROVIDERS_BUILT: dict[str, Any] = {}
-
-
 def entra_token_provider(scope: str) -> Any:
-    """DefaultAzureCredential's bearer-token provider for `scope`, built once per process; None
-    without azure-identity. A failure to get a token stops the run with one line."""
-    if scope in _PROVIDERS_BUILT:
-        return _PROVIDERS_BUILT[scope]
+    """DefaultAzureCredential's bearer-token provider for `scope` (it caches and refreshes the token);
+    None without azure-identity. A failure to get a token stops the run with one line."""
     try:
         from azure.identity import DefaultAzureCredential, get_bearer_token_provider
     except ImportError:
@@ -183,7 +178,6 @@ def entra_token_provider(scope: str) -> Any:
                              "or set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET for a service "
                              "principal; on a cluster, a managed identity)") from None
 
-    _PROVIDERS_BUILT[scope] = provide
     return provide
 
 

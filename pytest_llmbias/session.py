@@ -102,6 +102,7 @@ class LLMSession:
         self._journal: Any = None
         self._spark: Any = None
         self.selected: list[tuple[Case, Any]] = []     # (case, check) of every selected test
+        self._settings: Settings | None = None
         self.stopped: str | None = None   # why no request of the run can succeed (credentials, refusals)
         self._first_asked = threading.Event()   # set once one request reached the deployment
         self._first_lock = threading.Lock()
@@ -177,9 +178,12 @@ class LLMSession:
         )
 
     def settings(self) -> Settings:
-        """Endpoint and credential for this run's mode (raises client.ConfigError)."""
-        return Settings.from_env(needs_network=self.config.mode != "replay", api_key=self.api_key,
-                                 provider=self.config.provider, token_scope=self.config.token_scope)
+        """Endpoint and credential for this run's mode, read once (the token provider is built once);
+        raises client.ConfigError."""
+        if self._settings is None:
+            self._settings = Settings.from_env(needs_network=self.config.mode != "replay", api_key=self.api_key,
+                                               provider=self.config.provider, token_scope=self.config.token_scope)
+        return self._settings
 
     def _cassette_path(self, case: Case) -> Path:
         from .cassettes import cassette_path

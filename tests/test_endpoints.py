@@ -114,6 +114,49 @@ def test_a_wrong_token_stops_the_run_naming_the_credential(hermetic: pytest.Pyte
     assert "expired-token-0123456789" not in output and "Traceback" not in output
 
 
+@pytest.fixture
+def managed_identity(keyless: StandIn, clean_env: pytest.MonkeyPatch) -> StandIn:
+    """DefaultAzureCredential signs in as an App Service managed identity whose token endpoint is the stand-in's."""
+    pytest.importorskip("azure.identity", reason="the azure extra (pytest-llmbias[azure]) is not installed")
+    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE",
+                 "MSI_ENDPOINT", "IDENTITY_SERVER_THUMBPRINT"):
+        clean_env.delenv(name, raising=False)
+    for name, value in keyless.managed_identity_environment.items():
+        clean_env.setenv(name, value)
+    return keyless
+
+
+@pytest.mark.parametrize("endpoint", ["classic", "v1"])
+def test_default_azure_credential_signs_in_once_with_a_changeable_scope(
+        hermetic: pytest.Pytester, managed_identity: StandIn, clean_env: pytest.MonkeyPatch, endpoint: str) -> None:
+    from pytest_llmbias.client import callable_api_key_supported
+
+    if endpoint == "v1":
+        clean_env.setenv("AZURE_OPENAI_ENDPOINT", managed_identity.v1_endpoint)
+    scope = "https://cognitiveservices.azure.us/.default"  # another cloud's
+    result = run_inner(nurse_project(hermetic), "--llm-live", "-o", f"llmbias_token_scope={scope}")
+    if endpoint == "v1" and not callable_api_key_supported():  # the lab's openai 1.55 has static keys only there
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines(["ERROR: the v1 endpoint with DefaultAzureCredential needs openai >= 1.106*"])
+        assert managed_identity.requests == []
+        return
+    assert result.ret == 0 and "ERROR" not in verdicts(result), result.stdout.str()
+    assert [record.status for record in managed_identity.requests] == [200, 200]
+    assert managed_identity.token_requests == ["https://cognitiveservices.azure.us"]  # one sign-in for the run
+    assert DEFAULT_ENTRA_TOKEN not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_credential_that_gets_no_token_stops_the_run_with_one_line(
+        hermetic: pytest.Pytester, managed_identity: StandIn, clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.delenv("IDENTITY_HEADER")  # the identity endpoint refuses: no token
+    result = run_inner(nurse_project(hermetic), "--llm-live", "-o", "llmbias_attempts=1")
+    output = result.stdout.str() + result.stderr.str()
+    lines = [line for line in output.splitlines() if "DefaultAzureCredential got no token" in line]
+    assert result.ret == pytest.ExitCode.TESTS_FAILED and len(lines) == 1, output
+    assert "az login" in lines[0] and "Traceback" not in output
+    assert managed_identity.requests == []
+
+
 def test_key_and_token_together_is_a_usage_error(hermetic: pytest.Pytester, keyless: StandIn,
                                                   clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("AZURE_OPENAI_API_KEY", TEST_KEY)

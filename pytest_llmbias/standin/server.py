@@ -50,6 +50,7 @@ _BODY_ROUTED = frozenset(_BODY_ROUTES.values())
 # The v1 path takes no dated api-version (only none, or the literal preview/v1 values).
 _V1_API_VERSIONS = (None, "v1", "preview", "latest")
 DEFAULT_ENTRA_TOKEN = "standin-entra-token"
+MANAGED_IDENTITY_PATH = "/msi/token"
 
 
 def _route(path: str) -> tuple[str | None, str | None]:
@@ -211,6 +212,7 @@ class StandIn:
         self.deployments = None if deployments is None else frozenset(deployments)  # None accepts any
         self.keyless = keyless  # disableLocalAuth: keys are refused with 403 AuthenticationTypeDisabled
         self.entra_token = entra_token  # the Entra ID bearer token accepted (None: any, when keyless)
+        self.token_requests: list[str] = []  # resources asked of the managed-identity endpoint
         self.model_name = model_name
         self.seed = seed
         self.planted = planted
@@ -378,6 +380,9 @@ class StandIn:
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length) if length > 0 else b""  # always drain, so keep-alive stays in sync
         url = urlsplit(handler.path)
+        if url.path == MANAGED_IDENTITY_PATH and handler.command == "GET":
+            self._send(handler, self._managed_identity_token(handler, parse_qs(url.query)))
+            return
         api_version = parse_qs(url.query).get("api-version", [None])[0]
         shape, deployment = _route(url.path)
         try:
@@ -473,6 +478,24 @@ class StandIn:
         reply = self._completion(body, user_text, model)
         reply.headers.update(quota_headers)
         return reply, delay + self.latency, False
+
+    def _managed_identity_token(self, handler: _Handler, query: Mapping[str, list[str]]) -> _Reply:
+        """An App Service managed identity's token endpoint (IDENTITY_ENDPOINT), so DefaultAzureCredential
+        really runs against the stand-in; it hands out the accepted Entra ID token."""
+        resource = query.get("resource", [""])[0]
+        with self._lock:
+            self.token_requests.append(resource)
+        if not handler.headers.get("X-IDENTITY-HEADER"):
+            return _Reply(400, {"error": "invalid_request", "error_description": "X-IDENTITY-HEADER missing"})
+        return _Reply(200, {"access_token": self.entra_token or DEFAULT_ENTRA_TOKEN,
+                            "expires_on": str(int(time.time()) + 3600), "resource": resource,
+                            "token_type": "Bearer", "client_id": "00000000-0000-0000-0000-000000000000"})
+
+    @property
+    def managed_identity_environment(self) -> dict[str, str]:
+        """IDENTITY_ENDPOINT and IDENTITY_HEADER: DefaultAzureCredential then signs in as a managed identity."""
+        return {"IDENTITY_ENDPOINT": f"{self.endpoint.rstrip('/')}{MANAGED_IDENTITY_PATH}",
+                "IDENTITY_HEADER": "standin-identity-header"}
 
     def model_for(self, deployment: str) -> Model:
         """The model behind a deployment (the default chat model unless configured otherwise)."""
