@@ -195,8 +195,14 @@ def _openai_settings(env: Any, api_key: str | None) -> Settings:
 def _databricks_settings(env: Any, api_key: str | None) -> Settings:
     host = env.get("DATABRICKS_HOST", "").strip()
     token = (api_key or env.get("DATABRICKS_TOKEN", "")).strip()
+    if (not host or not token) and env.get("DATABRICKS_RUNTIME_VERSION", "").strip():
+        host, token = _databricks_notebook_credentials(host, token)  # on a cluster: the notebook's own
     if not host or not token:
-        host, token = _databricks_notebook_credentials(host, token)
+        missing = " and ".join(name for name, value in (("DATABRICKS_HOST", host), ("DATABRICKS_TOKEN", token))
+                               if not value)
+        raise ConfigError(f"{missing} not set: --llm-record and --llm-live call the serving endpoint "
+                          "(https://WORKSPACE/serving-endpoints); in a notebook the cluster's own credentials "
+                          "are used")
     if "://" not in host:
         host = "https://" + host  # the Databricks CLI and SDK accept a bare workspace host
     parts = _check_url("DATABRICKS_HOST", host)

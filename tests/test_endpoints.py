@@ -310,3 +310,12 @@ def test_case_keys_for_reasoning_models_are_validated(tmp_path: Path) -> None:
     case, = load_case_file(path, checks=CHECK_OPTIONS)
     assert (case.max_tokens, case.max_completion_tokens, case.temperature, case.reasoning_effort) == (
         None, 4000, None, "low")
+
+
+def test_databricks_without_a_token_off_a_cluster_is_one_line(clean_env: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="^DATABRICKS_TOKEN not set: .*serving-endpoints"):
+        Settings.from_env(needs_network=True, environ={"DATABRICKS_HOST": "adb-1.azuredatabricks.net"})
+    settings = Settings.from_env(needs_network=True, environ={"DATABRICKS_HOST": "adb-1.azuredatabricks.net",
+                                                              "DATABRICKS_TOKEN": "dapi-secret"})
+    assert (settings.endpoint, settings.shape) == ("https://adb-1.azuredatabricks.net/serving-endpoints", "databricks")
+    assert "dapi-secret" not in repr(settings)
