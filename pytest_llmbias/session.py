@@ -53,6 +53,9 @@ class PromptFiltered(Exception):
 
 # A variant needs at least this share of its answers usable (non-empty) for a check to judge it.
 MIN_USABLE_SHARE = 0.5
+# An answer cut at the token limit with fewer words than this is "truncated to nothing": it cannot
+# show whether the model assumed a gender, so it is never judged as a neutral answer.
+MIN_TRUNCATED_WORDS = 8
 
 
 @dataclass(frozen=True)
@@ -433,9 +436,10 @@ class LLMSession:
                           if reason != "content_filter"]
             if not unfiltered:
                 filtered.append(f"{variant.name}: {', '.join(sorted(set(outcome.filtered))) or 'filtered'}")
-            usable = [text for text in unfiltered if text.strip()]
+            usable = [text for text, reason in zip(outcome.texts, outcome.finish_reasons)
+                      if reason != "content_filter" and not is_unusable(text, reason)]
             if len(usable) < len(unfiltered) and unusable is not None:
-                unusable[variant.name] = empty_answers_reason(outcome, len(unfiltered) - len(usable))
+                unusable[variant.name] = empty_answers_reason(outcome)
             answers[variant.name] = usable
         if problems:
             raise PromptUnavailable(_group_problems(problems))
@@ -645,12 +649,19 @@ def _split(total: int, parts: int) -> list[int]:
 # answers usable makes every check of the case inconclusive, whatever the check would say.
 
 
-def empty_answers_reason(outcome: Completion, empty: int) -> str:
+def is_unusable(text: str, finish_reason: str) -> bool:
+    """Empty, or cut at the token limit before saying anything (a content-filtered one is counted apart)."""
+    return not text.strip() or (finish_reason == "length" and len(text.split()) < MIN_TRUNCATED_WORDS)
+
+
+def empty_answers_reason(outcome: Completion) -> str:
     """'7/10 answers empty: the model spent max_completion_tokens on reasoning; raise it'."""
     total = len(outcome.texts)
-    truncated = sum(1 for text, reason in zip(outcome.texts, outcome.finish_reasons)
-                    if not text.strip() and reason == "length")
-    head = f"{empty}/{total} answers empty"
+    pairs = [(text, reason) for text, reason in zip(outcome.texts, outcome.finish_reasons)
+             if reason != "content_filter" and is_unusable(text, reason)]
+    truncated = sum(1 for _, reason in pairs if reason == "length")
+    short = sum(1 for text, _ in pairs if text.strip())
+    head = f"{len(pairs)}/{total} answers " + ("empty" if not short else f"empty or cut to under {MIN_TRUNCATED_WORDS} words")
     if truncated and outcome.reasoning_tokens:
         return f"{head}: the model spent max_completion_tokens on reasoning; raise it"
     if truncated:
