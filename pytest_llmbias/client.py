@@ -555,22 +555,40 @@ def _prompt_filter(error: Any) -> str | None:
 def _describe_status_error(error: Any) -> str:
     body = error.body if isinstance(error.body, dict) else {}
     inner = body.get("error", body) if isinstance(body, dict) else {}
-    code = inner.get("code") if isinstance(inner, dict) else None
+    code = (inner.get("code") or inner.get("error_code")) if isinstance(inner, dict) else None
     message = inner.get("message") if isinstance(inner, dict) else None
     text = (message or str(error)).splitlines()[0][:300]
     shown_code = f" {code}" if code and str(code) != str(error.status_code) else ""
+    request = getattr(error, "request", None)
+    path = getattr(getattr(request, "url", None), "path", "") or ""
     hint = ""
     if error.status_code == 404:
-        request = getattr(error, "request", None)
-        path = getattr(getattr(request, "url", None), "path", "") or ""
-        deployment = path.split("/deployments/", 1)[-1].split("/", 1)[0] if "/deployments/" in path else "?"
-        hint = (f" (deployment {deployment!r}: check --llm-deployment / the YAML's deployment, "
-                "AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_VERSION)")
+        if "/deployments/" in path:
+            deployment = path.split("/deployments/", 1)[-1].split("/", 1)[0]
+        else:  # the v1, OpenAI and Databricks shapes name it in the body
+            deployment = _model_of(request)
+        where = ("DATABRICKS_HOST" if "/serving-endpoints" in path else
+                 "AZURE_OPENAI_ENDPOINT" if path.startswith("/openai/") else "OPENAI_BASE_URL")
+        version = " and AZURE_OPENAI_API_VERSION" if "/deployments/" in path else ""
+        hint = f" (deployment {deployment!r}: check --llm-deployment / the YAML's deployment, {where}{version})"
     elif error.status_code in (401, 403):
-        hint = (" (check the credential: AZURE_OPENAI_API_KEY, AZURE_OPENAI_AD_TOKEN or DefaultAzureCredential's "
-                "identity, and that it belongs to the endpoint's resource; an identity needs the role "
-                "Cognitive Services OpenAI User)")
+        if "/serving-endpoints" in path:
+            hint = " (check DATABRICKS_TOKEN and that it may query the serving endpoint)"
+        elif not path.startswith("/openai/"):
+            hint = " (check OPENAI_API_KEY)"
+        else:
+            hint = (" (check the credential: AZURE_OPENAI_API_KEY, AZURE_OPENAI_AD_TOKEN or DefaultAzureCredential's "
+                    "identity, and that it belongs to the endpoint's resource; an identity needs the role "
+                    "Cognitive Services OpenAI User)")
     return f"HTTP {error.status_code}{shown_code}: {text}{hint}"
+
+
+def _model_of(request: Any) -> str:
+    try:
+        model = json.loads(request.content or b"{}").get("model")
+    except (AttributeError, ValueError, TypeError):
+        return "?"
+    return model if isinstance(model, str) else "?"
 
 
 def _root_cause(error: BaseException) -> str:

@@ -319,3 +319,10 @@ def test_databricks_without_a_token_off_a_cluster_is_one_line(clean_env: pytest.
                                                               "DATABRICKS_TOKEN": "dapi-secret"})
     assert (settings.endpoint, settings.shape) == ("https://adb-1.azuredatabricks.net/serving-endpoints", "databricks")
     assert "dapi-secret" not in repr(settings)
+
+
+def test_an_unknown_deployment_on_the_v1_path_is_named(hermetic: pytest.Pytester, azure_env: StandIn,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", azure_env.v1_endpoint)
+    result = run_inner(nurse_project(hermetic), "--llm-live", "--llm-deployment", "gpt-4o-typo")
+    result.stdout.fnmatch_lines(["*HTTP 404 DeploymentNotFound*deployment 'gpt-4o-typo'*AZURE_OPENAI_ENDPOINT)*"])
