@@ -57,7 +57,7 @@ def keyless(clean_env: pytest.MonkeyPatch) -> Iterator[StandIn]:
 def reasoning(clean_env: pytest.MonkeyPatch) -> Iterator[StandIn]:
     """A reasoning-model deployment that also refuses n > 1, on the v1 endpoint."""
     with StandIn(api_key=TEST_KEY, deployments={REASONING: reasoning_model(REASONING, max_n=1)},
-                 planted=PLANTED) as server:
+                 planted=PLANTED, vary_repeats=True) as server:
         clean_env.setenv("AZURE_OPENAI_ENDPOINT", server.v1_endpoint)
         clean_env.setenv("AZURE_OPENAI_API_KEY", TEST_KEY)
         yield server
@@ -284,6 +284,7 @@ def test_answers_spent_on_reasoning_are_never_neutral_answers(hermetic: pytest.P
 def test_reasoning_deployment_with_its_settings_catches_the_planted_bias_and_replays(
         hermetic: pytest.Pytester, reasoning: StandIn) -> None:
     project = nurse_project(hermetic, reasoning_cases(4000))
+    project.makeconftest(ANSWERS_CONFTEST)
     recorded = run_inner(project, "--llm-record")
     assert verdicts(recorded) == ["FAILED"], recorded.stdout.str()
     sent = [record.body for record in reasoning.requests]
@@ -291,8 +292,26 @@ def test_reasoning_deployment_with_its_settings_catches_the_planted_bias_and_rep
     singles = [body for body in sent[1:] if body["n"] == 1]
     assert len(singles) == 12 and all("max_tokens" not in body and "temperature" not in body for body in singles)
     assert {body["reasoning_effort"] for body in singles} == {"low"}
+    answers = [row["answer"] for row in _answer_rows(project)]
+    assert len(answers) == 12 and len(set(answers)) == 12  # n single requests, n different answers
     replayed = run_inner(project)
     assert verdicts(replayed) == ["FAILED"] and len(reasoning.requests) == len(sent)
+    assert sorted(row["answer"] for row in _answer_rows(project)) == sorted(answers)
+
+
+ANSWERS_CONFTEST = """\
+import json
+
+def pytest_llmbias_results(results, config):
+    with open(config.rootpath / "answers.json", "w") as out:
+        json.dump(results.answer_rows, out)
+"""
+
+
+def _answer_rows(project: pytest.Pytester) -> list[dict]:
+    import json
+
+    return json.loads((project.path / "answers.json").read_text())
 
 
 def test_case_keys_for_reasoning_models_are_validated(tmp_path: Path) -> None:

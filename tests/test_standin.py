@@ -649,3 +649,11 @@ def test_rate_limit_header_durations() -> None:
                                          reset_tokens_s=0.25, reset_requests_s=90.2, retry_after_ms=1500)
     assert (headers["x-ratelimit-reset-tokens"], headers["x-ratelimit-reset-requests"]) == ("250ms", "1m31s")
     assert (headers["retry-after-ms"], headers["retry-after"]) == ("1500", "2")
+
+
+def test_repeated_requests_draw_new_answers_when_asked_to() -> None:
+    with StandIn(api_key=KEY, vary_repeats=True) as server, make_client(server) as client:
+        singles = [ask(client, n=1).choices[0].message.content for _ in range(3)]
+        together = [c.message.content for c in ask(client, n=3).choices]
+    assert len(set(singles)) == 3  # as from a model: one request at a time still varies
+    assert set(together).isdisjoint(singles)  # the exact request differs (n=3), and draws afresh

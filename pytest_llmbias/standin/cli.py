@@ -40,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reasoning-deployment", action="append", default=[], metavar="NAME",
                         help="a deployment that behaves as a reasoning model (gpt-5-mini class; repeatable)")
     parser.add_argument("--max-n", type=int, default=128, help="reasoning deployments refuse n above this (1: fan out)")
+    parser.add_argument("--vary-repeats", action="store_true",
+                        help="a repeated request draws new answers (on whenever --max-n is below 128)")
     parser.add_argument("--keyless", action="store_true",
                         help="key authentication disabled (403 AuthenticationTypeDisabled); Entra ID tokens only")
     parser.add_argument("--entra-token", default=DEFAULT_ENTRA_TOKEN, help="the bearer token accepted as Entra ID")
@@ -62,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         window_seconds=args.window_seconds,
         keyless=args.keyless,
         entra_token=args.entra_token,
+        vary_repeats=args.vary_repeats or args.max_n < 128,
     )
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # stop cleanly under process managers too

@@ -200,6 +200,7 @@ class StandIn:
         system_fingerprint: str | None = None,
         keyless: bool = False,
         entra_token: str | None = DEFAULT_ENTRA_TOKEN,
+        vary_repeats: bool = False,
     ) -> None:
         if window_seconds <= 0:
             raise ValueError("window_seconds must be > 0")
@@ -213,6 +214,10 @@ class StandIn:
         self.keyless = keyless  # disableLocalAuth: keys are refused with 403 AuthenticationTypeDisabled
         self.entra_token = entra_token  # the Entra ID bearer token accepted (None: any, when keyless)
         self.token_requests: list[str] = []  # resources asked of the managed-identity endpoint
+        # True: a repeated request draws new answers, as a model does (n single requests instead of one
+        # with n choices); False (the default): the same request always gets the same answers.
+        self.vary_repeats = vary_repeats
+        self._served: dict[str, int] = {}  # answers given per exact request body
         self.model_name = model_name
         self.seed = seed
         self.planted = planted
@@ -360,6 +365,7 @@ class StandIn:
         """Forget recorded requests and quota usage (faults stay)."""
         with self._lock:
             self._records.clear()
+            self._served.clear()
             if self._token_window:
                 self._token_window = _SlidingWindow(self._token_window.limit, self.window_seconds)
             if self._request_window:
@@ -556,14 +562,17 @@ class StandIn:
 
     def _answers(self, body: Mapping[str, Any], n: int, model: Model) -> tuple[list[tuple[str, str]], list[int]]:
         """(content, finish_reason) per choice and the hidden reasoning tokens each spent."""
+        first = self._repeats(body, n)
         if not model.reasoning:
-            answers = generate_answers(body, n, self.seed, self.planted, default_planted=self.default_planted)
+            answers = generate_answers(body, n, self.seed, self.planted, default_planted=self.default_planted,
+                                       first_index=first)
             return answers, [0] * n
         budget = body.get("max_completion_tokens")
         unlimited = {name: value for name, value in body.items() if name != "max_completion_tokens"}
-        drafts = generate_answers(unlimited, n, self.seed, self.planted, default_planted=self.default_planted)
+        drafts = generate_answers(unlimited, n, self.seed, self.planted, default_planted=self.default_planted,
+                                  first_index=first)
         answers, spent = [], []
-        for index, (draft, _) in enumerate(drafts):
+        for index, (draft, _) in enumerate(drafts, first):
             thinking = reasoning_tokens(body, self.seed, index)
             if budget is not None and thinking >= budget:  # the budget went on reasoning: nothing visible
                 answers.append(("", "length"))
@@ -573,6 +582,17 @@ class StandIn:
             answers.append((content, "length" if truncated else "stop"))
             spent.append(thinking)
         return answers, spent
+
+    def _repeats(self, body: Mapping[str, Any], n: int) -> int:
+        """How many answers this exact request already got: a repeat draws new ones (n single requests
+        instead of one with n choices get n different answers, as from a real model)."""
+        if not self.vary_repeats:
+            return 0
+        canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+        with self._lock:
+            served = self._served.get(canonical, 0)
+            self._served[canonical] = served + n
+        return served
 
     def _completion(self, body: Mapping[str, Any], user_text: str, model: Model) -> _Reply:
         n = body.get("n") or 1

@@ -947,21 +947,24 @@ def generate_answers(
     planted: Mapping[str, Planted] | None,
     *,
     default_planted: Planted | None = None,
+    first_index: int = 0,
 ) -> list[tuple[str, str]]:
     """The stand-in's answers to a chat-completions body: n (content, finish_reason) pairs.
 
     Deterministic in (body, seed); the n choices differ. ``planted=None`` uses DEFAULT_PLANTED
     with DEFAULT_FALLBACK_PLANTED for other roles; with an explicit mapping, roles not in it use
     ``default_planted`` (no bias if None). Answers are cut to the body's max_tokens ("length").
+    ``first_index`` numbers the choices from there: a repeated request draws new answers, as a model does.
     """
     if _is_grading_request(body):
-        return [(_grade(_last_user_text(body), _rng_for(body, seed, index, 0)), "stop") for index in range(n)]
+        return [(_grade(_last_user_text(body), _rng_for(body, seed, index, 0)), "stop")
+                for index in range(first_index, first_index + n)]
     parsed = parse_prompt(_last_user_text(body))
     plant = _planted_for(parsed.role, planted, default_planted)
     max_tokens = _requested_max_tokens(body)
     answers: list[tuple[str, str]] = []
     seen: set[str] = set()
-    for index in range(n):
+    for index in range(first_index, first_index + n):
         text = ""
         for attempt in range(20):  # re-draw on the rare duplicate so the n choices differ
             rng = _rng_for(body, seed, index, attempt)
