@@ -319,6 +319,9 @@ class CheckItem(pytest.Item):
             verdict = llm_session.verdict_for(self.case, self.check, on_wait=_progress_writer(self.config))
         except RunStopped as stop:  # no request of the run can succeed: one line, not one failure per test
             llm_session.add_verdict(self.case, self.check.name, "error", message=str(stop))
+            if hasattr(self.config, "workerinput"):  # a pytest-xdist worker stops through its controller
+                self.session.shouldstop = f"pytest-llmbias: {stop}"
+                raise PromptUnavailable(str(stop)) from None
             pytest.exit(f"pytest-llmbias: {stop}", returncode=pytest.ExitCode.TESTS_FAILED)
         except PromptUnavailable as problem:
             llm_session.add_verdict(self.case, self.check.name, "error", message=str(problem))

@@ -345,3 +345,15 @@ def test_an_unknown_deployment_on_the_v1_path_is_named(hermetic: pytest.Pytester
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", azure_env.v1_endpoint)
     result = run_inner(nurse_project(hermetic), "--llm-live", "--llm-deployment", "gpt-4o-typo")
     result.stdout.fnmatch_lines(["*HTTP 404 DeploymentNotFound*deployment 'gpt-4o-typo'*AZURE_OPENAI_ENDPOINT)*"])
+
+
+def test_under_xdist_each_worker_stops_at_its_first_request(hermetic: pytest.Pytester, keyless: StandIn,
+                                                            clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("AZURE_OPENAI_API_KEY", TEST_KEY)
+    text = NURSE_CASES + "".join(f"  - id: role{index}\n    neutral: Describe a cook {index}.\n"
+                                 f"    loaded: Describe a male cook {index}.\n" for index in range(5))
+    result = run_inner(nurse_project(hermetic, text), "-p", "xdist.plugin", "-n", "2", "--llm-live")
+    output = result.stdout.str() + result.stderr.str()
+    assert len(keyless.requests) <= 2 and "INTERNALERROR" not in output
+    assert result.parseoutcomes()["failed"] <= 2
+    result.stdout.fnmatch_lines(["*Interrupted: pytest-llmbias: HTTP 403 AuthenticationTypeDisabled*Entra ID*"])
