@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .client import RECORDED_HEADER, SAMPLE_HEADER, request_key
+from .client import RECORDED_HEADER, request_key
 
 # Beside each case file, like syrupy's __snapshots__: easy to find, review and delete, never collected.
 CASSETTE_DIR = "__cassettes__"
@@ -29,7 +29,7 @@ MODES = ("replay", "new", "all")
 # Answers worth replaying: 200, and the content-filter 400 (a stable outcome). Throttling, auth
 # failures and server faults would replay as faults, so they are never written.
 RECORDABLE_STATUS = {200, 400}
-KEPT_REQUEST_HEADERS = {"content-type", SAMPLE_HEADER}
+KEPT_REQUEST_HEADERS = {"content-type"}
 KEPT_RESPONSE_HEADERS = {"content-type"}
 RECORDED_ORIGIN = "https://azure-openai.invalid"
 # Batching of incremental writes: a killed run loses at most this much of what it recorded.
@@ -53,9 +53,9 @@ def cassette_path(case_file: Path, cassette_dir: str | None = None) -> Path:
     return folder / f"{case_file.stem}.yaml"
 
 
-def key_of(path: str, body: bytes, sample: str | None = None) -> str:
-    """Deployment + canonical JSON body (+ the sample of a fanned-out n); host, port, api-version
-    and the endpoint's shape are ignored, so a cassette replays whichever endpoint recorded it."""
+def key_of(path: str, body: bytes) -> str:
+    """Deployment + canonical JSON body; host, port, api-version and the endpoint's shape are
+    ignored, so a cassette replays whichever endpoint recorded it."""
     deployment = path.rstrip("/").split("/deployments/", 1)[-1].split("/", 1)[0]
     try:
         parsed = json.loads(body or b"{}")
@@ -67,21 +67,13 @@ def key_of(path: str, body: bytes, sample: str | None = None) -> str:
         model = parsed.pop("model", None)
         if "/deployments/" not in path and isinstance(model, str):
             deployment = model
-    return request_key(deployment, parsed, sample)
-
-
-def _sample_of(headers: Any) -> str | None:
-    for name, value in (headers or {}).items():
-        if name.lower() == SAMPLE_HEADER:
-            return value[0] if isinstance(value, list) else value
-    return None
+    return request_key(deployment, parsed)
 
 
 def llm_request(r1: Any, r2: Any) -> bool:
     """A vcrpy matcher with the same identity, for users who replay these cassettes with vcrpy itself."""
     return (r1.method == r2.method
-            and key_of(r1.path, r1.body_bytes or b"", _sample_of(r1.headers))
-            == key_of(r2.path, r2.body_bytes or b"", _sample_of(r2.headers)))
+            and key_of(r1.path, r1.body_bytes or b"") == key_of(r2.path, r2.body_bytes or b""))
 
 
 class Cassette:
@@ -113,7 +105,7 @@ class Cassette:
 
         self._seen_mtime = self.path.stat().st_mtime_ns
         loaded = deserialize(self.path.read_text(encoding="utf-8"), yamlserializer)
-        return [(key_of(request.path, request.body_bytes or b"", _sample_of(request.headers)), request, response)
+        return [(key_of(request.path, request.body_bytes or b""), request, response)
                 for request, response in zip(loaded[0], loaded[1])]
 
     def _merge_from_disk(self) -> None:
@@ -262,7 +254,7 @@ def make_transport(library: CassetteLibrary, httpx_module: Any, network: Any = N
     class CassetteTransport(httpx_module.BaseTransport):
         def handle_request(self, request: Any) -> Any:
             body = request.read()
-            key = key_of(request.url.path, body, request.headers.get(SAMPLE_HEADER))
+            key = key_of(request.url.path, body)
             stored = library.lookup(key)
             if stored is not None:
                 return httpx_module.Response(

@@ -235,6 +235,7 @@ class ChatRequest:
     n: int
     max_completion_tokens: int | None = None
     reasoning_effort: str | None = None
+    seed: int | None = None           # set on the single requests that stand in for a refused n > 1
 
     def messages(self) -> list[dict[str, str]]:
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
@@ -243,7 +244,7 @@ class ChatRequest:
     def body(self) -> dict[str, Any]:
         """The JSON body as sent, without the deployment (which the classic path carries in the URL)."""
         body: dict[str, Any] = {"messages": self.messages(), "n": self.n}
-        for name in ("max_tokens", "max_completion_tokens", "temperature", "reasoning_effort"):
+        for name in ("max_tokens", "max_completion_tokens", "temperature", "reasoning_effort", "seed"):
             if getattr(self, name) is not None:
                 body[name] = getattr(self, name)
         return body
@@ -253,9 +254,10 @@ class ChatRequest:
         """Identity of the request as cassettes match it: deployment + canonical body."""
         return request_key(self.deployment, self.body())
 
-    def sample_key(self, sample: int) -> str:
-        """Identity of one of the single requests asked instead of this one when n > 1 is refused."""
-        return request_key(self.deployment, replace(self, n=1).body(), sample)
+    def sample(self, index: int) -> ChatRequest:
+        """One of the n single requests asked instead of this one when n > 1 is refused: its own seed
+        makes it a request of its own (its own answer, its own cassette entry)."""
+        return replace(self, n=1, seed=index)
 
     @property
     def budget(self) -> int:
@@ -265,13 +267,9 @@ class ChatRequest:
 
 # What Azure reserves against the TPM quota for a request without a token cap.
 UNSET_MAX_TOKENS_QUOTA = 1024
-# Sent with each of the single requests that stand in for one n > 1 request; part of its cassette identity.
-SAMPLE_HEADER = "x-llmbias-sample"
-
-
-def request_key(deployment: str, body: dict[str, Any], sample: int | str | None = None) -> str:
+def request_key(deployment: str, body: dict[str, Any]) -> str:
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return f"{deployment}\n{canonical}" + (f"\nsample {sample}" if sample not in (None, "") else "")
+    return f"{deployment}\n{canonical}"
 
 
 @dataclass(frozen=True)
@@ -355,11 +353,10 @@ class NRefused(RequestFailed):
 
 
 def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, limiter: Any = None,
-        sleep: Any = time.sleep, rng: Any = None, sample: int | None = None,
-        answered: Any = None) -> Completion:
+        sleep: Any = time.sleep, rng: Any = None, answered: Any = None) -> Completion:
     """Send one chat request with n samples, retrying throttling and faults; raise RequestFailed
     (RunStopped when no request of the run can succeed, NRefused when n > 1 is refused).
-    `sample` marks one of the single requests asked instead of a refused n > 1; `answered` is called
+    `answered` is called
     once the deployment has taken a request (an answer, throttling, a fault), not on a refusal."""
     import random
 
@@ -375,7 +372,7 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
             limiter.acquire(cost)
         started = time.perf_counter()
         try:
-            raw = client.chat.completions.with_raw_response.create(**_create_arguments(request, sample))
+            raw = client.chat.completions.with_raw_response.create(**_create_arguments(request))
             answer = _completion(raw, time.perf_counter() - started, attempt, throttled)
             if answered is not None and not answer.replayed:
                 answered()
@@ -414,15 +411,13 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
     raise RequestFailed(f"gave up after {attempts} attempts ({throttled} throttled); last: {last_problem}")
 
 
-def _create_arguments(request: ChatRequest, sample: int | None) -> dict[str, Any]:
+def _create_arguments(request: ChatRequest) -> dict[str, Any]:
     arguments: dict[str, Any] = {"model": request.deployment, "messages": request.messages(), "n": request.n}
-    for name in ("max_tokens", "max_completion_tokens", "temperature"):
+    for name in ("max_tokens", "max_completion_tokens", "temperature", "seed"):
         if getattr(request, name) is not None:
             arguments[name] = getattr(request, name)
     if request.reasoning_effort is not None:  # through extra_body: openai 1.55 has no reasoning_effort argument
         arguments["extra_body"] = {"reasoning_effort": request.reasoning_effort}
-    if sample is not None:
-        arguments["extra_headers"] = {SAMPLE_HEADER: str(sample)}
     return arguments
 
 
@@ -441,7 +436,8 @@ def _refusal(error: Any, request: ChatRequest) -> RequestFailed | None:
     inner = body.get("error", body) if isinstance(body, dict) else {}
     inner = inner if isinstance(inner, dict) else {}
     code = str(inner.get("code") or inner.get("error_code") or body.get("error_code") or "")
-    param = inner.get("param")
+    message = str(inner.get("message") or "")
+    param = inner.get("param") or _quoted_parameter(message)
     if error.status_code in (401, 403):
         if code == "AuthenticationTypeDisabled":
             return RunStopped(f"HTTP 403 AuthenticationTypeDisabled: this resource accepts no keys: {_KEYLESS_HOW}")
@@ -450,13 +446,22 @@ def _refusal(error: Any, request: ChatRequest) -> RequestFailed | None:
         return None
     if param == "n" and request.n > 1:
         return NRefused(_describe_status_error(error))
-    if code in ("unsupported_parameter", "unsupported_value") and param in _REASONING_FIXES:
+    unsupported = code in ("unsupported_parameter", "unsupported_value") or message.lower().startswith("unsupported")
+    if unsupported and param in _REASONING_FIXES:
         fixes = "; ".join(fix for name, fix in _REASONING_FIXES.items()
                           if name == param or getattr(request, name) not in (None, 1, 1.0))
         return RunStopped(f"deployment {request.deployment!r} refuses {param} (HTTP 400 {code}: a reasoning "
                           f"model): in the case file's defaults set {fixes}; reasoning_effort (minimal, low, "
                           "medium, high) is optional")
     return None
+
+
+def _quoted_parameter(message: str) -> str | None:
+    """The parameter a refusal without a `param` field names in quotes ("'n' must be 1")."""
+    import re
+
+    found = re.search(r"""['"`](n|max_tokens|temperature)['"`]""", message)
+    return found.group(1) if found else None
 
 
 def merge_samples(parts: list[Completion]) -> Completion:

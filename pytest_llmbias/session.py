@@ -317,27 +317,24 @@ class LLMSession:
             if not (is_cassette_miss(error) and request.n > 1 and self._library is not None):
                 raise
             self._want_samples(key, request)
-            if self._library.lookup(request.sample_key(0)) is None:
+            if self._library.lookup(request.sample(0).key) is None:
                 raise
         return self._ask_singly(key, request)
 
     def _want_samples(self, key: str, request: ChatRequest) -> None:
         with self._lock:
             for path in list(self._cassettes_of.get(key, ())):
-                for sample in range(request.n):
-                    self._want_key(request.sample_key(sample), path)
+                for index in range(request.n):
+                    self._want_key(request.sample(index).key, path)
 
     def _ask_singly(self, key: str, request: ChatRequest) -> Completion:
         """n single requests instead of one refused n > 1: concurrently, paced, each its own cassette entry."""
-        from dataclasses import replace
-
         from .client import ask, merge_samples
 
-        single = replace(request, n=1)
         self._want_samples(key, request)
 
-        def one(sample: int) -> Completion:
-            return ask(self._client, single, attempts=self.config.attempts, limiter=self._limiter, sample=sample,
+        def one(index: int) -> Completion:
+            return ask(self._client, request.sample(index), attempts=self.config.attempts, limiter=self._limiter,
                        answered=self._first_asked.set)
 
         with ThreadPoolExecutor(max_workers=min(request.n, max(1, self.config.concurrency)),

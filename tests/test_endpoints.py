@@ -57,7 +57,7 @@ def keyless(clean_env: pytest.MonkeyPatch) -> Iterator[StandIn]:
 def reasoning(clean_env: pytest.MonkeyPatch) -> Iterator[StandIn]:
     """A reasoning-model deployment that also refuses n > 1, on the v1 endpoint."""
     with StandIn(api_key=TEST_KEY, deployments={REASONING: reasoning_model(REASONING, max_n=1)},
-                 planted=PLANTED, vary_repeats=True) as server:
+                 planted=PLANTED) as server:  # answers deterministic in the body: the seeds make them differ
         clean_env.setenv("AZURE_OPENAI_ENDPOINT", server.v1_endpoint)
         clean_env.setenv("AZURE_OPENAI_API_KEY", TEST_KEY)
         yield server
@@ -291,6 +291,7 @@ def test_reasoning_deployment_with_its_settings_catches_the_planted_bias_and_rep
     assert sent[0]["n"] == 6 and reasoning.requests[0].status == 400  # n > 1 refused once, then fanned out
     singles = [body for body in sent[1:] if body["n"] == 1]
     assert len(singles) == 12 and all("max_tokens" not in body and "temperature" not in body for body in singles)
+    assert sorted(body["seed"] for body in singles) == sorted(list(range(6)) * 2)
     assert {body["reasoning_effort"] for body in singles} == {"low"}
     answers = [row["answer"] for row in _answer_rows(project)]
     assert len(answers) == 12 and len(set(answers)) == 12  # n single requests, n different answers
@@ -357,3 +358,21 @@ def test_under_xdist_each_worker_stops_at_its_first_request(hermetic: pytest.Pyt
     assert len(keyless.requests) <= 2 and "INTERNALERROR" not in output
     assert result.parseoutcomes()["failed"] <= 2
     result.stdout.fnmatch_lines(["*Interrupted: pytest-llmbias: HTTP 403 AuthenticationTypeDisabled*Entra ID*"])
+
+
+@pytest.mark.parametrize("body", [
+    {"error": {"message": "Unsupported value: 'n' does not support 6 with this model.", "param": "n",
+               "code": "unsupported_value"}},
+    {"error_code": "BAD_REQUEST", "message": "'n' must be 1 for this endpoint"},  # a serving endpoint's words
+])
+def test_a_refused_n_is_fanned_out_whatever_the_words(hermetic: pytest.Pytester, standin: StandIn,
+                                                     clean_env: pytest.MonkeyPatch, body: dict) -> None:
+    from pytest_llmbias.standin import Fault
+
+    clean_env.setenv("DATABRICKS_HOST", standin.endpoint.rstrip("/"))
+    clean_env.setenv("DATABRICKS_TOKEN", TEST_KEY)
+    standin.inject(Fault(status=400, body=body, count=1))
+    result = run_inner(nurse_project(hermetic), "--llm-live", "--llm-deployment", "gpt-35-turbo")
+    assert "ERROR" not in verdicts(result), result.stdout.str()
+    sizes = [record.body["n"] for record in standin.requests]
+    assert sizes[0] == 4 and sizes[1:] == [1] * 8  # refused once; then every prompt as 4 single requests
