@@ -565,7 +565,8 @@ def _describe_status_error(error: Any) -> str:
     text = (message or str(error)).splitlines()[0][:300]
     shown_code = f" {code}" if code and str(code) != str(error.status_code) else ""
     request = getattr(error, "request", None)
-    path = getattr(getattr(request, "url", None), "path", "") or ""
+    # openai 1.x joins an endpoint ending in "/" into "//openai/...": one slash is what matters
+    path = "/" + (getattr(getattr(request, "url", None), "path", "") or "").lstrip("/")
     hint = ""
     if error.status_code == 404:
         if "/deployments/" in path:
