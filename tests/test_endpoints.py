@@ -376,3 +376,12 @@ def test_a_refused_n_is_fanned_out_whatever_the_words(hermetic: pytest.Pytester,
     assert "ERROR" not in verdicts(result), result.stdout.str()
     sizes = [record.body["n"] for record in standin.requests]
     assert sizes[0] == 4 and sizes[1:] == [1] * 8  # refused once; then every prompt as 4 single requests
+
+
+def test_a_temperature_a_reasoning_model_refuses_is_named(hermetic: pytest.Pytester, reasoning: StandIn) -> None:
+    text = reasoning_cases(4000).replace("  temperature: null\n", "  temperature: 0.7\n")
+    result = run_inner(nurse_project(hermetic, text), "--llm-live")
+    output = result.stdout.str() + result.stderr.str()
+    lines = [line for line in output.splitlines() if "refuses temperature" in line]
+    assert result.ret == pytest.ExitCode.TESTS_FAILED and len(reasoning.requests) == 1
+    assert len(lines) == 1 and "temperature: null" in lines[0] and "instead of max_tokens" not in lines[0]
