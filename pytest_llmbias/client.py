@@ -453,15 +453,30 @@ def _refusal(error: Any, request: ChatRequest) -> RequestFailed | None:
         return RunStopped(f"deployment {request.deployment!r} refuses {param} (HTTP 400 {code}: a reasoning "
                           f"model): in the case file's defaults set {fixes}; reasoning_effort (minimal, low, "
                           "medium, high) is optional")
+    unrecognized = message.lower().startswith("unrecognized request argument")
+    if (unsupported or unrecognized) and param in _CHAT_MODEL_FIXES:
+        return RunStopped(f"deployment {request.deployment!r} does not take {param} (HTTP 400: "
+                          f"{message.splitlines()[0][:120] if message else code}): {_CHAT_MODEL_FIXES[param]}")
     return None
+
+
+# Settings only reasoning models (or newer api-versions) take, refused by an older chat deployment.
+_CHAT_MODEL_FIXES = {
+    "reasoning_effort": "only reasoning models take it: remove reasoning_effort from the case file",
+    "max_completion_tokens": "use max_tokens in the case file, or a newer AZURE_OPENAI_API_VERSION "
+                             "(or the v1 endpoint) if the model is a reasoning model",
+}
 
 
 def _quoted_parameter(message: str) -> str | None:
     """The parameter a refusal without a `param` field names in quotes ("'n' must be 1")."""
     import re
 
-    found = re.search(r"""['"`](n|max_tokens|temperature)['"`]""", message)
-    return found.group(1) if found else None
+    found = re.search(r"""['"`](n|max_tokens|max_completion_tokens|temperature|reasoning_effort)['"`]""", message)
+    if found:
+        return found.group(1)
+    unrecognized = re.match(r"unrecognized request argument supplied: (\w+)", message, re.IGNORECASE)
+    return unrecognized.group(1) if unrecognized else None
 
 
 def merge_samples(parts: list[Completion]) -> Completion:

@@ -385,3 +385,13 @@ def test_a_temperature_a_reasoning_model_refuses_is_named(hermetic: pytest.Pytes
     lines = [line for line in output.splitlines() if "refuses temperature" in line]
     assert result.ret == pytest.ExitCode.TESTS_FAILED and len(reasoning.requests) == 1
     assert len(lines) == 1 and "temperature: null" in lines[0] and "instead of max_tokens" not in lines[0]
+
+
+def test_reasoning_settings_sent_to_a_chat_deployment_stop_the_run_with_one_line(
+        hermetic: pytest.Pytester, azure_env: StandIn) -> None:
+    text = reasoning_cases(4000).replace(f"deployment: {REASONING}", "deployment: gpt-35-turbo")
+    result = run_inner(nurse_project(hermetic, text), "--llm-live")
+    output = result.stdout.str() + result.stderr.str()
+    lines = [line for line in output.splitlines() if "does not take reasoning_effort" in line]
+    assert result.ret == pytest.ExitCode.TESTS_FAILED and len(azure_env.requests) == 1
+    assert len(lines) == 1 and "remove reasoning_effort" in lines[0]
