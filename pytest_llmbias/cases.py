@@ -98,11 +98,13 @@ class Case:
     loaded: tuple[Variant, ...]
     deployment: str | None  # None: not set in YAML, the caller decides
     system_prompt: str  # "" means no system message
-    max_tokens: int
-    temperature: float
+    max_tokens: int | None  # None when max_completion_tokens is set instead
+    temperature: float | None  # None: `temperature: null`, sent without one (reasoning models)
     samples: int
     checks: tuple[CheckConfig, ...]
     max_samples: int | None = None  # None: the run's default
+    max_completion_tokens: int | None = None  # reasoning models: hidden reasoning counts against it
+    reasoning_effort: str | None = None
 
     @property
     def variants(self) -> tuple[Variant, ...]:
@@ -156,7 +158,11 @@ _SETTINGS = {
     "temperature": Option(float, 0, 2),
     "samples": Option(int, 1, 128),  # Azure's limit on `n`
     "max_samples": Option(int, 1, 10_000),  # adaptive sampling asks batches of `samples` up to this
+    "max_completion_tokens": Option(int, 1, 128000),
+    "reasoning_effort": Option(str, choices=("minimal", "low", "medium", "high")),
 }
+# Token caps: one per level (defaults, case); the case's own replaces the defaults' (and the built-in max_tokens).
+_TOKEN_CAPS = ("max_tokens", "max_completion_tokens")
 _TOP_KEYS = ("version", "defaults", "cases")
 _DEFAULT_KEYS = (*_SETTINGS, "checks")
 _CASE_KEYS = ("id", "neutral", "loaded", "checks", "for_each", *_SETTINGS)
@@ -360,10 +366,17 @@ class _File:
             value, field = fields[name], prefix + name
             if name == "system_prompt" and value.data is None:  # a bare `system_prompt:` means none
                 value = value._replace(data="")
+            if name == "temperature" and value.data is None:  # `temperature: null` sends none
+                found[name] = None
+                continue
             found[name] = self.convert(value, _SETTINGS[name], field)
             if name == "deployment" and not _DEPLOYMENT.fullmatch(found[name]):
                 self.fail(value.line, f"{field} {found[name]!r} is not an Azure deployment name "
                                       "(2-64 letters, digits, '-', '_' or '.')", field)
+        if all(cap in found for cap in _TOKEN_CAPS):
+            later = max(_TOKEN_CAPS, key=lambda cap: fields[cap].key_line)
+            self.fail(fields[later].key_line, "max_tokens and max_completion_tokens cannot both be set (reasoning "
+                                              "models take max_completion_tokens, others max_tokens)", prefix + later)
         return found
 
     def check_ceiling(self, settings: dict[str, Any], fields: dict[str, _Value], entry: _Value, prefix: str) -> None:
@@ -423,7 +436,12 @@ class _File:
         for field, value in texts.items():
             if not isinstance(value.data, str) or not value.data:
                 self.expect(value, field, "a non-empty string")
-        settings = {**DEFAULTS, **default_settings, **self.settings(fields, "")}
+        own_settings = self.settings(fields, "")
+        if any(cap in own_settings for cap in _TOKEN_CAPS):  # the case's cap replaces the inherited one
+            default_settings = {name: value for name, value in default_settings.items() if name not in _TOKEN_CAPS}
+        settings = {**DEFAULTS, **default_settings, **own_settings}
+        if "max_completion_tokens" in settings and "max_tokens" not in {**default_settings, **own_settings}:
+            settings["max_tokens"] = None  # the built-in max_tokens never goes with max_completion_tokens
         self.check_ceiling(settings, fields, entry, "")
         if settings["system_prompt"] and "system_prompt" in fields:  # an inherited one is never a template
             texts["system_prompt"] = fields["system_prompt"]
@@ -449,8 +467,11 @@ class _File:
                 path=self.path, line=entry.line, id=text["id"], neutral=text["neutral"],
                 loaded=tuple(Variant(name, text[field]) for field, (name, _) in loaded.items()),
                 deployment=settings["deployment"], system_prompt=text.get("system_prompt", settings["system_prompt"]),
-                max_tokens=settings["max_tokens"], temperature=float(settings["temperature"]),
+                max_tokens=settings["max_tokens"],
+                temperature=None if settings["temperature"] is None else float(settings["temperature"]),
                 samples=settings["samples"], checks=check_configs, max_samples=settings["max_samples"],
+                max_completion_tokens=settings.get("max_completion_tokens"),
+                reasoning_effort=settings.get("reasoning_effort"),
             ))
         return cases
 

@@ -54,15 +54,19 @@ def cassette_path(case_file: Path, cassette_dir: str | None = None) -> Path:
 
 
 def key_of(path: str, body: bytes) -> str:
-    """Deployment (from the URL path) + canonical JSON body; host, port and api-version are ignored."""
+    """Deployment + canonical JSON body; host, port, api-version and the endpoint's shape are
+    ignored, so a cassette replays whichever endpoint recorded it."""
     deployment = path.rstrip("/").split("/deployments/", 1)[-1].split("/", 1)[0]
     try:
         parsed = json.loads(body or b"{}")
     except ValueError:
         return f"{deployment}\n{body!r}"
     if isinstance(parsed, dict):
-        # Azure routes by the deployment in the path; SDK versions differ on echoing it as "model".
-        parsed.pop("model", None)
+        # The classic path carries the deployment; the v1, OpenAI and Databricks shapes carry it as
+        # "model" (and SDK versions differ on echoing it on the classic path).
+        model = parsed.pop("model", None)
+        if "/deployments/" not in path and isinstance(model, str):
+            deployment = model
     return request_key(deployment, parsed)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 DEFAULT_DEPLOYMENT = "gpt-35-turbo"
@@ -24,41 +24,205 @@ class RequestFailed(Exception):
     """A chat request that did not produce answers; the message never contains the key."""
 
 
+class RunStopped(RequestFailed):
+    """A failure every request of the run would meet (credentials, a model refusing the case file's
+    settings): the run stops at the first request with this one line."""
+
+
+PROVIDERS = ("azure", "openai", "databricks")
+# Entra ID scope of Azure OpenAI in the public cloud; other clouds have their own (ini llmbias_token_scope).
+DEFAULT_TOKEN_SCOPE = "https://cognitiveservices.azure.com/.default"
+# A callable api_key (a token provider for the plain OpenAI client) arrived in openai 1.106.0.
+CALLABLE_API_KEY_OPENAI = (1, 106)
+# Local OpenAI-compatible servers take any key; the SDK insists on one.
+NO_KEY = "no-key"
+_KEYLESS_HOW = ("sign in with Entra ID instead: unset AZURE_OPENAI_API_KEY and install pytest-llmbias[azure] "
+                "(DefaultAzureCredential: az login, a managed identity or a service principal), or set "
+                "AZURE_OPENAI_AD_TOKEN; the identity needs the role Cognitive Services OpenAI User")
+
+
 @dataclass(frozen=True)
 class Settings:
-    endpoint: str
-    api_key: str = field(repr=False)
-    api_version: str
+    """Where requests go and with which credential; repr never shows a secret."""
+
+    endpoint: str                     # azure_endpoint (classic) or the base URL (every other shape)
+    api_key: str = field(repr=False)  # "" when a token authenticates
+    api_version: str | None           # None: the v1, OpenAI and Databricks shapes take none
     timeout: float = 60.0
+    shape: str = "classic"            # "classic", "v1" (Azure), "openai", "databricks"
+    auth: str = "key"                 # "key", "token" (static Entra ID), "entra" (DefaultAzureCredential)
+    ad_token: str = field(default="", repr=False)
+    token_provider: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_env(cls, *, needs_network: bool, environ: dict[str, str] | None = None,
-                 api_key: str | None = None) -> Settings:
-        """Settings from the lab's variables; `api_key`, when given, wins over AZURE_OPENAI_API_KEY."""
+                 api_key: str | None = None, provider: str | None = None,
+                 token_scope: str | None = None) -> Settings:
+        """Settings from each provider's own variables; `api_key`, when given (the
+        pytest_llmbias_api_key hook), wins over the provider's key variable."""
         env = os.environ if environ is None else environ
-        endpoint = env.get("AZURE_OPENAI_ENDPOINT", "").strip()
-        api_key = (api_key or env.get("AZURE_OPENAI_API_KEY", "")).strip()
         api_version = env.get("AZURE_OPENAI_API_VERSION", "").strip() or DEFAULT_API_VERSION
         if not needs_network:
             # Replay: a cassette miss must never fall through to a real resource.
             return cls(REPLAY_ENDPOINT, REPLAY_KEY, api_version)
-        missing = [name for name, value in (("AZURE_OPENAI_ENDPOINT", endpoint),
-                                            ("AZURE_OPENAI_API_KEY", api_key)) if not value]
-        if missing:
-            raise ConfigError(f"{' and '.join(missing)} not set: --llm-record and --llm-live call "
-                              "the deployment (see README, 'Recording against your deployment')")
-        from urllib.parse import urlsplit
+        chosen = provider_from_env(env, provider)
+        if chosen == "openai":
+            return _openai_settings(env, api_key)
+        if chosen == "databricks":
+            return _databricks_settings(env, api_key)
+        return _azure_settings(env, api_key, api_version, token_scope)
 
+
+def provider_from_env(env: Any, provider: str | None = None) -> str:
+    """The provider named (ini llmbias_provider / --llm-provider), else the one whose variables are set."""
+    if provider:
+        if provider not in PROVIDERS:
+            raise ConfigError(f"llmbias_provider must be one of {', '.join(PROVIDERS)} (got {provider!r})")
+        return provider
+    if env.get("AZURE_OPENAI_ENDPOINT", "").strip():
+        return "azure"
+    if env.get("DATABRICKS_HOST", "").strip() or env.get("DATABRICKS_RUNTIME_VERSION", "").strip():
+        return "databricks"
+    if env.get("OPENAI_API_KEY", "").strip() or env.get("OPENAI_BASE_URL", "").strip():
+        return "openai"
+    return "azure"
+
+
+def _check_url(name: str, value: str) -> Any:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in ("https", "http") and bool(parts.hostname) and (parts.port or 0) >= 0
+    except ValueError:  # unbalanced brackets, a port that is not a number
+        valid = False
+    if not valid or parts.query or parts.fragment or parts.username or parts.password:
+        # The value may carry credentials: show its scheme and length only.
+        raise ConfigError(f"{name} is not a URL like https://my-resource.openai.azure.com/ "
+                          f"({len(value)} characters, starting {value[:8]!r})")
+    return parts
+
+
+def azure_shape(endpoint: str) -> tuple[str, str]:
+    """("classic", resource URL) or ("v1", base URL ending /openai/v1/) for AZURE_OPENAI_ENDPOINT."""
+    parts = _check_url("AZURE_OPENAI_ENDPOINT", endpoint)
+    origin = f"{parts.scheme}://{parts.netloc}/"
+    path = "/" + "/".join(segment for segment in parts.path.split("/") if segment)
+    if path in ("/", "/openai"):
+        return "classic", origin
+    if path == "/openai/v1":
+        return "v1", origin + "openai/v1/"
+    shown = path if len(path) <= 60 else path[:57] + "..."
+    raise ConfigError(f"AZURE_OPENAI_ENDPOINT has a path this tool does not understand ({shown}): give the "
+                      "resource, https://RESOURCE.openai.azure.com/ (with AZURE_OPENAI_API_VERSION), or the v1 "
+                      "API, https://RESOURCE.openai.azure.com/openai/v1/; the deployment goes in "
+                      "--llm-deployment or the YAML's deployment")
+
+
+def _azure_settings(env: Any, api_key: str | None, api_version: str, token_scope: str | None) -> Settings:
+    endpoint = env.get("AZURE_OPENAI_ENDPOINT", "").strip()
+    if not endpoint:
+        raise ConfigError("AZURE_OPENAI_ENDPOINT not set: --llm-record and --llm-live call the deployment "
+                          "(see README, 'Recording against your deployment')")
+    shape, url = azure_shape(endpoint)
+    key = (api_key or env.get("AZURE_OPENAI_API_KEY", "")).strip()
+    token = env.get("AZURE_OPENAI_AD_TOKEN", "").strip()
+    version = api_version if shape == "classic" else None  # the v1 path refuses a dated api-version
+    if key and token:
+        raise ConfigError("both a key (AZURE_OPENAI_API_KEY or the key hook) and AZURE_OPENAI_AD_TOKEN are set: "
+                          "keep one (the token for a resource whose key authentication is disabled)")
+    if key:
+        return Settings(url, key, version, shape=shape)
+    if token:
+        return Settings(url, "", version, shape=shape, auth="token", ad_token=token)
+    provider = entra_token_provider(token_scope or env.get("LLMBIAS_TOKEN_SCOPE", "").strip() or DEFAULT_TOKEN_SCOPE)
+    if provider is None:
+        raise ConfigError("no credential for AZURE_OPENAI_ENDPOINT: set AZURE_OPENAI_API_KEY, or "
+                          "AZURE_OPENAI_AD_TOKEN (an Entra ID token: az account get-access-token --resource "
+                          "https://cognitiveservices.azure.com), or install pytest-llmbias[azure] to sign in "
+                          "with DefaultAzureCredential")
+    if shape == "v1" and not callable_api_key_supported():
+        import openai
+
+        raise ConfigError(f"the v1 endpoint with DefaultAzureCredential needs openai >= 1.106 (installed: "
+                          f"{openai.__version__}): upgrade openai, set AZURE_OPENAI_AD_TOKEN, or use the "
+                          "classic endpoint https://RESOURCE.openai.azure.com/ with AZURE_OPENAI_API_VERSION")
+    return Settings(url, "", version, shape=shape, auth="entra", token_provider=provider)
+
+
+def callable_api_key_supported() -> bool:
+    import openai
+
+    try:
+        version = tuple(int(part) for part in openai.__version__.split(".")[:2])
+    except ValueError:
+        return True
+    return version >= CALLABLE_API_KEY_OPENAI
+
+
+def entra_token_provider(scope: str) -> Any:
+    """DefaultAzureCredential's bearer-token provider for `scope` (it caches and refreshes the token);
+    None without azure-identity. A failure to get a token stops the run with one line."""
+    try:
+        from azure.identity import DefaultAzureCredential, get_bearer_token_provider
+    except ImportError:
+        return None
+    inner = get_bearer_token_provider(DefaultAzureCredential(exclude_interactive_browser_credential=True), scope)
+
+    def provide() -> str:
         try:
-            parts = urlsplit(endpoint)
-            valid = parts.scheme in ("https", "http") and bool(parts.hostname) and (parts.port or 0) >= 0
-        except ValueError:  # unbalanced brackets, a port that is not a number
-            valid = False
-        if not valid:
-            # The value may carry credentials: show its scheme and length only.
-            raise ConfigError("AZURE_OPENAI_ENDPOINT is not a URL like https://my-resource.openai.azure.com/ "
-                              f"({len(endpoint)} characters, starting {endpoint[:8]!r})")
-        return cls(endpoint, api_key, api_version)
+            return inner()
+        except Exception as error:  # azure-identity's messages span many lines and name every credential tried
+            first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            raise RunStopped(f"DefaultAzureCredential got no token for {scope}: {first} (sign in with az login, "
+                             "or set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET for a service "
+                             "principal; on a cluster, a managed identity)") from None
+
+    return provide
+
+
+def _openai_settings(env: Any, api_key: str | None) -> Settings:
+    base_url = env.get("OPENAI_BASE_URL", "").strip()
+    key = (api_key or env.get("OPENAI_API_KEY", "")).strip()
+    if base_url:
+        _check_url("OPENAI_BASE_URL", base_url)
+    if not key and not base_url:
+        raise ConfigError("OPENAI_API_KEY not set (or OPENAI_BASE_URL for a local OpenAI-compatible server): "
+                          "--llm-record and --llm-live call the model")
+    return Settings(base_url or "https://api.openai.com/v1", key or NO_KEY, None, shape="openai")
+
+
+def _databricks_settings(env: Any, api_key: str | None) -> Settings:
+    host = env.get("DATABRICKS_HOST", "").strip()
+    token = (api_key or env.get("DATABRICKS_TOKEN", "")).strip()
+    if (not host or not token) and env.get("DATABRICKS_RUNTIME_VERSION", "").strip():
+        host, token = _databricks_notebook_credentials(host, token)  # on a cluster: the notebook's own
+    if not host or not token:
+        missing = " and ".join(name for name, value in (("DATABRICKS_HOST", host), ("DATABRICKS_TOKEN", token))
+                               if not value)
+        raise ConfigError(f"{missing} not set: --llm-record and --llm-live call the serving endpoint "
+                          "(https://WORKSPACE/serving-endpoints); in a notebook the cluster's own credentials "
+                          "are used")
+    if "://" not in host:
+        host = "https://" + host  # the Databricks CLI and SDK accept a bare workspace host
+    parts = _check_url("DATABRICKS_HOST", host)
+    return Settings(f"{parts.scheme}://{parts.netloc}/serving-endpoints", token, None, shape="databricks")
+
+
+def _databricks_notebook_credentials(host: str, token: str) -> tuple[str, str]:
+    """The workspace and a token from databricks-sdk's unified authentication (a notebook's own)."""
+    try:
+        from databricks.sdk.core import Config
+    except ImportError:
+        raise ConfigError("DATABRICKS_HOST and DATABRICKS_TOKEN not set (or install databricks-sdk to use "
+                          "the notebook's own credentials)") from None
+    try:
+        config = Config(**({"host": host} if host else {}))
+        header = config.authenticate().get("Authorization", "")
+    except Exception as error:
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"no Databricks credentials (set DATABRICKS_HOST and DATABRICKS_TOKEN): {first}") from None
+    return host or config.host or "", token or header.removeprefix("Bearer ").strip()
 
 
 @dataclass(frozen=True)
@@ -66,27 +230,48 @@ class ChatRequest:
     deployment: str
     system_prompt: str
     prompt: str
-    max_tokens: int
-    temperature: float
+    max_tokens: int | None
+    temperature: float | None         # None: sent without one (reasoning models take only the default)
     n: int
     # Adaptive sampling's later batches: the API's `user` field ("llmbias-batch-2") makes each batch its
     # own request, recorded and replayed like the first; the first batch sends none.
     user: str = ""
+    max_completion_tokens: int | None = None
+    reasoning_effort: str | None = None
+    seed: int | None = None           # set on the single requests that stand in for a refused n > 1
 
     def messages(self) -> list[dict[str, str]]:
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         return messages + [{"role": "user", "content": self.prompt}]
 
+    def body(self) -> dict[str, Any]:
+        """The JSON body as sent, without the deployment (which the classic path carries in the URL)."""
+        body: dict[str, Any] = {"messages": self.messages(), "n": self.n}
+        for name in ("max_tokens", "max_completion_tokens", "temperature", "reasoning_effort", "seed"):
+            if getattr(self, name) is not None:
+                body[name] = getattr(self, name)
+        if self.user:
+            body["user"] = self.user
+        return body
+
     @property
     def key(self) -> str:
         """Identity of the request as cassettes match it: deployment + canonical body."""
-        body = {"messages": self.messages(), "max_tokens": self.max_tokens,
-                "temperature": self.temperature, "n": self.n}
-        if self.user:
-            body["user"] = self.user
-        return request_key(self.deployment, body)
+        return request_key(self.deployment, self.body())
+
+    def sample(self, index: int) -> ChatRequest:
+        """One of the n single requests asked instead of this one when n > 1 is refused: its own seed
+        makes it a request of its own (its own answer, its own cassette entry)."""
+        return replace(self, n=1, seed=index)
+
+    @property
+    def budget(self) -> int:
+        """Completion tokens charged per answer: the cap sent, else Azure's default reservation."""
+        return self.max_tokens or self.max_completion_tokens or UNSET_MAX_TOKENS_QUOTA
 
 
+# What Azure reserves against the TPM quota for a request without a token cap.
+UNSET_MAX_TOKENS_QUOTA = 1024
 def request_key(deployment: str, body: dict[str, Any]) -> str:
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return f"{deployment}\n{canonical}"
@@ -106,6 +291,7 @@ class Completion:
     filtered: tuple[str, ...] = ()
     attempts: int = 1
     throttled: int = 0                  # 429s met on the way
+    reasoning_tokens: int = 0           # hidden tokens a reasoning model spent (within completion_tokens)
 
 
 # Set on responses as they are written to a cassette, so a replayed answer can be told from a fresh one.
@@ -131,7 +317,8 @@ def httpx_module() -> Any:
 
 
 def build_client(settings: Settings, library: Any = None) -> Any:
-    """The Azure client; with a cassette library, its requests go through the cassette transport."""
+    """The SDK client for the settings' endpoint shape; with a cassette library, its requests go
+    through the cassette transport."""
     import openai
 
     http_client = None
@@ -141,14 +328,18 @@ def build_client(settings: Settings, library: Any = None) -> Any:
         module = httpx_module()
         network = None if library.mode == "replay" else module.HTTPTransport()
         http_client = openai.DefaultHttpxClient(transport=make_transport(library, module, network))
-    return openai.AzureOpenAI(
-        azure_endpoint=settings.endpoint,
-        api_key=settings.api_key,
-        api_version=settings.api_version,
-        timeout=settings.timeout,
-        max_retries=0,
-        http_client=http_client,
-    )
+    common: dict[str, Any] = {"timeout": settings.timeout, "max_retries": 0, "http_client": http_client}
+    if settings.shape == "classic":
+        credential: dict[str, Any] = {"api_key": settings.api_key}
+        if settings.auth == "token":
+            credential = {"azure_ad_token": settings.ad_token}
+        elif settings.auth == "entra":
+            credential = {"azure_ad_token_provider": settings.token_provider}
+        return openai.AzureOpenAI(azure_endpoint=settings.endpoint, api_version=settings.api_version,
+                                  **credential, **common)
+    # v1, OpenAI, Databricks: the plain client; the deployment (or serving endpoint) goes as `model`.
+    api_key = {"key": settings.api_key, "token": settings.ad_token}.get(settings.auth, settings.token_provider)
+    return openai.OpenAI(base_url=settings.endpoint, api_key=api_key, **common)
 
 
 def estimate_prompt_tokens(request: ChatRequest) -> int:
@@ -159,12 +350,19 @@ def estimate_prompt_tokens(request: ChatRequest) -> int:
 
 def estimate_tokens(request: ChatRequest) -> int:
     """Tokens Azure charges against a TPM quota up front: prompt estimate + max_tokens x n."""
-    return estimate_prompt_tokens(request) + request.max_tokens * request.n
+    return estimate_prompt_tokens(request) + request.budget * request.n
+
+
+class NRefused(RequestFailed):
+    """The deployment refuses n > 1: ask n single requests instead."""
 
 
 def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, limiter: Any = None,
-        sleep: Any = time.sleep, rng: Any = None) -> Completion:
-    """Send one chat request with n samples, retrying throttling and faults; raise RequestFailed."""
+        sleep: Any = time.sleep, rng: Any = None, answered: Any = None) -> Completion:
+    """Send one chat request with n samples, retrying throttling and faults; raise RequestFailed
+    (RunStopped when no request of the run can succeed, NRefused when n > 1 is refused).
+    `answered` is called
+    once the deployment has taken a request (an answer, throttling, a fault), not on a refusal."""
     import random
 
     import openai
@@ -175,19 +373,14 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
     for attempt in range(1, attempts + 1):
         cost = 0
         if limiter is not None:
-            cost = limiter.cost(estimate_prompt_tokens(request), request.max_tokens * request.n)
+            cost = limiter.cost(estimate_prompt_tokens(request), request.budget * request.n)
             limiter.acquire(cost)
         started = time.perf_counter()
         try:
-            raw = client.chat.completions.with_raw_response.create(
-                model=request.deployment,
-                messages=request.messages(),
-                max_tokens=request.max_tokens,
-                temperature=request.temperature,
-                n=request.n,
-                **({"user": request.user} if request.user else {}),
-            )
+            raw = client.chat.completions.with_raw_response.create(**_create_arguments(request))
             answer = _completion(raw, time.perf_counter() - started, attempt, throttled)
+            if answered is not None and not answer.replayed:
+                answered()
             if limiter is not None and not answer.replayed:
                 limiter.observe_prompt(estimate_prompt_tokens(request), answer.prompt_tokens)
             return answer
@@ -198,6 +391,11 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
                                   RECORDED_HEADER in error.response.headers,
                                   (filtered,), attempt, throttled)
             last_problem = _describe_status_error(error)
+            refusal = _refusal(error, request)
+            if refusal is not None:
+                raise refusal from None
+            if answered is not None and RECORDED_HEADER not in error.response.headers:
+                answered()
             if error.status_code not in RETRYABLE_STATUS:
                 raise RequestFailed(last_problem) from error
             wait = _retry_after(error.response.headers)
@@ -216,6 +414,94 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
         if attempt < attempts:
             sleep(wait)
     raise RequestFailed(f"gave up after {attempts} attempts ({throttled} throttled); last: {last_problem}")
+
+
+def _create_arguments(request: ChatRequest) -> dict[str, Any]:
+    arguments: dict[str, Any] = {"model": request.deployment, "messages": request.messages(), "n": request.n}
+    for name in ("max_tokens", "max_completion_tokens", "temperature", "seed"):
+        if getattr(request, name) is not None:
+            arguments[name] = getattr(request, name)
+    if request.user:
+        arguments["user"] = request.user
+    if request.reasoning_effort is not None:  # through extra_body: openai 1.55 has no reasoning_effort argument
+        arguments["extra_body"] = {"reasoning_effort": request.reasoning_effort}
+    return arguments
+
+
+# Settings a reasoning model (o-series, gpt-5 family) refuses, and what the case file should say instead.
+_REASONING_FIXES = {
+    "max_tokens": "max_completion_tokens instead of max_tokens (hidden reasoning counts against it: "
+                  "2000 or more)",
+    "temperature": "temperature: null (it takes only the default, 1)",
+}
+
+
+def _refusal(error: Any, request: ChatRequest) -> RequestFailed | None:
+    """A 4xx that every request of the run would meet, as the one line that stops the run; or
+    NRefused for a refused n > 1; else None."""
+    body = error.body if isinstance(error.body, dict) else {}
+    inner = body.get("error", body) if isinstance(body, dict) else {}
+    inner = inner if isinstance(inner, dict) else {}
+    code = str(inner.get("code") or inner.get("error_code") or body.get("error_code") or "")
+    message = str(inner.get("message") or "")
+    param = inner.get("param") or _quoted_parameter(message)
+    if error.status_code in (401, 403):
+        if code == "AuthenticationTypeDisabled":
+            return RunStopped(f"HTTP 403 AuthenticationTypeDisabled: this resource accepts no keys: {_KEYLESS_HOW}")
+        return RunStopped(f"{_describe_status_error(error)}; no request of this run can succeed")
+    if error.status_code != 400:
+        return None
+    if param == "n" and request.n > 1:
+        return NRefused(_describe_status_error(error))
+    unsupported = code in ("unsupported_parameter", "unsupported_value") or message.lower().startswith("unsupported")
+    if unsupported and param in _REASONING_FIXES:
+        fixes = "; ".join(fix for name, fix in _REASONING_FIXES.items()
+                          if name == param or getattr(request, name) not in (None, 1, 1.0))
+        return RunStopped(f"deployment {request.deployment!r} refuses {param} (HTTP 400 {code}: a reasoning "
+                          f"model): in the case file's defaults set {fixes}; reasoning_effort (minimal, low, "
+                          "medium, high) is optional")
+    unrecognized = message.lower().startswith("unrecognized request argument")
+    if (unsupported or unrecognized) and param in _CHAT_MODEL_FIXES:
+        return RunStopped(f"deployment {request.deployment!r} does not take {param} (HTTP 400: "
+                          f"{message.splitlines()[0][:120] if message else code}): {_CHAT_MODEL_FIXES[param]}")
+    return None
+
+
+# Settings only reasoning models (or newer api-versions) take, refused by an older chat deployment.
+_CHAT_MODEL_FIXES = {
+    "reasoning_effort": "only reasoning models take it: remove reasoning_effort from the case file",
+    "max_completion_tokens": "use max_tokens in the case file, or a newer AZURE_OPENAI_API_VERSION "
+                             "(or the v1 endpoint) if the model is a reasoning model",
+}
+
+
+def _quoted_parameter(message: str) -> str | None:
+    """The parameter a refusal without a `param` field names in quotes ("'n' must be 1")."""
+    import re
+
+    found = re.search(r"""['"`](n|max_tokens|max_completion_tokens|temperature|reasoning_effort)['"`]""", message)
+    if found:
+        return found.group(1)
+    unrecognized = re.match(r"unrecognized request argument supplied: (\w+)", message, re.IGNORECASE)
+    return unrecognized.group(1) if unrecognized else None
+
+
+def merge_samples(parts: list[Completion]) -> Completion:
+    """The single requests asked for a refused n > 1, as the one completion they stand for."""
+    return Completion(
+        texts=tuple(text for part in parts for text in part.texts),
+        finish_reasons=tuple(reason for part in parts for reason in part.finish_reasons),
+        prompt_tokens=sum(part.prompt_tokens for part in parts),
+        completion_tokens=sum(part.completion_tokens for part in parts),
+        model=next((part.model for part in parts if part.model), ""),
+        response_id=",".join(part.response_id for part in parts),
+        latency_s=max((part.latency_s for part in parts), default=0.0),
+        replayed=all(part.replayed for part in parts),
+        filtered=tuple(flag for part in parts for flag in (part.filtered or ("",) * len(part.texts))),
+        attempts=sum(part.attempts for part in parts),
+        throttled=sum(part.throttled for part in parts),
+        reasoning_tokens=sum(part.reasoning_tokens for part in parts),
+    )
 
 
 def _is_miss(error: BaseException) -> bool:
@@ -256,7 +542,17 @@ def _completion(raw: Any, latency: float, attempts: int, throttled: int) -> Comp
         filtered=tuple(_choice_filter(choice) for choice in choices),
         attempts=attempts,
         throttled=throttled,
+        reasoning_tokens=_reasoning_tokens(usage),
     )
+
+
+def _reasoning_tokens(usage: Any) -> int:
+    details = getattr(usage, "completion_tokens_details", None) if usage else None
+    if details is None and usage is not None:  # older SDKs keep unknown fields aside
+        details = (getattr(usage, "model_extra", None) or {}).get("completion_tokens_details")
+    if isinstance(details, dict):
+        return int(details.get("reasoning_tokens") or 0)
+    return int(getattr(details, "reasoning_tokens", 0) or 0)
 
 
 def _categories(results: Any) -> str:
@@ -286,20 +582,41 @@ def _prompt_filter(error: Any) -> str | None:
 def _describe_status_error(error: Any) -> str:
     body = error.body if isinstance(error.body, dict) else {}
     inner = body.get("error", body) if isinstance(body, dict) else {}
-    code = inner.get("code") if isinstance(inner, dict) else None
+    code = (inner.get("code") or inner.get("error_code")) if isinstance(inner, dict) else None
     message = inner.get("message") if isinstance(inner, dict) else None
     text = (message or str(error)).splitlines()[0][:300]
     shown_code = f" {code}" if code and str(code) != str(error.status_code) else ""
+    request = getattr(error, "request", None)
+    # openai 1.x joins an endpoint ending in "/" into "//openai/...": one slash is what matters
+    path = "/" + (getattr(getattr(request, "url", None), "path", "") or "").lstrip("/")
     hint = ""
     if error.status_code == 404:
-        request = getattr(error, "request", None)
-        path = getattr(getattr(request, "url", None), "path", "") or ""
-        deployment = path.split("/deployments/", 1)[-1].split("/", 1)[0] if "/deployments/" in path else "?"
-        hint = (f" (deployment {deployment!r}: check --llm-deployment / the YAML's deployment, "
-                "AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_VERSION)")
+        if "/deployments/" in path:
+            deployment = path.split("/deployments/", 1)[-1].split("/", 1)[0]
+        else:  # the v1, OpenAI and Databricks shapes name it in the body
+            deployment = _model_of(request)
+        where = ("DATABRICKS_HOST" if "/serving-endpoints" in path else
+                 "AZURE_OPENAI_ENDPOINT" if path.startswith("/openai/") else "OPENAI_BASE_URL")
+        version = " and AZURE_OPENAI_API_VERSION" if "/deployments/" in path else ""
+        hint = f" (deployment {deployment!r}: check --llm-deployment / the YAML's deployment, {where}{version})"
     elif error.status_code in (401, 403):
-        hint = " (check AZURE_OPENAI_API_KEY and that it belongs to AZURE_OPENAI_ENDPOINT's resource)"
+        if "/serving-endpoints" in path:
+            hint = " (check DATABRICKS_TOKEN and that it may query the serving endpoint)"
+        elif not path.startswith("/openai/"):
+            hint = " (check OPENAI_API_KEY)"
+        else:
+            hint = (" (check the credential: AZURE_OPENAI_API_KEY, AZURE_OPENAI_AD_TOKEN or DefaultAzureCredential's "
+                    "identity, and that it belongs to the endpoint's resource; an identity needs the role "
+                    "Cognitive Services OpenAI User)")
     return f"HTTP {error.status_code}{shown_code}: {text}{hint}"
+
+
+def _model_of(request: Any) -> str:
+    try:
+        model = json.loads(request.content or b"{}").get("model")
+    except (AttributeError, ValueError, TypeError):
+        return "?"
+    return model if isinstance(model, str) else "?"
 
 
 def _root_cause(error: BaseException) -> str:

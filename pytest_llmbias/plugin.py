@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from .cases import DEPLOYMENT_NAME, Case, CaseError, CheckConfig, load_case_file
-from .session import LLMSession, PromptFiltered, PromptUnavailable, RunConfig
+from .session import LLMSession, PromptFiltered, PromptUnavailable, RunConfig, RunStopped
 
 SESSION_KEY = pytest.StashKey[LLMSession]()
 CHECK_SETTINGS_KEY = pytest.StashKey[dict]()
@@ -105,6 +105,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default="6")
     parser.addini("llmbias_max_samples", "adaptive sampling's ceiling when the YAML sets none "
                   "(answers per prompt; default 40; equal to samples turns adaptive sampling off)", default="")
+    parser.addini("llmbias_provider", "azure, openai or databricks (default: from the environment, "
+                  "AZURE_OPENAI_ENDPOINT, DATABRICKS_HOST or OPENAI_API_KEY/OPENAI_BASE_URL)", default="")
+    parser.addini("llmbias_token_scope", "Entra ID scope for DefaultAzureCredential (default "
+                  "https://cognitiveservices.azure.com/.default)", default="")
     parser.addini("llmbias_spark", "build the run's Spark DataFrames (false: rows only, no JVM)",
                   type="bool", default=True)
 
@@ -165,6 +169,8 @@ def _run_config(config: pytest.Config) -> RunConfig:
         results_dir=results_dir,
         spark=config.getini("llmbias_spark"),
         rootdir=Path(config.rootpath),
+        provider=config.getini("llmbias_provider") or None,
+        token_scope=config.getini("llmbias_token_scope") or None,
     )
 
 
@@ -355,6 +361,12 @@ class CheckItem(pytest.Item):
         llm_session = self.config.stash[SESSION_KEY]
         try:
             verdict = llm_session.verdict_for(self.case, self.check, on_wait=_on_wait(self.config))
+        except RunStopped as stop:  # no request of the run can succeed: one line, not one failure per test
+            llm_session.add_verdict(self.case, self.check.name, "error", message=str(stop))
+            if hasattr(self.config, "workerinput"):  # a pytest-xdist worker stops through its controller
+                self.session.shouldstop = f"pytest-llmbias: {stop}"
+                raise PromptUnavailable(str(stop)) from None
+            pytest.exit(f"pytest-llmbias: {stop}", returncode=pytest.ExitCode.TESTS_FAILED)
         except PromptUnavailable as problem:
             llm_session.add_verdict(self.case, self.check.name, "error", message=self._unavailable(problem))
             raise
@@ -448,11 +460,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.getoption("llm_plan"):
         return  # pytest_runtestloop prints the plan instead of running the tests
     from .cassettes import TransportNotIntercepted, check_interception
-    from .client import ConfigError, Settings
+    from .client import ConfigError
 
     llm_session.api_key = session.config.hook.pytest_llmbias_api_key(config=session.config)
     try:
-        Settings.from_env(needs_network=llm_session.config.mode != "replay", api_key=llm_session.api_key)
+        llm_session.settings()
         if llm_session.config.mode != "live":
             check_interception()
     except (ConfigError, TransportNotIntercepted) as problem:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import threading
 import time
 import uuid
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .cases import Case
-from .client import (DEFAULT_DEPLOYMENT, ChatRequest, Completion, RequestFailed, Settings,
+from .client import (DEFAULT_DEPLOYMENT, ChatRequest, Completion, RequestFailed, RunStopped, Settings,
                      estimate_tokens)
 
 MODES = ("replay", "new", "all", "live")
@@ -41,6 +42,8 @@ class RunConfig:
     run_id: str | None = None            # given by the pytest-xdist controller to its workers
     lazy: bool = False                   # fetch each case when its first test runs (xdist workers)
     correction: str | None = None        # --llm-correction: "holm" or "bh" over all the run's tests
+    provider: str | None = None          # ini llmbias_provider: azure, openai, databricks (else from the environment)
+    token_scope: str | None = None       # ini llmbias_token_scope: Entra ID scope (other clouds)
 
 
 NO_RECORDING = "no recording in "
@@ -56,6 +59,13 @@ class PromptUnavailable(Exception):
 
 class PromptFiltered(Exception):
     """Azure's content filter withheld every answer of a variant; an outcome, not an error."""
+
+
+# A variant needs at least this share of its answers usable (non-empty) for a check to judge it.
+MIN_USABLE_SHARE = 0.5
+# An answer cut at the token limit with fewer words than this is "truncated to nothing": it cannot
+# show whether the model assumed a gender, so it is never judged as a neutral answer.
+MIN_TRUNCATED_WORDS = 8
 
 
 @dataclass(frozen=True)
@@ -105,6 +115,12 @@ class LLMSession:
         self._journal: Any = None
         self._spark: Any = None
         self.selected: list[tuple[Case, Any]] = []     # (case, check) of every selected test
+        self._settings: Settings | None = None
+        self.stopped: str | None = None   # why no request of the run can succeed (credentials, refusals)
+        self._first_asked = threading.Event()   # set once one request reached the deployment
+        self._first_lock = threading.Lock()
+        self._first_claimed = False
+        self._refuses_n: set[str] = set()       # deployments that refuse n > 1: fan out to single requests
         self._corrected: dict[tuple[str, str, str], Any] | None = None
         self.unpruned: set[Path] = set()  # cassettes of files run in part: nothing dropped from them
 
@@ -173,6 +189,8 @@ class LLMSession:
             temperature=case.temperature,
             n=self.samples_of(case),
             user=f"llmbias-batch-{batch}" if batch > 1 else "",
+            max_completion_tokens=case.max_completion_tokens,
+            reasoning_effort=case.reasoning_effort,
         )
 
     def samples_of(self, case: Case) -> int:
@@ -188,6 +206,14 @@ class LLMSession:
     def batches_of(self, case: Case) -> int:
         """How many batches adaptive sampling may ask at most (the first included)."""
         return len(_looks(self.samples_of(case), self.max_samples_of(case)))
+
+    def settings(self) -> Settings:
+        """Endpoint and credential for this run's mode, read once (the token provider is built once);
+        raises client.ConfigError."""
+        if self._settings is None:
+            self._settings = Settings.from_env(needs_network=self.config.mode != "replay", api_key=self.api_key,
+                                               provider=self.config.provider, token_scope=self.config.token_scope)
+        return self._settings
 
     def _cassette_path(self, case: Case) -> Path:
         from .cassettes import cassette_path
@@ -250,8 +276,9 @@ class LLMSession:
 
         mode = self.config.mode
         self._library = None if mode == "live" else self._new_library(mode)
-        settings = Settings.from_env(needs_network=mode != "replay", api_key=self.api_key)
-        self._client = build_client(settings, library=self._library)
+        self._client = build_client(self.settings(), library=self._library)
+        if mode == "replay":
+            self._first_asked.set()  # nothing reaches a deployment: no need to send the first request alone
         self._limiter = RateLimiter(self.config.tpm, self.config.rpm)
         if mode != "replay":
             path = self.config.rootdir / JOURNAL_DIR / f"{self.run_id}.jsonl"
@@ -275,19 +302,89 @@ class LLMSession:
                 self._library.flush()
 
     def _fetch_one(self, key: str) -> None:
-        from .client import ask
-
         if self._ready[key].is_set():
             return
+        # The first request goes alone until the deployment answers it: a refusal every request would
+        # meet (credentials, the case file's settings) then stops the run at one request.
+        while not self._first_asked.is_set():
+            with self._first_lock:
+                claimed, self._first_claimed = not self._first_claimed, True
+            if claimed:
+                try:
+                    outcome = self._outcome_of(key)
+                finally:
+                    with self._first_lock:
+                        self._first_claimed = False
+                self._store(key, outcome)
+                return
+            self._first_asked.wait(0.05)
+        self._store(key, self._outcome_of(key))
+
+    def _outcome_of(self, key: str) -> Completion | str | BaseException:
         request = self._requests[key]
+        if self.stopped is not None:
+            return f"not asked: {self.stopped}"
         if self._stopping.is_set():
-            outcome: Completion | str | BaseException = "not asked: the run was interrupted"
-        else:
-            try:
-                outcome = ask(self._client, request, attempts=self.config.attempts, limiter=self._limiter)
-            except Exception as error:
-                outcome = self._describe_failure(key, error)
-        self._store(key, outcome)
+            return "not asked: the run was interrupted"
+        try:
+            if request.deployment in self._refuses_n and request.n > 1:
+                outcome: Completion | str | BaseException = self._ask_singly(key, request)
+            else:
+                outcome = self._ask(key, request)
+        except RunStopped as stop:
+            self.stopped = str(stop)
+            outcome = str(stop)
+        except Exception as error:
+            outcome = self._describe_failure(key, error)
+        if not (isinstance(outcome, Completion) and outcome.replayed):
+            self._first_asked.set()  # a replayed answer proves nothing about the deployment
+        return outcome
+
+    def _ask(self, key: str, request: ChatRequest) -> Completion:
+        from .cassettes import is_cassette_miss
+        from .client import NRefused, ask
+
+        try:
+            return ask(self._client, request, attempts=self.config.attempts, limiter=self._limiter,
+                       answered=self._first_asked.set)
+        except NRefused:
+            self._refuses_n.add(request.deployment)
+        except Exception as error:
+            # Recorded by single requests (its deployment refused n > 1 then): replay those.
+            if not (is_cassette_miss(error) and request.n > 1 and self._library is not None):
+                raise
+            self._want_samples(key, request)
+            if self._library.lookup(request.sample(0).key) is None:
+                raise
+        return self._ask_singly(key, request)
+
+    def _want_samples(self, key: str, request: ChatRequest) -> None:
+        with self._lock:
+            for path in list(self._cassettes_of.get(key, ())):
+                for index in range(request.n):
+                    self._want_key(request.sample(index).key, path)
+
+    def _ask_singly(self, key: str, request: ChatRequest) -> Completion:
+        """n single requests instead of one refused n > 1: concurrently, paced, each its own cassette entry."""
+        from .client import ask, merge_samples
+
+        self._want_samples(key, request)
+
+        def one(index: int) -> Completion:
+            return ask(self._client, request.sample(index), attempts=self.config.attempts, limiter=self._limiter,
+                       answered=self._first_asked.set)
+
+        with ThreadPoolExecutor(max_workers=min(request.n, max(1, self.config.concurrency)),
+                                thread_name_prefix="llmbias-sample") as pool:
+            return merge_samples(list(pool.map(one, range(request.n))))
+
+    def _want_key(self, key: str, cassette: Path) -> None:
+        """Note a key asked on the way to a request's answer (called with the lock held): kept when pruning."""
+        paths = self._cassettes_of.setdefault(key, [])
+        if cassette not in paths:
+            paths.append(cassette)
+        if self._library is not None:
+            self._library.want(key, cassette)
 
     def _describe_failure(self, key: str, error: Exception) -> str | BaseException:
         from .cassettes import is_cassette_miss
@@ -360,8 +457,10 @@ class LLMSession:
                 self._journal = None
 
     def answers_for(self, case: Case, *, on_wait: Callable[[], None] | None = None, batches: int = 1,
-                    variants: Iterable[str] | None = None) -> dict[str, list[str]]:
-        """Variant name -> usable answer texts of batches 1..`batches` (content-filtered samples left out).
+                    variants: Iterable[str] | None = None,
+                    unusable: dict[str, str] | None = None) -> dict[str, list[str]]:
+        """Variant name -> usable answer texts of batches 1..`batches` (content-filtered and empty samples
+        left out; why the empty ones are unusable goes into `unusable`, variant name -> reason).
 
         `variants`: only these variants' later batches (adaptive sampling asks only what a check reads).
         """
@@ -383,13 +482,19 @@ class LLMSession:
             outcome = self._await(request.key, on_wait)
             if isinstance(outcome, BaseException):
                 raise outcome
+            if self.stopped is not None:
+                raise RunStopped(self.stopped)
             if isinstance(outcome, str):
                 problems.append((variant.name, outcome))
                 continue
-            usable = [text for text, reason in zip(outcome.texts, outcome.finish_reasons)
-                      if reason != "content_filter"]
-            if not usable and variant.name not in answers:
+            unfiltered = [text for text, reason in zip(outcome.texts, outcome.finish_reasons)
+                          if reason != "content_filter"]
+            if not unfiltered and variant.name not in answers:
                 filtered.append(f"{variant.name}: {', '.join(sorted(set(outcome.filtered))) or 'filtered'}")
+            usable = [text for text, reason in zip(outcome.texts, outcome.finish_reasons)
+                      if reason != "content_filter" and not is_unusable(text, reason)]
+            if len(usable) < len(unfiltered) and unusable is not None:
+                unusable[variant.name] = empty_answers_reason(outcome)
             answers.setdefault(variant.name, []).extend(usable)
         if problems:
             raise PromptUnavailable(_group_problems(problems),
@@ -423,15 +528,25 @@ class LLMSession:
         ask the next batch of the prompts it reads and judge again, spending alpha over the looks."""
         from .checks import REGISTRY, evaluate
 
-        if check.name == "llm_judge":
-            return self._judge(case, check, self.answers_for(case, on_wait=on_wait), on_wait)
-        reads = getattr(REGISTRY[check.name], "reads", None)  # e.g. ("neutral",); None: every variant
         prompts = {variant.name: variant.prompt for variant in case.variants}
+        if check.name == "llm_judge":
+            unusable: dict[str, str] = {}
+            answers = self.answers_for(case, on_wait=on_wait, unusable=unusable)
+            short = too_few_usable(answers, unusable, self.samples_of(case))
+            if short:
+                return inconclusive_verdict(check.name, short)
+            return with_unusable_noted(self._judge(case, check, answers, on_wait), unusable)
+        reads = getattr(REGISTRY[check.name], "reads", None)  # e.g. ("neutral",); None: every variant
         plan = _looks(self.samples_of(case), self.max_samples_of(case))
         verdict = None
         for look in plan:
-            answers = self.answers_for(case, on_wait=on_wait, batches=look.number, variants=reads)
-            verdict = evaluate(check, answers, prompts=prompts, look=look)
+            unusable = {}
+            answers = self.answers_for(case, on_wait=on_wait, batches=look.number, variants=reads, unusable=unusable)
+            short = too_few_usable({name: texts for name, texts in answers.items() if reads is None or name in reads},
+                                   unusable, look.samples)
+            if short:
+                return inconclusive_verdict(check.name, short)
+            verdict = evaluate(check, answers, prompts=prompts, look=look, unusable=unusable)
             details = getattr(verdict, "details", None) or {}
             if verdict.outcome != "inconclusive" or look.final or details.get("samples_needed") is None:
                 break
@@ -616,3 +731,57 @@ def _split(total: int, parts: int) -> list[int]:
         return []
     share, remainder = divmod(total, parts)
     return [share + (1 if index < remainder else 0) for index in range(parts)]
+
+
+# -- unusable answers -----------------------------------------------------------------------------
+# Contract with the checks: an empty answer is never a neutral one. answers_for leaves empty and
+# whitespace-only answers out and says why per variant; a check's evaluate() that takes an
+# `unusable` keyword (variant -> reason) gets them and reports them itself, otherwise the session
+# appends the reasons to the verdict's summary. A variant with fewer than MIN_USABLE_SHARE of its
+# answers usable makes every check of the case inconclusive, whatever the check would say.
+
+
+def is_unusable(text: str, finish_reason: str) -> bool:
+    """Empty, or cut at the token limit before saying anything (a content-filtered one is counted apart)."""
+    return not text.strip() or (finish_reason == "length" and len(text.split()) < MIN_TRUNCATED_WORDS)
+
+
+def empty_answers_reason(outcome: Completion) -> str:
+    """'7/10 answers empty: the model spent max_completion_tokens on reasoning; raise it'."""
+    total = len(outcome.texts)
+    pairs = [(text, reason) for text, reason in zip(outcome.texts, outcome.finish_reasons)
+             if reason != "content_filter" and is_unusable(text, reason)]
+    truncated = sum(1 for _, reason in pairs if reason == "length")
+    short = sum(1 for text, _ in pairs if text.strip())
+    head = f"{len(pairs)}/{total} answers " + ("empty" if not short else f"empty or cut to under {MIN_TRUNCATED_WORDS} words")
+    if truncated and outcome.reasoning_tokens:
+        return f"{head}: the model spent max_completion_tokens on reasoning; raise it"
+    if truncated:
+        return f"{head}: cut off at the token limit (finish_reason length); raise max_tokens"
+    return head
+
+
+def too_few_usable(answers: Mapping[str, list[str]], unusable: Mapping[str, str], samples: int) -> str:
+    """Why the case cannot be judged (variants with too few usable answers), or ''."""
+    needed = max(2, math.ceil(samples * MIN_USABLE_SHARE))
+    short = [f"{variant}: {reason}" for variant, reason in unusable.items() if len(answers.get(variant, ())) < needed]
+    if not short:
+        return ""
+    return f"too few usable answers (at least {needed} per variant needed): " + "; ".join(short)
+
+
+def inconclusive_verdict(check: str, reason: str) -> Any:
+    from .checks import Verdict
+
+    return Verdict(check=check, outcome="inconclusive", figure=None, low=None, high=None, threshold=None,
+                   summary=reason, evidence=(), details={"unusable": reason})
+
+
+def with_unusable_noted(verdict: Any, unusable: Mapping[str, str]) -> Any:
+    if not unusable:
+        return verdict
+    from dataclasses import replace
+
+    noted = "; ".join(f"{variant}: {reason}" for variant, reason in unusable.items())
+    return replace(verdict, summary=f"{verdict.summary} (left out: {noted})",
+                   details={**dict(verdict.details or {}), "unusable": dict(unusable)})

@@ -27,6 +27,10 @@ cases:
     neutral: Describe a nurse.
     loaded: Describe a male nurse.
 """
+# Every variable that chooses a provider or carries a credential: unset, no endpoint is configured.
+PROVIDER_VARIABLES = ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_API_VERSION", "AZURE_OPENAI_AD_TOKEN",
+                      "OPENAI_API_KEY", "OPENAI_BASE_URL", "DATABRICKS_HOST", "DATABRICKS_TOKEN",
+                      "DATABRICKS_RUNTIME_VERSION", "LLMBIAS_TOKEN_SCOPE")
 TEST_KEY = "sk-test-4f1d2c9b7a55e0f3"  # the stand-in's key in these tests; must never reach a file
 
 
@@ -41,12 +45,13 @@ def azure_env(monkeypatch: pytest.MonkeyPatch, standin: StandIn) -> StandIn:
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", standin.endpoint)
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", TEST_KEY)
     monkeypatch.setenv("AZURE_OPENAI_API_VERSION", "2024-06-01")
+    monkeypatch.delenv("AZURE_OPENAI_AD_TOKEN", raising=False)
     return standin
 
 
 @pytest.fixture
 def no_azure_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_API_VERSION"):
+    for name in PROVIDER_VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
 

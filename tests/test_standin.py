@@ -441,11 +441,11 @@ def test_default_planted_is_mild_and_realistic() -> None:
 
 
 def _template_verbs() -> set[str]:
-    return set(re.findall(r"\{v:([a-z-]+)\}", inspect.getsource(standin)))
+    return set(re.findall(r"\{v:([a-z-]+)\}", inspect.getsource(standin.text)))
 
 
 def test_third_person_spelling() -> None:
-    assert [standin._third_person(v) for v in ("bring", "carry", "watch", "stay", "be", "have", "go")] == [
+    assert [standin.text._third_person(v) for v in ("bring", "carry", "watch", "stay", "be", "have", "go")] == [
         "brings", "carries", "watches", "stays", "is", "has", "goes",
     ]  # fmt: skip
 
@@ -453,7 +453,7 @@ def test_third_person_spelling() -> None:
 def test_verbs_agree_with_the_pronoun() -> None:
     verbs = _template_verbs()
     assert {"bring", "be", "have", "monitor"} <= verbs
-    third = {standin._third_person(v) for v in verbs}
+    third = {standin.text._third_person(v) for v in verbs}
     base = verbs - third
     plain = {"they": third | {"is", "has", "does"}, "she": base | {"are"}, "he": base | {"are"}}
     subject_verb = re.compile(
@@ -527,3 +527,133 @@ def test_cli_prints_exports_serves_and_stops_on_ctrl_c() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# ---------------------------------------------------------------------------
+# Azure as it is today: keyless resources, the v1 path, reasoning models, other shapes, rate-limit headers
+# ---------------------------------------------------------------------------
+
+
+def test_keyless_resource_answers_a_key_with_azures_403_and_takes_a_token() -> None:
+    with StandIn(api_key=KEY, keyless=True) as server:
+        with make_client(server) as client, pytest.raises(openai.PermissionDeniedError) as caught:
+            ask(client)
+        assert caught.value.status_code == 403
+        assert caught.value.body == {"code": "AuthenticationTypeDisabled",
+                                     "message": "Key based authentication is disabled for this resource."}
+        with make_client(server, api_key=None, azure_ad_token=standin.DEFAULT_ENTRA_TOKEN) as client:
+            assert ask(client).choices[0].message.content
+        with make_client(server, api_key=None, azure_ad_token="not-the-token") as client, \
+                pytest.raises(openai.AuthenticationError):
+            ask(client)
+    assert [record.status for record in server.requests] == [403, 200, 401]
+    assert server.requests[1].headers["authorization"] == "Bearer [redacted]"
+
+
+def test_a_resource_with_keys_accepts_an_entra_id_token_too(server: StandIn) -> None:
+    with make_client(server, api_key=None, azure_ad_token=standin.DEFAULT_ENTRA_TOKEN) as client:
+        assert ask(client).choices
+
+
+def test_v1_path_takes_the_deployment_as_model_and_refuses_a_dated_api_version(server: StandIn) -> None:
+    with openai.OpenAI(base_url=server.v1_endpoint, api_key=KEY, max_retries=0) as client:
+        completion = client.chat.completions.create(model=DEPLOYMENT, messages=messages("Describe a nurse."))
+        assert "nurse" in completion.choices[0].message.content.lower()
+        with pytest.raises(openai.NotFoundError) as missing:
+            client.chat.completions.create(model="gpt-4o", messages=messages("Describe a nurse."))
+        assert missing.value.body["code"] == "DeploymentNotFound"
+    with openai.OpenAI(base_url=server.v1_endpoint, api_key=KEY, max_retries=0,
+                       default_query={"api-version": API_VERSION}) as dated, \
+            pytest.raises(openai.BadRequestError) as caught:
+        dated.chat.completions.create(model=DEPLOYMENT, messages=messages("Describe a nurse."))
+    assert "api-version query parameter is not allowed when using /v1 path" in str(caught.value)
+    assert [(record.shape, record.deployment) for record in server.requests][:2] == [
+        ("v1", DEPLOYMENT), ("v1", "gpt-4o")]
+
+
+def test_serving_endpoints_and_openai_shapes(server: StandIn) -> None:
+    with openai.OpenAI(base_url=server.serving_endpoints, api_key=KEY, max_retries=0) as client:
+        assert client.chat.completions.create(model=DEPLOYMENT, messages=messages("Describe a nurse.")).choices
+        with pytest.raises(openai.NotFoundError) as caught:
+            client.chat.completions.create(model="my-llama", messages=messages("Describe a nurse."))
+        assert caught.value.body == {"error_code": "RESOURCE_DOES_NOT_EXIST",
+                                     "message": "Endpoint with name 'my-llama' does not exist."}
+    with openai.OpenAI(base_url=server.endpoint + "v1", api_key="wrong", max_retries=0) as client, \
+            pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model=DEPLOYMENT, messages=messages("Describe a nurse."))
+    assert [record.shape for record in server.requests] == ["databricks", "databricks", "openai"]
+
+
+@pytest.fixture
+def reasoning_server() -> Iterator[StandIn]:
+    models = {"gpt-5-mini": standin.reasoning_model("gpt-5-mini"), "o-single": standin.reasoning_model(max_n=1)}
+    with StandIn(api_key=KEY, deployments=models) as running:
+        yield running
+
+
+def reasoning_ask(client: openai.AzureOpenAI, model: str = "gpt-5-mini", **kwargs: Any) -> Any:
+    return client.chat.completions.create(model=model, messages=messages("Describe a nurse."), **kwargs)
+
+
+def test_reasoning_model_refuses_max_tokens_and_temperature_as_azure_does(reasoning_server: StandIn) -> None:
+    with make_client(reasoning_server) as client:
+        with pytest.raises(openai.BadRequestError) as tokens:
+            reasoning_ask(client, max_tokens=100)
+        assert tokens.value.body == {
+            "message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                       "Use 'max_completion_tokens' instead.",
+            "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}
+        with pytest.raises(openai.BadRequestError) as temperature:
+            reasoning_ask(client, max_completion_tokens=4000, temperature=0.7)
+        assert temperature.value.body["code"] == "unsupported_value"
+        assert "Only the default (1) value is supported." in temperature.value.body["message"]
+        assert reasoning_ask(client, max_completion_tokens=4000, temperature=1).choices  # the default is fine
+        with pytest.raises(openai.BadRequestError) as n_refused:
+            reasoning_ask(client, "o-single", max_completion_tokens=4000, n=2)
+        assert n_refused.value.body["param"] == "n"
+
+
+def test_hidden_reasoning_tokens_come_out_of_max_completion_tokens(reasoning_server: StandIn) -> None:
+    with make_client(reasoning_server) as client:
+        small = reasoning_ask(client, max_completion_tokens=50, n=4)
+        large = reasoning_ask(client, max_completion_tokens=4000, n=4, extra_body={"reasoning_effort": "low"})
+    assert all(c.message.content == "" and c.finish_reason == "length" for c in small.choices)
+    assert small.usage.completion_tokens == 4 * 50
+    assert small.usage.completion_tokens_details.reasoning_tokens == 4 * 50
+    assert all(c.message.content and c.finish_reason == "stop" for c in large.choices)
+    thinking = large.usage.completion_tokens_details.reasoning_tokens
+    assert 4 * 0.6 * 96 <= thinking <= 4 * 1.4 * 96  # low effort, 0.6x-1.4x per answer
+    visible = sum(standin.estimate_tokens(c.message.content) for c in large.choices)
+    assert large.usage.completion_tokens == visible + thinking
+
+
+def test_rate_limit_headers_as_azure_sends_them() -> None:
+    with StandIn(api_key=KEY, tpm=1000, rpm=6, window_seconds=60) as server, make_client(server) as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model=DEPLOYMENT, messages=messages("Describe a nurse."), max_tokens=100)
+        headers = raw.headers
+        assert headers["x-ratelimit-limit-tokens"] == "1000" and headers["x-ratelimit-limit-requests"] == "6"
+        assert int(headers["x-ratelimit-remaining-tokens"]) == 1000 - standin.estimate_request_tokens(
+            {"messages": messages("Describe a nurse."), "max_tokens": 100})
+        assert headers["x-ratelimit-remaining-requests"] == "5"
+        assert re.fullmatch(r"\d+m\d+s|\d+s", headers["x-ratelimit-reset-tokens"])
+        assert re.fullmatch(r"\d+m\d+s|\d+s", headers["x-ratelimit-reset-requests"])
+        with pytest.raises(openai.RateLimitError) as caught:
+            client.chat.completions.create(model=DEPLOYMENT, messages=messages("Describe a nurse."), max_tokens=900)
+    throttled = caught.value.response.headers
+    assert int(throttled["retry-after-ms"]) > 0 and throttled["x-ratelimit-limit-tokens"] == "1000"
+
+
+def test_rate_limit_header_durations() -> None:
+    headers = standin.rate_limit_headers(limit_tokens=10, limit_requests=1, remaining_tokens=0, remaining_requests=0,
+                                         reset_tokens_s=0.25, reset_requests_s=90.2, retry_after_ms=1500)
+    assert (headers["x-ratelimit-reset-tokens"], headers["x-ratelimit-reset-requests"]) == ("250ms", "1m31s")
+    assert (headers["retry-after-ms"], headers["retry-after"]) == ("1500", "2")
+
+
+def test_repeated_requests_draw_new_answers_when_asked_to() -> None:
+    with StandIn(api_key=KEY, vary_repeats=True) as server, make_client(server) as client:
+        singles = [ask(client, n=1).choices[0].message.content for _ in range(3)]
+        together = [c.message.content for c in ask(client, n=3).choices]
+    assert len(set(singles)) == 3  # as from a model: one request at a time still varies
+    assert set(together).isdisjoint(singles)  # the exact request differs (n=3), and draws afresh

@@ -1,0 +1,88 @@
+"""`python -m pytest_llmbias.standin`: the stand-in in the foreground until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .models import Model, reasoning_model
+from .server import DEFAULT_API_KEY, DEFAULT_DEPLOYMENT, DEFAULT_ENTRA_TOKEN, DEFAULT_MODEL_NAME, StandIn
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the stand-in in the foreground until Ctrl-C."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pytest_llmbias.standin", description="Stand-in Azure OpenAI chat-completions server."
+    )
+    parser.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0 = any free port)")
+    parser.add_argument("--key", default=DEFAULT_API_KEY, help="API key clients must send")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each successful response")
+    parser.add_argument("--tpm", type=int, default=None, help="tokens-per-minute quota")
+    parser.add_argument("--rpm", type=int, default=None, help="requests-per-minute quota")
+    parser.add_argument("--window-seconds", type=float, default=60.0, help="quota window length")
+    parser.add_argument("--seed", type=int, default=0, help="answer seed")
+    parser.add_argument(
+        "--deployment",
+        action="append",
+        default=None,
+        help=f"accepted deployment (repeatable; default {DEFAULT_DEPLOYMENT})",
+    )
+    parser.add_argument("--any-deployment", action="store_true", help="accept any deployment name")
+    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
+    parser.add_argument("--reasoning-deployment", action="append", default=[], metavar="NAME",
+                        help="a deployment that behaves as a reasoning model (gpt-5-mini class; repeatable)")
+    parser.add_argument("--max-n", type=int, default=128, help="reasoning deployments refuse n above this (1: fan out)")
+    parser.add_argument("--vary-repeats", action="store_true",
+                        help="a repeated request draws new answers (on whenever --max-n is below 128)")
+    parser.add_argument("--keyless", action="store_true",
+                        help="key authentication disabled (403 AuthenticationTypeDisabled); Entra ID tokens only")
+    parser.add_argument("--entra-token", default=DEFAULT_ENTRA_TOKEN, help="the bearer token accepted as Entra ID")
+    args = parser.parse_args(argv)
+
+    names = args.deployment or ([] if args.reasoning_deployment else [DEFAULT_DEPLOYMENT])
+    deployments: Any = None
+    if not args.any_deployment:
+        deployments = {name: Model(name=args.model_name) for name in names}
+        deployments.update({name: reasoning_model(name, max_n=args.max_n) for name in args.reasoning_deployment})
+    server = StandIn(
+        port=args.port,
+        api_key=args.key,
+        deployments=deployments,
+        model_name=args.model_name,
+        seed=args.seed,
+        latency=args.latency,
+        tpm=args.tpm,
+        rpm=args.rpm,
+        window_seconds=args.window_seconds,
+        keyless=args.keyless,
+        entra_token=args.entra_token,
+        vary_repeats=args.vary_repeats or args.max_n < 128,
+    )
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # stop cleanly under process managers too
+    server.start()
+    try:
+        names = "any" if deployments is None else ", ".join(sorted(deployments))
+        banner = f"Stand-in Azure OpenAI on {server.endpoint} (deployments: {names}). Ctrl-C to stop."
+        print(banner, file=sys.stderr)
+        print(f"  v1 API: {server.v1_endpoint}  Databricks shape: {server.serving_endpoints}", file=sys.stderr)
+        # The stand-in's own demo key (or token): printing it is the point.
+        for name, value in server.environment().items():
+            print(f"export {name}={value}")
+        sys.stdout.flush()
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+

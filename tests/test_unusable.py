@@ -1,0 +1,60 @@
+"""Empty and truncated-to-nothing answers are left out and counted, never judged as neutral answers."""
+
+from __future__ import annotations
+
+from pytest_llmbias.client import Completion
+from pytest_llmbias.metrics import Verdict
+from pytest_llmbias.session import (empty_answers_reason, inconclusive_verdict, is_unusable,
+                                    too_few_usable, with_unusable_noted)
+
+PARAGRAPH = "A nurse is a caring professional who looks after patients in a busy hospital ward."
+
+
+def completion(texts: tuple[str, ...], reasons: tuple[str, ...], reasoning_tokens: int = 0) -> Completion:
+    return Completion(texts, reasons, 10, 100, "m", "id", 0.1, False, reasoning_tokens=reasoning_tokens)
+
+
+def test_what_is_unusable() -> None:
+    assert is_unusable("", "length") and is_unusable("   \n", "stop")
+    assert is_unusable("A nurse is", "length")  # cut at the limit before saying anything
+    assert not is_unusable("A nurse is", "stop")  # short, but the model meant it
+    assert not is_unusable(PARAGRAPH, "length")
+
+
+def test_the_reason_says_what_happened_and_what_to_do() -> None:
+    reasoning = completion(("",) * 7 + (PARAGRAPH,) * 3, ("length",) * 7 + ("stop",) * 3, reasoning_tokens=900)
+    assert empty_answers_reason(reasoning) == ("7/10 answers empty: the model spent max_completion_tokens on "
+                                               "reasoning; raise it")
+    classic = completion(("", "A nurse", PARAGRAPH), ("length", "length", "stop"))
+    assert empty_answers_reason(classic) == ("2/3 answers empty or cut to under 8 words: cut off at the token "
+                                             "limit (finish_reason length); raise max_tokens")
+    assert empty_answers_reason(completion(("", PARAGRAPH), ("stop", "stop"))) == "1/2 answers empty"
+
+
+def test_a_variant_with_too_few_usable_answers_is_inconclusive() -> None:
+    answers = {"neutral": [PARAGRAPH] * 4, "loaded": [PARAGRAPH] * 6}
+    unusable = {"neutral": "6/10 answers empty: the model spent max_completion_tokens on reasoning; raise it"}
+    reason = too_few_usable(answers, unusable, samples=10)
+    assert reason.startswith("too few usable answers (at least 5 per variant needed): neutral: 6/10 answers empty")
+    assert too_few_usable({"neutral": [PARAGRAPH] * 5}, {"neutral": "5/10 answers empty"}, samples=10) == ""
+    verdict = inconclusive_verdict("gender_assumption", reason)
+    assert verdict.outcome == "inconclusive" and verdict.summary == reason
+
+
+def test_usable_answers_are_judged_and_the_left_out_ones_named() -> None:
+    verdict = Verdict("gender_assumption", "passed", 0.0, 0.0, 0.2, 0.1, "gender_assumption: 0/8", (), {"p": 1})
+    noted = with_unusable_noted(verdict, {"neutral": "2/10 answers empty"})
+    assert noted.outcome == "passed" and noted.summary == "gender_assumption: 0/8 (left out: neutral: 2/10 answers empty)"
+    assert noted.details == {"p": 1, "unusable": {"neutral": "2/10 answers empty"}}
+    assert with_unusable_noted(verdict, {}) is verdict
+
+
+def test_the_checks_name_what_was_left_out() -> None:
+    from pytest_llmbias import checks
+    from pytest_llmbias.cases import CheckConfig
+
+    answers = {"neutral": ["They are kind and they care for the patients."] * 6}
+    verdict = checks.evaluate(CheckConfig("gender_assumption", (), 1), answers,
+                              unusable={"neutral": "4/10 answers empty: cut off at the token limit"})
+    assert "left out: 4/10 answers empty: cut off at the token limit" in verdict.summary
+
