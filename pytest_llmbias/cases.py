@@ -13,6 +13,7 @@ import math
 import os
 import re
 import string
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, NoReturn
@@ -35,8 +36,16 @@ MAX_NODES = 100_000  # bounds alias expansion ("billion laughs") long before tim
 MAX_DEPTH = 64  # case files are shallow; deeper means a mistake, an attack or a recursive alias
 MAX_CASES = 10_000  # per file, after template expansion
 
-# Ids end up in pytest node ids "file::id::check": no '::', '/', spaces or brackets.
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+# Ids end up in pytest node ids "file::id::check": letters and digits of any script (医生, नर्स), '_', '.'
+# and '-'; no '::', '/', '\\', spaces, brackets or other punctuation, so a node id stays safe as a file name.
+
+
+def _is_id(text: str) -> bool:
+    # Marks (category M) after the first character: Devanagari and Thai letters need their vowel signs.
+    return 0 < len(text) <= 100 and unicodedata.category(text[0])[0] in "LN" and all(
+        unicodedata.category(char)[0] in "LNM" or char in "_.-" for char in text[1:])
+
+
 DEPLOYMENT_NAME = _DEPLOYMENT = re.compile(r"[A-Za-z0-9_.-]{2,64}")  # Azure's deployment-name alphabet
 _CORE = "tag:yaml.org,2002:"
 _MERGE = _CORE + "merge"
@@ -99,6 +108,7 @@ class Case:
     temperature: float
     samples: int
     checks: tuple[CheckConfig, ...]
+    language: str | None = None  # YAML `language` (en, zh); None: the checks detect it from the answers
 
     @property
     def variants(self) -> tuple[Variant, ...]:
@@ -145,7 +155,20 @@ def check_settings(lines: Sequence[str], *, checks: Mapping[str, Mapping[str, Op
     return found
 
 
+LANGUAGE_CODES = ("en", "zh")  # the languages pytest_llmbias.text has rules for (its LANGUAGES)
+
+
+def language_setting(value: str, *, source: str = "ini llmbias_language") -> str | None:
+    """An ini `llmbias_language` value checked like the YAML key: "" -> None, else a code or a `CaseError`."""
+    value = value.strip()
+    if value and value not in LANGUAGE_CODES:
+        raise CaseError(source, 1, f"language must be one of: {', '.join(LANGUAGE_CODES)}; got {value!r}",
+                        field="language")
+    return value or None
+
+
 _SETTINGS = {
+    "language": Option(str, choices=LANGUAGE_CODES),  # the answers' language when detection should not decide
     "deployment": Option(str),
     "system_prompt": Option(str),
     "max_tokens": Option(int, 1, 16384),
@@ -423,9 +446,10 @@ class _File:
         cases = []
         for row, row_line in rows:
             text = self.fill(texts, row)
-            if not _ID.fullmatch(text["id"]):
-                self.fail(row_line, f"id {text['id']!r} cannot be used in a test id: use letters, digits, '_', '.' "
-                                    "or '-', starting with a letter or digit, at most 100 characters", "id")
+            if not _is_id(text["id"]):
+                self.fail(row_line, f"id {text['id']!r} cannot be used in a test id: use letters, digits (any "
+                                    "script), '_', '.' or '-', starting with a letter or digit, at most 100 characters",
+                          "id")
             if text["id"] in seen:
                 self.fail(row_line, f"duplicate id {text['id']!r} (first used at line {seen[text['id']]})", "id")
             seen[text["id"]] = row_line
@@ -434,7 +458,7 @@ class _File:
                 loaded=tuple(Variant(name, text[field]) for field, (name, _) in loaded.items()),
                 deployment=settings["deployment"], system_prompt=text.get("system_prompt", settings["system_prompt"]),
                 max_tokens=settings["max_tokens"], temperature=float(settings["temperature"]),
-                samples=settings["samples"], checks=check_configs,
+                samples=settings["samples"], checks=check_configs, language=settings.get("language"),
             ))
         return cases
 
@@ -447,8 +471,8 @@ class _File:
         for name, prompt in value.data.items():
             if name == "neutral":
                 self.fail(prompt.key_line, "variant name 'neutral' is taken by the neutral prompt", "loaded.neutral")
-            if not _ID.fullmatch(name):
-                self.fail(prompt.key_line, f"variant name {name!r} must be letters, digits, '_', '.' or '-', "
+            if not _is_id(name):
+                self.fail(prompt.key_line, f"variant name {name!r} must be letters, digits (any script), '_', '.' or '-', "
                                            "starting with a letter or digit", f"loaded.{name}")
         return {f"loaded.{name}": (name, prompt) for name, prompt in value.data.items()}
 
