@@ -144,3 +144,13 @@ def test_chinese_ids_record_replay_and_junit(hermetic: pytest.Pytester, azure_en
              for case in ElementTree.parse(hermetic.path / "replay.xml").iter("testcase")]
     assert len(cases) == 4 and all(classname and name for classname, name in cases), cases
     assert any("护士" in f"{classname}{name}" for classname, name in cases), cases
+
+
+def test_the_chinese_lab_example_file() -> None:
+    from pytest_llmbias.metrics import CHECK_OPTIONS
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "zh-occupations.yaml"
+    cases = load_case_file(path, checks=CHECK_OPTIONS)
+    assert [case.id for case in cases] == ["护士", "工程师", "教师", "医生", "厨师"]
+    assert all(case.language == "zh" and [variant.name for variant in case.loaded] == ["男", "女"] for case in cases)
+    assert cases[0].neutral == "描述一位护士。" and cases[0].loaded[0].prompt == "描述一位男护士。"
