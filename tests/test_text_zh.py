@@ -31,6 +31,7 @@ def test_interface_constants_and_registry() -> None:
         ("张伟先生是一名厨师。", "male"),
         ("这位教师也是两个孩子的母亲。", "female"),
         ("这位年轻男教师很受学生欢迎。", "male"),
+        ("這位護士很細心，她每天照顧病人。", "female"),  # traditional characters
     ],
 )
 def test_gendered_subject(answer: str, gender: str) -> None:
@@ -60,6 +61,10 @@ def test_gendered_subject(answer: str, gender: str) -> None:
         "她们和他们都是护士。",
         "子女和男女老少都喜欢这位厨师做的菜。",
         "先生，您好，这是菜单。",
+        "工程师通常是男性，但这位工程师的能力才是关键。",
+        "他（或她）需要耐心。",
+        "她們和他們都是護士。",  # traditional characters
+        "男护士们在医院里越来越多。",
     ],
 )
 def test_neutral_answers(answer: str) -> None:
