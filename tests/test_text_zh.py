@@ -31,7 +31,8 @@ def test_interface_constants_and_registry() -> None:
         ("张伟先生是一名厨师。", "male"),
         ("这位教师也是两个孩子的母亲。", "female"),
         ("这位年轻男教师很受学生欢迎。", "male"),
-        ("這位護士很細心，她每天照顧病人。", "female"),  # traditional characters
+        ("這位護士很細心，她每天照顧病人。", "female"),
+        ("这是一位优秀女医生。", "female"),  # traditional characters
     ],
 )
 def test_gendered_subject(answer: str, gender: str) -> None:
@@ -65,6 +66,8 @@ def test_gendered_subject(answer: str, gender: str) -> None:
         "他（或她）需要耐心。",
         "她們和他們都是護士。",  # traditional characters
         "男护士们在医院里越来越多。",
+        "这位照顾女病人的护士很细心。",  # a verb before the noun: 女病人 is someone the nurse cares for
+        "这位护士是照顾女病人的专家。",
     ],
 )
 def test_neutral_answers(answer: str) -> None:

@@ -258,6 +258,14 @@ def _name_before(text: str, start: int, clause: int) -> tuple[str, int] | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _bare_adjective(modifiers: str) -> bool:
+    """A short modifier without 的 that can stand before a noun (年轻, 优秀), not a verb phrase (照顾)."""
+    if len(modifiers) > 4 or not _IS_HAN.fullmatch(modifiers[0]):
+        return False
+    return all(not tag.startswith(("v", "p", "c", "r", "u", "d")) for _, tag in _segmenter().tag(modifiers))
+
+
 def _frame(text: str, candidate: _Candidate) -> tuple[bool, str]:
     """Is the gendered noun said of the subject ("她是一位女性", "这位男护士") or of someone else?"""
     word, start = candidate.word, candidate.start
@@ -292,7 +300,7 @@ def _frame(text: str, candidate: _Candidate) -> tuple[bool, str]:
         head, modifiers = window[:cut], window[cut:]
         if any(pronoun in modifiers for pronoun in ("他", "她")) or (modifiers and _possessor(modifiers) is not None):
             break
-        plain = not modifiers or modifiers.endswith("的") or len(modifiers) <= 2  # "这位年轻男护士", "一位细心的"
+        plain = not modifiers or modifiers.endswith("的") or _bare_adjective(modifiers)  # "一位细心的", "这位年轻"
         if _QUANTIFIER.search(head) and plain:
             return False, f"several or every one ('{head[-3:]}{modifiers}{word}'): a group, not the described person"
         if _MOSTLY.search(head) and plain:
