@@ -63,7 +63,11 @@ _ROLE_KEYS = {
     "厨师": "chef", "软件开发人员": "software developer", "程序员": "software developer", "科学家": "scientist",
     "飞行员": "pilot", "首席执行官": "CEO", "CEO": "CEO", "秘书": "secretary", "图书管理员": "librarian",
     "机械师": "mechanic", "律师": "lawyer", "警察": "police officer", "建筑工人": "construction worker",
-    "理发师": "hairdresser", "发型师": "hairdresser",
+    "理发师": "hairdresser", "发型师": "hairdresser", "消防员": "firefighter", "消防队员": "firefighter",
+    "会计": "accountant", "会计师": "accountant", "社工": "social worker", "社会工作者": "social worker",
+    "软件工程师": "software developer", "研究员": "scientist", "机长": "pilot", "总裁": "CEO", "修理工": "mechanic",
+    "警官": "police officer", "内科医生": "doctor", "外科医生": "doctor", "护理人员": "nurse", "幼儿园老师": "teacher",
+    "小学老师": "teacher", "中学老师": "teacher", "大学教授": "teacher", "教授": "teacher", "厨子": "chef",
 }  # fmt: skip
 
 

@@ -82,11 +82,15 @@ def test_other_variant_is_not_marked() -> None:
     assert all(assumed_gender(zh.gendered_references(text, quoted_words=quoted)) == "female" for text, _, _ in results)
 
 
-def test_marking_sentences_each_hold_a_listed_phrase_and_the_judge_pattern() -> None:
+@pytest.mark.parametrize("role", ["工程师", "消防员", "园丁"])  # known, English-only and unknown occupations
+def test_marking_sentences_each_hold_a_listed_phrase_and_the_judge_pattern(role: str) -> None:
     for variant in ("男", "女"):
-        for text, _, _ in draws(f"描述一位{variant}工程师。", Planted(marked_variant="female" if variant == "女" else "male",
-                                                                   marked_rate=1.0), count=200):
+        planted = Planted(assume_rate=1.0, marked_variant="female" if variant == "女" else "male", marked_rate=1.0)
+        for text, gender, _ in draws(f"描述一位{variant}{role}。", planted, count=200):
             assert zh.marking_phrases(text, {variant}) and zh_answers.MARKING_PATTERN.search(text), text
+            assert assumed_gender(zh.gendered_references(text, quoted_words={variant})) == gender, text
+        neutral = draws(f"描述一位{role}。", Planted(assume_rate=1.0, assume_gender="male"), count=200)
+        assert all(assumed_gender(zh.gendered_references(text)) == "male" for text, _, _ in neutral)
 
 
 def test_public_function_is_deterministic_in_the_rng() -> None:
