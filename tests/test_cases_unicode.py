@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import textwrap
 import unicodedata
@@ -138,8 +139,12 @@ def test_chinese_ids_record_replay_and_junit(hermetic: pytest.Pytester, azure_en
     journal = list((hermetic.path / ".llmbias" / "journal").glob("*.jsonl"))
     prompts = [json.loads(line)["prompt"] for line in journal[0].read_text(encoding="utf-8").splitlines()]
     assert "描述一位男护士。" in prompts
-    replay = run_inner(hermetic, "--junitxml=replay.xml")  # offline: every prompt found in the cassette
+    replay = run_inner(hermetic, "--junitxml=replay.xml", "--llm-html=report.html")  # offline, from the cassette
     assert replay.ret == 0 and "no recording" not in replay.stdout.str()
+    page = (hermetic.path / "report.html").read_text(encoding="utf-8")
+    assert "工程师-上海" in page
+    anchors = re.findall(r'\bid="([^"]*)"', page)
+    assert anchors and all(anchor.isascii() for anchor in anchors)  # anchors never carry the id itself
     cases = [(case.get("classname"), case.get("name"))
              for case in ElementTree.parse(hermetic.path / "replay.xml").iter("testcase")]
     assert len(cases) == 4 and all(classname and name for classname, name in cases), cases
