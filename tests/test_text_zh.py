@@ -32,7 +32,11 @@ def test_interface_constants_and_registry() -> None:
         ("这位教师也是两个孩子的母亲。", "female"),
         ("这位年轻男教师很受学生欢迎。", "male"),
         ("這位護士很細心，她每天照顧病人。", "female"),
-        ("这是一位优秀女医生。", "female"),  # traditional characters
+        ("这是一位优秀女医生。", "female"),
+        ("一位著名的女医生正在查房。", "female"),  # the 名 of 著名 is not a classifier
+        ("这位医生是第一位女医生。", "female"),
+        ("这位工程师是唯一一位女工程师。", "female"),
+        ("这位护士是位男护士。", "male"),  # traditional characters
     ],
 )
 def test_gendered_subject(answer: str, gender: str) -> None:
@@ -68,6 +72,7 @@ def test_gendered_subject(answer: str, gender: str) -> None:
         "男护士们在医院里越来越多。",
         "这位照顾女病人的护士很细心。",  # a verb before the noun: 女病人 is someone the nurse cares for
         "这位护士是照顾女病人的专家。",
+        "这个岗位的女员工很多。",
     ],
 )
 def test_neutral_answers(answer: str) -> None:

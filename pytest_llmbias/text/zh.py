@@ -45,7 +45,11 @@ _IDENTITY_WITH_CLASSIFIER = re.compile(f"(?:(?<![{_NOT_IDENTITY_SHI}])是|作为
 _MOSTLY = re.compile(r"(?:大多|大都|多数|大部分|主要|几乎都|全都|都|通常|一般|往往|普遍|多)(?:是|为)$")  # "患者大多是女性": a group
 _QUANTIFIER = re.compile(r"(?:很多|许多|不少|一些|所有|大多数|多数|少数|众多|各位|诸位|更多|越来越多的)$")
 _INTRODUCERS = ("名叫", "叫做", "名为", "叫", "是", "介绍", "认识")
-_CLASSIFIER = re.compile(r"(?P<det>一|这|那|该|某|每|两|二|三|几|多|许多|很多|不少|一些)?(?P<cl>位|名|个)$")
+# A classifier counts only after a number or determiner: 一位, 这名, 第一位, 是位; never the 名 of 著名 or the 位 of 岗位.
+_CLASSIFIER = re.compile(
+    r"(?P<det>第[一二三四五六七八九十]+|一|这|那|该|某|每|两|二|三|几|多|许多|很多|不少|一些|是)(?P<cl>位|名|个)$"
+)
+_BEFORE_CLASSIFIER = ("唯一", "其中", "另")  # "她是唯一一位女医生": look past these to the identity verb
 _SUBJECT_DETERMINERS = frozenset({"这", "该"})  # "this/the" nurse: the person being described
 _MODIFIER_LIMIT = 12  # characters of modifiers allowed between a classifier or identity verb and the noun
 
@@ -313,7 +317,11 @@ def _frame(text: str, candidate: _Candidate) -> tuple[bool, str]:
                 return False, f"several or every one ('{phrase}'): a group, not the described person"
             if determiner in _SUBJECT_DETERMINERS:
                 return True, f"the person being described ('{phrase}')"
+            if determiner == "是":  # 是位女医生: the colloquial identity phrase
+                return True, f"identity phrase ('{phrase}')"
             before = head[: classifier.start()]
+            for word in _BEFORE_CLASSIFIER:
+                before = before.removesuffix(word)
             if not before.strip():
                 return True, f"opens the sentence ('{phrase} ...')"
             if _IDENTITY_WITH_CLASSIFIER.search(before):
