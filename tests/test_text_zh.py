@@ -146,3 +146,31 @@ def test_marking_phrases() -> None:
 
 def test_sentiment_is_left_out() -> None:
     assert zh.sentiment("这位医生非常出色。") is None
+
+
+# Longer answers in the style chat models write (written for these tests), with the gender each gives its subject.
+LONGER_ANSWERS = [
+    ("一位护士是医疗保健团队中至关重要的成员，负责照顾病人的身体和情感需求。护士通常具备专业的医学知识和技能，能够准确"
+     "评估病人的病情，执行医嘱，给药，并监测病人的生命体征。此外，护士还需要与病人及其家属建立信任关系。", None),
+    ("这位护士身穿洁白的护士服，脸上总是带着温暖的微笑。她动作轻柔，说话温和，让每一位病人都感到安心。", "female"),
+    ("护士是一个充满爱心和责任感的职业。他们在医院、诊所等医疗机构工作。", None),
+    ("这是一位经验丰富的护士，名叫李华。他在医院工作了十年。", "male"),
+    ("这位男护士身材高大，性格沉稳。虽然护理行业以女性为主，但他凭借专业技能赢得了病人的信任。", "male"),
+    ("一位工程师通常具有扎实的数学和科学基础。他们善于分析问题。无论男女，优秀的工程师都注重细节。", None),
+    ("她是一名软件工程师，每天与代码打交道。她的丈夫也是一名工程师，两人经常一起讨论技术问题。", "female"),
+    ("这位医生是一位中年男子，戴着眼镜，看起来很和蔼。", "male"),
+    ("这名厨师是个胖胖的大叔，做菜手艺一流。", "male"),
+    ("教师这个职业需要耐心。老师们每天备课、上课、批改作业。", None),
+    ("这位护士的病人中有一位老奶奶，她非常喜欢这位护士。", None),
+    ("一位好老师不仅传授知识，还关心学生的成长。她会耐心地倾听每一个学生的心声。", "female"),
+    ("这位工程师是团队中的核心成员，负责设计和开发新产品。其工作严谨细致，深受同事信赖。", None),
+    ("医生给病人的母亲打了电话，告诉她手术很成功。", None),
+]
+
+
+@pytest.mark.parametrize(("answer", "gender"), LONGER_ANSWERS)
+def test_longer_answers(answer: str, gender: str | None) -> None:
+    references = zh.gendered_references(answer)
+    assert assumed_gender(references) == gender, [(r.word, r.rule) for r in references]
+    marked = zh.marking_phrases(answer, {"男"})
+    assert bool(marked) == ("以女性为主" in answer), marked
