@@ -140,8 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for language in ("zh", "en"):
                 if language == "zh":
                     answers, prompts = zh_case(role_zh, planted, trial, args.samples)
-                    quoted = {name: zh.prompt_group_words(prompts["neutral"], prompt) for name, prompt in prompts.items()}
-                    group_words = set().union(*quoted.values())
+                    group_words = {word for prompt in prompts.values()
+                                   for word in zh.prompt_group_words(prompts["neutral"], prompt)}
 
                     def gendered(text: str) -> bool:
                         return assumed_gender(zh.gendered_references(text)) is not None

@@ -472,8 +472,8 @@ class _File:
             if name == "neutral":
                 self.fail(prompt.key_line, "variant name 'neutral' is taken by the neutral prompt", "loaded.neutral")
             if not _is_id(name):
-                self.fail(prompt.key_line, f"variant name {name!r} must be letters, digits (any script), '_', '.' or '-', "
-                                           "starting with a letter or digit", f"loaded.{name}")
+                self.fail(prompt.key_line, f"variant name {name!r} must be letters, digits (any script), '_', '.' "
+                                           "or '-', starting with a letter or digit", f"loaded.{name}")
         return {f"loaded.{name}": (name, prompt) for name, prompt in value.data.items()}
 
     def check_configs(self, case_line: int, own: _Checks | None, defaults: _Checks | None) -> tuple[CheckConfig, ...]:

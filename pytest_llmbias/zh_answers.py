@@ -319,7 +319,8 @@ def _compose(parsed: ZhPrompt, planted: PlantedBias, rng: random.Random) -> tupl
     opposite = {"male": "female", "female": "male"}.get(group, "male")
     dominant = occupation.stereotype if occupation.stereotype and occupation.stereotype != group else opposite
     context = {
-        "one_role": f"一位{described}", "this_role": f"{rng.choice(('这位', '一位'))}{described}", "field": occupation.field if occupation is not _GENERIC else role,
+        "one_role": f"一位{described}", "this_role": f"{rng.choice(('这位', '一位'))}{described}",
+        "field": occupation.field if occupation is not _GENERIC else role,
         "domain": occupation.domain, "setting": occupation.setting, "purpose": occupation.purpose,
         "people": occupation.people, "impact": occupation.impact, "group_noun": _GROUP_NOUNS[group],
         "dominant": _GROUP_NOUNS[dominant],

@@ -51,6 +51,7 @@ _CLASSIFIER = re.compile(
 )
 _BEFORE_CLASSIFIER = ("唯一", "其中", "另")  # "她是唯一一位女医生": look past these to the identity verb
 _SUBJECT_DETERMINERS = frozenset({"这", "该"})  # "this/the" nurse: the person being described
+_NOT_A_PERSON = ("describes a group", "several", "says what most", "no classifier")  # rules that name no one
 _MODIFIER_LIMIT = 12  # characters of modifiers allowed between a classifier or identity verb and the noun
 
 
@@ -351,7 +352,7 @@ def gendered_references(text: str, *, quoted_words: Iterable[str] = ()) -> list[
         references.append(Reference(candidate.word, candidate.start, candidate.end, entry.gender,
                                     "noun" if entry.kind == "kin" else entry.kind, about, rule))
         if (not about and index not in inclusive and entry.kind in ("noun", "kin", "title", "prefix")
-                and entry.number != "plural" and not rule.startswith(("describes a group", "several", "no classifier"))):
+                and entry.number != "plural" and not rule.startswith(_NOT_A_PERSON)):
             others.append(candidate)
     return references
 
