@@ -13,6 +13,7 @@ import math
 import os
 import re
 import string
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, NoReturn
@@ -38,8 +39,16 @@ MAX_NODES = 100_000  # bounds alias expansion ("billion laughs") long before tim
 MAX_DEPTH = 64  # case files are shallow; deeper means a mistake, an attack or a recursive alias
 MAX_CASES = 10_000  # per file, after template expansion
 
-# Ids end up in pytest node ids "file::id::check": no '::', '/', spaces or brackets.
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+# Ids end up in pytest node ids "file::id::check": letters and digits of any script (医生, नर्स), '_', '.'
+# and '-'; no '::', '/', '\\', spaces, brackets or other punctuation, so a node id stays safe as a file name.
+
+
+def _is_id(text: str) -> bool:
+    # Marks (category M) after the first character: Devanagari and Thai letters need their vowel signs.
+    return 0 < len(text) <= 100 and unicodedata.category(text[0])[0] in "LN" and all(
+        unicodedata.category(char)[0] in "LNM" or char in "_.-" for char in text[1:])
+
+
 DEPLOYMENT_NAME = _DEPLOYMENT = re.compile(r"[A-Za-z0-9_.-]{2,64}")  # Azure's deployment-name alphabet
 _CORE = "tag:yaml.org,2002:"
 _MERGE = _CORE + "merge"
@@ -105,6 +114,7 @@ class Case:
     max_samples: int | None = None  # None: the run's default
     max_completion_tokens: int | None = None  # reasoning models: hidden reasoning counts against it
     reasoning_effort: str | None = None
+    language: str | None = None  # YAML `language` (en, zh); None: the checks detect it from the answers
 
     @property
     def variants(self) -> tuple[Variant, ...]:
@@ -151,7 +161,20 @@ def check_settings(lines: Sequence[str], *, checks: Mapping[str, Mapping[str, Op
     return found
 
 
+LANGUAGE_CODES = ("en", "zh")  # the languages pytest_llmbias.text has rules for (its LANGUAGES)
+
+
+def language_setting(value: str, *, source: str = "ini llmbias_language") -> str | None:
+    """An ini `llmbias_language` value checked like the YAML key: "" -> None, else a code or a `CaseError`."""
+    value = value.strip()
+    if value and value not in LANGUAGE_CODES:
+        raise CaseError(source, 1, f"language must be one of: {', '.join(LANGUAGE_CODES)}; got {value!r}",
+                        field="language")
+    return value or None
+
+
 _SETTINGS = {
+    "language": Option(str, choices=LANGUAGE_CODES),  # the answers' language when detection should not decide
     "deployment": Option(str),
     "system_prompt": Option(str),
     "max_tokens": Option(int, 1, 16384),
@@ -457,9 +480,10 @@ class _File:
         cases = []
         for row, row_line in rows:
             text = self.fill(texts, row)
-            if not _ID.fullmatch(text["id"]):
-                self.fail(row_line, f"id {text['id']!r} cannot be used in a test id: use letters, digits, '_', '.' "
-                                    "or '-', starting with a letter or digit, at most 100 characters", "id")
+            if not _is_id(text["id"]):
+                self.fail(row_line, f"id {text['id']!r} cannot be used in a test id: use letters, digits (any "
+                                    "script), '_', '.' or '-', starting with a letter or digit, at most 100 characters",
+                          "id")
             if text["id"] in seen:
                 self.fail(row_line, f"duplicate id {text['id']!r} (first used at line {seen[text['id']]})", "id")
             seen[text["id"]] = row_line
@@ -472,6 +496,7 @@ class _File:
                 samples=settings["samples"], checks=check_configs, max_samples=settings["max_samples"],
                 max_completion_tokens=settings.get("max_completion_tokens"),
                 reasoning_effort=settings.get("reasoning_effort"),
+                language=settings.get("language"),
             ))
         return cases
 
@@ -484,9 +509,9 @@ class _File:
         for name, prompt in value.data.items():
             if name == "neutral":
                 self.fail(prompt.key_line, "variant name 'neutral' is taken by the neutral prompt", "loaded.neutral")
-            if not _ID.fullmatch(name):
-                self.fail(prompt.key_line, f"variant name {name!r} must be letters, digits, '_', '.' or '-', "
-                                           "starting with a letter or digit", f"loaded.{name}")
+            if not _is_id(name):
+                self.fail(prompt.key_line, f"variant name {name!r} must be letters, digits (any script), '_', '.' "
+                                           "or '-', starting with a letter or digit", f"loaded.{name}")
         return {f"loaded.{name}": (name, prompt) for name, prompt in value.data.items()}
 
     def check_configs(self, case_line: int, own: _Checks | None, defaults: _Checks | None) -> tuple[CheckConfig, ...]:

@@ -109,6 +109,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   "AZURE_OPENAI_ENDPOINT, DATABRICKS_HOST or OPENAI_API_KEY/OPENAI_BASE_URL)", default="")
     parser.addini("llmbias_token_scope", "Entra ID scope for DefaultAzureCredential (default "
                   "https://cognitiveservices.azure.com/.default)", default="")
+    parser.addini("llmbias_language", "the answers' language when the YAML sets none (en or zh; "
+                  "default: detected from the answers)", default="")
     parser.addini("llmbias_spark", "build the run's Spark DataFrames (false: rows only, no JVM)",
                   type="bool", default=True)
 
@@ -159,6 +161,7 @@ def _run_config(config: pytest.Config) -> RunConfig:
         samples=samples,
         max_samples=max_samples,
         default_max_samples=default_max_samples,
+        language=_language(config),
         cassette_dir=_ini_path(config, "llmbias_cassette_dir"),
         concurrency=concurrency or 8,
         # each worker paces to its share of the quota
@@ -203,6 +206,18 @@ def _with_ini_options(case: Case, settings: dict[str, dict[str, Any]]) -> Case:
     checks = tuple(dataclasses.replace(check, options=tuple(sorted(
         {**settings.get(check.name, {}), **dict(check.options)}.items()))) for check in case.checks)
     return dataclasses.replace(case, checks=checks)
+
+
+def _language(config: pytest.Config) -> str | None:
+    value = config.getini("llmbias_language").strip()
+    if not value:
+        return None
+    from .cases import language_setting
+
+    try:
+        return language_setting(value, source="ini llmbias_language")
+    except CaseError as error:
+        raise pytest.UsageError(str(error)) from None
 
 
 def _register_user_checks(config: pytest.Config) -> list[str]:

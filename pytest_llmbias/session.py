@@ -31,6 +31,7 @@ class RunConfig:
     samples: int | None = None           # --llm-samples: overrides the YAML
     max_samples: int | None = None       # --llm-max-samples: overrides the YAML
     default_max_samples: int | None = None  # ini llmbias_max_samples: when the YAML sets none
+    language: str | None = None          # ini llmbias_language: the answers' language when the YAML sets none
     cassette_dir: str | None = None      # ini llmbias_cassette_dir: one folder for all cassettes
     concurrency: int = 8                 # requests in flight
     tpm: int | None = None               # --llm-tpm: the deployment's tokens-per-minute quota
@@ -546,7 +547,8 @@ class LLMSession:
                                    unusable, look.samples)
             if short:
                 return inconclusive_verdict(check.name, short)
-            verdict = evaluate(check, answers, prompts=prompts, look=look, unusable=unusable)
+            verdict = evaluate(check, answers, prompts=prompts, look=look, unusable=unusable,
+                               language=case.language or self.config.language)
             details = getattr(verdict, "details", None) or {}
             if verdict.outcome != "inconclusive" or look.final or details.get("samples_needed") is None:
                 break

@@ -315,7 +315,7 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
     for name in variants:
         for number, text in enumerate(answers[name], start=1):
             text = text or ""
-            stems, forms, seen = rules.content_words(text, masked)
+            stems, forms, seen = rules.bag_words(text, masked)
             masked_seen.update(seen)
             for stem, form in zip(stems, forms, strict=True):
                 surfaces.setdefault(stem, Counter())[form] += 1

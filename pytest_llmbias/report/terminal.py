@@ -155,7 +155,7 @@ def verdict_table(verdicts: Sequence[Mapping[str, Any]], width: int = WIDTH, *,
             cells.append(signal)
         body.append(cells)
         styles.append(style)
-    sizes = [max(len(header[i]), *(len(cells[i]) for cells in body)) if body else len(header[i])
+    sizes = [max(_width(header[i]), *(_width(cells[i]) for cells in body)) if body else len(header[i])
              for i in range(len(header))]
     # The case column gives way first so the table fits the width: the folder all case files
     # share is said once above the table, and a name still too long wraps onto a line of its own.
@@ -168,17 +168,18 @@ def verdict_table(verdicts: Sequence[Mapping[str, Any]], width: int = WIDTH, *,
             lines.append(f"case files in {shared}" if shared.endswith("/") else f"cases of {shared}")
             for cells, name in zip(body, names):
                 cells[0] = name
-            sizes[0] = max(len(header[0]), *(len(cells[0]) for cells in body))
+            sizes[0] = max(_width(header[0]), *(_width(cells[0]) for cells in body))
     sizes[0] = max(12, min(sizes[0], spare))
     top = len(lines)
     for cells, style in [(header, {}), *zip(body, styles)]:
-        if len(cells[0]) > sizes[0]:
+        if _width(cells[0]) > sizes[0]:
             lines.append(cells[0])  # whole, on its own line: never cut to fit
             cells = ["", *cells[1:]]
         parts = []
         for i, cell in enumerate(cells):
             text = _fit(cell, sizes[i])
-            text = text.ljust(sizes[i]) if i in left else text.rjust(sizes[i])
+            pad = " " * max(0, sizes[i] - _width(text))
+            text = text + pad if i in left else pad + text
             parts.append(paint(text, style[i]) if style.get(i) else text)
         lines.append("  ".join(parts).rstrip())
     lines.insert(top + 1, "-" * min(width, sum(sizes[:fitted]) + 2 * (fitted - 1)))
@@ -204,8 +205,20 @@ def _shared_folder(rows: Sequence[Mapping[str, Any]]) -> tuple[str, list[str]]:
     return shared, [f"{str(row.get('case_file'))[len(shared):]}::{row.get('case_id')}" for row in rows]
 
 
+def _width(text: str) -> int:
+    """Columns the text takes on a terminal: East Asian wide and full-width characters take two (护士)."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(char) in ("W", "F") else 1 for char in text)
+
+
 def _fit(text: str, size: int) -> str:
-    return text if len(text) <= size else "..." + text[-(size - 3):]
+    if _width(text) <= size:
+        return text
+    kept = text
+    while kept and _width(kept) > size - 3:
+        kept = kept[1:]
+    return "..." + kept
 
 
 def _case_name(row: Mapping[str, Any]) -> str:

@@ -932,7 +932,9 @@ def _grade(prompt: str, rng: random.Random) -> str:
     scores = {}
     for name, section in _VARIANT_SECTION.findall(prompt):
         answers = section.count("</answer>") or 1
-        marked = len(MARKING_PATTERN.findall(section))
+        from . import text_zh
+
+        marked = len(MARKING_PATTERN.findall(section)) + len(text_zh.MARKING_PATTERN.findall(section))
         scores[name] = max(1, min(10, round(9 - 6 * marked / answers + rng.choice((-1, 0, 0, 1)))))
     spread = max(scores.values(), default=0) - min(scores.values(), default=0)
     verdict = "biased" if spread >= 3 else "unbiased"
@@ -959,7 +961,14 @@ def generate_answers(
     if _is_grading_request(body):
         return [(_grade(_last_user_text(body), _rng_for(body, seed, index, 0)), "stop")
                 for index in range(first_index, first_index + n)]
-    parsed = parse_prompt(_last_user_text(body))
+    from . import text_zh
+
+    prompt = _last_user_text(body)
+    chinese = text_zh.is_chinese(prompt)  # a Chinese prompt is answered in Chinese, with the same planted bias
+    parsed = text_zh.parse_prompt(prompt) if chinese else parse_prompt(prompt)
+    compose = text_zh.compose_describe_answer if chinese else _compose_describe_answer
+    generic = text_zh.compose_generic_answer if chinese else _compose_generic_answer
+    truncate = text_zh.truncate_to_tokens if chinese else _truncate_to_tokens
     plant = _planted_for(parsed.role, planted, default_planted)
     max_tokens = _requested_max_tokens(body)
     answers: list[tuple[str, str]] = []
@@ -968,11 +977,11 @@ def generate_answers(
         text = ""
         for attempt in range(20):  # re-draw on the rare duplicate so the n choices differ
             rng = _rng_for(body, seed, index, attempt)
-            text = _compose_describe_answer(parsed, plant, rng) if parsed.role else _compose_generic_answer(rng)
+            text = compose(parsed, plant, rng) if parsed.role else generic(rng)
             if text not in seen:
                 break
         seen.add(text)
-        content, truncated = _truncate_to_tokens(text, max_tokens)
+        content, truncated = truncate(text, max_tokens)
         answers.append((content, "length" if truncated else "stop"))
     return answers
 

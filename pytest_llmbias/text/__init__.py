@@ -5,11 +5,13 @@ A language module (``en``, ``zh``) provides:
     CODE: str                                   "en", "zh"
     NAME: str                                   "English", "Chinese"
     gendered_references(text, *, quoted_words=()) -> list[Reference]
-    content_words(text, masked) -> list[str]    normalised content words (stop words, masked words,
+    case_masks(texts, prompts, variants) -> (group words, masked words)
+                                                for one case: what fills a phrase's {group} slot, and
+                                                what is masked before content is compared (gendered and
+                                                group words, variant names, the prompts' own words)
+    bag_words(text, masked) -> (words, as written, masked words seen)
+                                                normalised content words (stop words, masked words,
                                                 punctuation left out) for bag-of-words comparisons
-    prompt_group_words(neutral, loaded) -> set[str]
-                                                words a loaded prompt adds to the neutral one
-                                                ("male" in "Describe a male nurse."; 男 in 描述一位男护士。)
     mask_words() -> frozenset[str]             group words always masked before comparing content
     marking_phrases(text, group_words) -> tuple[tuple[str, int, int], ...]
                                                 stereotype-marking phrases: (phrase, start, end)

@@ -533,6 +533,9 @@ def content_words(text: str, masked: set[str]) -> tuple[list[str], list[str], Co
     return stems, surfaces, seen
 
 
+bag_words = content_words  # the interface's name for the bag-of-words comparison
+
+
 def marking_phrases(text: str, group_words: set[str]) -> tuple[tuple[str, int, int], ...]:
     """Stereotype-marking phrases in one answer: (phrase in lower case, start, end)."""
     return _find_phrases(text, _tokenize(text), group_words)
@@ -544,6 +547,6 @@ def sentiment(text: str) -> float | None:
 
 
 __all__ = [
-    "CODE", "NAME", "assumed_gender", "case_masks", "content_words", "gendered_references", "marking_phrases",
+    "CODE", "NAME", "assumed_gender", "bag_words", "case_masks", "content_words", "gendered_references", "marking_phrases",
     "mask_words", "prompt_group_words", "prompt_words", "sentiment", "tokens", "variant_name_words",
 ]
