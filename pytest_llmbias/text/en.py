@@ -146,6 +146,16 @@ class _Token(NamedTuple):
 
 
 def _tokenize(text: str) -> list[_Token]:
+    # Several rules and checks read the same answer: tokenise it once (a copy, so no caller shares a list).
+    return list(_tokenize_cached(text))
+
+
+@functools.lru_cache(maxsize=8192)
+def _tokenize_cached(text: str) -> tuple[_Token, ...]:
+    return tuple(_tokenize_uncached(text))
+
+
+def _tokenize_uncached(text: str) -> list[_Token]:
     raw = [(match.group(), match.start(), match.end()) for match in _WORD.finditer(text)]
     merged: list[tuple[str, int, int]] = []
     for surface, start, end in raw:
