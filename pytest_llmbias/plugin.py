@@ -239,11 +239,29 @@ def _stop_gracefully_on_sigterm(config: pytest.Config) -> None:
     config.stash[SIGTERM_KEY] = signal.signal(signal.SIGTERM, interrupt)
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
-    if SIGTERM_KEY in config.stash:
-        import signal
+SIGINT_KEY = pytest.StashKey[Any]()
 
+
+def _hurry_on_sigint(config: pytest.Config) -> Any:
+    """From here to the end, Ctrl-C cuts the waits short instead of raising: the report of what was
+    gathered is still printed (a second Ctrl-C after the one that ended the tests included)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    give_up = threading.Event()
+    config.stash[SIGINT_KEY] = signal.signal(signal.SIGINT, lambda signum, frame: give_up.set())
+    return give_up
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import signal
+
+    if SIGTERM_KEY in config.stash:
         signal.signal(signal.SIGTERM, config.stash[SIGTERM_KEY])
+    if SIGINT_KEY in config.stash:
+        signal.signal(signal.SIGINT, config.stash[SIGINT_KEY])
     if SESSION_KEY in config.stash:
         del config.stash[SESSION_KEY]
 
@@ -263,8 +281,18 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     if CASSETTE_DIR in folders:
         return None
     if config.getini("llmbias_cases") in folders or _named_on_command_line(config, file_path):
+        _start_spark_early(config)
         return CaseFile.from_parent(parent, path=file_path)
     return None
+
+
+def _start_spark_early(config: pytest.Config) -> None:
+    """The first case file found: start the JVM now, so it boots while the rest is collected and run."""
+    llm_session = config.stash.get(SESSION_KEY, None)
+    if (llm_session is None or config.option.collectonly or config.getoption("llm_plan")
+            or hasattr(config, "workerinput")):  # workers leave Spark to the controller
+        return
+    llm_session.start_spark(config.hook.pytest_llmbias_spark_session(config=config))
 
 
 class CaseFile(pytest.File):
@@ -429,5 +457,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if exitstatus != pytest.ExitCode.INTERRUPTED:  # only a whole run knows what is no longer asked
         llm_session.prune_cassettes(session.config.stash[DESELECTED_FILES_KEY])
-    results = llm_session.finish()
+    give_up = _hurry_on_sigint(session.config)
+    results = llm_session.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED, give_up=give_up)
+    if give_up is not None and give_up.is_set():
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
     session.config.hook.pytest_llmbias_results(results=results, config=session.config)

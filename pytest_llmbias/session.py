@@ -474,10 +474,10 @@ class LLMSession:
     # -- Spark --------------------------------------------------------------------------------
     def start_spark(self, provided: Any = None) -> None:
         """Start Spark in the background, or take the session a hook provided (a notebook's spark)."""
-        from .results import SparkStarter
+        from .results import SPARK_LOG, SparkStarter
 
         if self._spark is None and self.config.spark:
-            self._spark = SparkStarter(provided)
+            self._spark = SparkStarter(provided, log_path=self.config.rootdir / SPARK_LOG)
             self._spark.start()
 
     def answers_dataframe(self) -> Any:
@@ -488,13 +488,15 @@ class LLMSession:
             raise RuntimeError("llm_answers needs Spark, and llmbias_spark is false")
         return to_dataframe(self._spark.result(), self.answer_rows(), ANSWER_COLUMNS)
 
-    def finish(self) -> Any:
-        """Build the run's DataFrames (and write Parquet) from what was gathered, even if interrupted."""
+    def finish(self, *, interrupted: bool = False, give_up: threading.Event | None = None) -> Any:
+        """Build the run's DataFrames (and write Parquet) from what was gathered, even if interrupted:
+        then answers still in flight and a Spark still starting are not waited for."""
         from .results import RunResults
 
-        self.stop_fetching()
+        self.stop_fetching(timeout=1.0 if interrupted else 30.0)
         self.results = RunResults.build(self.run_id, self.answer_rows(), self.verdict_rows,
-                                        self._spark, self.config.results_dir, spark=self.config.spark)
+                                        self._spark, self.config.results_dir, spark=self.config.spark,
+                                        interrupted=interrupted, give_up=give_up)
         self.results.suite = suite_report(self.results.answer_rows)
         return self.results
 
