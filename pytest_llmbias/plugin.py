@@ -196,6 +196,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[CHECK_SETTINGS_KEY] = _check_settings(config)
     config.stash[DESELECTED_FILES_KEY] = set()
     _stop_gracefully_on_sigterm(config)
+    _handle_ctrl_c(config)
     # pytest-xdist: keep each case's tests on one worker, so its prompts are asked once.
     if getattr(config.option, "dist", "no") == "load" and not hasattr(config, "workerinput"):
         config.option.dist = "loadscope"
@@ -242,17 +243,46 @@ def _stop_gracefully_on_sigterm(config: pytest.Config) -> None:
 SIGINT_KEY = pytest.StashKey[Any]()
 
 
-def _hurry_on_sigint(config: pytest.Config) -> Any:
-    """From here to the end, Ctrl-C cuts the waits short instead of raising: the report of what was
-    gathered is still printed (a second Ctrl-C after the one that ended the tests included)."""
+class _CtrlC:
+    """SIGINT while the run goes on: the first one raises KeyboardInterrupt, as usual; from then
+    on, and from the end of the tests, Ctrl-C only cuts the waits short (`give_up`), so the report
+    of what was gathered is still printed."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.give_up = threading.Event()
+        self.winding_down = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.winding_down:
+            self.give_up.set()
+            return
+        self.winding_down = True
+        import signal
+
+        signal.default_int_handler(signum, frame)  # raises where the run was, as if we were not here
+
+
+def _handle_ctrl_c(config: pytest.Config) -> None:
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return  # somebody else handles it (a notebook kernel, a runner): leave it to them
+    handler = _CtrlC()
+    config.stash[SIGINT_KEY] = (signal.signal(signal.SIGINT, handler), handler)
+
+
+def _hurry_on_sigint(config: pytest.Config) -> Any:
+    """From here to the end, Ctrl-C cuts the waits short instead of raising."""
+    if SIGINT_KEY not in config.stash:
         return None
-    give_up = threading.Event()
-    config.stash[SIGINT_KEY] = signal.signal(signal.SIGINT, lambda signum, frame: give_up.set())
-    return give_up
+    handler = config.stash[SIGINT_KEY][1]
+    handler.winding_down = True
+    return handler.give_up
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -261,7 +291,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if SIGTERM_KEY in config.stash:
         signal.signal(signal.SIGTERM, config.stash[SIGTERM_KEY])
     if SIGINT_KEY in config.stash:
-        signal.signal(signal.SIGINT, config.stash[SIGINT_KEY])
+        signal.signal(signal.SIGINT, config.stash[SIGINT_KEY][0])
     if SESSION_KEY in config.stash:
         del config.stash[SESSION_KEY]
 
@@ -459,6 +489,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         llm_session.prune_cassettes(session.config.stash[DESELECTED_FILES_KEY])
     give_up = _hurry_on_sigint(session.config)
     results = llm_session.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED, give_up=give_up)
+    session.config.hook.pytest_llmbias_results(results=results, config=session.config)
     if give_up is not None and give_up.is_set():
         session.exitstatus = pytest.ExitCode.INTERRUPTED
-    session.config.hook.pytest_llmbias_results(results=results, config=session.config)

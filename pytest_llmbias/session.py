@@ -16,6 +16,7 @@ from typing import Any
 from .cases import Case
 from .client import (DEFAULT_DEPLOYMENT, ChatRequest, Completion, RequestFailed, Settings,
                      estimate_tokens)
+from .throttle import Stopped
 
 MODES = ("replay", "new", "all", "live")
 JOURNAL_DIR = Path(".llmbias") / "journal"
@@ -217,7 +218,7 @@ class LLMSession:
         self._library = None if mode == "live" else self._new_library(mode)
         settings = Settings.from_env(needs_network=mode != "replay", api_key=self.api_key)
         self._client = build_client(settings, library=self._library)
-        self._limiter = RateLimiter(self.config.tpm, self.config.rpm)
+        self._limiter = RateLimiter(self.config.tpm, self.config.rpm, stop=self._stopping)
         if mode != "replay":
             path = self.config.rootdir / JOURNAL_DIR / f"{self.run_id}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -246,8 +247,11 @@ class LLMSession:
         if self._stopping.is_set():
             outcome: Completion | str | BaseException = "not asked: the run was interrupted"
         else:
-            try:
-                outcome = ask(self._client, request, attempts=self.config.attempts, limiter=self._limiter)
+            try:  # retry waits end early when the run stops
+                outcome = ask(self._client, request, attempts=self.config.attempts, limiter=self._limiter,
+                              sleep=self._stopping.wait)
+            except Stopped as stopped:
+                outcome = str(stopped)
             except Exception as error:
                 outcome = self._describe_failure(key, error)
         self._store(key, outcome)

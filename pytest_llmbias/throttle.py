@@ -14,6 +14,10 @@ FLOOR_SHARE = 0.5
 BACKOFF_FACTOR = 0.98
 
 
+class Stopped(Exception):
+    """The run is ending (Ctrl-C, SIGTERM): nothing more is sent."""
+
+
 class RateLimiter:
     """Schedules requests so that tokens and requests per minute stay within the quota.
 
@@ -24,9 +28,11 @@ class RateLimiter:
 
     def __init__(self, tpm: int | None = None, rpm: int | None = None, *,
                  clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 stop: threading.Event | None = None) -> None:
         self.tpm, self.rpm = tpm, rpm
         self._clock, self._sleep = clock, sleep
+        self._stop = stop                 # set when the run ends: waits end, nothing more is sent
         self._share = START_SHARE
         self._next_free = clock()
         self._lock = threading.Lock()
@@ -56,6 +62,8 @@ class RateLimiter:
                 self._prompt_ratio = 0.8 * self._prompt_ratio + 0.2 * (actual / estimated)
 
     def acquire(self, cost: int) -> None:
+        if self._stop is not None and self._stop.is_set():
+            raise Stopped("not asked: the run was interrupted")
         if not self.active:
             return
         with self._lock:
@@ -66,7 +74,11 @@ class RateLimiter:
             self.tokens_booked += cost
             self.requests_booked += 1
         if send_at > now:
-            self._sleep(send_at - now)
+            if self._stop is not None and self._sleep is time.sleep:
+                if self._stop.wait(send_at - now):  # woken by the end of the run
+                    raise Stopped("not asked: the run was interrupted")
+            else:
+                self._sleep(send_at - now)
 
     def throttled(self, retry_after: float | None, cost: int = 0) -> None:
         """A 429: its booking is given back (Azure charged nothing), nobody sends before its
