@@ -303,6 +303,10 @@ class _Token(NamedTuple):
     titlecase: bool  # "Sarah", "She"
 
 
+_SENTENCE_END = re.compile(r"[.!?]")
+
+
+@functools.lru_cache(maxsize=16384)  # one answer is read by several checks and the suite figures
 def _tokenize(text: str) -> list[_Token]:
     raw = [(match.group(), match.start(), match.end()) for match in _WORD.finditer(text)]
     merged: list[tuple[str, int, int]] = []
@@ -325,7 +329,7 @@ def _tokenize(text: str) -> list[_Token]:
             gap = text[merged[index - 1][2] : start]
             previous = tokens[-1]
             if "\n" in gap or (
-                re.search(r"[.!?]", gap) and not (gap.strip() == "." and previous.lower in _ABBREVIATIONS)
+                _SENTENCE_END.search(gap) and not (gap.strip() == "." and previous.lower in _ABBREVIATIONS)
             ):
                 sentence += 1
         lowered = surface.lower().replace("\u2019", "'")

@@ -97,6 +97,7 @@ class LLMSession:
         self._spark: Any = None
         self.selected: list[tuple[Case, Any]] = []     # (case, check) of every selected test
         self._corrected: dict[tuple[str, str, str], Any] | None = None
+        self._relative: dict[str | Path, str] = {}
 
     # -- planning -----------------------------------------------------------------------------
     def register(self, cases: Iterable[Case]) -> None:
@@ -169,10 +170,14 @@ class LLMSession:
         return cassette_path(Path(case.path), self.config.cassette_dir)
 
     def relative(self, path: str | Path) -> str:
-        try:
-            return Path(path).resolve().relative_to(self.config.rootdir.resolve()).as_posix()
-        except ValueError:
-            return Path(path).as_posix()
+        shown = self._relative.get(path)
+        if shown is None:  # once per case file: resolving stats every folder of the path
+            try:
+                shown = Path(path).resolve().relative_to(self.config.rootdir.resolve()).as_posix()
+            except ValueError:
+                shown = Path(path).as_posix()
+            self._relative[path] = shown
+        return shown
 
     def plan(self, latency_s: float = 1.0) -> Plan:
         """What a live or record run would ask: requests, samples, tokens, time at the quota."""
