@@ -182,6 +182,8 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
                 n=request.n,
             )
             answer = _completion(raw, time.perf_counter() - started, attempt, throttled)
+            if limiter is not None:  # the quota the deployment reports (none on a replay)
+                limiter.observe({} if answer.replayed else raw.headers, 0 if answer.replayed else cost)
             if limiter is not None and not answer.replayed:
                 limiter.observe_prompt(estimate_prompt_tokens(request), answer.prompt_tokens)
             return answer

@@ -71,7 +71,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--llm-concurrency", metavar="N", type=int, default=None,
                     help="requests in flight (default 8)")
     group.addoption("--llm-tpm", metavar="N", type=int, default=None,
-                    help="the deployment's tokens-per-minute quota: pace requests to it")
+                    help="the deployment's tokens-per-minute quota: pace requests to it (default: "
+                         "the quota its x-ratelimit-* headers report, else learned from its 429s)")
     group.addoption("--llm-rpm", metavar="N", type=int, default=None,
                     help="the deployment's requests-per-minute quota: pace requests to it")
     group.addoption("--llm-correction", choices=("holm", "bh"), default=None,

@@ -223,7 +223,8 @@ class LLMSession:
         self._library = None if mode == "live" else self._new_library(mode)
         settings = Settings.from_env(needs_network=mode != "replay", api_key=self.api_key)
         self._client = build_client(settings, library=self._library)
-        self._limiter = RateLimiter(self.config.tpm, self.config.rpm, stop=self._stopping)
+        self._limiter = RateLimiter(self.config.tpm, self.config.rpm, stop=self._stopping,
+                                    learn=mode != "replay")  # a replay asks nobody: nothing to learn
         if mode != "replay":
             path = self.config.rootdir / JOURNAL_DIR / f"{self.run_id}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -1658,6 +1658,7 @@ class StandIn:
         headers = {
             "x-ratelimit-remaining-tokens": str(remaining_tokens),
             "x-ratelimit-remaining-requests": str(remaining_requests),
+            **self._limit_headers(),
         }
         wait = max(token_wait, request_wait)
         if wait == 0.0:
@@ -1667,6 +1668,11 @@ class StandIn:
         kind = "token" if token_wait >= request_wait else "call"
         body_429 = _rate_limit_body(api_version, int(retry["retry-after"]), kind)
         return _Reply(429, body_429, {**headers, **retry}), headers
+
+    def _limit_headers(self) -> dict[str, str]:
+        """x-ratelimit-limit-*: the deployment's quota per minute, which Azure sends beside the remaining."""
+        return {"x-ratelimit-limit-tokens": str(self.tpm or NOMINAL_TPM),
+                "x-ratelimit-limit-requests": str(self.rpm or NOMINAL_RPM)}
 
     def _completion(self, body: Mapping[str, Any], user_text: str) -> _Reply:
         n = body.get("n") or 1
