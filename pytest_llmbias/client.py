@@ -379,6 +379,8 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
         try:
             raw = client.chat.completions.with_raw_response.create(**_create_arguments(request))
             answer = _completion(raw, time.perf_counter() - started, attempt, throttled)
+            if limiter is not None:  # the quota the deployment reports (none on a replay)
+                limiter.observe({} if answer.replayed else raw.headers, 0 if answer.replayed else cost)
             if answered is not None and not answer.replayed:
                 answered()
             if limiter is not None and not answer.replayed:

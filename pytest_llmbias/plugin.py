@@ -82,7 +82,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--llm-concurrency", metavar="N", type=int, default=None,
                     help="requests in flight (default 8)")
     group.addoption("--llm-tpm", metavar="N", type=int, default=None,
-                    help="the deployment's tokens-per-minute quota: pace requests to it")
+                    help="the deployment's tokens-per-minute quota: pace requests to it (default: "
+                         "the quota its x-ratelimit-* headers report, else learned from its 429s)")
     group.addoption("--llm-rpm", metavar="N", type=int, default=None,
                     help="the deployment's requests-per-minute quota: pace requests to it")
     group.addoption("--llm-correction", choices=("holm", "bh"), default=None,
@@ -250,6 +251,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[CHECK_SETTINGS_KEY] = _check_settings(config)
     config.stash[DESELECTED_FILES_KEY] = set()
     _stop_gracefully_on_sigterm(config)
+    _handle_ctrl_c(config)
     # pytest-xdist: keep each case's tests on one worker, so its prompts are asked once.
     if getattr(config.option, "dist", "no") == "load" and not hasattr(config, "workerinput"):
         config.option.dist = "loadscope"
@@ -296,11 +298,58 @@ def _stop_gracefully_on_sigterm(config: pytest.Config) -> None:
     config.stash[SIGTERM_KEY] = signal.signal(signal.SIGTERM, interrupt)
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
-    if SIGTERM_KEY in config.stash:
+SIGINT_KEY = pytest.StashKey[Any]()
+
+
+class _CtrlC:
+    """SIGINT while the run goes on: the first one raises KeyboardInterrupt, as usual; from then
+    on, and from the end of the tests, Ctrl-C only cuts the waits short (`give_up`), so the report
+    of what was gathered is still printed."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.give_up = threading.Event()
+        self.winding_down = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.winding_down:
+            self.give_up.set()
+            return
+        self.winding_down = True
         import signal
 
+        signal.default_int_handler(signum, frame)  # raises where the run was, as if we were not here
+
+
+def _handle_ctrl_c(config: pytest.Config) -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return  # somebody else handles it (a notebook kernel, a runner): leave it to them
+    handler = _CtrlC()
+    config.stash[SIGINT_KEY] = (signal.signal(signal.SIGINT, handler), handler)
+
+
+def _hurry_on_sigint(config: pytest.Config) -> Any:
+    """From here to the end, Ctrl-C cuts the waits short instead of raising."""
+    if SIGINT_KEY not in config.stash:
+        return None
+    handler = config.stash[SIGINT_KEY][1]
+    handler.winding_down = True
+    return handler.give_up
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import signal
+
+    if SIGTERM_KEY in config.stash:
         signal.signal(signal.SIGTERM, config.stash[SIGTERM_KEY])
+    if SIGINT_KEY in config.stash:
+        signal.signal(signal.SIGINT, config.stash[SIGINT_KEY][0])
     if SESSION_KEY in config.stash:
         del config.stash[SESSION_KEY]
     if USER_CHECKS_KEY in config.stash:
@@ -326,8 +375,18 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     if CASSETTE_DIR in folders:
         return None
     if config.getini("llmbias_cases") in folders or _named_on_command_line(config, file_path):
+        _start_spark_early(config)
         return CaseFile.from_parent(parent, path=file_path)
     return None
+
+
+def _start_spark_early(config: pytest.Config) -> None:
+    """The first case file found: start the JVM now, so it boots while the rest is collected and run."""
+    llm_session = config.stash.get(SESSION_KEY, None)
+    if (llm_session is None or config.option.collectonly or config.getoption("llm_plan")
+            or hasattr(config, "workerinput")):  # workers leave Spark to the controller
+        return
+    llm_session.start_spark(config.hook.pytest_llmbias_spark_session(config=config))
 
 
 class CaseFile(pytest.File):
@@ -580,5 +639,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if exitstatus != pytest.ExitCode.INTERRUPTED:  # only a whole run knows what is no longer asked
         llm_session.prune_cassettes(session.config.stash[DESELECTED_FILES_KEY])
-    results = llm_session.finish()
+    give_up = _hurry_on_sigint(session.config)
+    results = llm_session.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED, give_up=give_up)
     session.config.hook.pytest_llmbias_results(results=results, config=session.config)
+    if give_up is not None and give_up.is_set():
+        session.exitstatus = pytest.ExitCode.INTERRUPTED

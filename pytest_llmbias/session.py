@@ -18,6 +18,7 @@ from typing import Any
 from .cases import Case
 from .client import (DEFAULT_DEPLOYMENT, ChatRequest, Completion, RequestFailed, RunStopped, Settings,
                      estimate_tokens)
+from .throttle import Stopped
 
 MODES = ("replay", "new", "all", "live")
 JOURNAL_DIR = Path(".llmbias") / "journal"
@@ -124,6 +125,7 @@ class LLMSession:
         self._refuses_n: set[str] = set()       # deployments that refuse n > 1: fan out to single requests
         self._corrected: dict[tuple[str, str, str], Any] | None = None
         self.unpruned: set[Path] = set()  # cassettes of files run in part: nothing dropped from them
+        self._relative: dict[str | Path, str] = {}
 
     # -- planning -----------------------------------------------------------------------------
     def register(self, cases: Iterable[Case]) -> None:
@@ -222,10 +224,14 @@ class LLMSession:
         return cassette_path(Path(case.path), self.config.cassette_dir)
 
     def relative(self, path: str | Path) -> str:
-        try:
-            return Path(path).resolve().relative_to(self.config.rootdir.resolve()).as_posix()
-        except ValueError:
-            return Path(path).as_posix()
+        shown = self._relative.get(path)
+        if shown is None:  # once per case file: resolving stats every folder of the path
+            try:
+                shown = Path(path).resolve().relative_to(self.config.rootdir.resolve()).as_posix()
+            except ValueError:
+                shown = Path(path).as_posix()
+            self._relative[path] = shown
+        return shown
 
     def plan(self, latency_s: float = 1.0) -> Plan:
         """What a live or record run would ask: requests, samples, tokens, time at the quota."""
@@ -280,7 +286,8 @@ class LLMSession:
         self._client = build_client(self.settings(), library=self._library)
         if mode == "replay":
             self._first_asked.set()  # nothing reaches a deployment: no need to send the first request alone
-        self._limiter = RateLimiter(self.config.tpm, self.config.rpm)
+        self._limiter = RateLimiter(self.config.tpm, self.config.rpm, stop=self._stopping,
+                                    learn=mode != "replay")  # a replay asks nobody: nothing to learn
         if mode != "replay":
             path = self.config.rootdir / JOURNAL_DIR / f"{self.run_id}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -335,6 +342,8 @@ class LLMSession:
         except RunStopped as stop:
             self.stopped = str(stop)
             outcome = str(stop)
+        except Stopped as stopped:  # the run was interrupted while this request waited
+            outcome = str(stopped)
         except Exception as error:
             outcome = self._describe_failure(key, error)
         if not (isinstance(outcome, Completion) and outcome.replayed):
@@ -347,7 +356,7 @@ class LLMSession:
 
         try:
             return ask(self._client, request, attempts=self.config.attempts, limiter=self._limiter,
-                       answered=self._first_asked.set)
+                       answered=self._first_asked.set, sleep=self._stopping.wait)
         except NRefused:
             self._refuses_n.add(request.deployment)
         except Exception as error:
@@ -373,7 +382,7 @@ class LLMSession:
 
         def one(index: int) -> Completion:
             return ask(self._client, request.sample(index), attempts=self.config.attempts, limiter=self._limiter,
-                       answered=self._first_asked.set)
+                       answered=self._first_asked.set, sleep=self._stopping.wait)
 
         with ThreadPoolExecutor(max_workers=min(request.n, max(1, self.config.concurrency)),
                                 thread_name_prefix="llmbias-sample") as pool:
@@ -677,10 +686,10 @@ class LLMSession:
     # -- Spark --------------------------------------------------------------------------------
     def start_spark(self, provided: Any = None) -> None:
         """Start Spark in the background, or take the session a hook provided (a notebook's spark)."""
-        from .results import SparkStarter
+        from .results import SPARK_LOG, SparkStarter
 
         if self._spark is None and self.config.spark:
-            self._spark = SparkStarter(provided)
+            self._spark = SparkStarter(provided, log_path=self.config.rootdir / SPARK_LOG)
             self._spark.start()
 
     def answers_dataframe(self) -> Any:
@@ -691,13 +700,15 @@ class LLMSession:
             raise RuntimeError("llm_answers needs Spark, and llmbias_spark is false")
         return to_dataframe(self._spark.result(), self.answer_rows(), ANSWER_COLUMNS)
 
-    def finish(self) -> Any:
-        """Build the run's DataFrames (and write Parquet) from what was gathered, even if interrupted."""
+    def finish(self, *, interrupted: bool = False, give_up: threading.Event | None = None) -> Any:
+        """Build the run's DataFrames (and write Parquet) from what was gathered, even if interrupted:
+        then answers still in flight and a Spark still starting are not waited for."""
         from .results import RunResults
 
-        self.stop_fetching()
+        self.stop_fetching(timeout=1.0 if interrupted else 30.0)
         self.results = RunResults.build(self.run_id, self.answer_rows(), self.verdict_rows,
-                                        self._spark, self.config.results_dir, spark=self.config.spark)
+                                        self._spark, self.config.results_dir, spark=self.config.spark,
+                                        interrupted=interrupted, give_up=give_up)
         self.results.suite = suite_report(self.results.answer_rows)
         return self.results
 

@@ -218,9 +218,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     def paint(text: str, markup: Any) -> str:
         return writer.markup(text, **markup)
 
-    verdicts = ([row.asDict() for row in results.verdicts.collect()] if results.verdicts is not None
-                else results.verdict_rows)
-    answer_count = results.answers.count() if results.answers is not None else len(results.answer_rows)
+    # From the rows the DataFrames hold: the table starts no Spark job.
+    verdicts, answer_count = results.verdict_rows, len(results.answer_rows)
     blocked = sum(1 for row in results.answer_rows if row.get("finish_reason") == "content_filter")
     terminalreporter.write_sep("=", "llm bias results")
     for line in summary_lines(results, verdicts, answer_count, blocked=blocked, comparison=state.comparison,

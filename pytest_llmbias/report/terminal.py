@@ -238,7 +238,10 @@ def summary_lines(results: Any, verdicts: Sequence[Mapping[str, Any]], answer_co
     if blocked:
         lines.append(f"{_plural(blocked, 'answer')} withheld by the content filter (finish_reason content_filter): "
                      "left out of the checks and the baseline indicators")
-    if results.answers is not None:
+    if getattr(results, "frames_pending", False):  # nothing read them yet: no wait for Spark
+        lines.append("DataFrames: results.answers and results.verdicts, built on first read "
+                     "(pytest_llmbias_results hook, llm_answers); Spark starts in the background")
+    elif results.answers is not None:
         lines.append("DataFrames: results.answers and results.verdicts in the pytest_llmbias_results hook "
                      f"(Spark ready after {results.spark_seconds:.1f}s, started in the background)")
     elif results.spark_problem:

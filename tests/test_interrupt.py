@@ -1,0 +1,82 @@
+"""Ctrl-C in a real pytest process: honoured during Spark's start, and a second one still gets the report."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import NURSE_CASES
+
+pytestmark = pytest.mark.spark
+
+# The results hook reads the DataFrames, so the end of the run waits for Spark; the marker file
+# says when that wait has begun.
+WAITING_CONFTEST = """\
+def pytest_llmbias_results(results, config):
+    (config.rootpath / "waiting").write_text("")
+    (config.rootpath / "frames").write_text(repr(results.answers is not None))
+"""
+
+
+def _run(project: Path, *args: str) -> subprocess.Popen:
+    # No class-data archive: the JVM takes seconds to start, so the signal lands during the start.
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONUNBUFFERED": "1",
+           "PYTEST_LLMBIAS_CACHE": "off"}
+    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "pytest_llmbias.plugin",
+                             "-p", "no:cacheprovider", "--llm-live", *args],
+                            cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(condition, what: str, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "pytest.ini").write_text("[pytest]\nllmbias_spark = true\n")
+    (tmp_path / "cases").mkdir()
+    (tmp_path / "cases" / "nurse.yaml").write_text(NURSE_CASES)
+    (tmp_path / "conftest.py").write_text(WAITING_CONFTEST)
+    return tmp_path
+
+
+def test_ctrl_c_while_spark_starts_ends_the_wait_and_prints_the_report(project: Path, azure_env) -> None:
+    process = _run(project)
+    _wait_for(lambda: (project / "waiting").exists() or process.poll() is not None, "the results hook ran")
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert (project / "frames").read_text() == "False", output  # the hook got no DataFrame, and no wait
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert "llm bias results" in output and "run " in output
+    assert "no DataFrame: the run was interrupted while Spark was starting" in output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output
+    # The JVM's own lines went to its log, not to the terminal.
+    assert "incubator" not in output and "log level" not in output
+    assert (project / ".llmbias" / "logs" / "spark.log").exists()
+
+
+def test_second_ctrl_c_still_prints_the_report_of_what_was_gathered(project: Path, azure_env) -> None:
+    azure_env.latency = 2.0  # the tests wait for answers when the first Ctrl-C comes
+    process = _run(project, "--llm-concurrency", "1")
+    _wait_for(lambda: sum(record.status == 200 for record in azure_env.requests) >= 1, "the first answer")
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.3)  # the run is winding down: in-flight answers, cassettes, results
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert "llm bias results" in output, output
+    assert "Traceback" not in output, output
+    assert (project / "waiting").exists()  # the results hook still ran
+    # the answers that arrived before the Ctrl-C (4 a prompt) are in the report
+    assert re.search(r"run \S+: [48] answers", output), output

@@ -1,0 +1,73 @@
+"""The local JVM's class-data archive: made once, promoted when its writer is gone, keyed to Java and Spark."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_llmbias.results import ClassDataArchive, cache_dir
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_first_run_dumps_to_a_part_file_and_names_its_writer(tmp_path: Path) -> None:
+    archive = ClassDataArchive(tmp_path, "spark-x-java17-abc.jsa")
+    option = archive.java_option()
+    assert option.startswith("-XX:ArchiveClassesAtExit=") and option.endswith(".part")
+    archive.started(subprocess.Popen([sys.executable, "-c", "pass"]))
+    sidecars = list(tmp_path.glob("*.part.pid"))
+    assert len(sidecars) == 1 and sidecars[0].read_text().isdigit()
+
+
+def test_a_finished_part_becomes_the_archive_and_is_used(tmp_path: Path) -> None:
+    archive = ClassDataArchive(tmp_path, "spark-x-java17-abc.jsa")
+    part = tmp_path / "spark-x-java17-abc.jsa.1-2.part"
+    part.write_bytes(b"archive bytes")
+    Path(f"{part}.pid").write_text(str(_dead_pid()))
+    option = archive.java_option()
+    assert option == f"-XX:SharedArchiveFile={tmp_path / 'spark-x-java17-abc.jsa'} -Xshare:auto"
+    assert (tmp_path / "spark-x-java17-abc.jsa").read_bytes() == b"archive bytes"
+    assert not part.exists() and not Path(f"{part}.pid").exists()
+
+
+def test_while_another_jvm_writes_it_nobody_dumps_a_second(tmp_path: Path) -> None:
+    archive = ClassDataArchive(tmp_path, "spark-x-java17-abc.jsa")
+    Path(tmp_path / "spark-x-java17-abc.jsa.1-2.part.pid").write_text(str(os.getpid()))  # alive
+    assert archive.java_option() == ""
+
+
+def test_a_writer_that_died_without_writing_leaves_nothing_behind(tmp_path: Path) -> None:
+    archive = ClassDataArchive(tmp_path, "spark-x-java17-abc.jsa")
+    sidecar = tmp_path / "spark-x-java17-abc.jsa.1-2.part.pid"
+    sidecar.write_text(str(_dead_pid()))
+    assert archive.java_option().startswith("-XX:ArchiveClassesAtExit=")  # this run makes it instead
+    assert not sidecar.exists()
+
+
+def test_cache_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PYTEST_LLMBIAS_CACHE", "off")
+    assert cache_dir() is None
+    monkeypatch.setenv("PYTEST_LLMBIAS_CACHE", str(tmp_path))
+    assert cache_dir() == tmp_path
+    monkeypatch.delenv("PYTEST_LLMBIAS_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_dir() == tmp_path / "pytest-llmbias"
+
+
+def test_the_archive_name_carries_java_and_spark(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    pytest.importorskip("pyspark")
+    monkeypatch.setenv("PYTEST_LLMBIAS_CACHE", str(tmp_path))
+    archive = ClassDataArchive.for_this_machine()
+    if archive is None:
+        pytest.skip("no Java 13+ here: no class-data archive")
+    import pyspark
+
+    assert archive.name.startswith(f"spark-{pyspark.__version__}-java") and archive.name.endswith(".jsa")
