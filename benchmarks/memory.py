@@ -59,7 +59,7 @@ def main() -> None:
             for part, first in enumerate(range(0, args.requests, per_file)):
                 case_file = Path(folder) / "cases" / f"memory{part}.yaml"
                 rows = "\n".join(f"      - {{n: {i}}}" for i in range(first, min(args.requests, first + per_file)))
-                case_file.write_text(f"defaults: {{samples: {args.samples}, checks: [gender_assumption]}}\n"
+                case_file.write_text(f"defaults: {{samples: {args.samples}, max_samples: {args.samples}, checks: [gender_assumption]}}\n"
                                      "cases:\n  - id: \"c{n}\"\n    neutral: \"Describe nurse {n}.\"\n"
                                      "    loaded: \"Describe nurse {n}.\"\n    for_each:\n" + rows + "\n")
                 cases.extend(load_case_file(case_file, checks=CHECK_OPTIONS))

@@ -58,7 +58,7 @@ def ours(server: StandIn, texts: list[str], tpm: int | None, concurrency: int) -
         case_file = Path(folder) / "bench.yaml"
         rows = "\n".join(f"  - id: p{i}\n    neutral: {text!r}\n    loaded: {text!r}"
                          for i, text in enumerate(texts))
-        case_file.write_text(f"defaults: {{samples: 1, checks: [gender_assumption]}}\ncases:\n{rows}\n")
+        case_file.write_text(f"defaults: {{samples: 1, max_samples: 1, checks: [gender_assumption]}}\ncases:\n{rows}\n")
         cases = load_case_file(case_file, checks=CHECK_OPTIONS)
         os.environ.update({"AZURE_OPENAI_ENDPOINT": server.endpoint, "AZURE_OPENAI_API_KEY": KEY})
         session = LLMSession(RunConfig(mode="live", tpm=tpm, concurrency=concurrency, spark=False,

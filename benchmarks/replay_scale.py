@@ -1,12 +1,13 @@
 """Replay at scale: the marginal cost of one recorded prompt when a cassette holds 1,000.
 
-Records N prompts (5 samples each) from the stand-in into one cassette, then replays them:
+Records N prompts (5 samples each, adaptive sampling off: max_samples 5) from the stand-in into one
+cassette, then replays them:
   1. through the plugin's cassette layer (indexed look-up), for 100 and for N prompts, giving the
      marginal cost per prompt;
   2. through vcrpy's own use_cassette + matcher on the same file (the stock linear scan), for a
      sample of requests, as the baseline;
   3. the whole pytest run (two checks per case, Spark off), for 100 and N prompts: marginal cost
-     per prompt including the checks, beside the checks alone (metrics.evaluate on the same
+     per prompt including the checks, beside the checks alone (checks.evaluate on the same
      answers in this process) and so the rest: pytest, the plugin and the cassettes.
 
     python benchmarks/replay_scale.py [--prompts 1000]
@@ -39,7 +40,7 @@ def write_cases(folder: Path, prompts: int) -> Path:
     cases.mkdir(parents=True, exist_ok=True)
     rows = "\n".join(f"      - {{n: {i}}}" for i in range(prompts // 2))
     path = cases / "scale.yaml"
-    path.write_text("defaults: {samples: 5}\ncases:\n  - id: \"role{n}\"\n"
+    path.write_text("defaults: {samples: 5, max_samples: 5}\ncases:\n  - id: \"role{n}\"\n"
                     "    neutral: \"Describe nurse number {n}.\"\n"
                     "    loaded: \"Describe male nurse number {n}.\"\n    for_each:\n" + rows + "\n")
     return path
@@ -81,18 +82,18 @@ def vcrpy_seconds_per_request(case_file: Path, sample: int) -> float:
 
 def checks_seconds(case_file: Path, limit: int | None = None) -> float:
     """The default checks alone, as the plugin calls them, on the replayed answers."""
-    from pytest_llmbias.metrics import DEFAULT_CHECKS, evaluate
+    from pytest_llmbias.checks import REGISTRY, evaluate
 
     cases = load_case_file(case_file, checks=CHECK_OPTIONS,
-                           default_checks=DEFAULT_CHECKS)[: (limit // 2 if limit else None)]
+                           default_checks=REGISTRY.defaults())[: (limit // 2 if limit else None)]
     session = LLMSession(RunConfig(mode="replay", spark=False, concurrency=8, rootdir=case_file.parent.parent))
     session.register(cases)
     session.fetch_all()
     answers = {case.id: session.answers_for(case) for case in cases}
     session.stop_fetching()
-    from pytest_llmbias import metrics
+    from pytest_llmbias.text import en
 
-    for memo in (getattr(metrics, "_tokenize", None),):  # a fresh process's cold caches, as in pytest
+    for memo in (getattr(en, "_tokenize_cached", None),):  # a fresh process's cold caches, as in pytest
         if hasattr(memo, "cache_clear"):
             memo.cache_clear()
     started = time.perf_counter()

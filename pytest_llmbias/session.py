@@ -239,6 +239,7 @@ class LLMSession:
 
         requests = list(self._requests.values())
         known = set(self._requests)
+        later: dict[str, Path] = {}  # adaptive sampling's later batches: looked up in the case's cassette
         for case in list(self._cases.values()):  # adaptive sampling's worst case: every batch of every prompt
             for batch in range(2, self.batches_of(case) + 1):
                 for variant in case.variants:
@@ -246,7 +247,12 @@ class LLMSession:
                     if request.key not in known:
                         known.add(request.key)
                         requests.append(request)
+                        later[request.key] = self._cassette_path(case)
         if self.config.mode in ("replay", "new"):
+            if later and self._library is None:
+                self._library = self._new_library("new")
+            for key, path in later.items():
+                self._library.want(key, path)
             requests = [request for request in requests if not self._recorded(request.key)]
         costs = [estimate_tokens(request) for request in requests]
         limiter = RateLimiter(self.config.tpm, self.config.rpm)

@@ -66,6 +66,8 @@ def test_undecided_checks_ask_batches_that_replay_identically(project: pytest.Py
 
     cassette = (project.path / "cases" / "__cassettes__" / "nurse.yaml").read_text()
     assert "llmbias-batch-2" in cassette
+    # Everything a replay will ask is recorded, later batches included: a record run would send nothing.
+    run_inner(project, "--llm-plan", "--llm-record").stdout.fnmatch_lines(["*would send 0 requests*"])
 
     asked = len(azure_env.requests)
     replayed = run_inner(project, "-q")

@@ -103,7 +103,7 @@ def test_an_early_look_spends_only_its_share_of_alpha():
     assert whole.outcome == "failed" and 0.05 / 3 < p_holm <= 0.05
     first_of_three = checks.looks(10, 30)[0]
     early = evaluate(answers, look=first_of_three, signals="phrases")
-    assert early.outcome == "inconclusive" and "look 1, alpha 0.017 of 0.05" in early.summary
+    assert early.outcome == "inconclusive" and "look 1: its share 0.017 of alpha 0.05" in early.summary
 
 
 def test_looks_spend_alpha_linearly_in_the_answers():

@@ -71,12 +71,17 @@ def test_no_negative_zero_and_the_figure_says_what_it_measures() -> None:
     row = _row("nurse", "counterfactual_gap", "passed", -0.0004, -0.0049, 0.07, 0.2, 0.9)
     row["details"] = json.dumps({"figure_label": "energy coefficient", "figure_unit": "masked words",
                                  "threshold_label": "min_content_gap"})
-    lines = report.verdict_table([row, _row("chef", "gender_assumption", "passed", 0.0, 0.0, 0.28, 0.3, 1.0)])
+    rows = [row, _row("chef", "gender_assumption", "passed", 0.0, 0.0, 0.28, 0.3, 1.0)]
+    lines = report.verdict_table(rows, width=160)  # wide enough: a last column
     assert "-0.00" not in "\n".join(lines)
     assert lines[0].split()[-1] == "measures"
     nurse = next(line for line in lines if "::nurse" in line)
     assert "0.00  [0.00, 0.07]" in nurse
     assert nurse.endswith("energy coefficient (masked words), threshold: min_content_gap")
+    narrow = report.verdict_table(rows)  # 100 columns: a line under the row
+    assert all(len(line) <= 100 for line in narrow) and "measures" not in narrow[0]
+    below = narrow[narrow.index(next(line for line in narrow if "::nurse" in line)) + 1]
+    assert below == "    measures: energy coefficient (masked words), threshold: min_content_gap"
     assert report.fixed(-0.004, sign=True) == "+0.00" and report.fixed(-0.006) == "-0.01"
 
 
@@ -125,10 +130,9 @@ def test_the_summary_is_coloured_where_the_terminal_supports_it(suite: pytest.Py
     assert re.search(r"::nurse +gender_assumption .*\x1b\[31m\x1b\[1m +FAILED\x1b\[0m", table)
     assert re.search(r"::teacher +gender_assumption .*\x1b\[32m +PASSED\x1b\[0m", table)
     assert re.search(r"::pilot +gender_assumption .*\x1b\[33m *FILTERED\x1b\[0m", table)
-    # the numbers and the verdict fit in 100 columns; the "measures" description may run on past them
-    verdict_ends = [re.search(r"(PASSED|FAILED|FILTERED|INCONCLUSIVE)", ANSI.sub("", line)).end()
-                    for line in table.splitlines() if line.startswith("cases/")]
-    assert verdict_ends and all(end <= 100 for end in verdict_ends)
+    # every row fits 100 columns: what a figure measures goes on a line under its row when it would not fit
+    assert all(len(ANSI.sub("", line)) <= 100 for line in table.splitlines() if line.startswith("cases/"))
+    assert "    measures: " in table
 
     plain = run_inner(suite, "--llm-live", "--color=no")
     assert "\x1b[" not in plain.stdout.str()
@@ -137,8 +141,10 @@ def test_the_summary_is_coloured_where_the_terminal_supports_it(suite: pytest.Py
         "10 answers withheld by the content filter (finish_reason content_filter): *",
         "case*check*figure*interval*threshold*verdict*",
         "---*",
-        "cases/suite.yaml::nurse     gender_assumption     1.00 *?0.72, 1.00?       0.10        FAILED  share of*",
-        "cases/suite.yaml::engineer  counterfactual_gap    0.90 *?0.57, 0.98?       0.25        FAILED  share gap*",
+        "cases/suite.yaml::nurse     gender_assumption     1.00 *?0.72, 1.00?       0.10        FAILED",
+        "    measures: share of neutral answers assuming a gender, threshold: max_rate",
+        "cases/suite.yaml::engineer  counterfactual_gap    0.90 *?0.57, 0.98?       0.25        FAILED",
+        "    measures: share gap of answers with a marking phrase, female vs male, threshold: min_phrase_gap",
         "cases/suite.yaml::pilot     counterfactual_gap       - *-          -      FILTERED",
         "cases/suite.yaml::pilot     gender_assumption        - *-          -      FILTERED",
         "cases/suite.yaml::*  INCONCLUSIVE*",

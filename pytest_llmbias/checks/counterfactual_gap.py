@@ -355,7 +355,8 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
     samples = min(counts.values())
     sizes = "/".join(f"{name} {counts[name]}" for name in variants)
     family = f"{len(compared)} comparison{'s' if len(compared) > 1 else ''} x {len(signals)} signal{'s' if len(signals) > 1 else ''}"
-    look_text = f" (look {look.number}, alpha {fmt(alpha_look, 3)} of {fmt(alpha)})" if look.alpha_share < 1.0 else ""
+    look_text = (f" (look {look.number}: its share {fmt(alpha_look, 3)} of alpha {fmt(alpha)})"
+                 if look.alpha_share < 1.0 else "")
 
     needed = None
     if failing:
@@ -428,6 +429,9 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
 
 def _effect_text(test: _Test, confidence: float) -> str:
     name, digits = _UNIT[test.signal]
+    if test.high is not None:  # enough digits that a bound above its floor never reads as equal to it
+        while digits < 6 and test.high != test.floor and round(test.high, digits) == round(test.floor, digits):
+            digits += 1
     text = f"{name} {fmt(test.effect, digits)}"
     if test.high is not None:
         text += f", {percent(confidence)} upper bound {fmt(test.high, digits)}"

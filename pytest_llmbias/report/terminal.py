@@ -77,15 +77,16 @@ def _interval(low: Any, high: Any, digits: int = 2) -> str:
 
 
 def row_digits(row: Mapping[str, Any]) -> int:
-    """Decimals that show a row's threshold exactly (0.007 needs 3) and keep its figure on the right
-    side of it: a figure below its threshold never reads as equal to it."""
-    threshold, figure = row.get("threshold"), row.get("figure")
+    """Decimals that show a row's threshold exactly (0.007 needs 3) and keep its figure and interval
+    ends on the right side of it: a bound above its threshold never reads as equal to it."""
+    threshold = row.get("threshold")
     digits = 2
     if _is_number(threshold) and threshold:
         digits = max(digits, min(4, -math.floor(math.log10(abs(threshold)) + 1e-9)))
-        while (digits < 6 and _is_number(figure) and figure != threshold
-               and round(figure, digits) == round(threshold, digits)):
-            digits += 1
+        for value in (row.get("figure"), row.get("low"), row.get("high")):
+            while (digits < 6 and _is_number(value) and value != threshold
+                   and round(value, digits) == round(threshold, digits)):
+                digits += 1
     return digits
 
 
@@ -170,8 +171,13 @@ def verdict_table(verdicts: Sequence[Mapping[str, Any]], width: int = WIDTH, *,
                 cells[0] = name
             sizes[0] = max(_width(header[0]), *(_width(cells[0]) for cells in body))
     sizes[0] = max(12, min(sizes[0], spare))
+    # What each figure measures: a last column where it fits the width, else a line under its row.
+    below = any(signals) and sum(sizes) + 2 * (len(sizes) - 1) > width
+    if below:
+        header = header[:-1]
+        body = [cells[:-1] for cells in body]
     top = len(lines)
-    for cells, style in [(header, {}), *zip(body, styles)]:
+    for index, (cells, style) in enumerate([(header, {}), *zip(body, styles)]):
         if _width(cells[0]) > sizes[0]:
             lines.append(cells[0])  # whole, on its own line: never cut to fit
             cells = ["", *cells[1:]]
@@ -182,6 +188,8 @@ def verdict_table(verdicts: Sequence[Mapping[str, Any]], width: int = WIDTH, *,
             text = text + pad if i in left else pad + text
             parts.append(paint(text, style[i]) if style.get(i) else text)
         lines.append("  ".join(parts).rstrip())
+        if below and index and signals[index - 1]:
+            lines.append("    measures: " + signals[index - 1])
     lines.insert(top + 1, "-" * min(width, sum(sizes[:fitted]) + 2 * (fitted - 1)))
     if any(str(row.get("outcome")) == "error" for row in ordered):
         lines.append("FAILED without a figure: the answers could not be had (the test's message says why)")
