@@ -159,7 +159,7 @@ def main() -> None:
         checks_ms = (large_checks - small_checks) / (args.prompts - args.small) * 1000
         print(f"whole pytest run (2 checks per case, Spark off, best of {args.repeat}): {args.small} prompts "
               f"{small_run:.1f}s, {args.prompts} prompts {large_run:.1f}s -> {per_prompt:.2f} ms per prompt")
-        print(f"  the checks alone on the same answers (metrics.evaluate, in process): {checks_ms:.2f} ms per "
+        print(f"  the checks alone on the same answers (checks.evaluate, in process): {checks_ms:.2f} ms per "
               f"prompt (baseline) -> the rest (pytest, plugin, cassettes): {per_prompt - checks_ms:.2f} ms "
               "per prompt")
 
