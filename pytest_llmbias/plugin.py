@@ -360,6 +360,24 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         del config.stash[USER_CHECKS_KEY]
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """An interrupt raised by our SIGTERM/SIGINT handler can land in a frame CPython 3.11 reports with no
+    line number (a context manager's generated __enter__); pytest's report of it then crashes, losing
+    the report and the exit code. Unlink such frames from the traceback before pytest formats it."""
+    _drop_frames_without_lines(excinfo.tb)
+
+
+def _drop_frames_without_lines(tb: Any) -> None:
+    while tb is not None:
+        following = tb.tb_next
+        while following is not None and following.tb_lineno is None:
+            following = following.tb_next
+        if following is not tb.tb_next:
+            tb.tb_next = following
+        tb = following
+
+
 def _named_on_command_line(config: pytest.Config, file_path: Path) -> bool:
     named = {Path(config.invocation_params.dir, arg.split("::")[0]).resolve() for arg in config.args}
     return file_path.resolve() in named

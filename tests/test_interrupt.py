@@ -80,3 +80,30 @@ def test_second_ctrl_c_still_prints_the_report_of_what_was_gathered(project: Pat
     assert (project / "waiting").exists()  # the results hook still ran
     # the answers that arrived before the Ctrl-C (4 a prompt) are in the report
     assert re.search(r"run \S+: [48] answers", output), output
+
+
+def test_frames_without_a_line_number_are_unlinked_before_pytest_reports_an_interrupt() -> None:
+    from pytest_llmbias.plugin import _drop_frames_without_lines
+
+    def inner() -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    def outer() -> None:
+        inner()
+
+    try:
+        outer()
+    except KeyboardInterrupt as interrupt:
+        tb = interrupt.__traceback__
+    before = []
+    entry = tb
+    while entry is not None:
+        before.append((entry.tb_frame.f_code.co_name, entry.tb_lineno))
+        entry = entry.tb_next
+    _drop_frames_without_lines(tb)  # every frame has a line here: nothing may be lost
+    after = []
+    entry = tb
+    while entry is not None:
+        after.append((entry.tb_frame.f_code.co_name, entry.tb_lineno))
+        entry = entry.tb_next
+    assert after == before and [name for name, _ in after][-2:] == ["outer", "inner"]
