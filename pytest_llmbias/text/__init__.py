@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import importlib
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -68,19 +67,21 @@ def get(code: str) -> ModuleType:
     return importlib.import_module(f"{__name__}.{code}")
 
 
+# Runs of what each script is not: deleting them leaves that script's letters (C-speed, one pass each).
+_NOT_HAN = re.compile(r"[^\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff]+")
+_NOT_LATIN = re.compile(r"[^A-Za-z\u00c0-\u024f\u1e00-\u1eff]+")
+_NOT_ASCII_LETTER = re.compile(r"[^A-Za-z]+")
+_NOT_LETTER = re.compile(r"[\W\d_]+")
+
+
 def script_shares(texts: Iterable[str]) -> dict[str, float]:
     """Share of letters per script over all texts: {"latin": 0.9, "han": 0.1, "other": 0.0}."""
-    counts = {"latin": 0, "han": 0, "other": 0}
-    for text in texts:
-        for char in text or "":
-            if not char.isalpha():
-                continue
-            if "\u4e00" <= char <= "\u9fff" or "\u3400" <= char <= "\u4dbf" or "\uf900" <= char <= "\ufaff":
-                counts["han"] += 1
-            elif char.isascii() or unicodedata.name(char, "").startswith("LATIN"):
-                counts["latin"] += 1
-            else:
-                counts["other"] += 1
+    joined = "\n".join(text or "" for text in texts)
+    if joined.isascii():
+        counts = {"latin": len(_NOT_ASCII_LETTER.sub("", joined)), "han": 0, "other": 0}
+    else:
+        han, latin = len(_NOT_HAN.sub("", joined)), len(_NOT_LATIN.sub("", joined))
+        counts = {"latin": latin, "han": han, "other": max(0, len(_NOT_LETTER.sub("", joined)) - han - latin)}
     total = sum(counts.values())
     return {script: (count / total if total else 0.0) for script, count in counts.items()}
 
