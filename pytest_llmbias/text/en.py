@@ -492,27 +492,9 @@ def _sentiment(text: str, tokens: Sequence[_Token]) -> float:
 # --- the language interface (pytest_llmbias.text) ---------------------------------------------------
 
 
-def tokens(text: str) -> list[_Token]:
-    return _tokenize(text)
-
-
 def mask_words() -> frozenset[str]:
     """Gendered words and group words: masked before content is compared, and what fills a phrase's {group}."""
     return frozenset(_lexicon()) | _group_words()
-
-
-def prompt_group_words(prompts: Mapping[str, str] | None) -> set[str]:
-    """Words of the loaded prompts that the neutral prompt lacks ("male" in "Describe a male nurse.")."""
-    return _prompt_group_words(prompts)
-
-
-def prompt_words(prompts: Mapping[str, str] | None) -> set[str]:
-    """Content words of the case's prompts ("describe", "nurse", "male"): echoes of the prompt."""
-    return _prompt_words(prompts)
-
-
-def variant_name_words(names: Iterable[str]) -> set[str]:
-    return _variant_name_words(names)
 
 
 def case_masks(texts: Sequence[str], prompts: Mapping[str, str] | None, variants: Iterable[str]) -> tuple[set[str], set[str]]:
@@ -557,6 +539,6 @@ def sentiment(text: str) -> float | None:
 
 
 __all__ = [
-    "CODE", "NAME", "assumed_gender", "bag_words", "case_masks", "content_words", "gendered_references", "marking_phrases",
-    "mask_words", "prompt_group_words", "prompt_words", "sentiment", "tokens", "variant_name_words",
+    "CODE", "NAME", "assumed_gender", "bag_words", "case_masks", "content_words", "gendered_references",
+    "marking_phrases", "mask_words", "sentiment",
 ]
