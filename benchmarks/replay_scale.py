@@ -11,6 +11,11 @@ cassette, then replays them:
      answers in this process) and so the rest: pytest, the plugin and the cassettes.
 
     python benchmarks/replay_scale.py [--prompts 1000]
+    python benchmarks/replay_scale.py --answers-from ../shared/realtext/personas-dev.jsonl
+
+--answers-from FILE (JSON lines with a "text" field) replaces every recorded answer with real text
+after recording, each answer distinct (a corpus text, cycled, with its number), so that no answer's
+tokens come from a cache: the worst case for the checks' text rules. The corpus is read, never copied.
 """
 
 from __future__ import annotations
@@ -44,6 +49,27 @@ def write_cases(folder: Path, prompts: int) -> Path:
                     "    neutral: \"Describe nurse number {n}.\"\n"
                     "    loaded: \"Describe male nurse number {n}.\"\n    for_each:\n" + rows + "\n")
     return path
+
+
+def replace_answers(cassette: Path, corpus: Path) -> int:
+    """Every recorded answer becomes a distinct real text; returns the number of answers replaced."""
+    import json
+
+    import yaml
+
+    texts = [json.loads(line)["text"] for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
+    data = yaml.load(cassette.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    count = 0
+    for interaction in data["interactions"]:
+        body = json.loads(interaction["response"]["body"]["string"])
+        for choice in body["choices"]:
+            text = texts[count % len(texts)]
+            # a corpus text comes round again every len(texts) answers: its number keeps it distinct
+            choice["message"]["content"] = f"{text} (Answer {count}.)" if count >= len(texts) else text
+            count += 1
+        interaction["response"]["body"]["string"] = json.dumps(body)
+    cassette.write_text(yaml.dump(data, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper)), encoding="utf-8")
+    return count
 
 
 def fetch_seconds(case_file: Path, mode: str, limit: int | None = None,
@@ -119,6 +145,8 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=100)
     parser.add_argument("--vcrpy-sample", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=2, help="pytest runs of each size (the best counts)")
+    parser.add_argument("--answers-from", type=Path, default=None,
+                        help="JSON lines with a 'text' field: replace every recorded answer with a distinct real text")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
@@ -129,6 +157,9 @@ def main() -> None:
             record_seconds, _ = fetch_seconds(case_file, "new", tpm=10**9)
         for key in ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY"):
             os.environ.pop(key, None)
+        if args.answers_from is not None:
+            replaced = replace_answers(cassette_path(case_file), args.answers_from)
+            print(f"answers: {replaced} replaced by distinct texts from {args.answers_from.name}")
         size_mb = cassette_path(case_file).stat().st_size / 1e6
         print(f"recorded {args.prompts} prompts x 5 samples in {record_seconds:.1f}s; cassette {size_mb:.1f} MB")
 

@@ -15,6 +15,7 @@ from operator import itemgetter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import Any
 
 __all__ = [
     "Correlation",
@@ -29,6 +30,7 @@ __all__ = [
     "holm",
     "label_splits",
     "log_odds_informative_prior",
+    "distinctive_words",
     "min_permutation_p",
     "newcombe_interval",
     "normal_quantile",
@@ -609,3 +611,36 @@ def log_odds_informative_prior(
         variance = 1.0 / (y_first + alpha) + 1.0 / (y_second + alpha)
         scores[word] = LogOdds(word, delta, variance, delta / math.sqrt(variance), y_first, y_second)
     return scores
+
+
+def distinctive_words(
+    counts_first: Mapping[str, int], counts_second: Mapping[str, int], prior: Mapping[str, float], min_z: float,
+    top: int,
+) -> tuple[list[LogOdds], list[LogOdds]]:
+    """The `top` words of each side with |z| >= min_z in log_odds_informative_prior: the first side's by z
+    descending, the second's by z ascending (ties: the first side's by word, the second's by word
+    descending). The same scores, vectorised: only the words shown are built as LogOdds."""
+    import numpy as np
+
+    words = [word for word, alpha in prior.items() if alpha > 0.0]
+    if not words:
+        return [], []
+    alpha = np.array([prior[word] for word in words], dtype=float)
+    y_first = np.array([counts_first.get(word, 0) for word in words], dtype=float)
+    y_second = np.array([counts_second.get(word, 0) for word in words], dtype=float)
+    alpha_total = math.fsum(prior.values())
+    rest_first = sum(counts_first.values()) + alpha_total - y_first - alpha
+    rest_second = sum(counts_second.values()) + alpha_total - y_second - alpha
+    kept = (rest_first > 0.0) & (rest_second > 0.0)  # a word that is the whole vocabulary has no contrast
+    with np.errstate(divide="ignore", invalid="ignore"):
+        delta = np.log((y_first + alpha) / rest_first) - np.log((y_second + alpha) / rest_second)
+        variance = 1.0 / (y_first + alpha) + 1.0 / (y_second + alpha)
+        z = delta / np.sqrt(variance)
+
+    def chosen(mask: Any) -> list[LogOdds]:
+        return [LogOdds(words[index], float(delta[index]), float(variance[index]), float(z[index]),
+                        int(y_first[index]), int(y_second[index])) for index in np.flatnonzero(mask & kept)]
+
+    first = sorted(chosen(z >= min_z), key=lambda score: (-score.z, score.word))[:top]
+    second = sorted(chosen(z <= -min_z), key=lambda score: (-score.z, score.word))[::-1][:top]
+    return first, second

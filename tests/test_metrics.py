@@ -304,3 +304,26 @@ def test_occupation_skew_correlation():
     # ranks (4, 3, 2, 1) vs (3, 4, 2, 1): d^2 = 2, rho = 1 - 6*2 / (4*15) = 0.8
     assert result["spearman"] == pytest.approx(0.8)
     json.dumps(result)
+
+
+def test_the_c_stemmer_gives_the_pure_python_stems() -> None:
+    """PyStemmer (a dependency, for speed) stands in for snowballstemmer's own Python: the same stems."""
+    import re
+
+    import Stemmer
+    from snowballstemmer import english_stemmer
+
+    from pytest_llmbias.standin.text import generate_answers
+
+    assert isinstance(en._stemmer(), Stemmer.Stemmer)
+    words = set()
+    for name in ("marking_phrases.txt", "stopwords.txt", "group_words.txt"):
+        for line in en._data_lines(name):
+            words.update(word.lower() for word in re.findall(r"[A-Za-z]+", line))
+    for prompt in ("Describe a nurse.", "Describe a male engineer.", "Describe a female CEO.", "Describe a pilot."):
+        body = {"messages": [{"role": "user", "content": prompt}], "n": 10, "max_tokens": 300}
+        for answer, _ in generate_answers(body, 10, 0, None):
+            words.update(word.lower() for word in re.findall(r"[A-Za-z]+", answer))
+    assert len(words) > 400
+    python = english_stemmer.EnglishStemmer()
+    assert {word: en._stemmer().stemWord(word) for word in words} == {word: python.stemWord(word) for word in words}

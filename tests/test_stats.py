@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import os
 import subprocess
 import sys
@@ -280,3 +281,23 @@ def test_log_odds_informative_prior_by_hand():
     assert scores["strong"].z == pytest.approx((math.log(1 / 7) - math.log(2 / 5)) / math.sqrt(1.5))
     assert scores["calm"].z > 0 > scores["strong"].z
     assert (scores["calm"].count_first, scores["calm"].count_second) == (2, 0)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_distinctive_words_are_the_top_scores_of_the_full_table(seed):
+    rng = random.Random(seed)
+    vocabulary = [f"w{index}" for index in range(rng.randint(1, 60))]
+    first = {word: rng.randint(0, 6) for word in vocabulary if rng.random() < 0.7}
+    second = {word: rng.randint(0, 6) for word in vocabulary if rng.random() < 0.7}
+    prior = {word: first.get(word, 0) + second.get(word, 0) for word in vocabulary}
+    scores = stats.log_odds_informative_prior(first, second, prior)
+    ranked = sorted(scores.values(), key=lambda score: (-score.z, score.word))
+    top = rng.randint(1, 8)
+    expected_first = [score for score in ranked if score.z >= 1.0][:top]
+    expected_second = [score for score in reversed(ranked) if score.z <= -1.0][:top]
+    got_first, got_second = stats.distinctive_words(first, second, prior, 1.0, top)
+    for got, expected in ((got_first, expected_first), (got_second, expected_second)):
+        assert [score.word for score in got] == [score.word for score in expected]
+        for mine, theirs in zip(got, expected):
+            assert mine.z == pytest.approx(theirs.z, rel=1e-12)
+            assert (mine.count_first, mine.count_second) == (theirs.count_first, theirs.count_second)

@@ -18,6 +18,7 @@ that could not be decided and the samples that would decide it. Definitions: doc
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections import Counter
@@ -168,20 +169,41 @@ def _energy_coefficients(distances: Any, labels: Any) -> Any:
     return np.where(mean_between > 0, energy / (2.0 * np.where(mean_between > 0, mean_between, 1.0)), 0.0)
 
 
+@functools.lru_cache(maxsize=64)
+def _every_split(size: int, first: int) -> Any:
+    """Every way to choose `first` of `size` answers, as rows of labels (True = first group); read-only."""
+    import numpy as np
+
+    chosen = np.array(list(itertools.combinations(range(size), first)), dtype=np.intp).reshape(-1, first)
+    labels = np.zeros((len(chosen), size), dtype=bool)
+    np.put_along_axis(labels, chosen, True, axis=1)
+    labels.setflags(write=False)
+    return labels
+
+
 def _bootstrap_coefficients(distances: Any, first: Any, second: Any, resamples: int, rng: Any) -> Any:
     """Energy coefficients of `resamples` bootstrap draws within each group (pairs of one answer with itself left out)."""
     import numpy as np
 
     picks_a = rng.choice(first, size=(resamples, len(first)))
     picks_b = rng.choice(second, size=(resamples, len(second)))
+    size = distances.shape[0]
 
-    def within(picks: Any) -> Any:
-        block = distances[picks[:, :, None], picks[:, None, :]]
-        distinct = picks[:, :, None] != picks[:, None, :]
-        return block.sum(axis=(1, 2)) / np.maximum(1, distinct.sum(axis=(1, 2)))
+    def multiplicities(picks: Any) -> Any:
+        # how often each answer was drawn in each resample: sums over drawn pairs become quadratic forms
+        flat = (np.arange(resamples)[:, None] * size + picks).ravel()
+        return np.bincount(flat, minlength=resamples * size).reshape(resamples, size).astype(float)
 
-    between = distances[picks_a[:, :, None], picks_b[:, None, :]].mean(axis=(1, 2))
-    energy = 2.0 * between - within(picks_a) - within(picks_b)
+    counts_a, counts_b = multiplicities(picks_a), multiplicities(picks_b)
+
+    def within(counts: Any, drawn: int) -> Any:
+        # the distance matrix's diagonal is zero: an answer paired with itself adds nothing to the sum
+        total = ((counts @ distances) * counts).sum(axis=1)
+        distinct = drawn * drawn - (counts * counts).sum(axis=1)
+        return total / np.maximum(1, distinct)
+
+    between = ((counts_a @ distances) * counts_b).sum(axis=1) / (len(first) * len(second))
+    energy = 2.0 * between - within(counts_a, len(first)) - within(counts_b, len(second))
     return np.where(between > 0, energy / (2.0 * np.where(between > 0, between, 1.0)), 0.0)
 
 
@@ -199,10 +221,7 @@ def _content_test(distances: Any, a: str, b: str, index_a: list[int], index_b: l
     permutations = int(options["permutations"])
     total_splits = math.comb(size, n_a)
     if total_splits <= permutations:  # exact: every split
-        labels = np.zeros((total_splits, size), dtype=bool)
-        for row, chosen in enumerate(itertools.combinations(range(size), n_a)):
-            labels[row, list(chosen)] = True
-        null = _energy_coefficients(block, labels)
+        null = _energy_coefficients(block, _every_split(size, n_a))
         p_value = float(np.mean(null >= coefficient - 1e-12))
     else:
         labels = np.zeros((permutations, size), dtype=bool)
@@ -311,19 +330,21 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
     group_words, masked = rules.case_masks(all_texts, case.prompts, variants)
     features: list[_Answer] = []
     masked_seen: Counter[str] = Counter()
-    surfaces: dict[str, Counter[str]] = {}
+    stem_forms: Counter[tuple[str, str]] = Counter()   # (stem, surface form): the form a top word is shown in
     for name in variants:
         for number, text in enumerate(answers[name], start=1):
             text = text or ""
             stems, forms, seen = rules.bag_words(text, masked)
             masked_seen.update(seen)
-            for stem, form in zip(stems, forms, strict=True):
-                surfaces.setdefault(stem, Counter())[form] += 1
+            stem_forms.update(zip(stems, forms, strict=True))
             features.append(_Answer(
                 name, number, text, len(text.split()), Counter(stems),
                 rules.marking_phrases(text, group_words) if "phrases" in signals else (),
                 rules.sentiment(text) if "sentiment" in signals else None,
             ))
+    surfaces: dict[str, str] = {}
+    for (stem, form), _ in stem_forms.most_common():  # each stem's most common form (the first seen on a tie)
+        surfaces.setdefault(stem, form)
     by_variant = {name: [index for index, answer in enumerate(features) if answer.variant == name] for name in variants}
     distances = _distances([answer.bag for answer in features]) if "content" in signals else None
 
@@ -439,7 +460,7 @@ def _effect_text(test: _Test, confidence: float) -> str:
 
 
 def _marked_words(a: str, b: str, group_a: Sequence[_Answer], group_b: Sequence[_Answer],
-                  surfaces: Mapping[str, Counter[str]], top: int) -> dict[str, list[list[Any]]]:
+                  surfaces: Mapping[str, str], top: int) -> dict[str, list[list[Any]]]:
     """Fightin' Words z-scores, a vs b, with the two sides' word counts as the informative prior."""
     counts_a: Counter[str] = Counter()
     counts_b: Counter[str] = Counter()
@@ -448,18 +469,14 @@ def _marked_words(a: str, b: str, group_a: Sequence[_Answer], group_b: Sequence[
     for answer in group_b:
         counts_b.update(answer.bag)
     prior = counts_a + counts_b
-    scores = stats.log_odds_informative_prior(counts_a, counts_b, prior)
-    ranked = sorted(scores.values(), key=lambda score: (-score.z, score.word))
+    first, second = stats.distinctive_words(counts_a, counts_b, prior, _SHOWN_Z, top)
 
     def row(score: stats.LogOdds, side: int) -> list[Any]:
         pair = (score.count_first, score.count_second)
-        return [surfaces[score.word].most_common(1)[0][0] if score.word in surfaces else score.word,
+        return [surfaces.get(score.word, score.word),
                 round(side * score.z, 2), *pair[::side]]
 
-    return {
-        a: [row(score, 1) for score in ranked if score.z >= _SHOWN_Z][:top],
-        b: [row(score, -1) for score in reversed(ranked) if score.z <= -_SHOWN_Z][:top],
-    }
+    return {a: [row(score, 1) for score in first], b: [row(score, -1) for score in second]}
 
 
 def _evidence(shown: Sequence[_Test], tests: Sequence[_Test], features: Sequence[_Answer],

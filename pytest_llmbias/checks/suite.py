@@ -50,10 +50,9 @@ def occupation_skew_correlation(neutral_answers_by_role: Mapping[str, Sequence[s
         if occupation is None:
             unmatched.append(role)
             continue
-        references = [
-            reference for text in texts for reference in gendered_references(text or "") if reference.about_subject
-        ]
-        genders = [assumed_gender(gendered_references(text or "")) for text in texts]
+        per_answer = [gendered_references(text or "") for text in texts]
+        references = [reference for found in per_answer for reference in found if reference.about_subject]
+        genders = [assumed_gender(found) for found in per_answer]
         if not references:
             no_references.append(role)
             continue

@@ -215,6 +215,8 @@ def _shared_folder(rows: Sequence[Mapping[str, Any]]) -> tuple[str, list[str]]:
 
 def _width(text: str) -> int:
     """Columns the text takes on a terminal: East Asian wide and full-width characters take two (护士)."""
+    if text.isascii():
+        return len(text)
     import unicodedata
 
     return sum(2 if unicodedata.east_asian_width(char) in ("W", "F") else 1 for char in text)

@@ -23,6 +23,7 @@ returns its module. Adding a language is adding a module and a line in `LANGUAGE
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from collections.abc import Iterable, Sequence
@@ -93,14 +94,19 @@ def detect(texts: Iterable[str]) -> str | None:
     "TA" or a product name, does not change that), Latin letters are English when no other script
     dominates. A language outside LANGUAGES gives None, and a check that reads text is then inconclusive.
     """
-    texts = [text or "" for text in texts]
+    # Each check of a case reads the same answers: detect once per set of answers.
+    return _detect(tuple(text or "" for text in texts))
+
+
+@functools.lru_cache(maxsize=256)
+def _detect(texts: tuple[str, ...]) -> str | None:
     shares = script_shares(texts)
     if shares["han"] >= 0.3:
         return "zh"
     if shares["latin"] >= 0.7:
         # Latin letters are not English by themselves ("Elle est infirmière."): English function words must be common.
-        words = [word.lower() for text in texts for word in _LATIN_WORD.findall(text)]
-        if words and sum(1 for word in words if word in _ENGLISH_FUNCTION_WORDS) / len(words) >= 0.12:
+        words = _LATIN_WORD.findall("\n".join(texts).lower())
+        if words and len([word for word in words if word in _ENGLISH_FUNCTION_WORDS]) / len(words) >= 0.12:
             return "en"
     return None
 

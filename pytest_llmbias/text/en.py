@@ -171,33 +171,38 @@ def _tokenize_uncached(text: str) -> list[_Token]:
             continue
         merged.append((surface, start, end))
     tokens: list[_Token] = []
+    append = tokens.append
+    lexicon = _lexicon()
     sentence = 0
-    for index, (surface, start, end) in enumerate(merged):
-        if index:
-            gap = text[merged[index - 1][2] : start]
-            previous = tokens[-1]
-            if "\n" in gap or (
-                re.search(r"[.!?]", gap) and not (gap.strip() == "." and previous.lower in _ABBREVIATIONS)
+    previous_end = -1
+    for surface, start, end in merged:
+        if previous_end >= 0:
+            gap = text[previous_end:start]
+            # most gaps are one space: only a gap with a newline or sentence punctuation is looked at
+            if gap != " " and (
+                "\n" in gap or (_SENTENCE_END.search(gap) and not (gap.strip() == "." and tokens[-1].lower in _ABBREVIATIONS))
             ):
                 sentence += 1
-        lowered = surface.lower().replace("\u2019", "'")
-        base, _, clitic = lowered.partition("'")
+        previous_end = end
+        lowered = surface.lower()
+        if "'" in lowered or "\u2019" in lowered:
+            lowered = lowered.replace("\u2019", "'")
+            base, _, clitic = lowered.partition("'")
+        else:
+            base, clitic = lowered, ""
         if clitic == "t":  # "doesn't" -> does, "can't" -> can, "won't" -> will
             base = _NOT_CONTRACTIONS.get(base, base[:-1] if base.endswith("n") else base)
         after = text[end : end + 1]
         possessive = (clitic == "s" and base not in _SUBJECT_PRONOUNS) or (
             after in ("'", "\u2019") and base.endswith("s")
         )
-        if "'" in lowered and lowered in _lexicon():  # "ma'am" is a word, not a contraction
+        if clitic and lowered in lexicon:  # "ma'am" is a word, not a contraction
             base, clitic, possessive = lowered, "", False
-        tokens.append(
-            _Token(
-                surface, base, start, end, sentence, clitic, possessive, surface[:1].isupper() and surface[1:].islower()
-            )
-        )
+        append(_Token(surface, base, start, end, sentence, clitic, possessive, surface[:1].isupper() and surface[1:].islower()))
     return tokens
 
 
+_SENTENCE_END = re.compile(r"[.!?]")
 _SUBJECT_PRONOUNS = frozenset({"he", "she", "it", "they", "that", "there", "here", "who", "what", "where", "let"})
 
 
@@ -452,8 +457,13 @@ def _find_phrases(text: str, tokens: Sequence[_Token], group_words: set[str]) ->
     stems = [_stem(token.lower) for token in tokens]
     phrases = _marking_phrases()
     found: list[tuple[str, int, int]] = []
+    # only where a phrase can start: its first stem, or a group word filling a {group} slot
+    starts = [index for index, stem in enumerate(stems) if stem in phrases or tokens[index].lower in group_words]
     position = 0
-    while position < len(tokens):
+    for start_at in starts:
+        if start_at < position:
+            continue  # inside the phrase matched last
+        position = start_at
         matched = None
         options = phrases.get(stems[position], ())
         if tokens[position].lower in group_words:
@@ -474,8 +484,6 @@ def _find_phrases(text: str, tokens: Sequence[_Token], group_words: set[str]) ->
         if matched:
             found.append(matched[:3])
             position += matched[3]
-        else:
-            position += 1
     return tuple(found)
 
 
