@@ -15,7 +15,8 @@ cassette, then replays them:
 
 --answers-from FILE (JSON lines with a "text" field) replaces every recorded answer with real text
 after recording, each answer distinct (a corpus text, cycled, with its number), so that no answer's
-tokens come from a cache: the worst case for the checks' text rules. The corpus is read, never copied.
+tokens come from a cache: the worst case for the checks' text rules. Each is cut after 75 words, as
+max_tokens 100 cuts a real answer (--answer-words 0 keeps whole texts). The corpus is read, never copied.
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ def write_cases(folder: Path, prompts: int) -> Path:
     return path
 
 
-def replace_answers(cassette: Path, corpus: Path) -> int:
-    """Every recorded answer becomes a distinct real text; returns the number of answers replaced."""
+def replace_answers(cassette: Path, corpus: Path, words: int | None = None) -> int:
+    """Every recorded answer becomes a distinct real text, cut after `words` words as max_tokens cuts
+    an answer (finish_reason "length"); returns the number of answers replaced."""
     import json
 
     import yaml
@@ -64,6 +66,9 @@ def replace_answers(cassette: Path, corpus: Path) -> int:
         body = json.loads(interaction["response"]["body"]["string"])
         for choice in body["choices"]:
             text = texts[count % len(texts)]
+            if words is not None and len(text.split()) > words:
+                text = " ".join(text.split()[:words])
+                choice["finish_reason"] = "length"
             # a corpus text comes round again every len(texts) answers: its number keeps it distinct
             choice["message"]["content"] = f"{text} (Answer {count}.)" if count >= len(texts) else text
             count += 1
@@ -147,6 +152,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="pytest runs of each size (the best counts)")
     parser.add_argument("--answers-from", type=Path, default=None,
                         help="JSON lines with a 'text' field: replace every recorded answer with a distinct real text")
+    parser.add_argument("--answer-words", type=int, default=75,
+                        help="with --answers-from: cut each text after this many words, as the cases' max_tokens "
+                             "(100) would (about 0.75 words a token); 0 keeps whole texts")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
@@ -158,8 +166,9 @@ def main() -> None:
         for key in ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY"):
             os.environ.pop(key, None)
         if args.answers_from is not None:
-            replaced = replace_answers(cassette_path(case_file), args.answers_from)
-            print(f"answers: {replaced} replaced by distinct texts from {args.answers_from.name}")
+            replaced = replace_answers(cassette_path(case_file), args.answers_from, args.answer_words or None)
+            cut = f", cut after {args.answer_words} words" if args.answer_words else ", whole"
+            print(f"answers: {replaced} replaced by distinct texts from {args.answers_from.name}{cut}")
         size_mb = cassette_path(case_file).stat().st_size / 1e6
         print(f"recorded {args.prompts} prompts x 5 samples in {record_seconds:.1f}s; cassette {size_mb:.1f} MB")
 

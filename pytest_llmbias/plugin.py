@@ -14,6 +14,7 @@ from .cases import DEPLOYMENT_NAME, Case, CaseError, CheckConfig, load_case_file
 from .session import LLMSession, PromptFiltered, PromptUnavailable, RunConfig, RunStopped
 
 SESSION_KEY = pytest.StashKey[LLMSession]()
+GC_FROZEN_KEY = pytest.StashKey[bool]()  # this run froze the start-up's objects (gc.freeze)
 CHECK_SETTINGS_KEY = pytest.StashKey[dict]()
 USER_CHECKS_KEY = pytest.StashKey[list]()
 DESELECTED_FILES_KEY = pytest.StashKey[set]()
@@ -344,7 +345,12 @@ def _hurry_on_sigint(config: pytest.Config) -> Any:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    import gc
     import signal
+
+    if config.stash.get(GC_FROZEN_KEY, False):
+        gc.unfreeze()  # a notebook kernel runs on: what this run froze can be collected again
+        del config.stash[GC_FROZEN_KEY]
 
     if SIGTERM_KEY in config.stash:
         signal.signal(signal.SIGTERM, config.stash[SIGTERM_KEY])
@@ -561,10 +567,22 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             check_interception()
     except (ConfigError, TransportNotIntercepted) as problem:
         raise pytest.UsageError(str(problem)) from None
-    if hasattr(session.config, "workerinput"):
-        return  # workers fetch case by case and leave Spark to the controller
-    llm_session.start_fetching()
-    llm_session.start_spark(session.config.hook.pytest_llmbias_spark_session(config=session.config))
+    if not hasattr(session.config, "workerinput"):  # workers fetch case by case and leave Spark to the controller
+        llm_session.start_fetching()
+        llm_session.start_spark(session.config.hook.pytest_llmbias_spark_session(config=session.config))
+    _freeze_what_is_loaded(session.config)
+
+
+
+def _freeze_what_is_loaded(config: pytest.Config) -> None:
+    """Move what start-up loaded (modules, cassettes, collected tests) out of the garbage collector's
+    sight until the run ends: its full collections then walk only what the tests make. Undone at
+    unconfigure; left alone when something else in the process froze objects already."""
+    import gc
+
+    if gc.isenabled() and gc.get_freeze_count() == 0:
+        gc.freeze()
+        config.stash[GC_FROZEN_KEY] = True
 
 
 @pytest.hookimpl(tryfirst=True)

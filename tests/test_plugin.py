@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 import re
 import subprocess
 import sys
@@ -30,6 +31,7 @@ cases:
 # Saves each run's verdicts and answers so a test can compare runs.
 RESULTS_CONFTEST = """\
 import json
+import textwrap
 import re
 
 def pytest_llmbias_results(results, config):
@@ -511,3 +513,32 @@ def test_the_readmes_first_command_installs_only_what_the_main_job_needs() -> No
     assert '-e ".[dev]"' in second and "chromium" in second and second.endswith("python3 -m pytest tests/")
     ci = (root / ".ci" / "run").read_text()  # CI runs the second: the same extra, the browser, the tests
     assert '-e ".[dev]"' in ci and "apt-get install -y -qq chromium" in ci and "python -m pytest tests/" in ci
+
+
+def test_the_start_ups_objects_are_frozen_for_the_run_and_thawed_after(
+        project: pytest.Pytester, azure_env) -> None:
+    import gc
+
+    project.makeconftest(RESULTS_CONFTEST + textwrap.dedent("""
+        import gc
+        def pytest_runtest_call(item):
+            with open(item.config.rootpath / "frozen.txt", "a") as out:
+                out.write(f"{gc.get_freeze_count()}\\n")
+    """))
+    assert gc.get_freeze_count() == 0
+    run_inner(project, "--llm-record")
+    counts = [int(line) for line in (project.path / "frozen.txt").read_text().split()]
+    assert counts and min(counts) > 1000  # modules, cassettes and collected tests, out of the collector's walks
+    assert gc.get_freeze_count() == 0  # thawed at unconfigure: a notebook kernel can collect them again
+    # something else froze objects first: the plugin leaves the process as it found it
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        (project.path / "frozen.txt").unlink()
+        run_inner(project)
+        during = [int(line) for line in (project.path / "frozen.txt").read_text().split()]
+        # no more frozen during the run (some of what was frozen is freed on the way), none thawed after
+        assert during and max(during) <= before
+        assert gc.get_freeze_count() > before * 0.9
+    finally:
+        gc.unfreeze()

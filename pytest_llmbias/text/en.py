@@ -156,52 +156,49 @@ def _tokenize_cached(text: str) -> tuple[_Token, ...]:
 
 
 def _tokenize_uncached(text: str) -> list[_Token]:
-    raw = [(match.group(), match.start(), match.end()) for match in _WORD.finditer(text)]
-    merged: list[tuple[str, int, int]] = []
-    for surface, start, end in raw:
-        # "non-binary" / "non binary" is one group word, not "non" + "binary"
-        if (
-            merged
-            and surface.lower() == "binary"
-            and merged[-1][0].lower() == "non"
-            and text[merged[-1][2] : start] in ("-", " ")
-        ):
-            previous = merged.pop()
-            merged.append((previous[0] + "binary", previous[1], end))
-            continue
-        merged.append((surface, start, end))
     tokens: list[_Token] = []
     append = tokens.append
-    lexicon = _lexicon()
     sentence = 0
-    previous_end = -1
-    for surface, start, end in merged:
-        if previous_end >= 0:
-            gap = text[previous_end:start]
-            # most gaps are one space: only a gap with a newline or sentence punctuation is looked at
-            if gap != " " and (
-                "\n" in gap or (_SENTENCE_END.search(gap) and not (gap.strip() == "." and tokens[-1].lower in _ABBREVIATIONS))
-            ):
+    position = 0
+    # (the text before a word, the word) pairs at C speed; offsets follow from their lengths
+    for gap, surface in _GAP_AND_WORD.findall(text):
+        start = position + len(gap)
+        end = position = start + len(surface)
+        if tokens:
+            previous = tokens[-1]
+            if (gap == " " or gap == "-") and previous.lower == "non" and surface.lower() == "binary" and not previous.clitic:
+                # "non-binary" / "non binary" is one group word, not "non" + "binary"
+                tokens[-1] = _token(text, previous.surface + "binary", previous.start, end, previous.sentence)
+                continue
+            # most gaps are one space: only others can end a sentence
+            if gap != " " and ("\n" in gap or (
+                    _SENTENCE_END.search(gap) and not (gap.strip() == "." and previous.lower in _ABBREVIATIONS))):
                 sentence += 1
-        previous_end = end
-        lowered = surface.lower()
-        if "'" in lowered or "\u2019" in lowered:
-            lowered = lowered.replace("\u2019", "'")
-            base, _, clitic = lowered.partition("'")
-        else:
-            base, clitic = lowered, ""
-        if clitic == "t":  # "doesn't" -> does, "can't" -> can, "won't" -> will
-            base = _NOT_CONTRACTIONS.get(base, base[:-1] if base.endswith("n") else base)
-        after = text[end : end + 1]
-        possessive = (clitic == "s" and base not in _SUBJECT_PRONOUNS) or (
-            after in ("'", "\u2019") and base.endswith("s")
-        )
-        if clitic and lowered in lexicon:  # "ma'am" is a word, not a contraction
-            base, clitic, possessive = lowered, "", False
-        append(_Token(surface, base, start, end, sentence, clitic, possessive, surface[:1].isupper() and surface[1:].islower()))
+        if "'" in surface or "\u2019" in surface:
+            append(_token(text, surface, start, end, sentence))
+            continue
+        lowered = surface.lower()  # a plain word: no clitic
+        append(_new_token(_Token, (
+            surface, lowered, start, end, sentence, "",
+            text[end:end + 1] in ("'", "\u2019") and lowered.endswith("s"),
+            surface[:1].isupper() and surface[1:].islower())))
     return tokens
 
 
+def _token(text: str, surface: str, start: int, end: int, sentence: int) -> _Token:
+    lowered = surface.lower().replace("\u2019", "'")
+    base, _, clitic = lowered.partition("'")
+    if clitic == "t":  # "doesn't" -> does, "can't" -> can, "won't" -> will
+        base = _NOT_CONTRACTIONS.get(base, base[:-1] if base.endswith("n") else base)
+    after = text[end : end + 1]
+    possessive = (clitic == "s" and base not in _SUBJECT_PRONOUNS) or (after in ("'", "\u2019") and base.endswith("s"))
+    if clitic and lowered in _lexicon():  # "ma'am" is a word, not a contraction
+        base, clitic, possessive = lowered, "", False
+    return _Token(surface, base, start, end, sentence, clitic, possessive, surface[:1].isupper() and surface[1:].islower())
+
+
+_GAP_AND_WORD = re.compile(r"([^A-Za-z]*)([A-Za-z]+(?:['\u2019][A-Za-z]+)?)")
+_new_token = tuple.__new__
 _SENTENCE_END = re.compile(r"[.!?]")
 _SUBJECT_PRONOUNS = frozenset({"he", "she", "it", "they", "that", "there", "here", "who", "what", "where", "let"})
 
