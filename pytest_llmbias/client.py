@@ -580,7 +580,7 @@ def replayed_completion(stored: dict[str, Any], latency: float = 0.0) -> Complet
         model=data.get("model") or "",
         response_id=data.get("id") or "",
         latency_s=latency,
-        replayed=RECORDED_HEADER in stored.get("headers", {}),
+        replayed=any(name.lower() == RECORDED_HEADER for name in stored.get("headers", {})),  # as httpx: any case
         filtered=tuple("" if choice.get("finish_reason") != "content_filter"
                        else _categories(choice.get("content_filter_results")) or "filtered" for choice in choices),
         reasoning_tokens=int((details.get("reasoning_tokens") if isinstance(details, dict) else 0) or 0),

@@ -573,7 +573,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     _freeze_what_is_loaded(session.config)
 
 
-
 def _freeze_what_is_loaded(config: pytest.Config) -> None:
     """Move what start-up loaded (modules, cassettes, collected tests) out of the garbage collector's
     sight until the run ends: its full collections then walk only what the tests make. Undone at

@@ -597,34 +597,15 @@ def log_odds_informative_prior(
     count of w and a0 the sum of the prior. Words without prior mass, or that are the whole
     vocabulary, are skipped.
     """
-    n_first, n_second = sum(counts_first.values()), sum(counts_second.values())
-    alpha_total = math.fsum(prior.values())
-    scores: dict[str, LogOdds] = {}
-    for word, alpha in prior.items():
-        if alpha <= 0.0:
-            continue
-        y_first, y_second = counts_first.get(word, 0), counts_second.get(word, 0)
-        rest_first, rest_second = n_first + alpha_total - y_first - alpha, n_second + alpha_total - y_second - alpha
-        if rest_first <= 0.0 or rest_second <= 0.0:
-            continue  # the word is the whole vocabulary: its odds are infinite on both sides, no contrast
-        delta = math.log((y_first + alpha) / rest_first) - math.log((y_second + alpha) / rest_second)
-        variance = 1.0 / (y_first + alpha) + 1.0 / (y_second + alpha)
-        scores[word] = LogOdds(word, delta, variance, delta / math.sqrt(variance), y_first, y_second)
-    return scores
+    return {score.word: score for score in _log_odds(counts_first, counts_second, prior, lambda z: True)}
 
 
-def distinctive_words(
-    counts_first: Mapping[str, int], counts_second: Mapping[str, int], prior: Mapping[str, float], min_z: float,
-    top: int,
-) -> tuple[list[LogOdds], list[LogOdds]]:
-    """The `top` words of each side with |z| >= min_z in log_odds_informative_prior: the first side's by z
-    descending, the second's by z ascending (ties: the first side's by word, the second's by word
-    descending). The same scores, vectorised: only the words shown are built as LogOdds."""
+def _log_odds(counts_first: Mapping[str, int], counts_second: Mapping[str, int], prior: Mapping[str, float],
+              wanted: Callable[[Any], Any]) -> list[LogOdds]:
+    """The scores, computed over every word at once, of the words `wanted(z)` selects (in prior order)."""
     import numpy as np
 
     words = [word for word, alpha in prior.items() if alpha > 0.0]
-    if not words:
-        return [], []
     alpha = np.array([prior[word] for word in words], dtype=float)
     y_first = np.array([counts_first.get(word, 0) for word in words], dtype=float)
     y_second = np.array([counts_second.get(word, 0) for word in words], dtype=float)
@@ -636,11 +617,18 @@ def distinctive_words(
         delta = np.log((y_first + alpha) / rest_first) - np.log((y_second + alpha) / rest_second)
         variance = 1.0 / (y_first + alpha) + 1.0 / (y_second + alpha)
         z = delta / np.sqrt(variance)
+    return [LogOdds(words[index], float(delta[index]), float(variance[index]), float(z[index]),
+                    int(y_first[index]), int(y_second[index])) for index in np.flatnonzero(wanted(z) & kept)]
 
-    def chosen(mask: Any) -> list[LogOdds]:
-        return [LogOdds(words[index], float(delta[index]), float(variance[index]), float(z[index]),
-                        int(y_first[index]), int(y_second[index])) for index in np.flatnonzero(mask & kept)]
 
-    first = sorted(chosen(z >= min_z), key=lambda score: (-score.z, score.word))[:top]
-    second = sorted(chosen(z <= -min_z), key=lambda score: (-score.z, score.word))[::-1][:top]
-    return first, second
+def distinctive_words(
+    counts_first: Mapping[str, int], counts_second: Mapping[str, int], prior: Mapping[str, float], min_z: float,
+    top: int,
+) -> tuple[list[LogOdds], list[LogOdds]]:
+    """The `top` words of each side with |z| >= min_z in log_odds_informative_prior: the first side's by z
+    descending, the second's by z ascending (ties: the first side's by word, the second's by word
+    descending). The same scores: only the words shown are built as LogOdds."""
+    ranked = sorted(_log_odds(counts_first, counts_second, prior, lambda z: abs(z) >= min_z),
+                    key=lambda score: (-score.z, score.word))
+    return ([score for score in ranked if score.z >= min_z][:top],
+            [score for score in reversed(ranked) if score.z <= -min_z][:top])

@@ -97,3 +97,11 @@ def test_filtered_reasoning_and_refused_recordings_read_the_same_without_the_sdk
 def test_an_unusual_recording_goes_through_the_sdk(body: bytes) -> None:
     stored = {"status": {"code": 200, "message": "OK"}, "headers": {}, "body": {"string": body}}
     assert replayed_completion(stored) is None
+
+
+def test_the_recorded_header_is_found_whatever_its_case() -> None:
+    body = b'{"choices": [{"index": 0, "message": {"content": "A nurse."}, "finish_reason": "stop"}]}'
+    for name, replayed in (("X-Llmbias-Recorded-At", True), ("x-llmbias-recorded-at", True), ("content-type", False)):
+        stored = {"status": {"code": 200, "message": "OK"}, "headers": {name: ["2026-12-02T00:00:00Z"]},
+                  "body": {"string": body}}
+        assert replayed_completion(stored).replayed is replayed

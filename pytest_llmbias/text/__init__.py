@@ -23,7 +23,6 @@ returns its module. Adding a language is adding a module and a line in `LANGUAGE
 
 from __future__ import annotations
 
-import functools
 import importlib
 import re
 from collections.abc import Iterable, Sequence
@@ -94,12 +93,7 @@ def detect(texts: Iterable[str]) -> str | None:
     "TA" or a product name, does not change that), Latin letters are English when no other script
     dominates. A language outside LANGUAGES gives None, and a check that reads text is then inconclusive.
     """
-    # Each check of a case reads the same answers: detect once per set of answers.
-    return _detect(tuple(text or "" for text in texts))
-
-
-@functools.lru_cache(maxsize=256)
-def _detect(texts: tuple[str, ...]) -> str | None:
+    texts = [text or "" for text in texts]
     shares = script_shares(texts)
     if shares["han"] >= 0.3:
         return "zh"
