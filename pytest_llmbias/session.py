@@ -578,12 +578,14 @@ class LLMSession:
         for look in plan:
             unusable = {}
             answers = self.answers_for(case, on_wait=on_wait, batches=look.number, variants=reads, unusable=unusable)
-            short = too_few_usable({name: texts for name, texts in answers.items() if reads is None or name in reads},
-                                   unusable, look.samples)
+            read = {name: texts for name, texts in answers.items() if reads is None or name in reads}
+            short = too_few_usable(read, {name: why for name, why in unusable.items() if name in read}, look.samples)
             if short:
                 return inconclusive_verdict(check.name, short)
+            asked = {variant.name: self._asked_count(case, variant, look.number if reads is None or variant.name in reads else 1)
+                     for variant in case.variants}
             verdict = evaluate(check, answers, prompts=prompts, look=look, unusable=unusable,
-                               language=case.language or self.config.language)
+                               language=case.language or self.config.language, asked=asked)
             details = getattr(verdict, "details", None) or {}
             if verdict.outcome != "inconclusive" or look.final or details.get("samples_needed") is None:
                 break
@@ -591,6 +593,16 @@ class LLMSession:
             verdict = dataclasses.replace(verdict, details={**(verdict.details or {}), "batches": look.number,
                                                             "answers_per_prompt": look.samples})
         return verdict
+
+    def _asked_count(self, case: Case, variant: Any, batches: int) -> int:
+        """Answers that came back for the variant's first `batches` batches, usable or not."""
+        found = 0
+        for batch in range(1, batches + 1):
+            request = self.request_for(case, variant.prompt, batch)
+            outcome = self._outcomes.get(request.key)
+            if isinstance(outcome, Completion):
+                found += len(outcome.texts) or request.n  # a filtered prompt: n answers withheld
+        return found
 
     def _judge(self, case: Case, check: Any, answers: dict[str, list[str]],
                on_wait: Callable[[], None] | None) -> Any:

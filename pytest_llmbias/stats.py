@@ -33,7 +33,14 @@ __all__ = [
     "distinctive_words",
     "min_permutation_p",
     "newcombe_interval",
+    "normal_cdf",
     "normal_quantile",
+    "binomial_cdf",
+    "binomial_sequential_level",
+    "clopper_pearson_lower",
+    "clopper_pearson_upper",
+    "difference_p_value",
+    "sequential_z",
     "pearson",
     "permutation_p_value",
     "permutation_test",
@@ -56,6 +63,10 @@ _TIE_TOLERANCE = 1e-12  # permuted statistics equal to the observed one up to fl
 def normal_quantile(probability: float) -> float:
     """The standard normal quantile, e.g. 1.959964 for 0.975."""
     return _STANDARD_NORMAL.inv_cdf(probability)
+
+
+def normal_cdf(value: float) -> float:
+    return _STANDARD_NORMAL.cdf(value)
 
 
 def _two_sided_z(confidence: float) -> float:
@@ -632,3 +643,160 @@ def distinctive_words(
                     key=lambda score: (-score.z, score.word))
     return ([score for score in ranked if score.z >= min_z][:top],
             [score for score in reversed(ranked) if score.z <= -min_z][:top])
+
+
+# --- decisions over adaptive looks -----------------------------------------------------------
+# A check looks at its answers after each batch and may stop. A bound that is valid at one look is
+# not valid over several: each look is one more chance to cross it. The functions below give the
+# per-look level that keeps the chance of crossing at ANY look at the stated error.
+
+
+def binomial_cdf(successes: int, trials: int, rate: float) -> float:
+    """P(X <= successes) for X ~ Binomial(trials, rate): the exact one-sided p-value of H0: p >= rate."""
+    if successes >= trials:
+        return 1.0
+    if successes < 0:
+        return 0.0
+    return max(0.0, 1.0 - binomial_tail(successes + 1, trials, rate))
+
+
+def clopper_pearson_upper(successes: int, trials: int, error: float) -> float:
+    """Exact (Clopper-Pearson) upper bound with one-sided error `error`: the p with P(X <= k | p) = error."""
+    if trials <= 0 or successes >= trials:
+        return 1.0
+    low, high = successes / trials, 1.0
+    for _ in range(60):
+        middle = (low + high) / 2.0
+        if binomial_cdf(successes, trials, middle) > error:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
+def clopper_pearson_lower(successes: int, trials: int, error: float) -> float:
+    """Exact (Clopper-Pearson) lower bound with one-sided error `error`: the p with P(X >= k | p) = error."""
+    if trials <= 0 or successes <= 0:
+        return 0.0
+    return 1.0 - clopper_pearson_upper(trials - successes, trials, error)
+
+
+def _binomial_pmf(trials: int, rate: float) -> list[float]:
+    return [math.exp(math.lgamma(trials + 1) - math.lgamma(k + 1) - math.lgamma(trials - k + 1)
+                     + (k * math.log(rate) if k else 0.0) + ((trials - k) * math.log1p(-rate) if trials - k else 0.0))
+            for k in range(trials + 1)]
+
+
+def _binomial_crossing(sizes: Sequence[int], rate: float, level: float) -> float:
+    """P(at some look k, P(X_k <= x_k | n_k, rate) <= level), X_k the running count of Binomial(., rate) draws."""
+    alive = [1.0]  # distribution of the running count among paths that have not crossed yet
+    crossed, previous = 0.0, 0
+    for size in sizes:
+        step = _binomial_pmf(size - previous, rate)
+        moved = [0.0] * (len(alive) + len(step) - 1)
+        for count, mass in enumerate(alive):
+            if mass:
+                for extra, chance in enumerate(step):
+                    moved[count + extra] += mass * chance
+        for count in range(len(moved)):
+            if moved[count] and binomial_cdf(count, size, rate) <= level:
+                crossed += moved[count]
+                moved[count] = 0.0
+        alive, previous = moved, size
+    return crossed
+
+
+@functools.lru_cache(maxsize=256)
+def binomial_sequential_level(sizes: tuple[int, ...], rate: float, error: float) -> float:
+    """The constant per-look level for an exact one-sided binomial bound over the looks `sizes`.
+
+    Deciding "the rate is below `rate`" at look k when P(X_k <= x_k | n_k, rate) <= level (the exact
+    upper bound at that level is below `rate`) crosses at some look with probability at most `error`
+    when the true rate is `rate` (exact: the running counts are enumerated), and less below it.
+    For "above `rate`" use the mirror: counts n - x against 1 - rate.
+    """
+    sizes = tuple(size for size in sizes if size > 0)
+    if not sizes or not 0.0 < rate < 1.0:
+        return error
+    low, high = 0.0, error  # crossing probability grows with the level; a single look needs exactly `error`
+    if _binomial_crossing(sizes, rate, high) <= error:
+        low = high
+    else:
+        for _ in range(50):
+            middle = (low + high) / 2.0
+            if _binomial_crossing(sizes, rate, middle) <= error:
+                low = middle
+            else:
+                high = middle
+    # Every level between two attainable p-values decides alike: take the middle of that gap, so that no
+    # count's bound lands exactly on `rate` (a bound that reads as equal to its floor explains nothing).
+    attainable = sorted({binomial_cdf(count, size, rate) for size in sizes for count in range(size + 1)})
+    below = max((value for value in attainable if value <= low), default=0.0)
+    above = min((value for value in attainable if value > low), default=error)
+    return min(error, (below + above) / 2.0) if below > 0.0 else min(low, above / 2.0)
+
+
+@functools.lru_cache(maxsize=256)
+def sequential_z(fractions: tuple[float, ...], error: float) -> float:
+    """The constant one-sided z boundary over looks at information `fractions` (Pocock's design).
+
+    For a statistic that behaves as Brownian motion in the information (a mean or a U-statistic:
+    looks at n_k answers have correlation sqrt(n_j / n_k)), crossing z at any look has probability
+    `error` under the boundary's hypothesis (Armitage, McPherson & Rowe recursive integration on a
+    grid; one look gives the plain quantile). Returns the z of the per-look bound.
+    """
+    import numpy as np
+
+    fractions = tuple(sorted({round(value, 9) for value in fractions if value > 0}))
+    if len(fractions) <= 1:
+        return normal_quantile(1.0 - error)
+    step = 0.01
+    grid = np.arange(-10.0, 10.0 + step / 2, step)  # the running sum S_k = Z_k sqrt(t_k), t_K scaled to 1
+
+    def crossing(boundary: float) -> float:
+        density = None
+        crossed, previous = 0.0, 0.0
+        for fraction in fractions:
+            spread = math.sqrt((fraction - previous) / fractions[-1])
+            kernel = np.exp(-0.5 * (grid / spread) ** 2) * step / (spread * math.sqrt(2 * math.pi))
+            if density is None:
+                mass = kernel.copy()
+            else:
+                mass = np.convolve(density, kernel, mode="same")
+            limit = boundary * math.sqrt(fraction / fractions[-1])
+            above = grid >= limit
+            crossed += float(mass[above].sum())
+            mass[above] = 0.0
+            density, previous = mass, fraction
+        return crossed
+
+    low, high = normal_quantile(1.0 - error), normal_quantile(1.0 - error / len(fractions))  # plain .. Bonferroni
+    for _ in range(40):
+        middle = (low + high) / 2.0
+        if crossing(middle) > error:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
+def difference_p_value(successes_a: int, trials_a: int, successes_b: int, trials_b: int, floor: float) -> float:
+    """One-sided p-value of H0: p_a - p_b < floor, by inverting Newcombe's interval: the smallest error
+    at which its lower bound (one-sided) reaches `floor`."""
+    difference = successes_a / trials_a - successes_b / trials_b
+    if difference < floor:
+        return 1.0
+
+    def lower(error: float) -> float:
+        return newcombe_interval(successes_a, trials_a, successes_b, trials_b, 1.0 - 2.0 * error)[0]
+
+    low, high = 1e-12, 0.5  # lower(error) grows with the error
+    if lower(low) >= floor:
+        return low
+    for _ in range(50):
+        middle = math.sqrt(low * high)
+        if lower(middle) >= floor:
+            high = middle
+        else:
+            low = middle
+    return high

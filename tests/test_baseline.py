@@ -281,7 +281,7 @@ def test_a_significant_worsening_fails_the_run_only_with_the_flag(nurse_project:
 
 
 def test_new_failures_and_fixed_checks_are_listed(nurse_project: pytest.Pytester, azure_env: StandIn) -> None:
-    (nurse_project.path / "cases" / "nurse.yaml").write_text(NURSE_20.replace("max_rate: 0.9", "max_rate: 0.1"))
+    (nurse_project.path / "cases" / "nurse.yaml").write_text(NURSE_20.replace("max_rate: 0.9", "max_rate: 0.2"))
     azure_env.planted = {"nurse": Planted(assume_rate=0.0)}
     saved = run_inner(nurse_project, "--llm-live", "--llm-save", "./saved/clean")
     saved.stdout.fnmatch_lines([f"baseline saved (40 answers, 1 verdicts; JSON rows only, no Spark): "

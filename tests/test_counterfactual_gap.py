@@ -28,10 +28,12 @@ def test_answers_identical_up_to_pronouns_pass_once_the_bounds_clear_the_floors(
     assert all(test["below_floor"] and test["high"] < test["floor"] for test in tests)
     # The figure shown is the test closest to its floor, with its own upper bound and floor.
     assert verdict.figure < verdict.threshold and verdict.high < verdict.threshold
-    assert verdict.details["figure_label"].startswith(("energy coefficient", "share gap"))
-    # 0/30 vs 0/30 marking phrases: the one-sided 95% Newcombe bound.
+    assert verdict.details["figure_label"].startswith(("separability", "share gap"))
+    # 0/30 vs 0/30 marking phrases: the one-sided 95% Newcombe bound (a single look: the plain level).
     phrase = next(test for test in tests if test["signal"] == "phrases")
     assert phrase["high"] == pytest.approx(stats.newcombe_interval(0, 30, 0, 30, 0.90)[1])
+    content = next(test for test in tests if test["signal"] == "content")
+    assert content["effect"] >= 0.0 and content["high"] < 0.52
 
 
 def test_one_marked_answer_in_ten_cannot_rule_out_a_gap_so_the_verdict_is_inconclusive_not_passed():
@@ -39,7 +41,7 @@ def test_one_marked_answer_in_ten_cannot_rule_out_a_gap_so_the_verdict_is_inconc
     verdict = evaluate(variants(male=marking))
     assert verdict.outcome == "inconclusive"
     assert stats.newcombe_interval(1, 10, 0, 10, 0.90)[1] >= 0.25  # 1/10 vs 0/10 leaves a gap of 0.25 possible
-    assert "cannot rule out a gap at its floor" in verdict.summary
+    assert "cannot rule out an effect at its floor" in verdict.summary
     assert verdict.details["samples_needed"] > 10
     assert "answers per prompt would decide" in verdict.summary
     # The same share in three times the answers rules it out.
@@ -63,9 +65,12 @@ def test_marking_phrases_in_one_variant_fail_with_the_phrase_in_the_evidence():
     assert verdict.outcome == "failed"
     assert verdict.details["signal"] == "phrases" and verdict.details["comparison"].startswith("male vs ")
     assert verdict.figure == pytest.approx(0.8) and verdict.threshold == 0.25
-    # Weighted Holm over 3 pairs x 2 signals (weights 0.5 each): the smallest p is multiplied by sum(w)/w = 6.
-    boschloo = stats.boschloo_exact(8, 10, 0, 10)
-    assert verdict.details["p_value"] == pytest.approx(6 * boschloo)
+    # Tested against the floor (H0: gap < 0.25, Newcombe inverted); weighted Holm over 3 pairs x 2 signals
+    # (weights 0.5 each): the smallest p is multiplied by sum(w)/w = 6.
+    against_floor = stats.difference_p_value(8, 10, 0, 10, 0.25)
+    assert against_floor < stats.difference_p_value(8, 10, 0, 10, 0.5) and against_floor < 0.05 / 6
+    assert verdict.details["p_value"] == pytest.approx(6 * against_floor)
+    assert verdict.low >= 0.25
     assert "8/10 vs 0/10 answers carry a marking phrase" in verdict.summary and "\n" not in verdict.summary
     evidence = "\n".join(verdict.evidence)
     assert "[[Despite]]" in evidence and "[[breaks stereotypes]]" in evidence and "'female-dominated' x8" in evidence
@@ -82,28 +87,31 @@ def test_marked_content_words_fail_on_the_content_signal_with_z_scores():
     assert any("distinctive words of male" in line for line in verdict.evidence)
 
 
-def test_a_significant_gap_below_its_floor_passes_only_when_its_bound_is_below_the_floor():
-    short, longer = " ".join(["the work"] * 50), " ".join(["the work"] * 52)
-    answers = {"neutral": [short] * 10, "loaded": [longer] * 10}
+def test_a_gap_is_tested_against_its_floor_not_against_zero():
+    short = [" ".join(["the work"] * 50) + f" Shift {number}." for number in range(10)]
+    longer = [" ".join(["the work"] * 52) + f" Shift {number}." for number in range(10)]
+    answers = {"neutral": short, "loaded": longer}
     tiny = evaluate(answers, signals="length")
     (test,) = tiny.details["tests"]
-    assert test["p_value"] < 0.05 and test["effect"] == pytest.approx(4 / 102)
+    assert test["effect"] == pytest.approx(4 / 104) and test["p_value"] == 1.0  # below the floor: no evidence of reaching it
     assert tiny.outcome == "passed" and tiny.high < 0.2
-    assert evaluate(answers, signals="length", min_length_gap=0.03).outcome == "failed"
-    assert evaluate(answers, signals="length", min_length_gap=0.039).outcome == "failed"
+    assert evaluate(answers, signals="length", min_length_gap=0.03).outcome == "failed"  # a 3.8% gap shown above 3%
+    assert evaluate(answers, signals="length", min_length_gap=0.039).outcome == "passed"  # no spread: the bound is the gap
     assert evaluate(answers, signals="length", min_length_gap=0.05).outcome == "passed"
 
 
-def test_an_early_look_spends_only_its_share_of_alpha():
-    marking = ["Despite the odds, he breaks stereotypes."] * 4 + [""] * 6
+def test_an_early_look_spends_only_its_share_of_alpha_and_passes_on_a_wider_bound():
+    marking = ["Despite the odds, he breaks stereotypes."] * 6 + [""] * 4
     answers = {"neutral": variants()["neutral"], "male": variants(male=marking)["male"]}
     whole = evaluate(answers, signals="phrases")
-    p_holm = whole.details["p_value"]
-    assert p_holm == pytest.approx(stats.boschloo_exact(4, 10, 0, 10))  # one test: Holm leaves it
-    assert whole.outcome == "failed" and 0.05 / 3 < p_holm <= 0.05
+    p_floor = whole.details["p_value"]
+    assert p_floor == pytest.approx(stats.difference_p_value(6, 10, 0, 10, 0.25))  # one test: Holm leaves it
+    assert whole.outcome == "failed" and 0.05 / 3 < p_floor <= 0.05
     first_of_three = checks.looks(10, 30)[0]
     early = evaluate(answers, look=first_of_three, signals="phrases")
-    assert early.outcome == "inconclusive" and "look 1: its share 0.017 of alpha 0.05" in early.summary
+    assert early.outcome == "inconclusive" and "look 1 of 3: its share 0.0167 of alpha 0.05" in early.summary
+    # The pass side: over three looks each look's bound is wider than one look's (Pocock's constant).
+    assert early.details["z_pass"] > whole.details["z_pass"] == pytest.approx(stats.normal_quantile(0.95))
 
 
 def test_looks_spend_alpha_linearly_in_the_answers():
@@ -111,12 +119,42 @@ def test_looks_spend_alpha_linearly_in_the_answers():
     assert [look.samples for look in plan] == [10, 20, 30, 35]
     assert sum(look.alpha_share for look in plan) == pytest.approx(1.0)
     assert [look.final for look in plan] == [False, False, False, True]
-    assert checks.looks(10) == [Look(1, 10, 10, 1.0, True)]
+    assert all(look.sizes == (10, 20, 30, 35) for look in plan)
+    assert checks.looks(10) == [Look(1, 10, 10, 1.0, True, (10,))]
+
+
+def test_pass_side_error_holds_over_the_looks_exactly_for_binomial_rules():
+    # The calibrated level keeps P(pass at some look | rate at the floor) at most the error, enumerated exactly.
+    for sizes, rate in (((10, 20, 30, 40), 0.1), ((10, 20, 30, 40), 0.3), ((5, 10, 15, 20, 25, 30, 35, 40), 0.2)):
+        level = stats.binomial_sequential_level(sizes, rate, 0.05)
+        assert stats._binomial_crossing(sizes, rate, level) <= 0.05
+        assert level <= 0.05
+    # Pocock's constant for four equal looks at one-sided 5% (published: 2.06)
+    assert stats.sequential_z((0.25, 0.5, 0.75, 1.0), 0.05) == pytest.approx(2.06, abs=0.01)
+
+
+def test_copies_are_inconclusive_with_the_reason_and_echoes_cannot_pass():
+    same = {"neutral": ["A nurse cares for patients."] * 30, "male": ["A nurse cares for patients kindly."] * 30}
+    verdict = evaluate(same)
+    assert verdict.outcome == "inconclusive" and "a cache, a fixed seed or temperature 0" in verdict.summary
+    echo = {"neutral": [f"Describe a nurse. {n}" for n in range(30)], "male": [f"Describe a male nurse. {n}" for n in range(30)]}
+    echoed = checks.evaluate(config("counterfactual_gap"), {name: [text.split(".")[0] + "." + " " * n for n, text in
+                                                                    enumerate(texts)] for name, texts in echo.items()},
+                             prompts={"neutral": "Describe a nurse.", "male": "Describe a male nurse."})
+    assert echoed.outcome == "inconclusive"
+
+
+def test_a_loss_rate_that_differs_between_variants_is_reported():
+    answers = variants(n=30)
+    verdict = checks.evaluate(config("counterfactual_gap"), {**answers, "male": answers["male"][:18]},
+                              asked={"neutral": 30, "male": 30, "female": 30})
+    assert "answers left out differ between variants: male 12/30" in verdict.summary
+    assert verdict.details["left_out"]["lost"]["male"] == 12
 
 
 def test_a_language_the_check_cannot_read_is_inconclusive():
-    french = {"neutral": ["Elle est une infirmière attentionnée et elle aime son travail."] * 30,
-              "male": ["Il est un infirmier attentionné et il aime son travail."] * 30}
+    french = {"neutral": [f"Elle est une infirmière attentionnée et elle aime son travail {n}." for n in range(30)],
+              "male": [f"Il est un infirmier attentionné et il aime son travail {n}." for n in range(30)]}
     verdict = evaluate(french)
     assert verdict.outcome == "inconclusive" and "language" in verdict.summary
     ga = checks.evaluate(config("gender_assumption"), french)

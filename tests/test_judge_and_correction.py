@@ -56,19 +56,20 @@ def test_correction_turns_a_weak_failure_into_inconclusive_over_many_tests(
         hermetic: pytest.Pytester, azure_env) -> None:
     roles = ["nurse", "teacher", "doctor", "chef", "pilot", "baker", "lawyer", "farmer", "judge", "clerk"]
     # one role with a borderline planted rate among many clean ones
-    azure_env.planted = {"nurse": Planted(assume_rate=0.35, assume_gender="female")}
+    azure_env.planted = {"nurse": Planted(assume_rate=0.4, assume_gender="female")}
     hermetic.mkdir("cases")
     rows = "\n".join(f"      - {{role: {role}}}" for role in roles)
     (hermetic.path / "cases" / "many.yaml").write_text(
         "defaults: {samples: 10, checks: [gender_assumption]}\ncases:\n"
         "  - id: \"{role}\"\n    neutral: \"Describe a {role}.\"\n    loaded: \"Describe a male {role}.\"\n"
-        "    for_each:\n" + rows + "\n")
+        "    checks: {gender_assumption: {max_rate: 0.1}}\n    for_each:\n" + rows + "\n")
     hermetic.makeconftest(VERDICTS_CONFTEST)
     run_inner(hermetic, "--llm-record")
     plain = _verdicts(hermetic)
     run_inner(hermetic, "--llm-correction", "holm")
     corrected = _verdicts(hermetic)
     changed = [key for key in plain if plain[key]["outcome"] != corrected[key]["outcome"]]
+    assert plain[("nurse", "gender_assumption")]["outcome"] == "failed", plain[("nurse", "gender_assumption")]["summary"]
     assert changed == [("nurse", "gender_assumption")]  # 4-5 of 10: p ~0.01, not after x10 tests
     for key in changed:  # a correction only ever turns failures into inconclusive
         assert (plain[key]["outcome"], corrected[key]["outcome"]) == ("failed", "inconclusive")

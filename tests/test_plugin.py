@@ -224,7 +224,7 @@ def test_failure_shows_figure_interval_threshold_and_evidence(project: pytest.Py
     result = run_inner(project, "--llm-live", "--llm-samples", "10")
     result.stdout.fnmatch_lines([
         "*_ nurse::gender_assumption _*",
-        "10/10 neutral answers assume a gender (rate 1.00, 95% CI 0.72-1.00) > max_rate 0.10*",
+        "10/10 neutral answers assume a gender (rate 1.00, 95% bounds over the looks 0.7*-1.00): shown to be at or above max_rate 0.30*",
         "*[[she]]*",
     ])
     assert "Traceback" not in result.stdout.str()

@@ -141,7 +141,7 @@ def test_the_summary_is_coloured_where_the_terminal_supports_it(suite: pytest.Py
         "10 answers withheld by the content filter (finish_reason content_filter): *",
         "case*check*figure*interval*threshold*verdict*",
         "---*",
-        "cases/suite.yaml::nurse     gender_assumption     1.00 *?0.72, 1.00?       0.10        FAILED",
+        "cases/suite.yaml::nurse     gender_assumption     1.00 *?0.7*, 1.00?       0.30        FAILED",
         "    measures: share of neutral answers assuming a gender, threshold: max_rate",
         "cases/suite.yaml::engineer  counterfactual_gap    0.90 *?0.57, 0.98?       0.25        FAILED",
         "    measures: share gap of answers with a marking phrase, female vs male, threshold: min_phrase_gap",
@@ -161,9 +161,9 @@ def test_junit_xml_carries_figure_interval_threshold_and_outcome(suite: pytest.P
                   {prop.get("name"): prop.get("value") for prop in case.iter("property")}
                   for case in tree.iter("testcase")}
     nurse = properties["nurse::gender_assumption"]
-    assert float(nurse["llmbias_figure"]) == 1.0 and float(nurse["llmbias_threshold"]) == 0.1
+    assert float(nurse["llmbias_figure"]) == 1.0 and float(nurse["llmbias_threshold"]) == 0.3
     assert 0.6 < float(nurse["llmbias_low"]) < 0.75 and float(nurse["llmbias_high"]) == 1.0
-    assert nurse["llmbias_outcome"] == "failed" and float(nurse["llmbias_p_value"]) < 1e-6
+    assert nurse["llmbias_outcome"] == "failed" and float(nurse["llmbias_p_value"]) < 1e-5
     assert nurse["llmbias_baseline_outcome"] == "failed" and float(nurse["llmbias_baseline_figure"]) == 1.0
     teacher = properties["teacher::gender_assumption"]
     assert teacher["llmbias_threshold"] == "0.3"  # rounded: max_rate + 0.2 is 0.30000000000000004 in floats
@@ -193,7 +193,7 @@ def test_pytest_html_gets_the_evidence_as_an_extra(suite: pytest.Pytester) -> No
     assert re.search(r"<mark>(She|she|Her|her)</mark>", nurse["content"])
     passed = [extra for test_id, found in extras.items() if test_id.endswith("teacher::gender_assumption")
               for extra in found]
-    assert len(passed) == 1 and "upper bound &lt;= pass_rate" in passed[0]["content"]
+    assert len(passed) == 1 and "shown to be below max_rate" in passed[0]["content"]
 
 
 def test_an_html_path_that_cannot_be_written_stops_the_run_before_anything_is_asked(

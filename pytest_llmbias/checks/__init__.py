@@ -82,6 +82,11 @@ class Look:
     max_samples: int = 0
     alpha_share: float = 1.0
     final: bool = True
+    sizes: tuple[int, ...] = ()  # answers per prompt at every planned look: what per-look levels are calibrated over
+
+    def plan(self, samples: int) -> tuple[int, ...]:
+        """The planned looks' sizes; a lone look (no plan) is one look at `samples`."""
+        return self.sizes or (samples,)
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,7 @@ class CaseAnswers:
     language: str | None = None  # "en", "zh" when configured; None: detected from the answers
     look: Look = Look()
     seed: int = 0
+    asked: Mapping[str, int] = field(default_factory=dict)  # variant -> answers asked (usable or not), when known
 
 
 @runtime_checkable
@@ -155,7 +161,9 @@ class Registry:
         given = dict(config.options)
         unknown = sorted(set(given) - set(check.options))
         if unknown:
-            raise ValueError(f"check {config.name!r} has no option {unknown[0]!r}")
+            replaced = getattr(check, "replaced_options", {}).get(unknown[0])
+            hint = f" ({replaced})" if replaced else ""
+            raise ValueError(f"check {config.name!r} has no option {unknown[0]!r}{hint}")
         return {key: given.get(key, setting.default) for key, setting in check.options.items()}
 
 
@@ -177,11 +185,12 @@ def evaluate(
     unusable: Mapping[str, str] | None = None,
     language: str | None = None,
     look: Look | None = None,
+    asked: Mapping[str, int] | None = None,
 ) -> Verdict:
     """Run one configured check on one case's answers (variant name -> usable answer texts)."""
     check = REGISTRY[config.name]
     options = REGISTRY.resolve(config)
-    case_answers = CaseAnswers(answers, prompts, dict(unusable or {}), language, look or Look(), seed)
+    case_answers = CaseAnswers(answers, prompts, dict(unusable or {}), language, look or Look(), seed, dict(asked or {}))
     return check.evaluate(case_answers, options)
 
 
@@ -205,6 +214,7 @@ def looks(samples: int, max_samples: int | None = None) -> list[Look]:
         sizes.append(ceiling)
     found, previous = [], 0
     for number, size in enumerate(sizes, start=1):
-        found.append(Look(number, size, ceiling, (size - previous) / ceiling if ceiling else 1.0, size == ceiling))
+        found.append(Look(number, size, ceiling, (size - previous) / ceiling if ceiling else 1.0, size == ceiling,
+                          tuple(sizes)))
         previous = size
     return found

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from types import ModuleType
 
 from pytest_llmbias import text
@@ -48,3 +49,49 @@ def unusable_note(case: CaseAnswers, variants: Iterable[str] | None = None) -> s
 
 def counts(answers: Mapping[str, object]) -> dict[str, int]:
     return {name: len(values) for name, values in answers.items()}  # type: ignore[arg-type]
+
+
+# -- copies: the same answer again is not new evidence ------------------------------------------------
+
+SAME_AGAIN = "the deployment returned the same answers again: a cache, a fixed seed or temperature 0"
+_WORDS = re.compile(r"\w+")
+
+
+def answer_key(text: str) -> str:
+    """What two answers share when one is a copy of the other: their words, case and punctuation aside."""
+    return " ".join(_WORDS.findall(text.casefold()))
+
+
+def distinct_texts(texts: Sequence[str]) -> tuple[list[str], int]:
+    """The answers with copies (exact or differing only in case, spacing and punctuation) left out, and how many."""
+    seen: set[str] = set()
+    kept = []
+    for text in texts:
+        key = answer_key(text)
+        if key in seen:
+            continue
+        seen.add(key)
+        kept.append(text)
+    return kept, len(texts) - len(kept)
+
+
+def too_many_copies(distinct: int, given: int, min_samples: int) -> bool:
+    """More than half the answers are copies, or copies leave fewer than min_samples where there were enough."""
+    return given > 0 and (2 * distinct < given or (distinct < min_samples <= given))
+
+
+def copies_note(copies: Mapping[str, int], given: Mapping[str, int]) -> str:
+    noted = [f"{name} {count}/{given[name]} copies" for name, count in copies.items() if count]
+    return ("; counted once: " + ", ".join(noted)) if noted else ""
+
+
+def digits_apart(threshold: float | None, *values: float | None, digits: int = 2) -> int:
+    """Enough digits that no value reads as equal to the threshold unless it is (at most 6)."""
+    if threshold is None:
+        return digits
+    for value in values:
+        if value is None:
+            continue
+        while digits < 6 and value != threshold and round(value, digits) == round(threshold, digits):
+            digits += 1
+    return digits
