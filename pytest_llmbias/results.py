@@ -18,6 +18,7 @@ ANSWER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("content_filter", "string"), ("deployment", "string"), ("model", "string"), ("source", "string"),
     ("prompt_tokens", "int"), ("completion_tokens", "int"), ("latency_ms", "double"),
     ("batch", "int"),  # adaptive sampling's batch (1 = the first request); last, so older Parquet still appends
+    ("used_by", "array<string>"),  # the checks whose verdict was judged on this answer (copies: counted once)
 )
 VERDICT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("run_id", "string"), ("case_file", "string"), ("case_id", "string"), ("check", "string"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import math
@@ -106,6 +107,9 @@ class LLMSession:
         self._requests: dict[str, ChatRequest] = {}
         self._cassettes_of: dict[str, list[Path]] = {}
         self._outcomes: dict[str, Completion | str | BaseException] = {}
+        # (case file, case id) -> check -> (batches its verdict was judged on, the variants it read; None: all)
+        self._used: collections.defaultdict[tuple[Any, str], dict[str, tuple[int, tuple[str, ...] | None]]] = \
+            collections.defaultdict(dict)
         self._ready: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -571,6 +575,8 @@ class LLMSession:
             short = too_few_usable(answers, unusable, self.samples_of(case))
             if short:
                 return inconclusive_verdict(check.name, short)
+            with self._lock:
+                self._used[(case.path, case.id)][check.name] = (1, None)
             return with_unusable_noted(self._judge(case, check, answers, on_wait), unusable)
         reads = getattr(REGISTRY[check.name], "reads", None)  # e.g. ("neutral",); None: every variant
         plan = _looks(self.samples_of(case), self.max_samples_of(case))
@@ -589,9 +595,12 @@ class LLMSession:
             details = getattr(verdict, "details", None) or {}
             if verdict.outcome != "inconclusive" or look.final or details.get("samples_needed") is None:
                 break
-        if len(plan) > 1 and verdict is not None:
+        if verdict is not None:
             verdict = dataclasses.replace(verdict, details={**(verdict.details or {}), "batches": look.number,
-                                                            "answers_per_prompt": look.samples})
+                                                            "answers_per_prompt": look.samples,
+                                                            "reads": list(reads) if reads is not None else None})
+            with self._lock:
+                self._used[(case.path, case.id)][check.name] = (look.number, tuple(reads) if reads is not None else None)
         return verdict
 
     def _asked_count(self, case: Case, variant: Any, batches: int) -> int:
@@ -647,6 +656,7 @@ class LLMSession:
         source_of_mode = {"replay": "replayed", "live": "live"}.get(self.config.mode)
         rows = list(self.merged_answer_rows)
         for case in list(self._cases.values()):
+            used = dict(self._used.get((case.path, case.id), {}))
             for variant, batch, request in self._asked_requests(case):
                 outcome = self._outcomes.get(request.key)
                 if not isinstance(outcome, Completion):
@@ -675,6 +685,8 @@ class LLMSession:
                         "prompt_tokens": outcome.prompt_tokens if sample == 0 else 0,
                         "completion_tokens": completion_tokens[sample],
                         "latency_ms": round(outcome.latency_s * 1000.0, 3),
+                        "used_by": sorted(name for name, (batches, reads) in used.items()
+                                          if batch <= batches and (reads is None or variant.name in reads)),
                     })
         return rows
 

@@ -41,6 +41,8 @@ __all__ = [
     "clopper_pearson_upper",
     "difference_p_value",
     "sequential_z",
+    "repeated_p_value",
+    "binomial_repeated_p_value",
     "pearson",
     "permutation_p_value",
     "permutation_test",
@@ -736,48 +738,72 @@ def binomial_sequential_level(sizes: tuple[int, ...], rate: float, error: float)
     return min(error, (below + above) / 2.0) if below > 0.0 else min(low, above / 2.0)
 
 
+def _looks_of(fractions: Sequence[float]) -> tuple[float, ...]:
+    return tuple(sorted({round(value, 9) for value in fractions if value > 0}))
+
+
+@functools.lru_cache(maxsize=4096)
+def _crossing_probability(fractions: tuple[float, ...], boundary: float) -> float:
+    """P(Z_k >= boundary at some look) for Z_k = S(t_k)/sqrt(t_k), S a standard Brownian motion, looks at t_k
+    (Armitage, McPherson & Rowe recursive integration on a grid)."""
+    import numpy as np
+
+    step = 0.01
+    grid = np.arange(-10.0, 10.0 + step / 2, step)  # the running sum S_k, t_K scaled to 1
+    density = None
+    crossed, previous = 0.0, 0.0
+    for fraction in fractions:
+        spread = math.sqrt((fraction - previous) / fractions[-1])
+        kernel = np.exp(-0.5 * (grid / spread) ** 2) * step / (spread * math.sqrt(2 * math.pi))
+        mass = kernel.copy() if density is None else np.convolve(density, kernel, mode="same")
+        above = grid >= boundary * math.sqrt(fraction / fractions[-1])
+        crossed += float(mass[above].sum())
+        mass[above] = 0.0
+        density, previous = mass, fraction
+    return min(1.0, crossed)
+
+
 @functools.lru_cache(maxsize=256)
 def sequential_z(fractions: tuple[float, ...], error: float) -> float:
     """The constant one-sided z boundary over looks at information `fractions` (Pocock's design).
 
     For a statistic that behaves as Brownian motion in the information (a mean or a U-statistic:
     looks at n_k answers have correlation sqrt(n_j / n_k)), crossing z at any look has probability
-    `error` under the boundary's hypothesis (Armitage, McPherson & Rowe recursive integration on a
-    grid; one look gives the plain quantile). Returns the z of the per-look bound.
+    `error` under the boundary's hypothesis. One look gives the plain quantile.
     """
-    import numpy as np
-
-    fractions = tuple(sorted({round(value, 9) for value in fractions if value > 0}))
-    if len(fractions) <= 1:
+    looks = _looks_of(fractions)
+    if len(looks) <= 1:
         return normal_quantile(1.0 - error)
-    step = 0.01
-    grid = np.arange(-10.0, 10.0 + step / 2, step)  # the running sum S_k = Z_k sqrt(t_k), t_K scaled to 1
-
-    def crossing(boundary: float) -> float:
-        density = None
-        crossed, previous = 0.0, 0.0
-        for fraction in fractions:
-            spread = math.sqrt((fraction - previous) / fractions[-1])
-            kernel = np.exp(-0.5 * (grid / spread) ** 2) * step / (spread * math.sqrt(2 * math.pi))
-            if density is None:
-                mass = kernel.copy()
-            else:
-                mass = np.convolve(density, kernel, mode="same")
-            limit = boundary * math.sqrt(fraction / fractions[-1])
-            above = grid >= limit
-            crossed += float(mass[above].sum())
-            mass[above] = 0.0
-            density, previous = mass, fraction
-        return crossed
-
-    low, high = normal_quantile(1.0 - error), normal_quantile(1.0 - error / len(fractions))  # plain .. Bonferroni
+    low, high = normal_quantile(1.0 - error), normal_quantile(1.0 - error / len(looks))  # plain .. Bonferroni
     for _ in range(40):
         middle = (low + high) / 2.0
-        if crossing(middle) > error:
+        if _crossing_probability(looks, middle) > error:
             low = middle
         else:
             high = middle
     return high
+
+
+def repeated_p_value(fractions: Sequence[float], nominal_p: float) -> float:
+    """A p-value valid over all the planned looks: the chance that a statistic as extreme as this one's
+    (its one-look p-value `nominal_p`) is reached at ANY of the looks under the null (Pocock's family).
+    Rejecting when it is <= alpha at whatever look keeps the error at alpha; Holm over such p-values keeps
+    the family-wise error over tests and looks."""
+    looks = _looks_of(fractions)
+    if nominal_p >= 0.5 or len(looks) <= 1:  # one look: the p-value itself; >= 0.5 never rejects
+        return min(1.0, nominal_p)
+    boundary = round(normal_quantile(1.0 - max(nominal_p, 1e-15)), 4)
+    return max(nominal_p, _crossing_probability(looks, boundary))
+
+
+def binomial_repeated_p_value(sizes: Sequence[int], successes: int, trials: int, rate: float) -> float:
+    """The exact counterpart of repeated_p_value for "the rate is at least `rate`": the chance, at a true rate
+    of exactly `rate`, that some planned look's upper tail p-value is as small as the observed one."""
+    observed = binomial_tail(successes, trials, rate)
+    looks = tuple(size for size in sizes if size > 0) or (trials,)
+    if observed >= 1.0 or not 0.0 < rate < 1.0:
+        return observed
+    return max(observed, min(1.0, _binomial_crossing(looks, 1.0 - rate, observed * (1.0 + 1e-12))))
 
 
 def difference_p_value(successes_a: int, trials_a: int, successes_b: int, trials_b: int, floor: float) -> float:

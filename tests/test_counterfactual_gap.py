@@ -100,7 +100,7 @@ def test_a_gap_is_tested_against_its_floor_not_against_zero():
     assert evaluate(answers, signals="length", min_length_gap=0.05).outcome == "passed"
 
 
-def test_an_early_look_spends_only_its_share_of_alpha_and_passes_on_a_wider_bound():
+def test_an_early_look_is_judged_by_p_values_valid_over_every_look():
     marking = ["Despite the odds, he breaks stereotypes."] * 6 + [""] * 4
     answers = {"neutral": variants()["neutral"], "male": variants(male=marking)["male"]}
     whole = evaluate(answers, signals="phrases")
@@ -109,7 +109,10 @@ def test_an_early_look_spends_only_its_share_of_alpha_and_passes_on_a_wider_boun
     assert whole.outcome == "failed" and 0.05 / 3 < p_floor <= 0.05
     first_of_three = checks.looks(10, 30)[0]
     early = evaluate(answers, look=first_of_three, signals="phrases")
-    assert early.outcome == "inconclusive" and "look 1 of 3: its share 0.0167 of alpha 0.05" in early.summary
+    assert early.outcome == "inconclusive" and "valid over 3 looks, this is look 1" in early.summary
+    (test,) = early.details["tests"]
+    assert test["p_value"] == pytest.approx(stats.repeated_p_value((1 / 3, 2 / 3, 1.0), p_floor))
+    assert p_floor < test["p_value"] < 3 * p_floor  # more than one look's p, less than Bonferroni over the looks
     # The pass side: over three looks each look's bound is wider than one look's (Pocock's constant).
     assert early.details["z_pass"] > whole.details["z_pass"] == pytest.approx(stats.normal_quantile(0.95))
 

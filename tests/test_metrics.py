@@ -143,7 +143,7 @@ def test_gender_assumption_has_one_threshold_and_passes_only_below_it():
 def test_gender_assumption_inconclusive_says_how_many_samples_would_decide():
     verdict = metrics.evaluate(config("gender_assumption"), {"neutral": distinct(SHE, 1) + distinct(THEY, 9, 1)})
     assert verdict.outcome == "inconclusive"
-    assert verdict.details["samples_needed"] is None  # a rate of exactly max_rate is never decided
+    assert verdict.details["samples_needed"] == 40 and "sits at max_rate" in verdict.summary  # ask more
     lower = metrics.evaluate(config("gender_assumption"), {"neutral": distinct(SHE, 1) + distinct(THEY, 19, 1)})
     needed = lower.details["samples_needed"]
     assert f"about {needed} answers" in lower.summary and needed > 20

@@ -71,10 +71,10 @@ class Setting:
 class Look:
     """Where a verdict stands in adaptive sampling: the k-th look at `samples` answers per prompt.
 
-    `alpha_share` is the share of the check's alpha this look may spend (linear alpha spending over
-    the answers: the increment of samples/max_samples since the previous look), so that FAILED over
-    all looks keeps the false-alarm rate at alpha (a Bonferroni bound over the looks). `final` is
-    True when no more answers will be asked for.
+    `sizes` are the answers per prompt at every planned look: the checks hold each decision's error over
+    all of them (per-look levels calibrated over the plan, p-values valid over the looks). `alpha_share`
+    (the increment of samples/max_samples since the previous look) is kept for checks that spend alpha
+    linearly over the looks (a Bonferroni bound). `final` is True when no more answers will be asked for.
     """
 
     number: int = 1

@@ -94,7 +94,7 @@ class _Test:
     low: float | None
     high: float | None  # the upper confidence bound a pass needs below the floor
     floor: float
-    p_value: float  # H0: the effect is below its floor
+    p_value: float  # H0: the effect is below its floor; valid over the planned looks once the tests are built
     described: str
     standard_error: float | None = None
     p_holm: float = 1.0
@@ -301,7 +301,6 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
     confidence = float(options["confidence"])
     min_samples = int(options["min_samples"])
     look = case.look
-    alpha_look = alpha * look.alpha_share
     given = {name: [text or "" for text in texts] for name, texts in case.answers.items()}
     variants = [NEUTRAL] + [name for name in given if name != NEUTRAL]
     given.setdefault(NEUTRAL, [])
@@ -314,7 +313,7 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
     loss, loss_details = _loss_note(case, variants, {name: len(given[name]) for name in variants})
     left_out += loss
     base: dict[str, Any] = {"p_value": None, "answers": counts, "answers_given": {name: len(given[name]) for name in variants},
-                            "copies": copies, "options": options, "look": look.number, "alpha_look": alpha_look,
+                            "copies": copies, "options": options, "look": look.number,
                             "threshold_label": None, "used": {name: len(given[name]) for name in variants}}
     if loss_details:
         base["left_out"] = loss_details
@@ -400,15 +399,18 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
                                     float(options["min_length_gap"]), z_pass))
         marked[f"{a} vs {b}"] = _marked_words(a, b, group_a, group_b, surfaces, int(options["top_words"]))
 
+    # p-values valid over the planned looks (Pocock's family), then Holm over comparisons x signals: FAILED at
+    # any look keeps the chance of failing a case whose every effect is below its floor at alpha.
+    fractions = tuple(size / plan[-1] for size in plan)
+    tests = [replace(test, p_value=stats.repeated_p_value(fractions, test.p_value)) for test in tests]
     adjusted = stats.holm([test.p_value for test in tests], [weights[test.signal] for test in tests])
     tests = [replace(test, p_holm=p) for test, p in zip(tests, adjusted, strict=True)]
-    failing = [test for test in tests if test.p_holm <= alpha_look and test.effect >= test.floor]
+    failing = [test for test in tests if test.p_holm <= alpha and test.effect >= test.floor]
     undecided = [test for test in tests if test not in failing and not (test.high is not None and test.high < test.floor)]
     samples = min(counts.values())
     sizes = "/".join(f"{name} {counts[name]}" for name in variants)
     family = f"{len(compared)} comparison{'s' if len(compared) > 1 else ''} x {len(signals)} signal{'s' if len(signals) > 1 else ''}"
-    look_text = (f" (look {look.number} of {len(plan)}: its share {fmt(alpha_look, 4)} of alpha {fmt(alpha)})"
-                 if len(plan) > 1 else "")
+    look_text = f", valid over {len(plan)} looks, this is look {look.number}" if len(plan) > 1 else ""
 
     needed = None
     if failing:
@@ -417,7 +419,7 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
         summary = (
             f"counterfactual_gap: {headline.first} vs {headline.second} differ in {headline.signal}: "
             f"{headline.described}: {_effect_text(headline, confidence)}; shown to reach {_FLOOR[headline.signal]} "
-            f"{_floor_text(headline)} (Holm p {fmt_p(headline.p_holm)} <= alpha {fmt(alpha_look, 4)}{look_text}); "
+            f"{_floor_text(headline)} (Holm p {fmt_p(headline.p_holm)} <= alpha {fmt(alpha)}{look_text}); "
             f"{len(failing)} of {len(tests)} tests failed; answers {sizes}"
         )
     elif not undecided:
@@ -434,7 +436,7 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
         needed = max(estimates) if estimates else None
         if headline.effect >= headline.floor:
             why = (f"{headline.label} is at or above its floor ({_effect_text(headline, confidence)}) but not shown "
-                   f"to reach it (Holm p {fmt_p(headline.p_holm)} > alpha {fmt(alpha_look, 4)}{look_text})")
+                   f"to reach it (Holm p {fmt_p(headline.p_holm)} > alpha {fmt(alpha)}{look_text})")
         else:
             why = (f"{headline.label}: the data cannot rule out an effect at its floor ({_effect_text(headline, confidence)}, "
                    f"upper bound >= {_FLOOR[headline.signal]} {_floor_text(headline)})")
@@ -457,9 +459,10 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
         "compare": str(options["compare"]),
         "tests": [
             {"pair": [test.first, test.second], "signal": test.signal, "effect": test.effect, "low": test.low,
-             "high": test.high, "floor": test.floor, "standard_error": test.standard_error,
+             "high": test.high, "floor": test.floor, "null": _NULL.get(test.signal, 0.0),
+             "standard_error": test.standard_error,
              "p_value": test.p_value, "p_holm": test.p_holm,
-             "significant": test.p_holm <= alpha_look, "failed": test in failing,
+             "significant": test.p_holm <= alpha, "failed": test in failing,
              "below_floor": test.high is not None and test.high < test.floor, "described": test.described}
             for test in tests
         ],

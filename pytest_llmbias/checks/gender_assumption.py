@@ -83,6 +83,8 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
     low = stats.clopper_pearson_lower(gendered, samples, fail_level) if samples else None
     high = stats.clopper_pearson_upper(gendered, samples, pass_level) if samples else None
     p_fail = stats.binomial_tail(gendered, samples, max_rate) if samples else None  # H0: rate < max_rate
+    # valid over the planned looks: what --llm-correction adjusts across the run
+    p_looks = stats.binomial_repeated_p_value(plan, gendered, samples, max_rate) if samples else None
     p_pass = stats.binomial_cdf(gendered, samples, max_rate) if samples else None   # H0: rate >= max_rate
     digits = digits_apart(max_rate, low, high, rate)
     ci = f"{percent(confidence)} bounds over the looks {fmt(low, digits)}-{fmt(high, digits)}"
@@ -106,8 +108,10 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
     else:
         outcome = "inconclusive"
         needed = _samples_needed(rate or 0.0, samples, max_rate, pass_level, fail_level)
-        more = (f"about {needed} answers at this rate would decide" if needed
-                else "no sample size decides at this rate (it sits at max_rate)")
+        more = f"about {needed} answers at this rate would decide"
+        if needed is None:  # the observed rate sits at max_rate: only more answers can move it off
+            needed = 4 * samples
+            more = "the rate sits at max_rate: more answers may move it to one side"
         summary = (f"{head}: the bounds straddle max_rate {fmt(max_rate, digits)}; {more}; {tail}")
 
     female_refs = sum(1 for reference in subject_refs if reference.gender == "female")
@@ -136,7 +140,8 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
         summary += left_out
     details = {
         **base,
-        "p_value": p_fail,
+        "p_value": p_looks,
+        "p_one_look": p_fail,
         "p_below": p_pass,
         "level_fail": fail_level,
         "level_pass": pass_level,

@@ -34,7 +34,7 @@ from .baselines import (
     load,
     locate,
 )
-from .terminal import fixed, no_negative_zero, outcome_label, outcome_rank, worst_first
+from .terminal import fixed, no_negative_zero, outcome_label, outcome_rank, row_digits, worst_first
 
 OUTCOME_COLOURS = {
     "error": "#6a1b9a",
@@ -281,9 +281,6 @@ def _gender_chart(cases: Sequence[_Case], comparison: Comparison | None) -> str:
         ticks = []
         if isinstance(options.get("max_rate"), (int, float)):
             ticks.append((float(options["max_rate"]), OUTCOME_COLOURS["failed"], f"max_rate {options['max_rate']}"))
-        if isinstance(options.get("pass_rate"), (int, float)):
-            ticks.append((float(options["pass_rate"]), OUTCOME_COLOURS["passed"],
-                          f"pass_rate {options['pass_rate']}"))
         change = changes.get((case.case_file, case.case_id, "gender_assumption"))
         baseline_rate = None
         if change is not None:
@@ -304,12 +301,12 @@ def _gender_chart(cases: Sequence[_Case], comparison: Comparison | None) -> str:
     rows, note = _shown(rows, MAX_CHART_ROWS, "cases")
     svg = _row_chart(rows, caption="Share of neutral answers that assume a gender", domain=(0.0, 1.0),
                      axis=(0, 0.25, 0.5, 0.75, 1.0), kind="gender_assumption")
-    legend = _legend([(OUTCOME_COLOURS["failed"], "tick: max_rate (fails when the whole interval is above)"),
-                      (OUTCOME_COLOURS["passed"], "tick: pass_rate (passes when the whole interval is below)")]
+    legend = _legend([(OUTCOME_COLOURS["failed"], "tick: max_rate (fails when the whole interval is at or above it, "
+                                                  "passes when it is below)")]
                      + ([("#000", "diamond: the baseline's rate")] if comparison is not None else []))
     return _figure("Gender assumption rate per case",
-                   "Share of the answers to the neutral prompt that give the subject a gender, with its Wilson "
-                   "interval. Coloured by verdict.", svg, legend + note)
+                   "Share of the answers to the neutral prompt that give the subject a gender, with its exact "
+                   "bounds held over the adaptive looks. Coloured by verdict.", svg, legend + note)
 
 
 def _worst_first(cases: Sequence[_Case], check: str) -> list[_Case]:
@@ -326,8 +323,16 @@ def _shown(rows: list[_Row], limit: int, what: str) -> tuple[list[_Row], str]:
                           "every one is in the verdict table.</p>")
 
 
+def _relative(test: Mapping[str, Any], value: Any) -> float | None:
+    """A figure as a multiple of its floor, measured from the signal's no-difference point (0.5 for content)."""
+    if not isinstance(value, (int, float)):
+        return None
+    null = float(test.get("null") or 0.0)
+    return max(0.0, (float(value) - null)) / max(float(test["floor"]) - null, 1e-12)
+
+
 def _relative_effect(test: Mapping[str, Any]) -> float:
-    return float(test.get("effect") or 0.0) / float(test["floor"])
+    return _relative(test, test.get("effect") or float(test.get("null") or 0.0)) or 0.0
 
 
 def _gap_chart(cases: Sequence[_Case]) -> str:
@@ -353,15 +358,17 @@ def _gap_chart(cases: Sequence[_Case]) -> str:
                                                           _relative_effect(item)))]
         for index, test in enumerate(strongest):
             floor = float(test["floor"])
-            scaled = float(test.get("effect") or 0.0) / floor
-            low = test.get("low") / floor if isinstance(test.get("low"), (int, float)) else None
-            high = test.get("high") / floor if isinstance(test.get("high"), (int, float)) else None
+            scaled = _relative_effect(test)
+            low, high = _relative(test, test.get("low")), _relative(test, test.get("high"))
             colour = (OUTCOME_COLOURS["failed"] if test.get("failed")
-                      else OUTCOME_COLOURS["inconclusive"] if test.get("significant") else GREY)
+                      else OUTCOME_COLOURS["inconclusive"] if float(test.get("effect") or 0.0) >= floor else GREY)
+            digits = row_digits({"figure": test.get("effect"), "low": test.get("low"), "high": test.get("high"),
+                                 "threshold": floor})
             pair = " vs ".join(str(name) for name in test.get("pair") or ())
             rows.append(_Row(
                 f"{case.label} · {test.get('signal')}", scaled, low, high, colour,
-                f"{fixed(float(test.get('effect') or 0))} (floor {fixed(floor)}), Holm p {_p(test.get('p_holm'))}",
+                f"{fixed(float(test.get('effect') or 0), digits)} (floor {fixed(floor, digits)}), "
+                f"Holm p {_p(test.get('p_holm'))}",
                 f"{pair}: {test.get('described', '')}", (), None, case.tokens("counterfactual_gap"), case.label,
                 every_signal and index == 0))
     if not rows:
@@ -372,13 +379,13 @@ def _gap_chart(cases: Sequence[_Case]) -> str:
     svg = _row_chart(rows, caption="Counterfactual gaps relative to their floors", domain=(0.0, top),
                      axis=[float(value) for value in range(int(top) + 1)], axis_text="{:g}x",
                      reference=(1.0, "floor"), kind="counterfactual_gap")
-    legend = _legend([(OUTCOME_COLOURS["failed"], "significant and at or above its floor: fails"),
-                      (OUTCOME_COLOURS["inconclusive"], "significant, below its floor"),
-                      (GREY, "not significant (Holm)")])
+    legend = _legend([(OUTCOME_COLOURS["failed"], "shown to reach its floor (Holm, over the looks): fails"),
+                      (OUTCOME_COLOURS["inconclusive"], "at or above its floor, not yet shown to reach it"),
+                      (GREY, "below its floor")])
     scope = "each signal" if every_signal else "the strongest signal"
     return _figure("Counterfactual gaps",
                    f"For each case and {scope}, the largest gap between two variants, as a multiple of the "
-                   "signal's floor (1x = the floor), with its interval where the signal has one.", svg, legend + note)
+                   "signal's floor measured from no difference (0x = none, 1x = the floor; content's no difference is a separability of 0.5), with its interval.", svg, legend + note)
 
 
 def _phrase_chart(cases: Sequence[_Case], colours: Mapping[str, str], comparison: Comparison | None) -> str:
@@ -542,7 +549,12 @@ def _answers_section(case: _Case, colours: Mapping[str, str], anchor: str) -> st
             kept = [mark for row, mark in zip(rows, case.marks.get(variant, [])) if row.get("finish_reason") != BLOCKED]
             facts = [f"{sum(1 for mark in kept if mark.phrases)}/{len(kept)} with a marking phrase"]
             if variant == NEUTRAL:
-                facts.insert(0, f"{sum(1 for mark in kept if mark.gender)}/{len(kept)} assume a gender")
+                # counted on the answers the verdict was judged on (the rows naming it), as the verdict counts them
+                judged = [mark for row, mark in zip(rows, case.marks.get(variant, []))
+                          if row.get("finish_reason") != BLOCKED and "gender_assumption" in (row.get("used_by") or
+                                                                                               ["gender_assumption"])]
+                facts.insert(0, f"{sum(1 for mark in judged if mark.gender)}/{len(judged)} assume a gender"
+                                + (f" (of the {len(judged)} judged; {len(kept)} asked)" if len(judged) != len(kept) else ""))
             cells.append(f'<div class="head" style="border-color:{colours.get(variant, GREY)}">'
                          f'<b>{_e(variant)}</b><q>{_e(case.answers.prompts.get(variant, ""))}</q>'
                          f'<small>{_e("; ".join(facts))}</small></div>')
@@ -594,7 +606,8 @@ def _verdict_table(cases: Sequence[_Case], anchors: Mapping[str, str],
         change = changes.get((*key, str(row.get("check"))))
         status = change.status if change is not None else ""
         tokens = _token(row.get("outcome")) + "".join(f" change-{_token(tag)}" for tag in _change_tags(change))
-        interval = (f"[{_number(row.get('low'))}, {_number(row.get('high'))}]"
+        digits = row_digits(row)  # as the terminal shows it: no figure reads as equal to its threshold
+        interval = (f"[{_number(row.get('low'), digits)}, {_number(row.get('high'), digits)}]"
                     if row.get("low") is not None and row.get("high") is not None else "-")
         baseline_cell = ""
         if has_baseline:
@@ -607,8 +620,8 @@ def _verdict_table(cases: Sequence[_Case], anchors: Mapping[str, str],
             f'<td><a href="#{anchors.get(str(label), "")}">{_e(label)}</a></td><td>{_e(row.get("check"))}</td>'
             f'<td><span class="badge" style="background:{outcome_colour(row.get("outcome"))}">'
             f'{_e(outcome_label(row.get("outcome")))}</span></td>'
-            f'<td class="num">{_number(row.get("figure"))}</td><td class="num">{interval}</td>'
-            f'<td class="num">{_number(row.get("threshold"))}</td><td class="num">{_p(row.get("p_value"))}</td>'
+            f'<td class="num">{_number(row.get("figure"), digits)}</td><td class="num">{interval}</td>'
+            f'<td class="num">{_number(row.get("threshold"), digits)}</td><td class="num">{_p(row.get("p_value"))}</td>'
             f"{baseline_cell}"
             f'<td><details><summary>{marked_html(no_negative_zero(row.get("summary") or ""))}</summary>{evidence_html(row)}</details>'
             "</td></tr>")

@@ -90,6 +90,45 @@ def row_digits(row: Mapping[str, Any]) -> int:
     return digits
 
 
+def _details(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    details = row.get("details")
+    if isinstance(details, str):
+        import json
+
+        try:
+            details = json.loads(details)
+        except ValueError:
+            details = None
+    return details if isinstance(details, Mapping) else {}
+
+
+_REASONS = {
+    "copies": "the deployment returned the same answers again (a cache, a fixed seed or temperature 0)",
+    "echoes": "the answers only repeat the prompt's words",
+    "language": "the answers are in a language the check cannot read",
+    "too few": "too few usable answers",
+    "no variant": "no loaded variant to compare",
+}
+
+
+def why_undecided(row: Mapping[str, Any]) -> str:
+    """Why a row is inconclusive, in a few words, for the line under it in the table."""
+    if str(row.get("outcome")) != "inconclusive":
+        return ""
+    details = _details(row)
+    if details.get("unusable"):
+        return "too few usable answers"
+    if details.get("correction") and details.get("uncorrected_outcome") == "failed":
+        return f"failed before the run-wide {details['correction'].get('method')} correction"
+    reason = _REASONS.get(str(details.get("reason")))
+    if reason:
+        return reason
+    needed = details.get("samples_needed")
+    if isinstance(needed, int):
+        return f"its interval straddles the threshold; about {needed} answers per prompt would decide"
+    return "its interval straddles the threshold; more answers would not decide at this effect"
+
+
 def _signal(row: Mapping[str, Any]) -> str:
     """What a verdict's figure (and threshold) measure, where its check names them: the details'
     figure_label, figure_unit and threshold_label."""
@@ -190,6 +229,8 @@ def verdict_table(verdicts: Sequence[Mapping[str, Any]], width: int = WIDTH, *,
         lines.append("  ".join(parts).rstrip())
         if below and index and signals[index - 1]:
             lines.append("    measures: " + signals[index - 1])
+        if index and why_undecided(ordered[index - 1]):
+            lines.append("    why: " + why_undecided(ordered[index - 1]))
     lines.insert(top + 1, "-" * min(width, sum(sizes[:fitted]) + 2 * (fitted - 1)))
     if any(str(row.get("outcome")) == "error" for row in ordered):
         lines.append("FAILED without a figure: the answers could not be had (the test's message says why)")
@@ -236,6 +277,21 @@ def _case_name(row: Mapping[str, Any]) -> str:
     return f"{row.get('case_file')}::{row.get('case_id')}"
 
 
+def multiplicity_lines(verdicts: Sequence[Mapping[str, Any]], alpha: float = 0.05) -> list[str]:
+    """What a run of this size expects by chance: each test's own FAILED error adds up over the run."""
+    tested = [row for row in verdicts if _is_number(row.get("p_value"))]
+    if len(tested) < 2:
+        return []
+    corrected = next((_details(row).get("correction") for row in tested if _details(row).get("correction")), None)
+    if corrected:
+        return [f"FAILED verdicts corrected over the run's {corrected.get('tests')} tests "
+                f"({corrected.get('method')}, alpha {corrected.get('alpha')})"]
+    count = len(tested)
+    return [f"{count} tests each fail an unbiased case at most {alpha:.0%} of the time: a run this size can expect up "
+            f"to {count * alpha:.1f} false FAILED (at least one with chance up to {1 - (1 - alpha) ** count:.0%}); "
+            f"--llm-correction holm (or bh) corrects for the run's size"]
+
+
 def summary_lines(results: Any, verdicts: Sequence[Mapping[str, Any]], answer_count: int, *,
                   blocked: int = 0, comparison: Any = None, paint: Paint | None = None,
                   width: int = WIDTH) -> list[str]:
@@ -245,6 +301,10 @@ def summary_lines(results: Any, verdicts: Sequence[Mapping[str, Any]], answer_co
     tally = ", ".join(f"{counts[name]} {name}" for name in sorted(counts, key=lambda name: (outcome_rank(name), name)))
     head = f"run {results.run_id}: {answer_count} answers, {len(verdicts)} verdicts" + (f" ({tally})" if tally else "")
     lines = [head]
+    import textwrap
+
+    for line in multiplicity_lines(verdicts):
+        lines.extend(textwrap.wrap(line, width, subsequent_indent="  "))
     if blocked:
         lines.append(f"{_plural(blocked, 'answer')} withheld by the content filter (finish_reason content_filter): "
                      "left out of the checks and the baseline indicators")
