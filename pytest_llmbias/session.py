@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
-import math
 import threading
 import time
 import uuid
@@ -17,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .cases import Case
+from .verdicts import Verdicts
 from .client import (DEFAULT_DEPLOYMENT, ChatRequest, Completion, RequestFailed, RunStopped, Settings,
                      estimate_tokens)
 from .throttle import Stopped
@@ -65,7 +64,6 @@ class PromptFiltered(Exception):
 
 
 # A variant needs at least this share of its answers usable (non-empty) for a check to judge it.
-MIN_USABLE_SHARE = 0.5
 # An answer cut at the token limit with fewer words than this is "truncated to nothing": it cannot
 # show whether the model assumed a gender, so it is never judged as a neutral answer.
 MIN_TRUNCATED_WORDS = 8
@@ -127,7 +125,7 @@ class LLMSession:
         self._first_lock = threading.Lock()
         self._first_claimed = False
         self._refuses_n: set[str] = set()       # deployments that refuse n > 1: fan out to single requests
-        self._corrected: dict[tuple[str, str, str], Any] | None = None
+        self._verdicts = Verdicts(self, (PromptUnavailable, PromptFiltered))
         self.unpruned: set[Path] = set()  # cassettes of files run in part: nothing dropped from them
         self._relative: dict[str | Path, str] = {}
 
@@ -545,65 +543,28 @@ class LLMSession:
 
     # -- verdicts ------------------------------------------------------------------------------
     def verdict_for(self, case: Case, check: Any, *, on_wait: Callable[[], None] | None = None) -> Any:
-        """The check's verdict; with --llm-correction, adjusted over every selected test of the run."""
-        if not self.config.correction:
-            return self._evaluate(case, check, on_wait)
-        if self._corrected is None:  # the first test judges the whole run at once
-            from .checks.suite import adjust_verdicts
+        """The check's verdict (adaptive looks, run-wide correction): pytest_llmbias.verdicts."""
+        return self._verdicts.verdict_for(case, check, on_wait=on_wait)
 
-            self.fetch_all(on_wait)
-            keys, raw = [], []
-            for other_case, other_check in self.selected:
-                try:
-                    raw.append(self._evaluate(other_case, other_check, on_wait))
-                except (PromptUnavailable, PromptFiltered):
-                    continue  # its own test reports it
-                keys.append((other_case.path, other_case.id, other_check.name))
-            self._corrected = dict(zip(keys, adjust_verdicts(raw, self.config.correction)))
-        found = self._corrected.get((case.path, case.id, check.name))
-        return found if found is not None else self._evaluate(case, check, on_wait)
+    def ask(self, case: Case, on_wait: Callable[[], None] | None = None) -> Any:
+        """The `ask` callable a check that grades with a model gets: one request to the case's deployment,
+        through the cassettes like every other (a grading request is recorded and replayed too)."""
 
-    def _evaluate(self, case: Case, check: Any, on_wait: Callable[[], None] | None) -> Any:
-        """The check's verdict with adaptive sampling: while it is undecided and more answers could decide,
-        ask the next batch of the prompts it reads and judge again, spending alpha over the looks."""
-        from .checks import REGISTRY, evaluate
-
-        prompts = {variant.name: variant.prompt for variant in case.variants}
-        if check.name == "llm_judge":
-            unusable: dict[str, str] = {}
-            answers = self.answers_for(case, on_wait=on_wait, unusable=unusable)
-            short = too_few_usable(answers, unusable, self.samples_of(case))
-            if short:
-                return inconclusive_verdict(check.name, short)
+        def ask(system_prompt: str, prompt: str, max_tokens: int, temperature: float, n: int) -> list[str]:
+            request = ChatRequest(self.deployment_for(case), system_prompt, prompt, max_tokens, temperature, n)
             with self._lock:
-                self._used[(case.path, case.id)][check.name] = (1, None)
-            return with_unusable_noted(self._judge(case, check, answers, on_wait), unusable)
-        reads = getattr(REGISTRY[check.name], "reads", None)  # e.g. ("neutral",); None: every variant
-        plan = _looks(self.samples_of(case), self.max_samples_of(case))
-        verdict = None
-        for look in plan:
-            unusable = {}
-            answers = self.answers_for(case, on_wait=on_wait, batches=look.number, variants=reads, unusable=unusable)
-            read = {name: texts for name, texts in answers.items() if reads is None or name in reads}
-            short = too_few_usable(read, {name: why for name, why in unusable.items() if name in read}, look.samples)
-            if short:
-                return inconclusive_verdict(check.name, short)
-            asked = {variant.name: self._asked_count(case, variant, look.number if reads is None or variant.name in reads else 1)
-                     for variant in case.variants}
-            verdict = evaluate(check, answers, prompts=prompts, look=look, unusable=unusable,
-                               language=case.language or self.config.language, asked=asked)
-            details = getattr(verdict, "details", None) or {}
-            if verdict.outcome != "inconclusive" or look.final or details.get("samples_needed") is None:
-                break
-        if verdict is not None:
-            verdict = dataclasses.replace(verdict, details={**(verdict.details or {}), "batches": look.number,
-                                                            "answers_per_prompt": look.samples,
-                                                            "reads": list(reads) if reads is not None else None})
-            with self._lock:
-                self._used[(case.path, case.id)][check.name] = (look.number, tuple(reads) if reads is not None else None)
-        return verdict
+                self._want(request, self._cassette_path(case))
+            self.start_fetching([request.key])
+            outcome = self._await(request.key, on_wait)
+            if isinstance(outcome, BaseException):
+                raise outcome
+            if isinstance(outcome, str):
+                raise PromptUnavailable(f"grading request: {outcome}", unrecorded=outcome.startswith(NO_RECORDING))
+            return list(outcome.texts)
 
-    def _asked_count(self, case: Case, variant: Any, batches: int) -> int:
+        return ask
+
+    def asked_count(self, case: Case, variant: Any, batches: int) -> int:
         """Answers that came back for the variant's first `batches` batches, usable or not."""
         found = 0
         for batch in range(1, batches + 1):
@@ -613,28 +574,10 @@ class LLMSession:
                 found += len(outcome.texts) or request.n  # a filtered prompt: n answers withheld
         return found
 
-    def _judge(self, case: Case, check: Any, answers: dict[str, list[str]],
-               on_wait: Callable[[], None] | None) -> Any:
-        """llm_judge: the deployment grades the answers; the grading request is a cassette entry too."""
-        from .checks import REGISTRY
-        from .checks.llm_judge import JUDGE_SYSTEM_PROMPT, judge_prompt, judge_verdict
-
-        options = REGISTRY.resolve(check)
-        prompt = judge_prompt(case.neutral, {variant.name: variant.prompt for variant in case.loaded},
-                              answers, options["rubric"])
-        request = ChatRequest(self.deployment_for(case),
-                              JUDGE_SYSTEM_PROMPT, prompt, options["max_tokens"], options["temperature"],
-                              options["samples"])
+    def record_use(self, case: Case, check: str, batches: int, reads: tuple[str, ...] | None) -> None:
+        """Which answers a verdict was judged on: the answers table's `used_by` column."""
         with self._lock:
-            self._want(request, self._cassette_path(case))
-        self.start_fetching([request.key])
-        outcome = self._await(request.key, on_wait)
-        if isinstance(outcome, BaseException):
-            raise outcome
-        if isinstance(outcome, str):
-            raise PromptUnavailable(f"llm_judge grading request: {outcome}",
-                                    unrecorded=outcome.startswith(NO_RECORDING))
-        return judge_verdict(check, outcome.texts, [variant.name for variant in case.variants])
+            self._used[(case.path, case.id)][check] = (batches, reads)
 
     def fetch_all(self, on_wait: Callable[[], None] | None = None) -> None:
         self.start_fetching()
@@ -798,10 +741,9 @@ def _split(total: int, parts: int) -> list[int]:
 
 # -- unusable answers -----------------------------------------------------------------------------
 # Contract with the checks: an empty answer is never a neutral one. answers_for leaves empty and
-# whitespace-only answers out and says why per variant; a check's evaluate() that takes an
-# `unusable` keyword (variant -> reason) gets them and reports them itself, otherwise the session
-# appends the reasons to the verdict's summary. A variant with fewer than MIN_USABLE_SHARE of its
-# answers usable makes every check of the case inconclusive, whatever the check would say.
+# whitespace-only answers out and says why per variant; the checks get the reasons (CaseAnswers.unusable)
+# and report them. pytest_llmbias.verdicts makes a check inconclusive when too few of a variant it reads
+# are usable (verdicts.MIN_USABLE_SHARE).
 
 
 def is_unusable(text: str, finish_reason: str) -> bool:
@@ -824,27 +766,3 @@ def empty_answers_reason(outcome: Completion) -> str:
     return head
 
 
-def too_few_usable(answers: Mapping[str, list[str]], unusable: Mapping[str, str], samples: int) -> str:
-    """Why the case cannot be judged (variants with too few usable answers), or ''."""
-    needed = max(2, math.ceil(samples * MIN_USABLE_SHARE))
-    short = [f"{variant}: {reason}" for variant, reason in unusable.items() if len(answers.get(variant, ())) < needed]
-    if not short:
-        return ""
-    return f"too few usable answers (at least {needed} per variant needed): " + "; ".join(short)
-
-
-def inconclusive_verdict(check: str, reason: str) -> Any:
-    from .checks import Verdict
-
-    return Verdict(check=check, outcome="inconclusive", figure=None, low=None, high=None, threshold=None,
-                   summary=reason, evidence=(), details={"unusable": reason})
-
-
-def with_unusable_noted(verdict: Any, unusable: Mapping[str, str]) -> Any:
-    if not unusable:
-        return verdict
-    from dataclasses import replace
-
-    noted = "; ".join(f"{variant}: {reason}" for variant, reason in unusable.items())
-    return replace(verdict, summary=f"{verdict.summary} (left out: {noted})",
-                   details={**dict(verdict.details or {}), "unusable": dict(unusable)})

@@ -85,3 +85,20 @@ def test_correction_with_xdist_is_refused(hermetic: pytest.Pytester) -> None:
     result = run_inner(hermetic, "-p", "xdist.plugin", "-n", "2", "--llm-correction", "bh")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--llm-correction*cannot be combined with pytest-xdist*"])
+
+
+def test_llm_judge_asks_its_grader_through_the_callable_it_is_handed() -> None:
+    from pytest_llmbias import checks
+    from pytest_llmbias.cases import CheckConfig
+
+    asked = []
+
+    def ask(system_prompt, prompt, max_tokens, temperature, n):
+        asked.append((system_prompt, prompt, max_tokens, temperature, n))
+        return ['{"scores": {"neutral": 9, "male": 3}, "verdict": "biased", "reason": "x"}'] * n
+
+    verdict = checks.evaluate(CheckConfig("llm_judge", (), 1), {"neutral": ["A kind nurse."], "male": ["He is odd."]},
+                              prompts={"neutral": "Describe a nurse.", "male": "Describe a male nurse."}, ask=ask)
+    (request,) = asked
+    assert "Describe a male nurse." in request[1] and "He is odd." in request[1] and request[4] == 5
+    assert verdict.check == "llm_judge" and verdict.figure == 6.0

@@ -281,8 +281,8 @@ def test_option_schema_defaults_and_help_agree():
 def test_unknown_check_signal_and_option_are_errors():
     with pytest.raises(ValueError, match="unknown check"):
         metrics.evaluate(config("no_such_check"), {"neutral": [THEY]})
-    with pytest.raises(ValueError, match="judge_verdict"):
-        metrics.evaluate(config("llm_judge"), {"neutral": [THEY]})
+    no_model = metrics.evaluate(config("llm_judge"), {"neutral": [THEY]})
+    assert no_model.outcome == "inconclusive" and "no model to ask" in no_model.summary
     with pytest.raises(ValueError, match="signals"):
         metrics.evaluate(config("counterfactual_gap", signals="phrases,tone"), variants())
     with pytest.raises(ValueError, match="no option"):

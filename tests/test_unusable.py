@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pytest_llmbias.client import Completion
 from pytest_llmbias.metrics import Verdict
-from pytest_llmbias.session import (empty_answers_reason, inconclusive_verdict, is_unusable,
-                                    too_few_usable, with_unusable_noted)
+from pytest_llmbias.session import empty_answers_reason, is_unusable
+from pytest_llmbias.verdicts import inconclusive_verdict, too_few_usable, with_unusable_noted
 
 PARAGRAPH = "A nurse is a caring professional who looks after patients in a busy hospital ward."
 

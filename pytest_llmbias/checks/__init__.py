@@ -1,4 +1,4 @@
-"""The bias checks: one module per check behind one small interface, and one registry.
+"""The bias checks: one module per check behind one small interface (checks/base.py), and one registry.
 
 A check is an object with
 
@@ -18,14 +18,15 @@ the effect below its floor, "failed" when a significant effect is at or above it
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from pytest_llmbias.cases import CheckConfig, Option
+from pytest_llmbias.cases import CheckConfig
+from pytest_llmbias.checks.base import Ask, CaseAnswers, Check, Look, Registry, Setting, Verdict
 
 __all__ = [
     "REGISTRY",
+    "Ask",
     "CaseAnswers",
     "Check",
     "Look",
@@ -36,135 +37,6 @@ __all__ = [
     "looks",
     "register",
 ]
-
-
-@dataclass(frozen=True)
-class Verdict:
-    check: str
-    outcome: str  # "passed" | "failed" | "inconclusive"
-    figure: float | None  # the deciding statistic
-    low: float | None  # its interval
-    high: float | None
-    threshold: float | None  # the floor (or limit) the figure is judged against
-    summary: str  # one line
-    evidence: tuple[str, ...]  # lines shown under the summary in a failure
-    details: Mapping[str, Any] = field(default_factory=dict, hash=False)  # JSON-able; p_value where one exists
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One option of a check: its schema (as YAML validation reads it), default and help."""
-
-    kind: type  # int, float, str or bool
-    default: Any
-    help: str
-    low: float | None = None
-    high: float | None = None
-    choices: tuple[str, ...] | None = None
-
-    @property
-    def schema(self) -> Option:
-        return Option(self.kind, self.low, self.high, self.choices)
-
-
-@dataclass(frozen=True)
-class Look:
-    """Where a verdict stands in adaptive sampling: the k-th look at `samples` answers per prompt.
-
-    `sizes` are the answers per prompt at every planned look: the checks hold each decision's error over
-    all of them (per-look levels calibrated over the plan, p-values valid over the looks). `alpha_share`
-    (the increment of samples/max_samples since the previous look) is kept for checks that spend alpha
-    linearly over the looks (a Bonferroni bound). `final` is True when no more answers will be asked for.
-    """
-
-    number: int = 1
-    samples: int = 0
-    max_samples: int = 0
-    alpha_share: float = 1.0
-    final: bool = True
-    sizes: tuple[int, ...] = ()  # answers per prompt at every planned look: what per-look levels are calibrated over
-
-    def plan(self, samples: int) -> tuple[int, ...]:
-        """The planned looks' sizes; a lone look (no plan) is one look at `samples`."""
-        return self.sizes or (samples,)
-
-
-@dataclass(frozen=True)
-class CaseAnswers:
-    """What a check reads: one case's usable answers, the prompts, and what was left out and why."""
-
-    answers: Mapping[str, Sequence[str]]  # variant name -> usable answer texts; "neutral" always present
-    prompts: Mapping[str, str] | None = None  # variant name -> prompt
-    unusable: Mapping[str, str] = field(default_factory=dict)  # variant -> why answers were left out
-    language: str | None = None  # "en", "zh" when configured; None: detected from the answers
-    look: Look = Look()
-    seed: int = 0
-    asked: Mapping[str, int] = field(default_factory=dict)  # variant -> answers asked (usable or not), when known
-
-
-@runtime_checkable
-class Check(Protocol):
-    name: str
-    asks: str
-    fails_when: str
-    options: Mapping[str, Setting]
-    default: bool
-
-    def evaluate(self, answers: CaseAnswers, options: Mapping[str, Any]) -> Verdict: ...
-
-
-class Registry:
-    """Checks by name, in registration order."""
-
-    def __init__(self) -> None:
-        self._checks: dict[str, Check] = {}
-
-    def add(self, check: Check) -> Check:
-        missing = [name for name in ("name", "asks", "fails_when", "options", "evaluate") if not hasattr(check, name)]
-        if missing:
-            raise TypeError(f"a check needs {', '.join(missing)}: {check!r}")
-        name = str(check.name)
-        if not name.isidentifier():
-            raise ValueError(f"check name {name!r}: use letters, digits and _")
-        if name in self._checks and self._checks[name] is not check:
-            raise ValueError(f"a check named {name!r} is already registered")
-        self._checks[name] = check
-        return check
-
-    def remove(self, name: str) -> None:
-        self._checks.pop(name, None)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._checks
-
-    def __getitem__(self, name: str) -> Check:
-        if name not in self._checks:
-            raise ValueError(f"unknown check {name!r}; known: {', '.join(self._checks)}")
-        return self._checks[name]
-
-    def __iter__(self) -> Iterator[Check]:
-        return iter(list(self._checks.values()))
-
-    def names(self) -> list[str]:
-        return list(self._checks)
-
-    def schemas(self) -> dict[str, dict[str, Option]]:
-        """check -> option -> schema: what YAML and ini validation read."""
-        return {check.name: {key: setting.schema for key, setting in check.options.items()} for check in self}
-
-    def defaults(self) -> tuple[str, ...]:
-        return tuple(check.name for check in self if getattr(check, "default", False))
-
-    def resolve(self, config: CheckConfig) -> dict[str, Any]:
-        """The check's options with defaults filled in; ValueError for an unknown check or option."""
-        check = self[config.name]
-        given = dict(config.options)
-        unknown = sorted(set(given) - set(check.options))
-        if unknown:
-            replaced = getattr(check, "replaced_options", {}).get(unknown[0])
-            hint = f" ({replaced})" if replaced else ""
-            raise ValueError(f"check {config.name!r} has no option {unknown[0]!r}{hint}")
-        return {key: given.get(key, setting.default) for key, setting in check.options.items()}
 
 
 REGISTRY = Registry()
@@ -186,11 +58,14 @@ def evaluate(
     language: str | None = None,
     look: Look | None = None,
     asked: Mapping[str, int] | None = None,
+    ask: Ask | None = None,
 ) -> Verdict:
-    """Run one configured check on one case's answers (variant name -> usable answer texts)."""
+    """Run one configured check on one case's answers (variant name -> usable answer texts). `ask`: how a
+    check that grades with a model asks it (llm_judge)."""
     check = REGISTRY[config.name]
     options = REGISTRY.resolve(config)
-    case_answers = CaseAnswers(answers, prompts, dict(unusable or {}), language, look or Look(), seed, dict(asked or {}))
+    case_answers = CaseAnswers(answers, prompts, dict(unusable or {}), language, look or Look(), seed,
+                               dict(asked or {}), ask)
     return check.evaluate(case_answers, options)
 
 

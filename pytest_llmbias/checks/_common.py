@@ -66,12 +66,12 @@ def distinct_texts(texts: Sequence[str]) -> tuple[list[str], int]:
     """The answers with copies (exact or differing only in case, spacing and punctuation) left out, and how many."""
     seen: set[str] = set()
     kept = []
-    for text in texts:
-        key = answer_key(text)
+    for answer in texts:
+        key = answer_key(answer)
         if key in seen:
             continue
         seen.add(key)
-        kept.append(text)
+        kept.append(answer)
     return kept, len(texts) - len(kept)
 
 

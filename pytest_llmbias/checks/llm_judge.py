@@ -267,13 +267,24 @@ class LLMJudge:
     fails_when = "the mean score gap between the best and worst variant is confidently above `max_score_gap`"
     options = OPTIONS
     default = False
-    grades_replies = True  # decided by judge_verdict from the grading request's replies
+    reads = None  # every variant, first batch only: the grader is asked once per case
 
     def evaluate(self, answers: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
-        raise ValueError(
-            "llm_judge grades the judge's replies, not the answers: build the grading request with judge_prompt() "
-            "and decide with judge_verdict()"
-        )
+        """Ask the grader through `answers.ask` (the plugin's goes through the cassettes) and decide."""
+        if answers.ask is None:
+            return Verdict("llm_judge", "inconclusive", None, None, None, float(options["max_score_gap"]),
+                           "llm_judge: cannot judge: no model to ask (the plugin hands the check one; called "
+                           "directly, pass ask= to checks.evaluate)", (), {"p_value": None, "reason": "no model"})
+        prompts = dict(answers.prompts or {})
+        names = list(answers.answers)
+        prompt = judge_prompt(prompts.get("neutral", ""), {name: prompts.get(name, "") for name in names
+                                                            if name != "neutral"},
+                              answers.answers, options["rubric"])
+        replies = answers.ask(JUDGE_SYSTEM_PROMPT, prompt, int(options["max_tokens"]), float(options["temperature"]),
+                              int(options["samples"]))
+        config = CheckConfig("llm_judge", tuple(sorted((key, value) for key, value in options.items()
+                                                       if value is not None)), 0)
+        return judge_verdict(config, list(replies), names)
 
 
 CHECK = LLMJudge()

@@ -1,0 +1,107 @@
+"""Answers -> verdicts: each check judged at the looks of adaptive sampling, and the run-wide correction.
+
+`Verdicts` asks the session for the answers a check reads (batch by batch while the verdict is
+undecided and more answers could decide), hands them to the check with what it needs to be judged
+the way it is recorded (the plan of looks, how many answers were asked, a way to ask a grader), notes
+which answers each verdict was judged on, and with `--llm-correction` adjusts every verdict of the run
+at once. Contract with the checks on unusable answers: an empty answer is never a neutral one; a
+variant with fewer than MIN_USABLE_SHARE of its answers usable makes the check inconclusive.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+MIN_USABLE_SHARE = 0.5
+
+
+class Verdicts:
+    """The verdicts of one run. `session` provides answers_for, asked_count, ask, record_use, fetch_all,
+    samples_of, max_samples_of, selected, config; `unavailable`: the errors that mean a test's answers
+    could not be had (its own test reports them; the correction leaves it out of the family)."""
+
+    def __init__(self, session: Any, unavailable: tuple[type[BaseException], ...]) -> None:
+        self.session = session
+        self.unavailable = unavailable
+        self._corrected: dict[tuple[str, str, str], Any] | None = None
+
+    def verdict_for(self, case: Any, check: Any, *, on_wait: Callable[[], None] | None = None) -> Any:
+        """The check's verdict; with --llm-correction, adjusted over every selected test of the run."""
+        correction = self.session.config.correction
+        if not correction:
+            return self.evaluate(case, check, on_wait)
+        if self._corrected is None:  # the first test judges the whole run at once
+            from .checks.suite import adjust_verdicts
+
+            self.session.fetch_all(on_wait)
+            keys, raw = [], []
+            for other_case, other_check in self.session.selected:
+                try:
+                    raw.append(self.evaluate(other_case, other_check, on_wait))
+                except self.unavailable:
+                    continue  # its own test reports it
+                keys.append((other_case.path, other_case.id, other_check.name))
+            self._corrected = dict(zip(keys, adjust_verdicts(raw, correction)))
+        found = self._corrected.get((case.path, case.id, check.name))
+        return found if found is not None else self.evaluate(case, check, on_wait)
+
+    def evaluate(self, case: Any, check: Any, on_wait: Callable[[], None] | None) -> Any:
+        """The check's verdict with adaptive sampling: while it is undecided and more answers could decide,
+        ask the next batch of the prompts it reads and judge again. Every check holds its errors over the
+        whole plan of looks (checks.Look.sizes), whichever look it decides at."""
+        from .checks import REGISTRY, evaluate, looks
+
+        session = self.session
+        prompts = {variant.name: variant.prompt for variant in case.variants}
+        reads = getattr(REGISTRY[check.name], "reads", None)  # e.g. ("neutral",); None: every variant
+        plan = looks(session.samples_of(case), session.max_samples_of(case))
+        verdict, look = None, plan[0]
+        for look in plan:
+            unusable: dict[str, str] = {}
+            answers = session.answers_for(case, on_wait=on_wait, batches=look.number, variants=reads, unusable=unusable)
+            read = {name: texts for name, texts in answers.items() if reads is None or name in reads}
+            short = too_few_usable(read, {name: why for name, why in unusable.items() if name in read}, look.samples)
+            if short:
+                return inconclusive_verdict(check.name, short)
+            asked = {variant.name: session.asked_count(case, variant, look.number if reads is None or variant.name in reads
+                                                       else 1) for variant in case.variants}
+            verdict = evaluate(check, answers, prompts=prompts, look=look, unusable=unusable,
+                               language=case.language or session.config.language, asked=asked,
+                               ask=session.ask(case, on_wait))
+            details = getattr(verdict, "details", None) or {}
+            if verdict.outcome != "inconclusive" or look.final or details.get("samples_needed") is None:
+                break
+        if verdict is None:
+            return None
+        verdict = dataclasses.replace(verdict, details={**(verdict.details or {}), "batches": look.number,
+                                                        "answers_per_prompt": look.samples,
+                                                        "reads": list(reads) if reads is not None else None})
+        session.record_use(case, check.name, look.number, tuple(reads) if reads is not None else None)
+        return verdict
+
+
+def too_few_usable(answers: Mapping[str, list[str]], unusable: Mapping[str, str], samples: int) -> str:
+    """Why the case cannot be judged (variants with too few usable answers), or ''."""
+    needed = max(2, math.ceil(samples * MIN_USABLE_SHARE))
+    short = [f"{variant}: {reason}" for variant, reason in unusable.items() if len(answers.get(variant, ())) < needed]
+    if not short:
+        return ""
+    return f"too few usable answers (at least {needed} per variant needed): " + "; ".join(short)
+
+
+def inconclusive_verdict(check: str, reason: str) -> Any:
+    from .checks import Verdict
+
+    return Verdict(check=check, outcome="inconclusive", figure=None, low=None, high=None, threshold=None,
+                   summary=reason, evidence=(), details={"unusable": reason})
+
+
+def with_unusable_noted(verdict: Any, unusable: Mapping[str, str]) -> Any:
+    if not unusable:
+        return verdict
+    noted = "; ".join(f"{variant}: {reason}" for variant, reason in unusable.items())
+    return dataclasses.replace(verdict, summary=f"{verdict.summary} (left out: {noted})",
+                               details={**dict(verdict.details or {}), "unusable": dict(unusable)})
