@@ -38,6 +38,7 @@ class RunConfig:
     tpm: int | None = None               # --llm-tpm: the deployment's tokens-per-minute quota
     rpm: int | None = None               # --llm-rpm: its requests-per-minute quota
     attempts: int = 6                    # tries per request (throttling, 5xx, timeouts)
+    timeout: float | None = None         # --llm-timeout: seconds per request (None: client.Settings' default)
     results_dir: str | None = None       # --llm-results: Parquet output
     spark: bool = True                   # ini llmbias_spark: false keeps rows only, starts no JVM
     rootdir: Path = field(default_factory=Path.cwd)
@@ -214,8 +215,11 @@ class LLMSession:
         """Endpoint and credential for this run's mode, read once (the token provider is built once);
         raises client.ConfigError."""
         if self._settings is None:
-            self._settings = Settings.from_env(needs_network=self.config.mode != "replay", api_key=self.api_key,
-                                               provider=self.config.provider, token_scope=self.config.token_scope)
+            settings = Settings.from_env(needs_network=self.config.mode != "replay", api_key=self.api_key,
+                                         provider=self.config.provider, token_scope=self.config.token_scope)
+            if self.config.timeout is not None:
+                settings = dataclasses.replace(settings, timeout=self.config.timeout)
+            self._settings = settings
         return self._settings
 
     def _cassette_path(self, case: Case) -> Path:
@@ -346,8 +350,7 @@ class LLMSession:
             else:
                 outcome = self._ask(key, request)
         except RunStopped as stop:
-            self.stopped = str(stop)
-            outcome = str(stop)
+            outcome = self._stop_run(stop)
         except Stopped as stopped:  # the run was interrupted while this request waited
             outcome = str(stopped)
         except Exception as error:
@@ -355,6 +358,29 @@ class LLMSession:
         if not (isinstance(outcome, Completion) and outcome.replayed):
             self._first_asked.set()  # a replayed answer proves nothing about the deployment
         return outcome
+
+    def _stop_run(self, stop: RunStopped) -> str:
+        """No request of the run can succeed: say why once, and wake every request still waiting to be sent."""
+        from .client import DeploymentNotFound
+
+        reason = stop.named_by(self.deployment_source(stop.deployment)) if isinstance(stop, DeploymentNotFound) \
+            else str(stop)
+        if self.stopped is None:
+            self.stopped = reason
+        self._stopping.set()  # paced and gated requests give up instead of idling until the run ends
+        return reason
+
+    def deployment_source(self, deployment: str) -> str | None:
+        """Which setting chose this deployment name, as the user would go and fix it; None: the default."""
+        if self.config.deployment == deployment:
+            return "--llm-deployment"
+        files = sorted({self.relative(case.path) for case in list(self._cases.values())
+                        if case.deployment == deployment and not self.config.deployment})
+        if files:
+            return f"the deployment in {', '.join(files[:3])}{' ...' if len(files) > 3 else ''}"
+        if self.config.default_deployment == deployment:
+            return "ini llmbias_deployment"
+        return None
 
     def _ask(self, key: str, request: ChatRequest) -> Completion:
         from .cassettes import is_cassette_miss

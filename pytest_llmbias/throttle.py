@@ -65,6 +65,7 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._prompt_ratio = 1.0          # actual/estimated prompt tokens, learned from usage
         self._answered = 0                # answers seen: until the first, a learning limiter sends one at a time
+        self._responses = 0               # error responses seen (they end that wait too)
         self._first_sent_at: float | None = None
         self._seen_429 = False
         self._started = clock()
@@ -115,6 +116,12 @@ class RateLimiter:
                 # The deployment's window is all but spent: the next request waits one more slot.
                 self._next_free = max(self._next_free, self._clock() + self.seconds_for(cost))
 
+    def responded(self) -> None:
+        """The deployment answered with an error (not a 429): the quota is no better known, but the
+        requests held back until the first answer need not wait any longer."""
+        with self._lock:
+            self._responses += 1
+
     def _grow(self, remaining_tokens: float | None, cost: int) -> None:
         """Learning: start from a minute's worth of what the deployment says remains, then grow."""
         if self.tpm is None:
@@ -150,7 +157,7 @@ class RateLimiter:
                 return
         while True:
             with self._lock:
-                if (self._answered or self._seen_429 or self.tpm is not None
+                if (self._answered or self._responses or self._seen_429 or self.tpm is not None
                         or self._clock() - self._first_sent_at > FIRST_ANSWER_WAIT_S):
                     return
             self._wait(0.02)

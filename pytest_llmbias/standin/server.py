@@ -638,11 +638,11 @@ class StandIn:
         return _Reply(200, payload, {"x-ms-rai-invoked": "true", "azureml-model-session": "d001-standin"})
 
     def _send(self, handler: _Handler, reply: _Reply) -> None:
-        data = json.dumps(reply.payload).encode()
+        data = (reply.text if reply.text is not None else json.dumps(reply.payload)).encode()
         request_id = str(uuid.uuid4())
         handler.send_response(reply.status)
         headers = {
-            "Content-Type": "application/json",
+            **({"Content-Type": reply.content_type} if reply.content_type else {}),
             "apim-request-id": request_id,
             "x-request-id": request_id,
             "x-ms-region": "standin",
