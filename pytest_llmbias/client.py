@@ -377,8 +377,8 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
         sleep: Any = time.sleep, rng: Any = None, answered: Any = None) -> Completion:
     """Send one chat request with n samples, retrying throttling and faults; raise RequestFailed
     (RunStopped when no request of the run can succeed, NRefused when n > 1 is refused).
-    `answered` is called
-    once the deployment has taken a request (an answer, throttling, a fault), not on a refusal."""
+    `answered` is called once the deployment has taken a request: with the completion on an answer,
+    with None on throttling or a fault; not on a refusal."""
     import random
 
     import openai
@@ -398,7 +398,7 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
             if limiter is not None:  # the quota the deployment reports (none on a replay)
                 limiter.observe({} if answer.replayed else raw.headers, 0 if answer.replayed else cost)
             if answered is not None and not answer.replayed:
-                answered()
+                answered(answer)
             if limiter is not None and not answer.replayed:
                 limiter.observe_prompt(estimate_prompt_tokens(request), answer.prompt_tokens)
             return answer
@@ -414,7 +414,7 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
                 raise refusal from None
             if RECORDED_HEADER not in error.response.headers:
                 if answered is not None:
-                    answered()
+                    answered(None)
                 if limiter is not None:  # the deployment answered: nobody waits for a first success
                     limiter.responded()
             if error.status_code not in RETRYABLE_STATUS:

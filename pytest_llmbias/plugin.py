@@ -681,6 +681,14 @@ def llm_answers(request: pytest.FixtureRequest) -> Any:
     return llm_session.answers_dataframe()
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """After the results: what the run learned about its deployments (one that ignores n), once."""
+    llm_session = config.stash.get(SESSION_KEY, None)
+    for line in llm_session.notes() if llm_session is not None else ():
+        terminalreporter.write_line(line)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     llm_session = session.config.stash.get(SESSION_KEY, None)
     if (llm_session is None or not llm_session.has_cases or session.config.option.collectonly

@@ -124,6 +124,8 @@ class LLMSession:
         self._first_lock = threading.Lock()
         self._first_claimed = False
         self._refuses_n: set[str] = set()       # deployments that refuse n > 1: fan out to single requests
+        # deployments that answer fewer choices than n (n asked, choices returned): fan out too
+        self._ignores_n: dict[str, tuple[int, int]] = {}
         self._corrected: dict[tuple[str, str, str], Any] | None = None
         self.unpruned: set[Path] = set()  # cassettes of files run in part: nothing dropped from them
         self._relative: dict[str | Path, str] = {}
@@ -388,20 +390,47 @@ class LLMSession:
 
         replayed = self._replayed(key)
         if replayed is not None:
-            return replayed
+            return self._all_samples(key, request, replayed)
+        if request.n > 1 and request.deployment in self._ignores_n:
+            return self._ask_singly(key, request)
         try:
-            return ask(self._client, request, attempts=self.config.attempts, limiter=self._limiter,
-                       answered=self._first_asked.set, sleep=self._stopping.wait)
+            answer = ask(self._client, request, attempts=self.config.attempts, limiter=self._limiter,
+                         answered=self._answered_by(request), sleep=self._stopping.wait)
+            return self._all_samples(key, request, answer)
         except NRefused:
             self._refuses_n.add(request.deployment)
         except Exception as error:
-            # Recorded by single requests (its deployment refused n > 1 then): replay those.
+            # Recorded by single requests (its deployment refused or ignored n > 1 then): replay those.
             if not (is_cassette_miss(error) and request.n > 1 and self._library is not None):
                 raise
-            self._want_samples(key, request)
+            self._want_samples(key, request, range(request.n))
             if self._library.lookup(request.sample(0).key) is None:
                 raise
         return self._ask_singly(key, request)
+
+    def _answered_by(self, request: ChatRequest) -> Callable[[Completion | None], None]:
+        """What the first answer from a deployment tells the run, noted before the requests held behind it go."""
+        def answered(answer: Completion | None) -> None:
+            if answer is not None and 0 < len(answer.texts) < request.n:
+                self._note_ignored_n(request, len(answer.texts))
+            self._first_asked.set()
+
+        return answered
+
+    def _note_ignored_n(self, request: ChatRequest, choices: int) -> None:
+        with self._lock:
+            self._ignores_n.setdefault(request.deployment, (request.n, choices))
+
+    def _all_samples(self, key: str, request: ChatRequest, answer: Completion) -> Completion:
+        """Fewer choices than the n asked (a server or gateway that ignores n): the missing samples are
+        asked as single seeded requests, each its own cassette entry, as for a refused n > 1."""
+        got = len(answer.texts)
+        if not 0 < got < request.n:  # a filtered prompt has no choices at all: an outcome, not a short answer
+            return answer
+        from .client import merge_samples
+
+        self._note_ignored_n(request, got)
+        return merge_samples([answer, self._ask_samples(key, request, range(got, request.n))])
 
     def _replayed(self, key: str) -> Completion | None:
         """A recorded answer read straight from its cassette (the replay fast path): the SDK builds no
@@ -416,17 +445,22 @@ class LLMSession:
         stored = self._library.lookup(key)
         return None if stored is None else replayed_completion(stored, time.perf_counter() - started)
 
-    def _want_samples(self, key: str, request: ChatRequest) -> None:
+    def _want_samples(self, key: str, request: ChatRequest, indices: range) -> None:
         with self._lock:
             for path in list(self._cassettes_of.get(key, ())):
-                for index in range(request.n):
+                for index in indices:
                     self._want_key(request.sample(index).key, path)
 
     def _ask_singly(self, key: str, request: ChatRequest) -> Completion:
-        """n single requests instead of one refused n > 1: concurrently, paced, each its own cassette entry."""
+        """n single requests instead of one refused (or ignored) n > 1."""
+        return self._ask_samples(key, request, range(request.n))
+
+    def _ask_samples(self, key: str, request: ChatRequest, indices: range) -> Completion:
+        """Samples `indices` of a request as single seeded requests: concurrently, paced, each its own cassette
+        entry; one completion for them all."""
         from .client import ask, merge_samples
 
-        self._want_samples(key, request)
+        self._want_samples(key, request, indices)
 
         def one(index: int) -> Completion:
             single = request.sample(index)
@@ -434,11 +468,22 @@ class LLMSession:
             if replayed is not None:
                 return replayed
             return ask(self._client, single, attempts=self.config.attempts, limiter=self._limiter,
-                       answered=self._first_asked.set, sleep=self._stopping.wait)
+                       answered=self._answered_by(single), sleep=self._stopping.wait)
 
-        with ThreadPoolExecutor(max_workers=min(request.n, max(1, self.config.concurrency)),
+        with ThreadPoolExecutor(max_workers=min(len(indices), max(1, self.config.concurrency)),
                                 thread_name_prefix="llmbias-sample") as pool:
-            return merge_samples(list(pool.map(one, range(request.n))))
+            return merge_samples(list(pool.map(one, indices)))
+
+    def notes(self) -> list[str]:
+        """What the run learned about its deployments that the user should know, one line each."""
+        with self._lock:
+            ignored, refused = dict(self._ignores_n), set(self._refuses_n)
+        lines = [f"deployment {name!r} ignores n (asked for {asked} answers in one request, it returned {got}): "
+                 "every missing sample was asked as a single seeded request of its own"
+                 for name, (asked, got) in sorted(ignored.items())]
+        lines += [f"deployment {name!r} refuses n > 1: every prompt's samples were asked as single seeded requests"
+                  for name in sorted(refused - set(ignored))]
+        return lines
 
     def _want_key(self, key: str, cassette: Path) -> None:
         """Note a key asked on the way to a request's answer (called with the lock held): kept when pruning."""

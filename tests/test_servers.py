@@ -183,3 +183,55 @@ def test_the_default_timeout_is_sized_for_reasoning_models() -> None:
 
     assert Settings.from_env(needs_network=True, environ={
         "AZURE_OPENAI_ENDPOINT": "https://r.openai.azure.com/", "AZURE_OPENAI_API_KEY": "k"}).timeout >= 300
+
+
+# -- a server that ignores n ----------------------------------------------------------------------
+
+ROWS_HOOK = ("import json\n"
+             "def pytest_llmbias_results(results, config):\n"
+             "    (config.rootpath / 'rows.json').write_text(json.dumps(results.answer_rows))\n")
+
+
+def answers_by_prompt(pytester: pytest.Pytester) -> dict[str, list[str]]:
+    import json
+
+    found: dict[str, list[str]] = {}
+    for row in json.loads((pytester.path / "rows.json").read_text()):
+        found.setdefault(row["prompt"], []).append(row["answer"])
+    return found
+
+
+def test_every_sample_arrives_from_a_server_that_ignores_n(hermetic: pytest.Pytester, clean_standin) -> None:
+    server = clean_standin(max_choices=1)
+    hermetic.makeconftest(ROWS_HOOK)
+    text = MORE_CASES.replace("samples: 4", "samples: 4\n  checks: [gender_assumption]")
+    result = run_inner(project(hermetic, text), "--llm-live")
+    answers = answers_by_prompt(hermetic)
+    assert len(answers) == 10 and all(len(texts) == 4 and len(set(texts)) == 4 for texts in answers.values())
+    statuses = [record.status for record in server.requests]
+    assert statuses == [200] * 40  # four requests a prompt however it was asked: nothing asked twice, no error
+    asked_with_n = [record for record in server.requests if record.body["n"] == 4]
+    assert 1 <= len(asked_with_n) < 10  # learned from the first answers: the rest were asked singly
+    singles = [record for record in server.requests if record.body["n"] == 1]
+    assert all(isinstance(record.body.get("seed"), int) for record in singles)
+    notes = [line for line in result.outlines if "ignores n" in line]
+    assert notes == ["deployment 'gpt-35-turbo' ignores n (asked for 4 answers in one request, it returned 1): "
+                     "every missing sample was asked as a single seeded request of its own"]
+
+
+def test_a_recording_from_a_server_that_ignores_n_replays_every_sample_offline(
+        hermetic: pytest.Pytester, clean_standin) -> None:
+    import yaml
+
+    server = clean_standin(max_choices=1)
+    hermetic.makeconftest(ROWS_HOOK)
+    text = MORE_CASES.replace("samples: 4", "samples: 4\n  checks: [gender_assumption]")
+    recorded = run_inner(project(hermetic, text), "--llm-record")
+    assert recorded.ret in (0, 1) and len(server.requests) == 40
+    live_answers = answers_by_prompt(hermetic)
+    cassette = yaml.safe_load((hermetic.path / "cases" / "__cassettes__" / "jobs.yaml").read_text())
+    assert len(cassette["interactions"]) == 40  # one entry a request, as asked
+    server.stop()
+    replayed = run_inner(hermetic)
+    assert answers_by_prompt(hermetic) == live_answers
+    assert "no recording" not in replayed.stdout.str() and replayed.ret in (0, 1)

@@ -201,6 +201,7 @@ class StandIn:
         keyless: bool = False,
         entra_token: str | None = DEFAULT_ENTRA_TOKEN,
         vary_repeats: bool = False,
+        max_choices: int | None = None,
     ) -> None:
         if window_seconds <= 0:
             raise ValueError("window_seconds must be > 0")
@@ -218,6 +219,8 @@ class StandIn:
         # with n choices); False (the default): the same request always gets the same answers.
         self.vary_repeats = vary_repeats
         self._served: dict[str, int] = {}  # answers given per exact request body
+        # At most this many choices whatever n asks (1: a server or gateway that ignores n, as some emulators do).
+        self.max_choices = max_choices
         self.model_name = model_name
         self.seed = seed
         self.planted = planted
@@ -596,6 +599,8 @@ class StandIn:
 
     def _completion(self, body: Mapping[str, Any], user_text: str, model: Model) -> _Reply:
         n = body.get("n") or 1
+        if self.max_choices is not None:
+            n = min(n, self.max_choices)
         answers, thinking = self._answers(body, n, model)
         choices: list[dict[str, Any]] = []
         for index, (content, finish_reason) in enumerate(answers):
