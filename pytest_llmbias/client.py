@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .throttle import rate_limit_kind, retry_after
+
 DEFAULT_DEPLOYMENT = "gpt-35-turbo"
 # The newest GA data-plane version at the time of writing; the lab's "2023-03-15-preview" still works.
 DEFAULT_API_VERSION = "2024-06-01"
@@ -419,11 +421,11 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
                     limiter.responded()
             if error.status_code not in RETRYABLE_STATUS:
                 raise RequestFailed(last_problem) from error
-            wait = _retry_after(error.response.headers)
+            wait = retry_after(error.response.headers)
             if error.status_code == 429:
                 throttled += 1
                 if limiter is not None:
-                    limiter.throttled(wait, cost)
+                    limiter.throttled(wait, cost, rate_limit_kind(error.response.headers, error_wording(error)[1]))
             if wait is None:
                 wait = _backoff(attempt, rng)
         except openai.APIConnectionError as error:
@@ -545,17 +547,6 @@ def _is_miss(error: BaseException) -> bool:
 def _backoff(attempt: int, rng: Any) -> float:
     # Exponential with full jitter: retries from many threads spread out instead of hitting together.
     return rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
-
-
-def _retry_after(headers: Any) -> float | None:
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                continue
-    return None
 
 
 def _completion(raw: Any, latency: float, attempts: int, throttled: int) -> Completion:

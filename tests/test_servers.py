@@ -235,3 +235,48 @@ def test_a_recording_from_a_server_that_ignores_n_replays_every_sample_offline(
     replayed = run_inner(hermetic)
     assert answers_by_prompt(hermetic) == live_answers
     assert "no recording" not in replayed.stdout.str() and replayed.ret in (0, 1)
+
+
+# -- a server that caps requests and says little -------------------------------------------------------
+
+
+def test_a_request_capped_headers_poor_server_that_ignores_n_loses_nothing(hermetic: pytest.Pytester,
+                                                                           clean_standin) -> None:
+    # ten requests per 2 s window, max_tokens charged once, one choice whatever n: an emulator, not Azure
+    server = clean_standin(max_choices=1, rpm=300, tpm=60_000, window_seconds=2.0, rate_headers="poor",
+                           charge="max_tokens")
+    hermetic.makeconftest(ROWS_HOOK)
+    text = MORE_CASES.replace("samples: 4", "samples: 3\n  checks: [gender_assumption]").split("  - id: cook3")[0]
+    result = run_inner(project(hermetic, text), "--llm-live")
+    answers = answers_by_prompt(hermetic)
+    assert len(answers) == 8 and all(len(texts) == 3 for texts in answers.values()), result.stdout.str()
+    statuses = [record.status for record in server.requests]
+    assert set(statuses) <= {200, 429} and statuses.count(200) == 24  # every sample, each asked once
+    assert statuses.count(429) <= 0.1 * len(statuses)
+    assert "ERROR" not in result.stdout.str()
+
+
+def test_the_headers_poor_mode_sends_what_such_servers_send(clean_standin) -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    server = clean_standin(rpm=60, window_seconds=1.0, rate_headers="poor")
+    url = f"{server.endpoint}openai/deployments/gpt-35-turbo/chat/completions?api-version=2024-06-01"
+    body = json.dumps({"messages": [{"role": "user", "content": "Describe a nurse."}], "max_tokens": 20}).encode()
+
+    def post() -> tuple[int, dict[str, str], bytes]:
+        request = urllib.request.Request(url, data=body, headers={"api-key": TEST_KEY,
+                                                                  "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request) as response:
+                return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
+
+    (status, headers, _), (throttled, throttled_headers, text) = post(), post()
+    assert status == 200 and throttled == 429
+    assert not any(name.startswith("x-ratelimit-limit-") for name in headers)
+    assert headers["x-ratelimit-remaining-requests"] == "0" and headers["x-ratelimit-reset-requests"] == "1"
+    assert "retry-after-ms" not in throttled_headers and throttled_headers["retry-after"] == "1"
+    assert "content-type" not in throttled_headers and "Rate limit exceeded" in json.loads(text)["error"]
