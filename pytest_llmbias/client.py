@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .throttle import rate_limit_kind, retry_after
+
 DEFAULT_DEPLOYMENT = "gpt-35-turbo"
 # The newest GA data-plane version at the time of writing; the lab's "2023-03-15-preview" still works.
 DEFAULT_API_VERSION = "2024-06-01"
@@ -48,7 +50,7 @@ class Settings:
     endpoint: str                     # azure_endpoint (classic) or the base URL (every other shape)
     api_key: str = field(repr=False)  # "" when a token authenticates
     api_version: str | None           # None: the v1, OpenAI and Databricks shapes take none
-    timeout: float = 60.0
+    timeout: float = 300.0            # seconds per request (--llm-timeout): reasoning models take minutes
     shape: str = "classic"            # "classic", "v1" (Azure), "openai", "databricks"
     auth: str = "key"                 # "key", "token" (static Entra ID), "entra" (DefaultAzureCredential)
     ad_token: str = field(default="", repr=False)
@@ -357,12 +359,28 @@ class NRefused(RequestFailed):
     """The deployment refuses n > 1: ask n single requests instead."""
 
 
+class DeploymentNotFound(RunStopped):
+    """A 404 for the deployment: every request to it would meet it. The session adds where the name came from."""
+
+    def __init__(self, deployment: str, status: str, endpoint_hint: str) -> None:
+        super().__init__(f"deployment {deployment!r} not found ({status}): check its name and {endpoint_hint}")
+        self.deployment, self.status, self.endpoint_hint = deployment, status, endpoint_hint
+
+    def named_by(self, source: str | None) -> str:
+        """The one line that stops the run, naming the setting that chose the deployment (None: the default)."""
+        where = (f"named by {source}: correct it there" if source else
+                 "the default, as no --llm-deployment, case file deployment or ini llmbias_deployment names one: "
+                 "name yours in one of them")
+        return (f"deployment {self.deployment!r} not found ({self.status}); {where}, or {self.endpoint_hint} "
+                "if the deployment is on another resource")
+
+
 def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, limiter: Any = None,
         sleep: Any = time.sleep, rng: Any = None, answered: Any = None) -> Completion:
     """Send one chat request with n samples, retrying throttling and faults; raise RequestFailed
     (RunStopped when no request of the run can succeed, NRefused when n > 1 is refused).
-    `answered` is called
-    once the deployment has taken a request (an answer, throttling, a fault), not on a refusal."""
+    `answered` is called once the deployment has taken a request: with the completion on an answer,
+    with None on throttling or a fault; not on a refusal."""
     import random
 
     import openai
@@ -382,7 +400,7 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
             if limiter is not None:  # the quota the deployment reports (none on a replay)
                 limiter.observe({} if answer.replayed else raw.headers, 0 if answer.replayed else cost)
             if answered is not None and not answer.replayed:
-                answered()
+                answered(answer)
             if limiter is not None and not answer.replayed:
                 limiter.observe_prompt(estimate_prompt_tokens(request), answer.prompt_tokens)
             return answer
@@ -396,26 +414,37 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
             refusal = _refusal(error, request)
             if refusal is not None:
                 raise refusal from None
-            if answered is not None and RECORDED_HEADER not in error.response.headers:
-                answered()
+            if RECORDED_HEADER not in error.response.headers:
+                if answered is not None:
+                    answered(None)
+                if limiter is not None:  # the deployment answered: nobody waits for a first success
+                    limiter.responded()
             if error.status_code not in RETRYABLE_STATUS:
                 raise RequestFailed(last_problem) from error
-            wait = _retry_after(error.response.headers)
+            wait = retry_after(error.response.headers)
             if error.status_code == 429:
                 throttled += 1
                 if limiter is not None:
-                    limiter.throttled(wait, cost)
+                    limiter.throttled(wait, cost, rate_limit_kind(error.response.headers, error_wording(error)[1]))
             if wait is None:
                 wait = _backoff(attempt, rng)
         except openai.APIConnectionError as error:
             if _is_miss(error):
                 raise
-            last_problem = ("timed out" if isinstance(error, openai.APITimeoutError)
+            last_problem = (_timed_out(client) if isinstance(error, openai.APITimeoutError)
                             else f"connection failed: {_root_cause(error)}")
             wait = _backoff(attempt, rng)
         if attempt < attempts:
             sleep(wait)
     raise RequestFailed(f"gave up after {attempts} attempts ({throttled} throttled); last: {last_problem}")
+
+
+def _timed_out(client: Any) -> str:
+    timeout = getattr(client, "timeout", None)
+    seconds = getattr(timeout, "read", timeout)  # a float, or an httpx Timeout
+    after = f" after {seconds:g} s" if isinstance(seconds, (int, float)) else ""
+    return (f"timed out{after} (raise --llm-timeout or ini llmbias_timeout for a deployment that takes longer, "
+            "as reasoning models can)")
 
 
 def _create_arguments(request: ChatRequest) -> dict[str, Any]:
@@ -444,9 +473,12 @@ def _refusal(error: Any, request: ChatRequest) -> RequestFailed | None:
     body = error.body if isinstance(error.body, dict) else {}
     inner = body.get("error", body) if isinstance(body, dict) else {}
     inner = inner if isinstance(inner, dict) else {}
-    code = str(inner.get("code") or inner.get("error_code") or body.get("error_code") or "")
-    message = str(inner.get("message") or "")
+    found_code, message = error_wording(error)
+    code = found_code or ""
     param = inner.get("param") or _quoted_parameter(message)
+    if error.status_code == 404:
+        deployment, endpoint_hint = _missing_deployment(error)
+        return DeploymentNotFound(deployment, _status_line(error), endpoint_hint)
     if error.status_code in (401, 403):
         if code == "AuthenticationTypeDisabled":
             return RunStopped(f"HTTP 403 AuthenticationTypeDisabled: this resource accepts no keys: {_KEYLESS_HOW}")
@@ -515,17 +547,6 @@ def _is_miss(error: BaseException) -> bool:
 def _backoff(attempt: int, rng: Any) -> float:
     # Exponential with full jitter: retries from many threads spread out instead of hitting together.
     return rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
-
-
-def _retry_after(headers: Any) -> float | None:
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                continue
-    return None
 
 
 def _completion(raw: Any, latency: float, attempts: int, throttled: int) -> Completion:
@@ -620,26 +641,84 @@ def _prompt_filter(error: Any) -> str | None:
     return _categories(result) or "filtered"
 
 
-def _describe_status_error(error: Any) -> str:
-    body = error.body if isinstance(error.body, dict) else {}
-    inner = body.get("error", body) if isinstance(body, dict) else {}
-    code = (inner.get("code") or inner.get("error_code")) if isinstance(inner, dict) else None
-    message = inner.get("message") if isinstance(inner, dict) else None
-    text = (message or str(error)).splitlines()[0][:300]
-    shown_code = f" {code}" if code and str(code) != str(error.status_code) else ""
+def error_wording(error: Any) -> tuple[str | None, str]:
+    """(code, message) of an error response in any shape: Azure's and OpenAI's {"error": {...}}, a
+    serving endpoint's {"error_code", "message"}, {"detail": ...} (FastAPI-style servers, a list of
+    {"msg"} included), {"error": "text"}, plain text or HTML, or no body at all."""
+    body = error.body  # the SDK has already taken the inside of {"error": {...}}
+    code = None
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        inner = inner if isinstance(inner, dict) else body
+        code = inner.get("code") or inner.get("error_code") or body.get("error_code")
+    message = _words(body) if body is not None else ""
+    if not message:
+        message = _words(_response_text(error))
+    code_text = str(code) if code not in (None, "") and not isinstance(code, (dict, list)) else None
+    return code_text, message or "no error message in the response"
+
+
+_MESSAGE_FIELDS = ("message", "detail", "error", "error_description", "msg", "title", "reason")
+
+
+def _words(value: Any, depth: int = 0) -> str:
+    """The human words inside an error body, first line only."""
+    import re
+
+    if depth > 4 or value is None:
+        return ""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("<") and ">" in text:  # a gateway's HTML page: its title, else its text
+            title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+            return " ".join((title.group(1) if title else re.sub(r"<[^>]+>", " ", text)).split())[:300]
+        return " ".join(text.splitlines()[0].split())[:300] if text else ""
+    if isinstance(value, dict):
+        for name in _MESSAGE_FIELDS:
+            found = _words(value.get(name), depth + 1)
+            if found:
+                return found
+        return ""
+    if isinstance(value, list):
+        return "; ".join(found for found in (_words(item, depth + 1) for item in value[:3]) if found)[:300]
+    return str(value)[:300]
+
+
+def _response_text(error: Any) -> str:
+    try:
+        return error.response.text
+    except Exception:  # a streamed or closed response
+        return ""
+
+
+def _status_line(error: Any) -> str:
+    code, message = error_wording(error)
+    shown_code = f" {code}" if code and code != str(error.status_code) else ""
+    return f"HTTP {error.status_code}{shown_code}: {message}"
+
+
+def _missing_deployment(error: Any) -> tuple[str, str]:
+    """(the deployment a 404 was for, the endpoint settings that could be wrong instead)."""
     request = getattr(error, "request", None)
     # openai 1.x joins an endpoint ending in "/" into "//openai/...": one slash is what matters
     path = "/" + (getattr(getattr(request, "url", None), "path", "") or "").lstrip("/")
+    if "/deployments/" in path:
+        deployment = path.split("/deployments/", 1)[-1].split("/", 1)[0]
+    else:  # the v1, OpenAI and Databricks shapes name it in the body
+        deployment = _model_of(request)
+    where = ("DATABRICKS_HOST" if "/serving-endpoints" in path else
+             "AZURE_OPENAI_ENDPOINT" if path.startswith("/openai/") else "OPENAI_BASE_URL")
+    version = " (and AZURE_OPENAI_API_VERSION)" if "/deployments/" in path else ""
+    return deployment, where + version
+
+
+def _describe_status_error(error: Any) -> str:
+    request = getattr(error, "request", None)
+    path = "/" + (getattr(getattr(request, "url", None), "path", "") or "").lstrip("/")
     hint = ""
     if error.status_code == 404:
-        if "/deployments/" in path:
-            deployment = path.split("/deployments/", 1)[-1].split("/", 1)[0]
-        else:  # the v1, OpenAI and Databricks shapes name it in the body
-            deployment = _model_of(request)
-        where = ("DATABRICKS_HOST" if "/serving-endpoints" in path else
-                 "AZURE_OPENAI_ENDPOINT" if path.startswith("/openai/") else "OPENAI_BASE_URL")
-        version = " and AZURE_OPENAI_API_VERSION" if "/deployments/" in path else ""
-        hint = f" (deployment {deployment!r}: check --llm-deployment / the YAML's deployment, {where}{version})"
+        deployment, where = _missing_deployment(error)
+        hint = f" (deployment {deployment!r}: check --llm-deployment / the YAML's deployment, {where})"
     elif error.status_code in (401, 403):
         if "/serving-endpoints" in path:
             hint = " (check DATABRICKS_TOKEN and that it may query the serving endpoint)"
@@ -649,7 +728,7 @@ def _describe_status_error(error: Any) -> str:
             hint = (" (check the credential: AZURE_OPENAI_API_KEY, AZURE_OPENAI_AD_TOKEN or DefaultAzureCredential's "
                     "identity, and that it belongs to the endpoint's resource; an identity needs the role "
                     "Cognitive Services OpenAI User)")
-    return f"HTTP {error.status_code}{shown_code}: {text}{hint}"
+    return f"{_status_line(error)}{hint}"
 
 
 def _model_of(request: Any) -> str:

@@ -87,6 +87,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "the quota its x-ratelimit-* headers report, else learned from its 429s)")
     group.addoption("--llm-rpm", metavar="N", type=int, default=None,
                     help="the deployment's requests-per-minute quota: pace requests to it")
+    group.addoption("--llm-timeout", metavar="SECONDS", type=float, default=None,
+                    help="seconds to wait for one answer before retrying it (default 300: reasoning "
+                         "models writing thousands of tokens take minutes)")
     group.addoption("--llm-correction", choices=("holm", "bh"), default=None,
                     help="judge all the run's tests together: adjust p-values over them (holm: "
                          "family-wise error; bh: false discovery rate)")
@@ -105,6 +108,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   "for answers (default 1 on a terminal, 15 in CI logs)", default="")
     parser.addini("llmbias_attempts", "tries per request against throttling, 5xx and timeouts",
                   default="6")
+    parser.addini("llmbias_timeout", "default for --llm-timeout (seconds per request; default 300)", default="")
     parser.addini("llmbias_max_samples", "adaptive sampling's ceiling when the YAML sets none "
                   "(answers per prompt; default 40; equal to samples turns adaptive sampling off)", default="")
     parser.addini("llmbias_provider", "azure, openai or databricks (default: from the environment, "
@@ -169,6 +173,7 @@ def _run_config(config: pytest.Config) -> RunConfig:
         # each worker paces to its share of the quota
         tpm=max(1, tpm // workers) if tpm else None,
         attempts=_positive_int(config.getini("llmbias_attempts"), "llmbias_attempts"),
+        timeout=_timeout(config),
         rpm=max(1, rpm // workers) if rpm else None,
         correction=config.getoption("llm_correction") or config.getini("llmbias_correction") or None,
         results_dir=results_dir,
@@ -232,6 +237,22 @@ def _register_user_checks(config: pytest.Config) -> list[str]:
     except (TypeError, ValueError) as error:
         raise pytest.UsageError(f"pytest_llmbias_register_checks: {error}") from None
     return [name for name in REGISTRY.names() if name not in before]
+
+
+def _timeout(config: pytest.Config) -> float | None:
+    """--llm-timeout, else ini llmbias_timeout, in seconds; None: the client's default."""
+    given, source = config.getoption("llm_timeout"), "--llm-timeout"
+    if given is None:
+        text, source = config.getini("llmbias_timeout").strip(), "ini llmbias_timeout"
+        if not text:
+            return None
+        try:
+            given = float(text)
+        except ValueError:
+            raise pytest.UsageError(f"{source} must be a number of seconds (got {text!r})") from None
+    if not 0 < given < float("inf"):
+        raise pytest.UsageError(f"{source} must be a number of seconds above 0 (got {given:g})")
+    return given
 
 
 def _positive_int(text: str, name: str) -> int:
@@ -658,6 +679,14 @@ def llm_answers(request: pytest.FixtureRequest) -> Any:
     finally:
         _settle_progress(request.config, request.node.nodeid)
     return llm_session.answers_dataframe()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """After the results: what the run learned about its deployments (one that ignores n), once."""
+    llm_session = config.stash.get(SESSION_KEY, None)
+    for line in llm_session.notes() if llm_session is not None else ():
+        terminalreporter.write_line(line)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import threading
 import time
@@ -38,6 +39,7 @@ class RunConfig:
     tpm: int | None = None               # --llm-tpm: the deployment's tokens-per-minute quota
     rpm: int | None = None               # --llm-rpm: its requests-per-minute quota
     attempts: int = 6                    # tries per request (throttling, 5xx, timeouts)
+    timeout: float | None = None         # --llm-timeout: seconds per request (None: client.Settings' default)
     results_dir: str | None = None       # --llm-results: Parquet output
     spark: bool = True                   # ini llmbias_spark: false keeps rows only, starts no JVM
     rootdir: Path = field(default_factory=Path.cwd)
@@ -125,6 +127,8 @@ class LLMSession:
         self._first_lock = threading.Lock()
         self._first_claimed = False
         self._refuses_n: set[str] = set()       # deployments that refuse n > 1: fan out to single requests
+        # deployments that answer fewer choices than n (n asked, choices returned): fan out too
+        self._ignores_n: dict[str, tuple[int, int]] = {}
         self._verdicts = Verdicts(self, (PromptUnavailable, PromptFiltered))
         self.unpruned: set[Path] = set()  # cassettes of files run in part: nothing dropped from them
         self._relative: dict[str | Path, str] = {}
@@ -216,8 +220,11 @@ class LLMSession:
         """Endpoint and credential for this run's mode, read once (the token provider is built once);
         raises client.ConfigError."""
         if self._settings is None:
-            self._settings = Settings.from_env(needs_network=self.config.mode != "replay", api_key=self.api_key,
-                                               provider=self.config.provider, token_scope=self.config.token_scope)
+            settings = Settings.from_env(needs_network=self.config.mode != "replay", api_key=self.api_key,
+                                         provider=self.config.provider, token_scope=self.config.token_scope)
+            if self.config.timeout is not None:
+                settings = dataclasses.replace(settings, timeout=self.config.timeout)
+            self._settings = settings
         return self._settings
 
     def _cassette_path(self, case: Case) -> Path:
@@ -348,8 +355,7 @@ class LLMSession:
             else:
                 outcome = self._ask(key, request)
         except RunStopped as stop:
-            self.stopped = str(stop)
-            outcome = str(stop)
+            outcome = self._stop_run(stop)
         except Stopped as stopped:  # the run was interrupted while this request waited
             outcome = str(stopped)
         except Exception as error:
@@ -358,26 +364,76 @@ class LLMSession:
             self._first_asked.set()  # a replayed answer proves nothing about the deployment
         return outcome
 
+    def _stop_run(self, stop: RunStopped) -> str:
+        """No request of the run can succeed: say why once, and wake every request still waiting to be sent."""
+        from .client import DeploymentNotFound
+
+        reason = stop.named_by(self.deployment_source(stop.deployment)) if isinstance(stop, DeploymentNotFound) \
+            else str(stop)
+        if self.stopped is None:
+            self.stopped = reason
+        self._stopping.set()  # paced and gated requests give up instead of idling until the run ends
+        return reason
+
+    def deployment_source(self, deployment: str) -> str | None:
+        """Which setting chose this deployment name, as the user would go and fix it; None: the default."""
+        if self.config.deployment == deployment:
+            return "--llm-deployment"
+        files = sorted({self.relative(case.path) for case in list(self._cases.values())
+                        if case.deployment == deployment and not self.config.deployment})
+        if files:
+            return f"the deployment in {', '.join(files[:3])}{' ...' if len(files) > 3 else ''}"
+        if self.config.default_deployment == deployment:
+            return "ini llmbias_deployment"
+        return None
+
     def _ask(self, key: str, request: ChatRequest) -> Completion:
         from .cassettes import is_cassette_miss
         from .client import NRefused, ask
 
         replayed = self._replayed(key)
         if replayed is not None:
-            return replayed
+            return self._all_samples(key, request, replayed)
+        if request.n > 1 and request.deployment in self._ignores_n:
+            return self._ask_singly(key, request)
         try:
-            return ask(self._client, request, attempts=self.config.attempts, limiter=self._limiter,
-                       answered=self._first_asked.set, sleep=self._stopping.wait)
+            answer = ask(self._client, request, attempts=self.config.attempts, limiter=self._limiter,
+                         answered=self._answered_by(request), sleep=self._stopping.wait)
+            return self._all_samples(key, request, answer)
         except NRefused:
             self._refuses_n.add(request.deployment)
         except Exception as error:
-            # Recorded by single requests (its deployment refused n > 1 then): replay those.
+            # Recorded by single requests (its deployment refused or ignored n > 1 then): replay those.
             if not (is_cassette_miss(error) and request.n > 1 and self._library is not None):
                 raise
-            self._want_samples(key, request)
+            self._want_samples(key, request, range(request.n))
             if self._library.lookup(request.sample(0).key) is None:
                 raise
         return self._ask_singly(key, request)
+
+    def _answered_by(self, request: ChatRequest) -> Callable[[Completion | None], None]:
+        """What the first answer from a deployment tells the run, noted before the requests held behind it go."""
+        def answered(answer: Completion | None) -> None:
+            if answer is not None and 0 < len(answer.texts) < request.n:
+                self._note_ignored_n(request, len(answer.texts))
+            self._first_asked.set()
+
+        return answered
+
+    def _note_ignored_n(self, request: ChatRequest, choices: int) -> None:
+        with self._lock:
+            self._ignores_n.setdefault(request.deployment, (request.n, choices))
+
+    def _all_samples(self, key: str, request: ChatRequest, answer: Completion) -> Completion:
+        """Fewer choices than the n asked (a server or gateway that ignores n): the missing samples are
+        asked as single seeded requests, each its own cassette entry, as for a refused n > 1."""
+        got = len(answer.texts)
+        if not 0 < got < request.n:  # a filtered prompt has no choices at all: an outcome, not a short answer
+            return answer
+        from .client import merge_samples
+
+        self._note_ignored_n(request, got)
+        return merge_samples([answer, self._ask_samples(key, request, range(got, request.n))])
 
     def _replayed(self, key: str) -> Completion | None:
         """A recorded answer read straight from its cassette (the replay fast path): the SDK builds no
@@ -392,17 +448,22 @@ class LLMSession:
         stored = self._library.lookup(key)
         return None if stored is None else replayed_completion(stored, time.perf_counter() - started)
 
-    def _want_samples(self, key: str, request: ChatRequest) -> None:
+    def _want_samples(self, key: str, request: ChatRequest, indices: range) -> None:
         with self._lock:
             for path in list(self._cassettes_of.get(key, ())):
-                for index in range(request.n):
+                for index in indices:
                     self._want_key(request.sample(index).key, path)
 
     def _ask_singly(self, key: str, request: ChatRequest) -> Completion:
-        """n single requests instead of one refused n > 1: concurrently, paced, each its own cassette entry."""
+        """n single requests instead of one refused (or ignored) n > 1."""
+        return self._ask_samples(key, request, range(request.n))
+
+    def _ask_samples(self, key: str, request: ChatRequest, indices: range) -> Completion:
+        """Samples `indices` of a request as single seeded requests: concurrently, paced, each its own cassette
+        entry; one completion for them all."""
         from .client import ask, merge_samples
 
-        self._want_samples(key, request)
+        self._want_samples(key, request, indices)
 
         def one(index: int) -> Completion:
             single = request.sample(index)
@@ -410,11 +471,22 @@ class LLMSession:
             if replayed is not None:
                 return replayed
             return ask(self._client, single, attempts=self.config.attempts, limiter=self._limiter,
-                       answered=self._first_asked.set, sleep=self._stopping.wait)
+                       answered=self._answered_by(single), sleep=self._stopping.wait)
 
-        with ThreadPoolExecutor(max_workers=min(request.n, max(1, self.config.concurrency)),
+        with ThreadPoolExecutor(max_workers=min(len(indices), max(1, self.config.concurrency)),
                                 thread_name_prefix="llmbias-sample") as pool:
-            return merge_samples(list(pool.map(one, range(request.n))))
+            return merge_samples(list(pool.map(one, indices)))
+
+    def notes(self) -> list[str]:
+        """What the run learned about its deployments that the user should know, one line each."""
+        with self._lock:
+            ignored, refused = dict(self._ignores_n), set(self._refuses_n)
+        lines = [f"deployment {name!r} ignores n (asked for {asked} answers in one request, it returned {got}): "
+                 "every missing sample was asked as a single seeded request of its own"
+                 for name, (asked, got) in sorted(ignored.items())]
+        lines += [f"deployment {name!r} refuses n > 1: every prompt's samples were asked as single seeded requests"
+                  for name in sorted(refused - set(ignored))]
+        return lines
 
     def _want_key(self, key: str, cassette: Path) -> None:
         """Note a key asked on the way to a request's answer (called with the lock held): kept when pruning."""

@@ -1,14 +1,18 @@
-"""Pacing requests to a deployment's quota, in Azure's terms (tokens and requests per minute).
+"""Pacing requests to a deployment's quota: tokens and requests, each per minute.
 
-The quota comes from --llm-tpm/--llm-rpm, else from what the deployment reports on every answer
-(`x-ratelimit-limit-tokens` and `-requests`), else it is learned: the first request goes alone,
-the pace starts from what `x-ratelimit-remaining-tokens` says one minute allows (or from what was
-admitted before the first 429), rises while answers come back and drops on a 429. A 429's
-`retry-after-ms` holds every sender until then.
+Each limit comes from --llm-tpm/--llm-rpm, else from what the deployment reports on its answers
+(`x-ratelimit-limit-tokens` and `-requests`), else it is learned: the first request goes alone, the
+pace starts from what its answer says remains (`x-ratelimit-remaining-*` over `x-ratelimit-reset-*`)
+or from what was admitted before the first 429 of that kind, rises while answers come back and drops
+on a 429. A server's counts stay in the server's units: they are compared with what the server
+charges, never added to the plugin's own estimate of a request's cost; when the deployment reports
+both its limit and what remains, the first answer tells what a request really costs there.
+`retry-after-ms` or `retry-after` holds every sender until then.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -21,15 +25,20 @@ START_SHARE = 0.95
 FLOOR_SHARE = 0.5
 BACKOFF_FACTOR = 0.97
 RECOVERY_STEP = 0.001
-# Learning a quota nobody stated: the pace grows 10% per answer until the first 429, 1% after.
+# Learning a limit nobody stated: without a window to go by the pace grows 10% per answer until the
+# first 429 of its kind; from then on (or when the first answer told remaining and reset) 1%.
 GROWTH_BEFORE_429 = 1.10
 GROWTH_AFTER_429 = 1.01
 LEARNED_BACKOFF = 0.8
 FIRST_ANSWER_WAIT_S = 10.0
+# What the server charges against our estimate of a request's cost, as learned from its headers, is
+# kept within these bounds (a header from a busy shared deployment must not stall the run).
+CHARGE_RATIO_BOUNDS = (0.25, 4.0)
+TOKENS, REQUESTS = "tokens", "requests"
 
 
 class Stopped(Exception):
-    """The run is ending (Ctrl-C, SIGTERM): nothing more is sent."""
+    """The run is ending (Ctrl-C, SIGTERM, a refusal every request would meet): nothing more is sent."""
 
 
 def _header_number(headers: Mapping[str, str], name: str) -> float | None:
@@ -43,93 +52,232 @@ def _header_number(headers: Mapping[str, str], name: str) -> float | None:
     return number if number >= 0 else None
 
 
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+
+def parse_duration(text: str | None) -> float | None:
+    """Seconds in a reset header as servers write it: `2` (seconds), `2s`, `0.5s`, `250ms`, `1m30s`,
+    `6m0s`, `1h2m`; None for anything else."""
+    if text is None:
+        return None
+    value = text.strip().lower()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+        return seconds if seconds >= 0 else None
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(value)
+    if not parts or "".join(number + unit for number, unit in parts) != value.replace(" ", ""):
+        return None
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(number) * scale[unit] for number, unit in parts)
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """The wait a 429 or 503 asks for: `retry-after-ms`, else `retry-after` in seconds (or an HTTP date)."""
+    milliseconds = _header_number(headers, "retry-after-ms")
+    if milliseconds is not None:
+        return milliseconds / 1000.0
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    seconds = parse_duration(value)
+    if seconds is not None:
+        return seconds
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time()) if when is not None else None
+
+
+def rate_limit_kind(headers: Mapping[str, str], message: str) -> str | None:
+    """Which limit a 429 is about, REQUESTS or TOKENS, from its words first (Azure: "call rate limit" /
+    "token rate limit"; OpenAI: "requests per min" / "tokens per min"), else from what its headers
+    say remains; None when nothing tells."""
+    words = message.lower()
+    if re.search(r"\bcall rate limit|\brequests? (per|rate|limit)|\brpm\b", words):
+        return REQUESTS
+    if re.search(r"\btokens? (per|rate|limit)|\btpm\b", words):
+        return TOKENS
+    if _header_number(headers, "x-ratelimit-remaining-requests") == 0:
+        return REQUESTS
+    if _header_number(headers, "x-ratelimit-remaining-tokens") == 0:
+        return TOKENS
+    return None
+
+
+class _Limit:
+    """One of the deployment's limits (tokens or requests per minute) and how it is known."""
+
+    def __init__(self, per_minute: int | None) -> None:
+        self.per_minute = per_minute
+        self.source = "given" if per_minute else None  # given | reported | learned | None
+        self.share = START_SHARE
+        self.growth = GROWTH_BEFORE_429
+        self.admitted = 0.0       # in the server's units, for a first 429 without headers
+
+    def seconds(self, amount: float) -> float:
+        return amount * 60.0 / (self.per_minute * self.share) if self.per_minute else 0.0
+
+    @property
+    def open_to_learning(self) -> bool:
+        return self.source in (None, "learned")
+
+    def report(self, limit: float) -> None:
+        self.per_minute, self.source = max(1, int(limit)), "reported"
+
+    def infer(self, remaining: float, window_s: float | None) -> None:
+        """The first answer's remaining count: a window's worth (a minute's when no reset says how long)."""
+        window = window_s if window_s and window_s >= 0.5 else 60.0
+        self.per_minute, self.source = max(1, int(remaining * 60.0 / min(window, 60.0))), "learned"
+        if window_s and window_s >= 0.5:
+            self.growth = GROWTH_AFTER_429  # the window is known: probe gently, not by 10% an answer
+
+    def answered(self) -> None:
+        if self.source == "learned" and self.per_minute:
+            self.per_minute = max(1, int(self.per_minute * self.growth) + (self.growth > 1.0))
+        elif self.source in ("given", "reported"):
+            self.share = min(START_SHARE, self.share + RECOVERY_STEP)
+
+    def throttled(self, elapsed_s: float, wait_s: float | None) -> None:
+        if self.open_to_learning:
+            if self.per_minute is None:  # no headers: about what was admitted until the window is free again
+                span = max(1.0, elapsed_s + (wait_s or 0.0))
+                self.per_minute = max(1, int(self.admitted * 60.0 / span)) if self.admitted else None
+                self.source = "learned" if self.per_minute else None
+            else:
+                self.per_minute = max(1, int(self.per_minute * LEARNED_BACKOFF))
+            self.growth = GROWTH_AFTER_429
+        else:
+            self.share = max(FLOOR_SHARE, self.share * BACKOFF_FACTOR)
+
+
 class RateLimiter:
     """Schedules requests so that tokens and requests per minute stay within the quota.
 
     Each request books `cost / rate` seconds of the schedule before it is sent (a virtual-time
     scheduler, like GCRA), so a run spends the quota evenly instead of bursting into 429s. A 429
-    pauses everyone until its retry-after and slows the pace a little; successes restore it.
+    pauses everyone until its retry-after and slows the pace of the limit it names; successes restore it.
     """
 
     def __init__(self, tpm: int | None = None, rpm: int | None = None, *,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
                  stop: threading.Event | None = None, learn: bool = True) -> None:
-        self.tpm, self.rpm = tpm, rpm
-        self.source = "given" if (tpm or rpm) else None   # given | reported | learned | None
-        self._learn = learn and not (tpm or rpm)          # a stated quota is never second-guessed
+        self._tokens, self._requests = _Limit(tpm), _Limit(rpm)
+        self._learn = learn               # a replay asks nobody: nothing to learn
         self._clock, self._sleep = clock, sleep
         self._stop = stop                 # set when the run ends: waits end, nothing more is sent
-        self._share = START_SHARE
         self._next_free = clock()
         self._lock = threading.Lock()
         self._prompt_ratio = 1.0          # actual/estimated prompt tokens, learned from usage
+        self._charge_ratio: float | None = None  # what the server charges / our estimate, from its headers
         self._answered = 0                # answers seen: until the first, a learning limiter sends one at a time
+        self._responses = 0               # error responses seen (they end that wait too)
         self._first_sent_at: float | None = None
-        self._seen_429 = False
         self._started = clock()
-        self._admitted_tokens = 0         # tokens of answered requests, for a first 429 without headers
         self.tokens_booked = 0
         self.requests_booked = 0
         self.throttles = 0
+        self.throttles_by_kind = {TOKENS: 0, REQUESTS: 0, None: 0}
+
+    # What the rest of the plugin reads: each limit per minute and how it is known.
+    @property
+    def tpm(self) -> int | None:
+        return self._tokens.per_minute
+
+    @property
+    def rpm(self) -> int | None:
+        return self._requests.per_minute
+
+    @property
+    def source(self) -> str | None:
+        return self._tokens.source or self._requests.source
+
+    @property
+    def request_source(self) -> str | None:
+        return self._requests.source
 
     @property
     def active(self) -> bool:
-        return bool(self.tpm or self.rpm) or self._learn
+        return bool(self.tpm or self.rpm) or (self._learn and (self._tokens.open_to_learning
+                                                                or self._requests.open_to_learning))
+
+    def _charged(self, cost: float) -> float:
+        """Our estimate of a request's cost in what the server charges (when its headers have told)."""
+        return cost * self._charge_ratio if self._charge_ratio is not None else cost
 
     def seconds_for(self, cost: int) -> float:
         """Schedule time one request of `cost` tokens takes at the current pace."""
-        per_token = 60.0 / (self.tpm * self._share) if self.tpm else 0.0
-        per_request = 60.0 / (self.rpm * self._share) if self.rpm else 0.0
-        return max(cost * per_token, per_request)
+        return max(self._tokens.seconds(self._charged(cost)), self._requests.seconds(1))
 
     def cost(self, prompt_estimate: int, completion_budget: int) -> int:
         """Tokens Azure will charge: the prompt (estimate, calibrated by past usage) + max_tokens x n."""
         return round(prompt_estimate * self._prompt_ratio) + completion_budget
 
     def observe_prompt(self, estimated: int, actual: int) -> None:
-        """Usage tells the real prompt size: pace by Azure's count, not by our estimate."""
-        if estimated > 0 and actual > 0:
+        """Usage tells the real prompt size: pace by the server's count, not by our estimate (unless its
+        headers already told what a whole request costs there)."""
+        if estimated > 0 and actual > 0 and self._charge_ratio is None:
             with self._lock:
                 self._prompt_ratio = 0.8 * self._prompt_ratio + 0.2 * (actual / estimated)
 
     def observe(self, headers: Mapping[str, str], cost: int = 0) -> None:
-        """An answer arrived: take the quota the deployment reports, or learn it, and let the next go."""
+        """An answer arrived: take the limits the deployment reports, or learn them, and let the next go."""
         limit_tokens = _header_number(headers, "x-ratelimit-limit-tokens")
         limit_requests = _header_number(headers, "x-ratelimit-limit-requests")
         remaining_tokens = _header_number(headers, "x-ratelimit-remaining-tokens")
+        remaining_requests = _header_number(headers, "x-ratelimit-remaining-requests")
+        reset_tokens = parse_duration(headers.get("x-ratelimit-reset-tokens"))
+        reset_requests = parse_duration(headers.get("x-ratelimit-reset-requests"))
         with self._lock:
             self._answered += 1
-            self._admitted_tokens += cost
-            if self._learn and (limit_tokens or limit_requests):
-                # The deployment says its quota: pace to it from now on, as if it had been given.
-                # (Not from the first request on: a late catch-up would crowd a sliding window.)
-                self.tpm = int(limit_tokens) if limit_tokens else None
-                self.rpm = int(limit_requests) if limit_requests else None
-                self.source, self._learn = "reported", False
-            elif self._learn and cost:  # a replayed answer (no cost) says nothing about the quota
-                self._grow(remaining_tokens, cost)
-            if self.source != "learned":
-                self._share = min(START_SHARE, self._share + RECOVERY_STEP)
-            if remaining_tokens is not None and cost and remaining_tokens < cost:
-                # The deployment's window is all but spent: the next request waits one more slot.
-                self._next_free = max(self._next_free, self._clock() + self.seconds_for(cost))
+            first = self._answered == 1
+            if (first and cost and limit_tokens and remaining_tokens is not None
+                    and 0 < limit_tokens - remaining_tokens):
+                # The first request went alone: what the window lost is what it cost there.
+                low, high = CHARGE_RATIO_BOUNDS
+                self._charge_ratio = min(high, max(low, (limit_tokens - remaining_tokens) / cost))
+            if cost:  # a replayed answer (no cost) says nothing about the quota
+                self._tokens.admitted += self._charged(cost)
+                self._requests.admitted += 1
+            for limit, reported, remaining, reset in ((self._tokens, limit_tokens, remaining_tokens, reset_tokens),
+                                                      (self._requests, limit_requests, remaining_requests,
+                                                       reset_requests)):
+                if self._learn and limit.open_to_learning and reported:
+                    limit.report(reported)  # from now on, as if it had been given
+                elif self._learn and limit.open_to_learning and cost and limit.per_minute is None:
+                    if remaining is not None and remaining > 0:
+                        # a request is one request anywhere; tokens stay in the server's count alone
+                        limit.infer(remaining + (1 if limit is self._requests else 0), reset)
+                elif cost:
+                    limit.answered()
+            now = self._clock()
+            # A window all but spent: the next request waits one more slot of that limit (or its reset).
+            if cost and remaining_requests is not None and remaining_requests < 1:
+                wait = self._requests.seconds(1) or (reset_requests or 1.0)
+                self._next_free = max(self._next_free, now + wait)
+            if cost and remaining_tokens is not None and remaining_tokens < self._charged(cost):
+                wait = self._tokens.seconds(self._charged(cost)) or (reset_tokens or 1.0)
+                self._next_free = max(self._next_free, now + wait)
 
-    def _grow(self, remaining_tokens: float | None, cost: int) -> None:
-        """Learning: start from a minute's worth of what the deployment says remains, then grow."""
-        if self.tpm is None:
-            if remaining_tokens is None:
-                return  # nothing to go by until a 429 says where the limit is
-            self.tpm, self.source = max(1, int(remaining_tokens + cost)), "learned"
-            return
-        self.tpm = max(1, int(self.tpm * (GROWTH_AFTER_429 if self._seen_429 else GROWTH_BEFORE_429)))
+    def responded(self) -> None:
+        """The deployment answered with an error (not a 429): the quota is no better known, but the
+        requests held back until the first answer need not wait any longer."""
+        with self._lock:
+            self._responses += 1
 
     def acquire(self, cost: int) -> None:
         if self._stop is not None and self._stop.is_set():
             raise Stopped("not asked: the run was interrupted")
         if not self.active:
             return
-        if self._learn and self.tpm is None:
+        if self._learn and self.tpm is None and self.rpm is None:
             self._first_alone()
         with self._lock:
             now = self._clock()
@@ -150,8 +298,8 @@ class RateLimiter:
                 return
         while True:
             with self._lock:
-                if (self._answered or self._seen_429 or self.tpm is not None
-                        or self._clock() - self._first_sent_at > FIRST_ANSWER_WAIT_S):
+                if (self._answered or self._responses or self.throttles or self.tpm is not None
+                        or self.rpm is not None or self._clock() - self._first_sent_at > FIRST_ANSWER_WAIT_S):
                     return
             self._wait(0.02)
 
@@ -162,29 +310,20 @@ class RateLimiter:
         else:
             self._sleep(seconds)
 
-    def throttled(self, retry_after: float | None, cost: int = 0) -> None:
-        """A 429: its booking is given back (Azure charged nothing), nobody sends before its
-        retry-after, and the pace drops."""
+    def throttled(self, retry_after_s: float | None, cost: int = 0, kind: str | None = None) -> None:
+        """A 429: its booking is given back (the server charged nothing), nobody sends before its
+        retry-after, and the pace of the limit it names drops (tokens when it names none)."""
         with self._lock:
             self.throttles += 1
-            if self._learn or self.source == "learned":
-                if self.tpm is None:  # no headers: the limit is about what was admitted so far
-                    elapsed = max(1.0, self._clock() - self._started)
-                    self.tpm = max(1, int(self._admitted_tokens * 60.0 / elapsed)) if self._admitted_tokens else None
-                    self.source = "learned" if self.tpm else None
-                else:
-                    self.tpm = max(1, int(self.tpm * LEARNED_BACKOFF))
-            else:
-                self._share = max(FLOOR_SHARE, self._share * BACKOFF_FACTOR)
-            self._seen_429 = True
+            self.throttles_by_kind[kind] = self.throttles_by_kind.get(kind, 0) + 1
+            elapsed = self._clock() - self._started
+            (self._requests if kind == REQUESTS else self._tokens).throttled(elapsed, retry_after_s)
             self._next_free -= self.seconds_for(cost)
-            if retry_after:
-                self._next_free = max(self._next_free, self._clock() + retry_after)
+            if retry_after_s:
+                self._next_free = max(self._next_free, self._clock() + retry_after_s)
 
     def estimate_seconds(self, costs: list[int], concurrency: int, latency_s: float) -> float:
         """Wall time for requests of these costs: the quota's pace or the concurrency's, the slower."""
-        paced = (sum(self.seconds_for(cost) for cost in costs) / START_SHARE * self._share
-                 if (self.tpm or self.rpm) else 0.0)
+        paced = sum(self.seconds_for(cost) for cost in costs) if (self.tpm or self.rpm) else 0.0
         bounded = len(costs) * latency_s / max(1, concurrency)
         return max(paced, bounded)
-

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from pytest_llmbias.throttle import (BACKOFF_FACTOR, GROWTH_BEFORE_429, LEARNED_BACKOFF, START_SHARE,
-                                     RateLimiter, Stopped)
+from pytest_llmbias.throttle import (BACKOFF_FACTOR, GROWTH_BEFORE_429, LEARNED_BACKOFF, REQUESTS, START_SHARE,
+                                     TOKENS, RateLimiter, Stopped, parse_duration, rate_limit_kind, retry_after)
 
 
 class FakeClock:
@@ -50,9 +50,10 @@ def test_remaining_tokens_alone_start_a_learned_pace_that_grows_and_backs_off() 
     limiter = RateLimiter(clock=clock, sleep=clock.sleep)
     limiter.acquire(100)
     limiter.observe({"x-ratelimit-remaining-tokens": "900"}, 100)
-    assert (limiter.tpm, limiter.source) == (1000, "learned")  # a minute's worth of what remained
+    # a minute's worth of what remained, in the server's count alone (our estimate of 100 is not added to it)
+    assert (limiter.tpm, limiter.source) == (900, "learned")
     limiter.observe({"x-ratelimit-remaining-tokens": "800"}, 100)
-    assert limiter.tpm == int(1000 * GROWTH_BEFORE_429)
+    assert limiter.tpm == int(900 * GROWTH_BEFORE_429) + 1
     grown = limiter.tpm
     limiter.throttled(1.0, 100)
     assert limiter.tpm == int(grown * LEARNED_BACKOFF)
@@ -67,7 +68,8 @@ def test_no_headers_at_all_the_first_429_sets_the_pace_from_what_was_admitted() 
     clock.now = 6.0
     limiter.observe({}, 100)
     limiter.throttled(1.0, 100)
-    assert limiter.tpm == int(200 * 60 / 6.0) and limiter.source == "learned"
+    # what was admitted, over the time until the window is free again (now + retry-after)
+    assert limiter.tpm == int(200 * 60 / 7.0) and limiter.source == "learned"
 
 
 def test_a_stated_quota_is_not_replaced_by_headers() -> None:
@@ -83,3 +85,81 @@ def test_the_end_of_the_run_wakes_a_paced_sender() -> None:
     threading.Timer(0.2, stop.set).start()
     with pytest.raises(Stopped):
         limiter.acquire(100)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("2", 2.0), ("0.5", 0.5), ("2s", 2.0), ("0.5s", 0.5), ("250ms", 0.25), ("1m30s", 90.0), ("6m0s", 360.0),
+    ("1h2m", 3720.0), ("1m", 60.0), (" 3s ", 3.0), ("", None), ("soon", None), ("-1", None), ("2x", None), (None, None),
+])
+def test_reset_headers_in_every_form_servers_send(text: str | None, seconds: float | None) -> None:
+    assert parse_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_retry_after_in_milliseconds_seconds_or_a_date() -> None:
+    from email.utils import formatdate
+    import time
+
+    assert retry_after({"retry-after-ms": "1500", "retry-after": "2"}) == 1.5
+    assert retry_after({"retry-after": "2"}) == 2.0
+    assert retry_after({}) is None and retry_after({"retry-after": "whenever"}) is None
+    assert 8.0 <= retry_after({"retry-after": formatdate(time.time() + 10, usegmt=True)}) <= 10.0
+
+
+@pytest.mark.parametrize(("headers", "message", "kind"), [
+    ({}, "Requests to the ChatCompletions_Create Operation under Azure OpenAI API version 2024-06-01 have "
+         "exceeded call rate limit of your current OpenAI S0 pricing tier.", REQUESTS),
+    ({}, "Requests to the ChatCompletions_Create Operation ... have exceeded token rate limit of your current "
+         "OpenAI S0 pricing tier.", TOKENS),
+    ({}, "Rate limit reached for gpt-4o in organization org-x on requests per min (RPM): Limit 3, Used 3", REQUESTS),
+    ({}, "Rate limit reached for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000", TOKENS),
+    ({"x-ratelimit-remaining-requests": "0", "x-ratelimit-remaining-tokens": "5000"}, "Too Many Requests", REQUESTS),
+    ({"x-ratelimit-remaining-requests": "3", "x-ratelimit-remaining-tokens": "0"}, "rate limited", TOKENS),
+    ({}, "slow down", None),
+])
+def test_a_request_limit_429_is_told_from_a_token_limit_one(headers: dict, message: str, kind: str | None) -> None:
+    assert rate_limit_kind(headers, message) == kind
+
+
+def test_a_request_limit_429_slows_the_request_pace_and_leaves_a_stated_token_quota_alone() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(tpm=60_000, clock=clock, sleep=clock.sleep)
+    limiter.acquire(100)
+    limiter.observe({"x-ratelimit-remaining-requests": "9", "x-ratelimit-reset-requests": "10"}, 100)
+    # ten requests in a 10 s window (this one and the nine left): 60 a minute; a token quota was given
+    assert (limiter.tpm, limiter.rpm, limiter.request_source) == (60_000, 60, "learned")
+    token_pace = limiter.seconds_for(100)
+    limiter.throttled(2.0, 100, REQUESTS)
+    assert limiter.rpm == int(60 * LEARNED_BACKOFF) and limiter.tpm == 60_000
+    limiter.throttled(2.0, 100, TOKENS)
+    assert limiter.tpm == 60_000 and limiter.seconds_for(100) >= token_pace
+
+
+def test_a_server_without_limit_headers_is_paced_to_its_request_cap_learned_from_429s() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(clock=clock, sleep=clock.sleep)
+    limiter.acquire(100)
+    for _ in range(10):
+        limiter.observe({}, 100)
+    clock.now = 1.0
+    limiter.throttled(9.0, 100, REQUESTS)  # ten admitted, then the window stays full until t = 10
+    assert limiter.rpm == 60 and limiter.tpm is None
+
+
+def test_no_requests_remaining_holds_the_next_one_until_the_reset() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(tpm=10**9, clock=clock, sleep=clock.sleep)  # tokens are no limit here
+    limiter.acquire(100)
+    limiter.acquire(100)
+    assert clock.now < 0.001
+    limiter.observe({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "9"}, 100)
+    limiter.acquire(100)
+    assert clock.now == pytest.approx(9.0, abs=0.001)
+
+
+def test_the_first_answer_tells_what_a_request_costs_on_the_server() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(clock=clock, sleep=clock.sleep)
+    limiter.acquire(153)
+    # the server charged 100 (max_tokens only) where the plugin estimated 153
+    limiter.observe({"x-ratelimit-limit-tokens": "6000", "x-ratelimit-remaining-tokens": "5900"}, 153)
+    assert limiter.seconds_for(153) == pytest.approx(100 * 60 / (6000 * START_SHARE))

@@ -42,6 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-n", type=int, default=128, help="reasoning deployments refuse n above this (1: fan out)")
     parser.add_argument("--vary-repeats", action="store_true",
                         help="a repeated request draws new answers (on whenever --max-n is below 128)")
+    parser.add_argument("--ignore-n", action="store_true",
+                        help="answer one choice whatever n asks (as some emulators and gateways do)")
+    parser.add_argument("--rate-headers", choices=("azure", "poor"), default="azure",
+                        help="azure: every x-ratelimit-* header; poor: no limit-*, resets in bare seconds, "
+                             "retry-after in whole seconds, a 429 without a Content-Type (as an emulator sends)")
+    parser.add_argument("--charge", choices=("estimate", "max_tokens"), default="estimate",
+                        help="what a request costs against --tpm: prompt + max_tokens x n (estimate), or "
+                             "max_tokens once (as an emulator charges)")
     parser.add_argument("--keyless", action="store_true",
                         help="key authentication disabled (403 AuthenticationTypeDisabled); Entra ID tokens only")
     parser.add_argument("--entra-token", default=DEFAULT_ENTRA_TOKEN, help="the bearer token accepted as Entra ID")
@@ -65,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         keyless=args.keyless,
         entra_token=args.entra_token,
         vary_repeats=args.vary_repeats or args.max_n < 128,
+        max_choices=1 if args.ignore_n else None,
+        rate_headers=args.rate_headers,
+        charge=args.charge,
     )
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # stop cleanly under process managers too

@@ -25,6 +25,9 @@ class Fault:
     retry_after_ms: int | None = None
     match: str | None = None
     body: Mapping[str, Any] | None = None  # overrides the error body
+    # Servers that are not Azure: a body sent as it is (not JSON), and the Content-Type ("" sends none).
+    text: str | None = None
+    content_type: str = "application/json"
 
     def __post_init__(self) -> None:
         if self.status is None and not self.delay and not self.drop:
@@ -156,6 +159,8 @@ class _Reply:
     status: int
     payload: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    text: str | None = None                 # sent as it is instead of the JSON payload
+    content_type: str = "application/json"  # "": no Content-Type header
 
 
 def fault_reply(fault: Fault, api_version: str | None) -> _Reply:
@@ -175,5 +180,5 @@ def fault_reply(fault: Fault, api_version: str | None) -> _Reply:
         error = _STATUS_ERRORS.get(fault.status) or {"code": str(fault.status), "message": "Injected failure."}
         payload = {"error": dict(error)}
     assert fault.status is not None
-    return _Reply(fault.status, payload, headers)
+    return _Reply(fault.status, payload, headers, text=fault.text, content_type=fault.content_type)
 

@@ -84,6 +84,20 @@ def _retry_headers(retry_after_ms: int) -> dict[str, str]:
     return {"retry-after": str(max(1, math.ceil(retry_after_ms / 1000))), "retry-after-ms": str(retry_after_ms)}
 
 
+def parse_duration(text: str | None) -> float | None:
+    """Seconds of a duration as _duration writes it ('250ms', '2s', '6m0s'), or a bare number."""
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if text.endswith("ms"):
+        return float(text[:-2]) / 1000
+    minutes, _, rest = text.rpartition("m") if "m" in text else ("0", "", text)
+    return float(minutes or 0) * 60 + float(rest.rstrip("s") or 0)
+
+
 def _duration(seconds: float) -> str:
     """A wait as the x-ratelimit-reset-* headers write it: '250ms', '1s', '6m0s'."""
     if seconds < 1:

@@ -24,8 +24,10 @@ from .faults import (_ACCESS_DENIED, _AUTHENTICATION_TYPE_DISABLED, _INVALID_TOK
                      _choice_filter_results, _content_filter_error, _invalid_request, _prompt_filter_results,
                      _Reply, fault_reply)
 from .models import Model, model_error, reasoning_tokens
-from .quota import NOMINAL_RPM, NOMINAL_TPM, _rate_limit_body, _SlidingWindow, estimate_request_tokens, rate_limit_headers
-from .text import Planted, _message_text, _truncate_to_tokens, _user_texts, estimate_prompt_tokens, estimate_tokens, generate_answers
+from .quota import (NOMINAL_RPM, NOMINAL_TPM, UNSET_MAX_TOKENS_QUOTA, _rate_limit_body, _SlidingWindow,
+                    estimate_request_tokens, parse_duration, rate_limit_headers)
+from .text import (Planted, _message_text, _requested_max_tokens, _truncate_to_tokens, _user_texts,
+                   estimate_prompt_tokens, estimate_tokens, generate_answers)
 
 DEFAULT_API_KEY = "standin-key"
 DEFAULT_API_VERSION = "2024-06-01"
@@ -201,6 +203,9 @@ class StandIn:
         keyless: bool = False,
         entra_token: str | None = DEFAULT_ENTRA_TOKEN,
         vary_repeats: bool = False,
+        max_choices: int | None = None,
+        rate_headers: str = "azure",
+        charge: str = "estimate",
     ) -> None:
         if window_seconds <= 0:
             raise ValueError("window_seconds must be > 0")
@@ -218,6 +223,19 @@ class StandIn:
         # with n choices); False (the default): the same request always gets the same answers.
         self.vary_repeats = vary_repeats
         self._served: dict[str, int] = {}  # answers given per exact request body
+        # At most this many choices whatever n asks (1: a server or gateway that ignores n, as some emulators do).
+        self.max_choices = max_choices
+        # "azure": every x-ratelimit-* header, durations like "250ms"/"2s", retry-after-ms on a 429. "poor", as an
+        # open-source emulator sends them: no x-ratelimit-limit-*, resets as bare whole seconds, retry-after in
+        # whole seconds only, a 429 body {"error": "text"} without a Content-Type.
+        if rate_headers not in ("azure", "poor"):
+            raise ValueError("rate_headers must be 'azure' or 'poor'")
+        self.rate_headers = rate_headers
+        # What a request costs against the TPM window: "estimate" (prompt + max_tokens x n, as Azure) or
+        # "max_tokens" (max_tokens once, whatever the prompt and n: as the same emulator charges).
+        if charge not in ("estimate", "max_tokens"):
+            raise ValueError("charge must be 'estimate' or 'max_tokens'")
+        self.charge = charge
         self.model_name = model_name
         self.seed = seed
         self.planted = planted
@@ -531,7 +549,7 @@ class StandIn:
 
     def _admit(self, body: Mapping[str, Any], api_version: str | None) -> tuple[_Reply | None, dict[str, str]]:
         """Charge the request against the TPM/RPM windows; a 429 reply if it does not fit."""
-        cost = estimate_request_tokens(body)
+        cost = self.charge_of(body)
         now = time.monotonic()
         with self._lock:
             token_wait = self._token_window.wait_for(cost, now) if self._token_window else 0.0
@@ -554,11 +572,23 @@ class StandIn:
             limit_tokens=self.tpm or NOMINAL_TPM, limit_requests=self.rpm or NOMINAL_RPM,
             remaining_tokens=remaining_tokens, remaining_requests=remaining_requests,
             reset_tokens_s=token_reset, reset_requests_s=request_reset, retry_after_ms=retry_after_ms)
+        kind = "token" if token_wait >= request_wait else "call"
+        if self.rate_headers == "poor":
+            headers = _poor_headers(headers)
+            if retry_after_ms is None:
+                return None, headers
+            text = json.dumps({"error": f"Rate limit exceeded ({kind}s). Retry after {headers['retry-after']} s."})
+            return _Reply(429, None, headers, text=text, content_type=""), headers
         if retry_after_ms is None:
             return None, headers
-        kind = "token" if token_wait >= request_wait else "call"
         body_429 = _rate_limit_body(api_version, int(headers["retry-after"]), kind)
         return _Reply(429, body_429, headers), headers
+
+    def charge_of(self, body: Mapping[str, Any]) -> int:
+        """Tokens a request takes from the TPM window, as this server counts them."""
+        if self.charge == "max_tokens":
+            return _requested_max_tokens(body) or UNSET_MAX_TOKENS_QUOTA
+        return estimate_request_tokens(body)
 
     def _answers(self, body: Mapping[str, Any], n: int, model: Model) -> tuple[list[tuple[str, str]], list[int]]:
         """(content, finish_reason) per choice and the hidden reasoning tokens each spent."""
@@ -596,6 +626,8 @@ class StandIn:
 
     def _completion(self, body: Mapping[str, Any], user_text: str, model: Model) -> _Reply:
         n = body.get("n") or 1
+        if self.max_choices is not None:
+            n = min(n, self.max_choices)
         answers, thinking = self._answers(body, n, model)
         choices: list[dict[str, Any]] = []
         for index, (content, finish_reason) in enumerate(answers):
@@ -638,11 +670,11 @@ class StandIn:
         return _Reply(200, payload, {"x-ms-rai-invoked": "true", "azureml-model-session": "d001-standin"})
 
     def _send(self, handler: _Handler, reply: _Reply) -> None:
-        data = json.dumps(reply.payload).encode()
+        data = (reply.text if reply.text is not None else json.dumps(reply.payload)).encode()
         request_id = str(uuid.uuid4())
         handler.send_response(reply.status)
         headers = {
-            "Content-Type": "application/json",
+            **({"Content-Type": reply.content_type} if reply.content_type else {}),
             "apim-request-id": request_id,
             "x-request-id": request_id,
             "x-ms-region": "standin",
@@ -657,6 +689,17 @@ class StandIn:
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
         handler.wfile.write(data)
+
+
+def _poor_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Azure's rate-limit headers as a headers-poor server sends them."""
+    poor = {name: value for name, value in headers.items()
+            if name.startswith("x-ratelimit-remaining-") or name == "retry-after"}
+    for name in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"):
+        seconds = parse_duration(headers.get(name))
+        if seconds is not None:
+            poor[name] = str(math.ceil(seconds))
+    return poor
 
 
 def _redacted_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
