@@ -603,8 +603,17 @@ class LLMSession:
                 filtered.append(f"{variant.name}: {', '.join(sorted(set(outcome.filtered))) or 'filtered'}")
             usable = [text for text, reason in zip(outcome.texts, outcome.finish_reasons)
                       if reason != "content_filter" and not is_unusable(text, reason)]
-            if len(usable) < len(unfiltered) and unusable is not None:
-                unusable[variant.name] = empty_answers_reason(outcome)
+            if unusable is not None:
+                notes = [unusable[variant.name]] if variant.name in unusable else []
+                if len(usable) < len(unfiltered):
+                    notes.append(empty_answers_reason(outcome))
+                withheld = len(outcome.texts) - len(unfiltered)
+                if unfiltered and withheld:  # partly filtered: counted, never dropped silently
+                    notes.append(f"{withheld}/{len(outcome.texts)} answers withheld by the content filter"
+                                 + (f" ({', '.join(sorted({kind for kind in outcome.filtered if kind}))})"
+                                    if any(outcome.filtered) else ""))
+                if notes:
+                    unusable[variant.name] = "; ".join(notes)
             answers.setdefault(variant.name, []).extend(usable)
         if problems:
             raise PromptUnavailable(_group_problems(problems),
