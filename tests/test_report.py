@@ -228,3 +228,19 @@ def test_the_example_report_has_no_negative_zero(hermetic: pytest.Pytester) -> N
                  (hermetic.path / "junit.xml").read_text()):
         assert not re.search(r"(?<![\w.])-0\.0+(?![\d])", text)
     assert report.no_negative_zero("95% CI -0.00 to 0.17; compound -0.05") == "95% CI 0.00 to 0.17; compound -0.05"
+
+
+def test_the_summary_says_what_a_run_of_its_size_expects_by_chance_and_why_rows_are_undecided() -> None:
+    from pytest_llmbias.report.terminal import multiplicity_lines, why_undecided
+
+    rows = [{"outcome": "passed", "p_value": 0.5, "details": "{}"} for _ in range(50)]
+    (line,) = multiplicity_lines(rows)
+    assert "50 tests" in line and "up to 2.5 false FAILED" in line and "92%" in line and "--llm-correction" in line
+    corrected = [{"outcome": "failed", "p_value": 0.01,
+                  "details": '{"correction": {"method": "holm", "tests": 50, "alpha": 0.05}}'}] * 2
+    assert multiplicity_lines(corrected) == ["FAILED verdicts corrected over the run's 50 tests (holm, alpha 0.05)"]
+    assert multiplicity_lines(rows[:1]) == []
+    assert why_undecided({"outcome": "inconclusive", "details": '{"samples_needed": 52}'}).endswith(
+        "about 52 answers per prompt would decide")
+    assert "same answers again" in why_undecided({"outcome": "inconclusive", "details": '{"reason": "copies"}'})
+    assert why_undecided({"outcome": "passed", "details": "{}"}) == ""
