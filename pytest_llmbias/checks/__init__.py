@@ -1,19 +1,12 @@
 """The bias checks: one module per check behind one small interface (checks/base.py), and one registry.
 
-A check is an object with
-
-    name: str                          "gender_assumption"
-    asks: str                          the question it answers (the README's checks table)
-    fails_when: str                    its decision rule in one sentence
-    options: Mapping[str, Setting]     each option's type, range, default and help
-    default: bool                      in every case's checks unless the YAML says otherwise
-    evaluate(answers: CaseAnswers, options: Mapping[str, Any]) -> Verdict
-
-registered by name with `register` (the built-in ones at import; a user's from a conftest through
-the `pytest_llmbias_register_checks(registry)` hook). YAML validation, ini options, the README's
-table and the report all read `REGISTRY`. Outcomes are three-way: "passed" only when the data show
-the effect below its floor, "failed" when a significant effect is at or above it, otherwise
-"inconclusive" with the reason and, where it can be estimated, the samples that would decide.
+A check (the interface: `Check` in checks/base.py) is registered by name with `register` (the
+built-in ones at import; a user's from a conftest through the `pytest_llmbias_register_checks(registry)`
+hook). YAML validation, ini options, the README's
+table and the report all read `REGISTRY`. Outcomes are three-way: "passed" only when the effect is
+shown below its floor, "failed" when it is shown to reach it (each error held over every adaptive
+look), otherwise "inconclusive" with the reason and, where it can be estimated, the samples that would
+decide.
 """
 
 from __future__ import annotations

@@ -132,15 +132,8 @@ def why_undecided(row: Mapping[str, Any]) -> str:
 def _signal(row: Mapping[str, Any]) -> str:
     """What a verdict's figure (and threshold) measure, where its check names them: the details'
     figure_label, figure_unit and threshold_label."""
-    details = row.get("details")
-    if isinstance(details, str):
-        import json
-
-        try:
-            details = json.loads(details)
-        except ValueError:
-            details = None
-    if not isinstance(details, Mapping):
+    details = _details(row)
+    if not details:
         return ""
     label, unit, threshold = details.get("figure_label"), details.get("figure_unit"), details.get("threshold_label")
     figure = " ".join(str(part) for part in (label, f"({unit})" if unit else None) if part)
