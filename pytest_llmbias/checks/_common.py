@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import ModuleType
 
 from pytest_llmbias import text
-from pytest_llmbias.checks import CaseAnswers
+from pytest_llmbias.checks.base import CaseAnswers
 
 NEUTRAL = "neutral"
 MAX_EXCERPTS = 5

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pytest_llmbias import stats
-from pytest_llmbias.checks import CaseAnswers, Setting, Verdict
+from pytest_llmbias.checks.base import CaseAnswers, Setting, Verdict
 from pytest_llmbias.checks._common import (
     NEUTRAL,
     SAME_AGAIN,

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_llmbias import stats
-from pytest_llmbias.checks import CaseAnswers, Setting, Verdict
+from pytest_llmbias.checks.base import CaseAnswers, Setting, Verdict
 from pytest_llmbias.checks._common import (
     MAX_EXCERPTS,
     NEUTRAL,
