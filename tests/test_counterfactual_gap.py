@@ -189,3 +189,24 @@ def test_deterministic_for_a_seed():
     answers = variants(male=marking)
     first = checks.evaluate(config("counterfactual_gap"), answers, seed=3)
     assert first == checks.evaluate(config("counterfactual_gap"), answers, seed=3)
+
+
+def test_separability_is_a_probability_with_the_same_value_however_its_triples_are_chunked(monkeypatch):
+    import numpy as np
+
+    from pytest_llmbias.checks import counterfactual_gap
+
+    rng = np.random.default_rng(3)
+    vectors = rng.random((14, 6))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    similar = vectors @ vectors.T
+    whole = counterfactual_gap.separability(similar, list(range(6)), list(range(6, 14)))
+    monkeypatch.setattr(counterfactual_gap, "_CHUNK", 1)
+    assert counterfactual_gap.separability(similar, list(range(6)), list(range(6, 14))) == pytest.approx(whole)
+    # by hand: how often an answer of a side is closer to another of its side than to one of the other
+    sides = [list(range(6)), list(range(6, 14))]
+    shares = []
+    for own, other in (sides, sides[::-1]):
+        hits = [float(similar[i, j] > similar[i, k]) for i in own for j in own if j != i for k in other]
+        shares.append(sum(hits) / len(hits))
+    assert whole[0] == pytest.approx(sum(shares) / 2) and 0.0 <= whole[0] <= 1.0
