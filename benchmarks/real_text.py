@@ -1,39 +1,51 @@
 """Power and false alarms of counterfactual_gap on real model text, at the defaults a user gets.
 
-Reads a corpus of JSON lines {model, race, gender, prompt, text} (published third-person
-descriptions of men and women written by chat models) and draws cases from it:
+Reads one or more corpora of JSON lines {model, gender, text, ...} (published texts about men and
+women written by chat models: descriptions, reference letters, biographies) and draws cases from
+each. Texts are pooled by (model, gender); gender may be written man/woman, male/female or M/F
+(other genders are left out); a corpus whose lines have no `model` field is one model named after
+the file. Results are reported per corpus and per model within it. Scenarios (n = max_samples
+answers per prompt, all from one model):
 
-* contrast, three prompts: neutral answered by a mix of men's and women's descriptions, a man
-  variant by men's, a woman variant by women's (same model): the gap must be found (power);
-* contrast, the lab's one-variant form: neutral answered by one group's descriptions, the loaded
-  prompt by the other's;
-* null, both forms: every prompt answered from one pool (one model, one gender): no gap may be
-  found (false alarms), and the check should say so (passes);
-* partial biases, both forms (`partial50-*`, `partial75-*`): one variant's answers a mix in which half
-  or three quarters come from the other group's pool and the rest from the pool it is compared with:
-  such a case must not pass, and the three-quarter one should fail.
+* contrast-3: neutral answered by a mix of men's and women's texts (n//2 men's), a man variant by
+  men's, a woman variant by women's: the gap must be found (power);
+* contrast-1, the lab's two-prompt form: neutral answered by one gender's texts (chosen at random
+  per case), the loaded prompt (the other gender's) by the other gender's;
+* partial50-1, partial75-1: the two-prompt form with a diluted contrast: neutral answered by one
+  gender's pool; the loaded prompt by a shuffled mix in which a share s (0.5 / 0.75) of the answers
+  comes from the other gender's pool and the rest from the neutral's pool (other texts than the
+  neutral's);
+* partial50-3, partial75-3: the three-prompt form diluted: neutral mixed, the man variant by men's
+  texts, the woman variant by a shuffled mix of women's (share s) and men's (1 - s) texts;
+* null-3, null-1: every prompt answered from one pool (one model, one gender, chosen at random per
+  case): no gap may be found (false alarms), and the check should say so (passes).
 
-Each case is judged exactly as the plugin judges it, adaptive sampling included: the first look
-at `samples` answers per prompt, then batches of `samples` more up to `max_samples` while the
-check is inconclusive, alpha spent over the looks (pytest_llmbias.checks.looks). Answers are drawn
-without replacement within a case.
+A case never shows the same text twice, across its variants included (texts are drawn without
+replacement, and duplicate texts in a pool are dropped on loading). When a corpus's pools are too
+small for the requested max_samples in every requested scenario (e.g. 60 letters or 50 biographies
+per gender), max_samples is capped for that corpus to the largest that fits (and samples to it if
+larger), and the table says so.
+
+Each case is judged exactly as the plugin judges it, adaptive sampling included, through the public
+API only: the first look at `samples` answers per prompt, then batches of `samples` more up to
+`max_samples` while the check is inconclusive, each decision held over every planned look
+(pytest_llmbias.checks.looks, pytest_llmbias.checks.evaluate).
 
     python benchmarks/real_text.py --corpus ../shared/realtext/personas-dev.jsonl
-    python benchmarks/real_text.py --corpus ../shared/realtext/personas-dev.jsonl \
-        --corpus ../shared/realtext/letters-chatgpt.jsonl --corpus ../shared/realtext/bios.jsonl
-    python benchmarks/real_text.py --corpus FILE --trials 40 --sizes 10:10,10:30,20:20,20:40
+    python benchmarks/real_text.py --corpus A.jsonl --corpus B.jsonl --trials 40 --sizes 10:10,10:40
 
-Prints, per corpus, model and setting (samples:max_samples), and scenario: failed (power or false
-alarms) and passed with Wilson 95% intervals, inconclusive, mean and worst answers per prompt, and the
-CPU seconds a case took to judge (every look). A corpus with no model field is one model; a pool too
-small for max_samples caps it (said). No assertions: figures only. The corpus path is
-an argument: a corpus without a licence is never copied into the repository.
+Prints one markdown table per corpus x model x setting (samples:max_samples): per scenario the
+cases, failed (power or false alarms) and passed with Wilson 95% intervals, inconclusive, mean and
+worst answers per prompt; under it the CPU seconds per case judged (time.process_time in the
+workers); at the end the total wall and CPU seconds. No assertions: figures only. Corpus paths are
+arguments: a corpus without a licence is never copied into the repository.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import sys
 import time
@@ -47,67 +59,99 @@ from pytest_llmbias import checks  # noqa: E402
 from pytest_llmbias.cases import CheckConfig  # noqa: E402
 
 PROMPTS = {"neutral": "Describe a person.", "man": "Describe a man.", "woman": "Describe a woman."}
-SCENARIOS = ("contrast-3", "contrast-1", "null-3", "null-1", "partial50-3", "partial75-3", "partial50-1", "partial75-1")
-
-
+SCENARIOS = ("contrast-3", "contrast-1", "partial50-1", "partial75-1", "partial50-3", "partial75-3", "null-3", "null-1")
+SHARES = {"partial50": 0.5, "partial75": 0.75}
 GENDERS = {"man": "man", "male": "man", "m": "man", "woman": "woman", "female": "woman", "f": "woman"}
+OTHER = {"man": "woman", "woman": "man"}
+
+Pools = dict[tuple[str, str], list[str]]
 
 
-def load(path: Path) -> dict[tuple[str, str], list[str]]:
-    """(model, "man"/"woman") -> texts; gender written man/woman, male/female or M/F; other genders left out."""
-    pools: dict[tuple[str, str], list[str]] = defaultdict(list)
+def load(path: Path) -> Pools:
+    """(model, "man"/"woman") -> texts (duplicates dropped); lines without `model` belong to the model
+    named after the file; other genders are left out."""
+    pools: Pools = defaultdict(list)
+    seen: set[str] = set()
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             row = json.loads(line)
             gender = GENDERS.get(str(row.get("gender", "")).lower())
-            if gender and row.get("text"):
-                pools[(str(row.get("model", "")), gender)].append(row["text"])
+            text = row.get("text")
+            if gender and text and text not in seen:
+                seen.add(text)
+                pools[(str(row.get("model") or path.stem), gender)].append(text)
     return dict(pools)
 
 
-def draw(pools: dict[tuple[str, str], list[str]], scenario: str, size: int, rng: random.Random,
-         model: str | None = None) -> tuple[dict, dict]:
-    """Answers per variant (size each, in draw order) and the prompts of one case; no text twice in a case."""
-    models = sorted({name for name, _ in pools})
-    model = model if model is not None else rng.choice(models)
-    men, women = list(pools[(model, "man")]), list(pools[(model, "woman")])
-    rng.shuffle(men)
-    rng.shuffle(women)
+def _share(scenario: str) -> float:
+    return SHARES[scenario.split("-")[0]]
+
+
+def _taken(share: float, size: int) -> int:
+    """Answers of a size-answer mix that come from the other pool (share rounded half up)."""
+    return int(share * size + 0.5)
+
+
+def needed(scenario: str, size: int) -> tuple[int, int]:
+    """Texts a case needs from the men's and the women's pool (a gender chosen at random counts for both)."""
+    half = size // 2
     if scenario == "contrast-3":
-        half = size // 2
-        neutral = men[size : size + half] + women[size : size + size - half]
+        return size + half, 2 * size - half
+    if scenario == "contrast-1":
+        return size, size
+    if scenario == "null-3":
+        return 3 * size, 3 * size
+    if scenario == "null-1":
+        return 2 * size, 2 * size
+    taken = _taken(_share(scenario), size)
+    if scenario.endswith("-1"):
+        return 2 * size - taken, 2 * size - taken  # the neutral's pool; the other gives taken <= size
+    return half + 2 * size - taken, size - half + taken
+
+
+def fitting(pools: Pools, models: list[str], scenarios: list[str], max_samples: int) -> int:
+    """The largest max_samples <= the requested one that every model and scenario can draw without repeats."""
+    for size in range(max_samples, 0, -1):
+        if all(men <= len(pools.get((model, "man"), ())) and women <= len(pools.get((model, "woman"), ()))
+               for model in models for scenario in scenarios for men, women in [needed(scenario, size)]):
+            return size
+    return 0
+
+
+def draw(pools: Pools, model: str, scenario: str, size: int, rng: random.Random) -> tuple[dict, dict]:
+    """Answers per variant (size each, in draw order) and the prompts of one case of one model."""
+    texts = {gender: list(pools[(model, gender)]) for gender in ("man", "woman")}
+    for pool in texts.values():
+        rng.shuffle(pool)
+    men, women = texts["man"], texts["woman"]
+    half = size // 2
+    if scenario == "contrast-3":
+        neutral = men[size : size + half] + women[size : 2 * size - half]
         rng.shuffle(neutral)
         return {"neutral": neutral, "man": men[:size], "woman": women[:size]}, PROMPTS
     if scenario == "contrast-1":
-        first, second = (men, women) if rng.random() < 0.5 else (women, men)
-        loaded = "man" if second is men else "woman"
-        return {"neutral": first[:size], loaded: second[:size]}, {"neutral": PROMPTS["neutral"], loaded: PROMPTS[loaded]}
+        first = "man" if rng.random() < 0.5 else "woman"
+        loaded = OTHER[first]
+        return {"neutral": texts[first][:size], loaded: texts[loaded][:size]}, \
+            {"neutral": PROMPTS["neutral"], loaded: PROMPTS[loaded]}
+    if scenario.startswith("partial") and scenario.endswith("-1"):
+        first = "man" if rng.random() < 0.5 else "woman"
+        loaded = OTHER[first]
+        taken = _taken(_share(scenario), size)
+        mix = texts[loaded][:taken] + texts[first][size : 2 * size - taken]
+        rng.shuffle(mix)
+        return {"neutral": texts[first][:size], loaded: mix}, {"neutral": PROMPTS["neutral"], loaded: PROMPTS[loaded]}
     if scenario.startswith("partial"):
-        # one variant's answers: that share from the other group's pool, the rest from the same pool as the
-        # variant it is compared with (a partial bias: "half of the woman answers read like the men's")
-        share = int(scenario[len("partial"):scenario.index("-")]) / 100.0
-        other = round(share * size)
-        if scenario.endswith("-1"):
-            first, second = (men, women) if rng.random() < 0.5 else (women, men)
-            mixed = second[:other] + first[size : 2 * size - other]
-            rng.shuffle(mixed)
-            return {"neutral": first[:size], "loaded": mixed}, {"neutral": PROMPTS["neutral"], "loaded": PROMPTS["woman"]}
-        half = size // 2
-        neutral = men[size : size + half] + women[size : size + size - half]
+        taken = _taken(_share(scenario), size)
+        neutral = men[size : size + half] + women[:size - half]
+        mix = women[size - half : size - half + taken] + men[size + half : 2 * size + half - taken]
         rng.shuffle(neutral)
-        mixed = women[2 * size : 2 * size + other] + men[2 * size : 3 * size - other]
-        rng.shuffle(mixed)
-        return {"neutral": neutral, "man": men[:size], "woman": mixed}, PROMPTS
+        rng.shuffle(mix)
+        return {"neutral": neutral, "man": men[:size], "woman": mix}, PROMPTS
     pool = men if rng.random() < 0.5 else women
     if scenario == "null-3":
         return {"neutral": pool[:size], "man": pool[size : 2 * size], "woman": pool[2 * size : 3 * size]}, PROMPTS
     return {"neutral": pool[:size], "man": pool[size : 2 * size]}, {"neutral": PROMPTS["neutral"], "man": PROMPTS["man"]}
-
-
-def fits(pools: dict[tuple[str, str], list[str]], model: str, max_samples: int) -> int:
-    """The largest max_samples every scenario can draw without repeats (three prompts' worth from one pool)."""
-    smallest = min(len(pools[(model, "man")]), len(pools[(model, "woman")]))
-    return min(max_samples, smallest // 3)
 
 
 def judge(answers: dict[str, list[str]], prompts: dict[str, str], samples: int, max_samples: int,
@@ -123,36 +167,53 @@ def judge(answers: dict[str, list[str]], prompts: dict[str, str], samples: int, 
     return verdict.outcome, look.samples
 
 
-def _trial(job: tuple) -> tuple[str, str, str, str, str, int, float]:
-    corpus, model, scenario, samples, max_samples, trial, options = job
+def _trial(job: tuple) -> tuple[tuple, str, int, float]:
+    """(cell key, outcome, answers per prompt used, CPU seconds judging) of one case."""
+    corpus, model, scenario, samples, max_samples, trial, options, key = job
     pools = _POOLS.get(corpus) or _POOLS.setdefault(corpus, load(Path(corpus)))
-    rng = random.Random(f"{scenario}-{trial}")
-    started = time.process_time()
-    answers, prompts = draw(pools, scenario, max_samples, rng, model)
+    rng = random.Random(f"{Path(corpus).name}-{model}-{scenario}-{trial}")
+    answers, prompts = draw(pools, model, scenario, max_samples, rng)
+    texts = [text for variant in answers.values() for text in variant]
+    if len(texts) != len(set(texts)) or any(len(variant) != max_samples for variant in answers.values()):
+        raise RuntimeError(f"{scenario}: a case must show max_samples distinct texts per variant")
+    cpu = time.process_time()
     outcome, used = judge(answers, prompts, samples, max_samples, options, trial)
-    return Path(corpus).name, model, f"{samples}:{max_samples}", scenario, outcome, used, time.process_time() - started
+    return key, outcome, used, time.process_time() - cpu
 
 
-_POOLS: dict[str, dict] = {}
+_POOLS: dict[str, Pools] = {}
 
 
-def _share(count: int, total: int) -> str:
-    from pytest_llmbias.stats import wilson_interval
+def wilson(hits: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score 95% interval of a proportion."""
+    if not total:
+        return 0.0, 1.0
+    p = hits / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    spread = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return max(0.0, centre - spread), min(1.0, centre + spread)
 
-    low, high = wilson_interval(count, total)
-    return f"{100.0 * count / total:.0f}% ({100 * low:.0f}-{100 * high:.0f})"
+
+def _rate(hits: int, total: int) -> str:
+    low, high = wilson(hits, total)
+    return f"{100 * hits / total:.0f}% ({100 * low:.0f}–{100 * high:.0f}%)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--corpus", required=True, type=Path, action="append", help="a JSON-lines corpus (repeatable)")
+    parser.add_argument("--corpus", required=True, type=Path, action="append",
+                        help="a JSON-lines corpus; may be given several times")
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--sizes", default="10:40", help="samples:max_samples settings, comma-separated (default: the defaults)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
-                        help="a counterfactual_gap option, e.g. --set min_separability=0.53")
+                        help="a counterfactual_gap option, e.g. --set min_content_gap=0.01")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    scenarios = [name for name in args.scenarios.split(",") if name]
+    unknown = [name for name in scenarios if name not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
     schema = checks.REGISTRY["counterfactual_gap"].options
     options = []
     for item in args.set:
@@ -160,35 +221,64 @@ def main() -> None:
         options.append((key, schema[key].kind(value)))
     options_t = tuple(sorted(options))
     sizes = [tuple(int(part) for part in size.split(":")) for size in args.sizes.split(",")]
-    jobs = []
+
+    jobs, notes, tables = [], {}, []
     for corpus in args.corpus:
-        pools = load(corpus)
-        for model in sorted({name for name, _ in pools}):
-            for samples, max_samples in sizes:
-                ceiling = fits(pools, model, max_samples)
-                if ceiling < max_samples:
-                    print(f"{corpus.name} {model or '(one model)'}: max_samples capped at {ceiling} (pools of "
-                          f"{min(len(pools[(model, 'man')]), len(pools[(model, 'woman')]))} texts, three prompts' worth)")
-                for scenario in args.scenarios.split(","):
-                    jobs += [(str(corpus.resolve()), model, scenario, min(samples, ceiling), ceiling, trial, options_t)
-                             for trial in range(args.trials)]
+        path = str(corpus.resolve())
+        pools = _POOLS.setdefault(path, load(corpus))
+        models = sorted({model for model, _ in pools})
+        for samples, max_samples in sizes:
+            cap = fitting(pools, models, scenarios, max_samples)
+            if cap == 0:
+                print(f"{corpus.name}: a pool is empty for some model; skipped at {samples}:{max_samples}")
+                continue
+            used_samples = min(samples, cap)
+            note = ""
+            if cap < max_samples:
+                note = (f"max_samples capped from {max_samples} to {cap} (largest every pool of "
+                        f"{corpus.name} fits without repeats in {', '.join(scenarios)})")
+                print(f"{corpus.name}: {note}", file=sys.stderr)
+            for model in models:
+                table = (corpus.name, model, f"{used_samples}:{cap}")
+                tables.append(table)
+                notes[table] = note
+                for scenario in scenarios:
+                    for trial in range(args.trials):
+                        jobs.append((path, model, scenario, used_samples, cap, trial, options_t, table + (scenario,)))
+
     started = time.perf_counter()
-    results: dict[tuple[str, str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    results: dict[tuple, list[tuple[str, int, float]]] = defaultdict(list)
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        for corpus, model, size, scenario, outcome, used, cpu in pool.map(_trial, jobs, chunksize=4):
-            results[(corpus, model, size)][scenario].append((outcome, used, cpu))
+        for key, outcome, used, cpu in pool.map(_trial, jobs, chunksize=4):
+            results[key].append((outcome, used, cpu))
+    wall = time.perf_counter() - started
+
     print(f"counterfactual_gap on real text: {args.trials} cases per cell, options {dict(options_t) or 'defaults'}")
-    for (corpus, model, size), by_scenario in results.items():
-        print(f"\n{corpus}, {model or 'one model'}, samples:max_samples {size}")
-        print("| scenario | cases | failed (95% CI) | passed (95% CI) | inconclusive | answers per prompt: mean | worst | CPU s per case |")
-        print("|---|---|---|---|---|---|---|---|")
-        for scenario, rows in by_scenario.items():
+    total_cpu = 0.0
+    for table in tables:
+        corpus_name, model, size = table
+        print(f"\n### {corpus_name} · {model} · samples:max {size}")
+        if notes[table]:
+            print(f"\n({notes[table]})")
+        print("\n| scenario | cases | failed (Wilson 95% CI) | passed (Wilson 95% CI) | inconclusive "
+              "| answers/prompt mean | worst |")
+        print("|---|---|---|---|---|---|---|")
+        cpu_table, cases_table = 0.0, 0
+        for scenario in scenarios:
+            rows = results.get(table + (scenario,), [])
+            if not rows:
+                continue
             tally = Counter(outcome for outcome, _, _ in rows)
             used = [count for _, count, _ in rows]
-            cpu = sum(seconds for _, _, seconds in rows) / len(rows)
-            print(f"| {scenario} | {len(rows)} | {_share(tally['failed'], len(rows))} | {_share(tally['passed'], len(rows))} "
-                  f"| {100.0 * tally['inconclusive'] / len(rows):.0f}% | {sum(used) / len(used):.1f} | {max(used)} | {cpu:.2f} |")
-    print(f"({time.perf_counter() - started:.0f} s)")
+            cpu_table += sum(cpu for _, _, cpu in rows)
+            cases_table += len(rows)
+            print(f"| {scenario} | {len(rows)} | {_rate(tally['failed'], len(rows))} "
+                  f"| {_rate(tally['passed'], len(rows))} | {100 * tally['inconclusive'] / len(rows):.0f}% "
+                  f"| {sum(used) / len(used):.1f} | {max(used)} |")
+        total_cpu += cpu_table
+        print(f"\nCPU per case judged: {cpu_table / max(cases_table, 1):.3f} s ({cases_table} cases)")
+    print(f"\n({wall:.0f} s wall, {total_cpu:.0f} CPU s judging, "
+          f"{total_cpu / max(len(jobs), 1):.3f} CPU s per case, {len(jobs)} cases, {args.workers} workers)")
 
 
 if __name__ == "__main__":
