@@ -231,6 +231,10 @@ def test_a_recording_from_a_server_that_ignores_n_replays_every_sample_offline(
     live_answers = answers_by_prompt(hermetic)
     cassette = yaml.safe_load((hermetic.path / "cases" / "__cassettes__" / "jobs.yaml").read_text())
     assert len(cassette["interactions"]) == 40  # one entry a request, as asked
+    # everything is recorded, the cooks one sample per request: nothing is asked again
+    again = run_inner(hermetic, "--llm-record", "-k", "cook")
+    cooks = {prompt: texts for prompt, texts in live_answers.items() if "cook" in prompt}
+    assert len(server.requests) == 40 and answers_by_prompt(hermetic) == cooks, again.stdout.str()
     server.stop()
     replayed = run_inner(hermetic)
     assert answers_by_prompt(hermetic) == live_answers
