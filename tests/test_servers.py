@@ -71,7 +71,9 @@ def test_a_missing_deployment_stops_the_run_with_one_line_naming_where_it_came_f
     assert len(lines) == 1, output
     assert "deployment 'gpt-4o-typo' not found (HTTP 404 DeploymentNotFound: The API deployment for this " \
            "resource does not exist." in lines[0]
-    assert named_by in lines[0] and "AZURE_OPENAI_ENDPOINT (and AZURE_OPENAI_API_VERSION)" in lines[0]
+    assert named_by in lines[0]
+    assert "or check AZURE_OPENAI_ENDPOINT (the deployment may be on another resource) and AZURE_OPENAI_API_VERSION" \
+        in lines[0]
     assert "Traceback" not in output and TEST_KEY not in output
 
 
@@ -95,7 +97,7 @@ def test_a_missing_model_on_an_openai_compatible_server_names_its_base_url(
     lines = [line for line in output_of(result).splitlines() if "not found" in line]
     assert len(lines) == 1 and len(server.requests) == 1
     assert ("deployment 'llama-3b' not found (HTTP 404 model_not_found: The model `llama-3b` does not exist"
-            in lines[0]) and "OPENAI_BASE_URL if the deployment is on another resource" in lines[0]
+            in lines[0]) and "or check OPENAI_BASE_URL (the model may be served elsewhere)" in lines[0]
 
 
 # -- error bodies in any shape ------------------------------------------------------------------------
