@@ -485,6 +485,16 @@ class LLMSession:
                                 thread_name_prefix="llmbias-sample") as pool:
             return merge_samples(list(pool.map(one, indices)))
 
+    def learned(self, from_worker: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """What the run learned about its deployments' n, as plain data; merges a pytest-xdist worker's first."""
+        with self._lock:
+            if from_worker:
+                for name, (asked, got) in dict(from_worker.get("ignores_n") or {}).items():
+                    self._ignores_n.setdefault(name, (asked, got))
+                self._refuses_n.update(from_worker.get("refuses_n") or ())
+            return {"ignores_n": {name: list(counts) for name, counts in self._ignores_n.items()},
+                    "refuses_n": sorted(self._refuses_n)}
+
     def notes(self) -> list[str]:
         """What the run learned about its deployments that the user should know, one line each."""
         with self._lock:

@@ -286,3 +286,11 @@ def test_the_headers_poor_mode_sends_what_such_servers_send(clean_standin) -> No
     assert headers["x-ratelimit-remaining-requests"] == "0" and headers["x-ratelimit-reset-requests"] == "1"
     assert "retry-after-ms" not in throttled_headers and throttled_headers["retry-after"] == "1"
     assert "content-type" not in throttled_headers and "Rate limit exceeded" in json.loads(text)["error"]
+
+
+def test_under_xdist_a_server_that_ignores_n_is_named_once(hermetic: pytest.Pytester, clean_standin) -> None:
+    server = clean_standin(max_choices=1)
+    result = run_inner(project(hermetic), "-p", "xdist.plugin", "-n", "2", "--llm-live")
+    notes = [line for line in result.outlines if "ignores n" in line]
+    assert len(notes) == 1 and notes[0].startswith("deployment 'gpt-35-turbo' ignores n"), result.stdout.str()
+    assert [record.status for record in server.requests].count(200) == 40  # ten prompts, four samples each
