@@ -371,8 +371,7 @@ class DeploymentNotFound(RunStopped):
         where = (f"named by {source}: correct it there" if source else
                  "the default, as no --llm-deployment, case file deployment or ini llmbias_deployment names one: "
                  "name yours in one of them")
-        return (f"deployment {self.deployment!r} not found ({self.status}); {where}, or {self.endpoint_hint} "
-                "if the deployment is on another resource")
+        return f"deployment {self.deployment!r} not found ({self.status}); {where}, or check {self.endpoint_hint}"
 
 
 def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, limiter: Any = None,
@@ -706,10 +705,12 @@ def _missing_deployment(error: Any) -> tuple[str, str]:
         deployment = path.split("/deployments/", 1)[-1].split("/", 1)[0]
     else:  # the v1, OpenAI and Databricks shapes name it in the body
         deployment = _model_of(request)
-    where = ("DATABRICKS_HOST" if "/serving-endpoints" in path else
-             "AZURE_OPENAI_ENDPOINT" if path.startswith("/openai/") else "OPENAI_BASE_URL")
-    version = " (and AZURE_OPENAI_API_VERSION)" if "/deployments/" in path else ""
-    return deployment, where + version
+    if "/serving-endpoints" in path:
+        return deployment, "DATABRICKS_HOST (the serving endpoint may be in another workspace)"
+    if not path.startswith("/openai/"):
+        return deployment, "OPENAI_BASE_URL (the model may be served elsewhere)"
+    version = " and AZURE_OPENAI_API_VERSION" if "/deployments/" in path else ""
+    return deployment, f"AZURE_OPENAI_ENDPOINT (the deployment may be on another resource){version}"
 
 
 def _describe_status_error(error: Any) -> str:

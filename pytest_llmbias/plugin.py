@@ -299,6 +299,7 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     gathered = getattr(node, "workeroutput", {}).get("llmbias")
     if gathered:
         node.config.stash[SESSION_KEY].merge(gathered["answers"], gathered["verdicts"])
+        node.config.stash[SESSION_KEY].learned(gathered.get("deployments") or {})
 
 
 SIGTERM_KEY = pytest.StashKey[Any]()
@@ -699,7 +700,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if worker_output is not None:  # a pytest-xdist worker: hand the rows to the controller
         llm_session.stop_fetching()
         worker_output["llmbias"] = {"answers": llm_session.answer_rows(),
-                                    "verdicts": llm_session.verdict_rows}
+                                    "verdicts": llm_session.verdict_rows,
+                                    "deployments": llm_session.learned()}
         return
     if exitstatus != pytest.ExitCode.INTERRUPTED:  # only a whole run knows what is no longer asked
         llm_session.prune_cassettes(session.config.stash[DESELECTED_FILES_KEY])

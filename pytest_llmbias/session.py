@@ -394,7 +394,7 @@ class LLMSession:
         replayed = self._replayed(key)
         if replayed is not None:
             return self._all_samples(key, request, replayed)
-        if request.n > 1 and request.deployment in self._ignores_n:
+        if request.n > 1 and (request.deployment in self._ignores_n or self._recorded_singly(request)):
             return self._ask_singly(key, request)
         try:
             answer = ask(self._client, request, attempts=self.config.attempts, limiter=self._limiter,
@@ -410,6 +410,17 @@ class LLMSession:
             if self._library.lookup(request.sample(0).key) is None:
                 raise
         return self._ask_singly(key, request)
+
+    def _recorded_singly(self, request: ChatRequest) -> bool:
+        """Recorded as single requests (its deployment refused or ignored n then): a record run replays those
+        instead of asking the deployment again."""
+        if self._library is None:
+            return False
+        first = request.sample(0)
+        with self._lock:  # the library finds a key in the cassettes it was told hold it
+            for path in list(self._cassettes_of.get(request.key, ())):
+                self._library.want(first.key, path)
+        return self._library.lookup(first.key) is not None
 
     def _answered_by(self, request: ChatRequest) -> Callable[[Completion | None], None]:
         """What the first answer from a deployment tells the run, noted before the requests held behind it go."""
@@ -476,6 +487,16 @@ class LLMSession:
         with ThreadPoolExecutor(max_workers=min(len(indices), max(1, self.config.concurrency)),
                                 thread_name_prefix="llmbias-sample") as pool:
             return merge_samples(list(pool.map(one, indices)))
+
+    def learned(self, from_worker: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """What the run learned about its deployments' n, as plain data; merges a pytest-xdist worker's first."""
+        with self._lock:
+            if from_worker:
+                for name, (asked, got) in dict(from_worker.get("ignores_n") or {}).items():
+                    self._ignores_n.setdefault(name, (asked, got))
+                self._refuses_n.update(from_worker.get("refuses_n") or ())
+            return {"ignores_n": {name: list(counts) for name, counts in self._ignores_n.items()},
+                    "refuses_n": sorted(self._refuses_n)}
 
     def notes(self) -> list[str]:
         """What the run learned about its deployments that the user should know, one line each."""

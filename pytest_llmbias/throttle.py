@@ -26,14 +26,17 @@ FLOOR_SHARE = 0.5
 BACKOFF_FACTOR = 0.97
 RECOVERY_STEP = 0.001
 # Learning a limit nobody stated: without a window to go by the pace grows 10% per answer until the
-# first 429 of its kind; from then on (or when the first answer told remaining and reset) 1%.
+# first 429 of its kind, 0.5% after it. A limit read off the first answer's remaining count over its
+# reset window is taken as it is (it grows only after a 429 said it was wrong). One burst of 429s
+# (those within the retry-after of the first) lowers a pace once.
 GROWTH_BEFORE_429 = 1.10
-GROWTH_AFTER_429 = 1.01
+GROWTH_AFTER_429 = 1.005
 LEARNED_BACKOFF = 0.8
+MIN_CALM_S = 1.0
 FIRST_ANSWER_WAIT_S = 10.0
 # What the server charges against our estimate of a request's cost, as learned from its headers, is
-# kept within these bounds (a header from a busy shared deployment must not stall the run).
-CHARGE_RATIO_BOUNDS = (0.25, 4.0)
+# believed within these bounds only (a header from a busy shared deployment must not stall the run).
+CHARGE_RATIO_BOUNDS = (0.5, 2.0)
 TOKENS, REQUESTS = "tokens", "requests"
 
 
@@ -120,6 +123,7 @@ class _Limit:
         self.share = START_SHARE
         self.growth = GROWTH_BEFORE_429
         self.admitted = 0.0       # in the server's units, for a first 429 without headers
+        self.calm_until = float("-inf")  # 429s before this belong to a burst already answered
 
     def seconds(self, amount: float) -> float:
         return amount * 60.0 / (self.per_minute * self.share) if self.per_minute else 0.0
@@ -136,7 +140,7 @@ class _Limit:
         window = window_s if window_s and window_s >= 0.5 else 60.0
         self.per_minute, self.source = max(1, int(remaining * 60.0 / min(window, 60.0))), "learned"
         if window_s and window_s >= 0.5:
-            self.growth = GROWTH_AFTER_429  # the window is known: probe gently, not by 10% an answer
+            self.growth = 1.0  # the window is known: the limit is what it said
 
     def answered(self) -> None:
         if self.source == "learned" and self.per_minute:
@@ -144,7 +148,10 @@ class _Limit:
         elif self.source in ("given", "reported"):
             self.share = min(START_SHARE, self.share + RECOVERY_STEP)
 
-    def throttled(self, elapsed_s: float, wait_s: float | None) -> None:
+    def throttled(self, now: float, elapsed_s: float, wait_s: float | None) -> None:
+        if now < self.calm_until:
+            return  # the same burst: the pace was lowered for it already
+        self.calm_until = now + max(wait_s or 0.0, MIN_CALM_S)
         if self.open_to_learning:
             if self.per_minute is None:  # no headers: about what was admitted until the window is free again
                 span = max(1.0, elapsed_s + (wait_s or 0.0))
@@ -238,11 +245,15 @@ class RateLimiter:
         with self._lock:
             self._answered += 1
             first = self._answered == 1
-            if (first and cost and limit_tokens and remaining_tokens is not None
-                    and 0 < limit_tokens - remaining_tokens):
-                # The first request went alone: what the window lost is what it cost there.
+            if first and cost and limit_tokens and remaining_tokens is not None:
+                # The first request went alone: what its window lost is what it cost there. The limit is per
+                # minute, the window may be shorter (its reset says how long); a ratio out of bounds is not
+                # believed (another client's use, a window of another length).
+                window = min(reset_tokens, 60.0) if reset_tokens and reset_tokens >= 0.5 else 60.0
+                ratio = (limit_tokens * window / 60.0 - remaining_tokens) / cost
                 low, high = CHARGE_RATIO_BOUNDS
-                self._charge_ratio = min(high, max(low, (limit_tokens - remaining_tokens) / cost))
+                if low <= ratio <= high:
+                    self._charge_ratio = ratio
             if cost:  # a replayed answer (no cost) says nothing about the quota
                 self._tokens.admitted += self._charged(cost)
                 self._requests.admitted += 1
@@ -316,8 +327,8 @@ class RateLimiter:
         with self._lock:
             self.throttles += 1
             self.throttles_by_kind[kind] = self.throttles_by_kind.get(kind, 0) + 1
-            elapsed = self._clock() - self._started
-            (self._requests if kind == REQUESTS else self._tokens).throttled(elapsed, retry_after_s)
+            now = self._clock()
+            (self._requests if kind == REQUESTS else self._tokens).throttled(now, now - self._started, retry_after_s)
             self._next_free -= self.seconds_for(cost)
             if retry_after_s:
                 self._next_free = max(self._next_free, self._clock() + retry_after_s)

@@ -349,7 +349,7 @@ def test_an_unknown_deployment_on_the_v1_path_is_named(hermetic: pytest.Pytester
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", azure_env.v1_endpoint)
     result = run_inner(nurse_project(hermetic), "--llm-live", "--llm-deployment", "gpt-4o-typo")
     result.stdout.fnmatch_lines(["*deployment 'gpt-4o-typo' not found (HTTP 404 DeploymentNotFound*--llm-deployment*"
-                                 "AZURE_OPENAI_ENDPOINT if the deployment is on another resource*"])
+                                 "or check AZURE_OPENAI_ENDPOINT (the deployment may be on another resource) !"])
     assert "AZURE_OPENAI_API_VERSION" not in result.stdout.str()  # the v1 path takes none
 
 

@@ -71,7 +71,9 @@ def test_a_missing_deployment_stops_the_run_with_one_line_naming_where_it_came_f
     assert len(lines) == 1, output
     assert "deployment 'gpt-4o-typo' not found (HTTP 404 DeploymentNotFound: The API deployment for this " \
            "resource does not exist." in lines[0]
-    assert named_by in lines[0] and "AZURE_OPENAI_ENDPOINT (and AZURE_OPENAI_API_VERSION)" in lines[0]
+    assert named_by in lines[0]
+    assert "or check AZURE_OPENAI_ENDPOINT (the deployment may be on another resource) and AZURE_OPENAI_API_VERSION" \
+        in lines[0]
     assert "Traceback" not in output and TEST_KEY not in output
 
 
@@ -95,7 +97,7 @@ def test_a_missing_model_on_an_openai_compatible_server_names_its_base_url(
     lines = [line for line in output_of(result).splitlines() if "not found" in line]
     assert len(lines) == 1 and len(server.requests) == 1
     assert ("deployment 'llama-3b' not found (HTTP 404 model_not_found: The model `llama-3b` does not exist"
-            in lines[0]) and "OPENAI_BASE_URL if the deployment is on another resource" in lines[0]
+            in lines[0]) and "or check OPENAI_BASE_URL (the model may be served elsewhere)" in lines[0]
 
 
 # -- error bodies in any shape ------------------------------------------------------------------------
@@ -231,6 +233,10 @@ def test_a_recording_from_a_server_that_ignores_n_replays_every_sample_offline(
     live_answers = answers_by_prompt(hermetic)
     cassette = yaml.safe_load((hermetic.path / "cases" / "__cassettes__" / "jobs.yaml").read_text())
     assert len(cassette["interactions"]) == 40  # one entry a request, as asked
+    # everything is recorded, the cooks one sample per request: nothing is asked again
+    again = run_inner(hermetic, "--llm-record", "-k", "cook")
+    cooks = {prompt: texts for prompt, texts in live_answers.items() if "cook" in prompt}
+    assert len(server.requests) == 40 and answers_by_prompt(hermetic) == cooks, again.stdout.str()
     server.stop()
     replayed = run_inner(hermetic)
     assert answers_by_prompt(hermetic) == live_answers
@@ -280,3 +286,11 @@ def test_the_headers_poor_mode_sends_what_such_servers_send(clean_standin) -> No
     assert headers["x-ratelimit-remaining-requests"] == "0" and headers["x-ratelimit-reset-requests"] == "1"
     assert "retry-after-ms" not in throttled_headers and throttled_headers["retry-after"] == "1"
     assert "content-type" not in throttled_headers and "Rate limit exceeded" in json.loads(text)["error"]
+
+
+def test_under_xdist_a_server_that_ignores_n_is_named_once(hermetic: pytest.Pytester, clean_standin) -> None:
+    server = clean_standin(max_choices=1)
+    result = run_inner(project(hermetic), "-p", "xdist.plugin", "-n", "2", "--llm-live")
+    notes = [line for line in result.outlines if "ignores n" in line]
+    assert len(notes) == 1 and notes[0].startswith("deployment 'gpt-35-turbo' ignores n"), result.stdout.str()
+    assert [record.status for record in server.requests].count(200) == 40  # ten prompts, four samples each

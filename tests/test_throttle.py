@@ -163,3 +163,28 @@ def test_the_first_answer_tells_what_a_request_costs_on_the_server() -> None:
     # the server charged 100 (max_tokens only) where the plugin estimated 153
     limiter.observe({"x-ratelimit-limit-tokens": "6000", "x-ratelimit-remaining-tokens": "5900"}, 153)
     assert limiter.seconds_for(153) == pytest.approx(100 * 60 / (6000 * START_SHARE))
+
+
+def test_the_first_answer_of_a_short_window_tells_the_charge_against_the_window_not_the_minute() -> None:
+    limiter = RateLimiter()
+    # 17,400 TPM enforced over 5 s: 1,450 a window; 1,350 left after a request the server charged 100
+    limiter.observe({"x-ratelimit-limit-tokens": "17400", "x-ratelimit-remaining-tokens": "1350",
+                     "x-ratelimit-reset-tokens": "5s"}, 153)
+    assert limiter.seconds_for(153) == pytest.approx(100 * 60 / (17400 * START_SHARE))
+    other = RateLimiter()  # without the reset the same figures would say 16,050 tokens: not believed
+    other.observe({"x-ratelimit-limit-tokens": "17400", "x-ratelimit-remaining-tokens": "1350"}, 153)
+    assert other.seconds_for(153) == pytest.approx(153 * 60 / (17400 * START_SHARE))
+
+
+def test_a_burst_of_429s_lowers_the_pace_once() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(clock=clock, sleep=clock.sleep)
+    limiter.acquire(100)
+    limiter.observe({"x-ratelimit-remaining-requests": "29", "x-ratelimit-reset-requests": "10"}, 100)
+    assert limiter.rpm == 180
+    for _ in range(5):  # requests already on their way meet the same full window
+        limiter.throttled(2.0, 100, REQUESTS)
+    assert limiter.rpm == int(180 * LEARNED_BACKOFF)
+    clock.now += 2.5
+    limiter.throttled(2.0, 100, REQUESTS)  # a new burst after the wait: lowered again
+    assert limiter.rpm == int(int(180 * LEARNED_BACKOFF) * LEARNED_BACKOFF)
