@@ -27,7 +27,8 @@ DEFAULT_EXPERIMENT = "pytest-llmbias"
 LOCAL_STORE = Path(".llmbias") / "mlflow"       # mlflow.db and artifacts/, under the rootdir
 MLFLOW_LOG = Path(".llmbias") / "logs" / "mlflow.log"
 OUTCOMES = ("passed", "failed", "inconclusive", "filtered", "error")
-MAX_EVAL_WORKERS_ON_SQLITE = 4   # evaluate's default 10 workers stall on SQLite's connection pool
+MAX_EVAL_WORKERS_ON_SQLITE = 4
+SERVED_SCHEMES = ("http", "https", "databricks", "databricks-uc", "uc")  # these stores place artifacts themselves   # evaluate's default 10 workers stall on SQLite's connection pool
 
 
 class MlflowLogError(Exception):
@@ -226,19 +227,21 @@ def _log(mlflow: Any, answer_rows: Sequence[Mapping[str, Any]], verdict_rows: Se
 
     parent = mlflow.active_run()
     on_databricks = bool(os.environ.get("DATABRICKS_RUNTIME_VERSION"))
+    store = rootdir / LOCAL_STORE
     if parent is not None or is_tracking_uri_set() or on_databricks:
-        uri, artifact_root = mlflow.get_tracking_uri(), None
+        uri = mlflow.get_tracking_uri()
     else:
-        store = rootdir / LOCAL_STORE
         store.mkdir(parents=True, exist_ok=True)
-        _ignore_in_git(rootdir / ".llmbias")
-        uri, artifact_root = f"sqlite:///{store / 'mlflow.db'}", store / "artifacts"
+        _ignore_in_git(store)
+        uri = f"sqlite:///{store / 'mlflow.db'}"
         _needs_sqlalchemy()
+    # a store without a server puts a new experiment's artifacts in ./mlruns unless told otherwise
+    artifact_root = None if uri.split(":", 1)[0] in SERVED_SCHEMES else store / "artifacts"
     client = MlflowClient(tracking_uri=uri)
     if parent is not None and not experiment:
         experiment_id = parent.info.experiment_id
     else:
-        experiment_id = _experiment_id(mlflow, client, experiment, artifact_root)
+        experiment_id = _experiment_id(client, experiment, artifact_root, on_databricks=on_databricks)
     commit = git_commit(rootdir)
     run_tags = {"llmbias.run_id": run_id, "llmbias.version": __version__, **tags}
     if commit:
@@ -272,15 +275,15 @@ def _log(mlflow: Any, answer_rows: Sequence[Mapping[str, Any]], verdict_rows: Se
     return mlflow_run_id, f"experiment {name!r} at {_shown_uri(uri)}"
 
 
-def _experiment_id(mlflow: Any, client: Any, name: str | None, artifact_root: Path | None) -> str:
-    """The named experiment (created if missing); else MLflow's own choice (MLFLOW_EXPERIMENT_NAME or
-    _ID, a Databricks notebook's experiment) where the tracking URI is MLflow's; else ours."""
+def _experiment_id(client: Any, name: str | None, artifact_root: Path | None, *, on_databricks: bool) -> str:
+    """The named experiment (created if missing); else MLFLOW_EXPERIMENT_ID or _NAME; else a Databricks
+    notebook's own; else DEFAULT_EXPERIMENT (never MLflow's "Default", whose artifacts go to ./mlruns)."""
     if name is None:
         chosen = os.environ.get("MLFLOW_EXPERIMENT_ID")
         if chosen:
             return chosen
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or None
-    if name is None and artifact_root is None:
+    if name is None and on_databricks:
         from mlflow.tracking.fluent import _get_experiment_id
 
         return _get_experiment_id()
@@ -315,7 +318,7 @@ def _shown_uri(uri: str) -> str:
 def _ignore_in_git(folder: Path) -> None:
     ignore = folder / ".gitignore"
     if not ignore.exists():  # like .pytest_cache: never committed by accident
-        ignore.write_text("# written by pytest-llmbias: logs, journals, the local MLflow store\n*\n")
+        ignore.write_text("# written by pytest-llmbias\n*\n")
 
 
 @contextlib.contextmanager
@@ -323,7 +326,7 @@ def _quiet(log_path: Path) -> Iterator[Any]:
     """mlflow, imported with its output, logging and warnings going into `log_path`; no telemetry;
     evaluate's workers capped on SQLite. Put back as it was afterwards (a notebook kernel runs on)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    _ignore_in_git(log_path.parent.parent)
+    _ignore_in_git(log_path.parent)
     settings = {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_GENAI_EVAL_MAX_WORKERS":
                 str(min(int(os.environ.get("MLFLOW_GENAI_EVAL_MAX_WORKERS") or MAX_EVAL_WORKERS_ON_SQLITE),
                         MAX_EVAL_WORKERS_ON_SQLITE))}
