@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,8 +28,7 @@ DEFAULT_EXPERIMENT = "pytest-llmbias"
 LOCAL_STORE = Path(".llmbias") / "mlflow"       # mlflow.db and artifacts/, under the rootdir
 MLFLOW_LOG = Path(".llmbias") / "logs" / "mlflow.log"
 OUTCOMES = ("passed", "failed", "inconclusive", "filtered", "error")
-MAX_EVAL_WORKERS_ON_SQLITE = 4
-SERVED_SCHEMES = ("http", "https", "databricks", "databricks-uc", "uc")  # these stores place artifacts themselves   # evaluate's default 10 workers stall on SQLite's connection pool
+SERVED_SCHEMES = ("http", "https", "databricks", "databricks-uc", "uc")  # these stores place artifacts themselves
 
 
 class MlflowLogError(Exception):
@@ -209,8 +209,20 @@ def log_run(answer_rows: Sequence[Mapping[str, Any]], verdict_rows: Sequence[Map
             raise MlflowLogError(_one_line(error)) from error
 
 
+CREDENTIALS_IN_URL = re.compile(r"(?<=//)[^/\s:@]+:[^/\s@]+@")  # scheme://user:password@host
+
+
+def _without_credentials(text: str) -> str:
+    return CREDENTIALS_IN_URL.sub("", text)
+
+
+class _CredentialFreeFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return _without_credentials(super().format(record))
+
+
 def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    text = _without_credentials(str(error).strip().splitlines()[0] if str(error).strip() else "")
     if len(text) > 200:
         text = text[:197] + "..."
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
@@ -323,13 +335,11 @@ def _ignore_in_git(folder: Path) -> None:
 
 @contextlib.contextmanager
 def _quiet(log_path: Path) -> Iterator[Any]:
-    """mlflow, imported with its output, logging and warnings going into `log_path`; no telemetry;
-    evaluate's workers capped on SQLite. Put back as it was afterwards (a notebook kernel runs on)."""
+    """mlflow, imported with its output, logging and warnings going into `log_path`; no telemetry.
+    Put back as it was afterwards (a notebook kernel runs on)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     _ignore_in_git(log_path.parent)
-    settings = {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_GENAI_EVAL_MAX_WORKERS":
-                str(min(int(os.environ.get("MLFLOW_GENAI_EVAL_MAX_WORKERS") or MAX_EVAL_WORKERS_ON_SQLITE),
-                        MAX_EVAL_WORKERS_ON_SQLITE))}
+    settings = {"MLFLOW_DISABLE_TELEMETRY": "true"}
     saved_environment = {name: os.environ.get(name) for name in settings}
     os.environ.update(settings)
     with log_path.open("a", encoding="utf-8") as log:
@@ -344,7 +354,7 @@ def _quiet(log_path: Path) -> Iterator[Any]:
             raise MlflowLogError(f"MLflow is not installed: {EXTRA_HINT}") from error
         loggers = [logging.getLogger(name) for name in ("mlflow", "alembic", "pytest_llmbias.mlflow")]
         handler = logging.StreamHandler(log)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_CredentialFreeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         saved_loggers = [(logger, logger.handlers[:], logger.propagate) for logger in loggers]
         for logger in loggers:
             logger.handlers, logger.propagate = [handler], False
@@ -365,7 +375,8 @@ def _quiet(log_path: Path) -> Iterator[Any]:
 
 def _write_warnings(log: Any, caught: list[warnings.WarningMessage]) -> None:
     for warning in caught:
-        log.write(f"{warning.category.__name__}: {warning.message} ({warning.filename}:{warning.lineno})\n")
+        log.write(_without_credentials(f"{warning.category.__name__}: {warning.message} "
+                                       f"({warning.filename}:{warning.lineno})\n"))
 
 
 def _restore_environment(saved: Mapping[str, str | None]) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -19,9 +20,11 @@ from tests.test_baseline import PLANTED, SUITE
 # (where the dev extra installed it; .ci/compat, the lab's pins, has none).
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 try:
-    import mlflow
-    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-    from mlflow import MlflowClient
+    with warnings.catch_warnings():  # SQLAlchemy's deprecations about MLflow's mappers: not ours to show
+        warnings.simplefilter("ignore")
+        import mlflow
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+        from mlflow import MlflowClient
 except ImportError:
     mlflow = MlflowClient = None
 
@@ -201,3 +204,20 @@ def test_loading_the_plugin_imports_no_mlflow(tmp_path: Path) -> None:
                           timeout=120)
     assert "--llm-mlflow" in done.stdout
     assert done.stderr.strip().endswith("MLFLOW False"), done.stderr
+
+
+def test_rows_become_table_columns_with_every_key_and_a_shown_uri_has_no_credentials() -> None:
+    from pytest_llmbias.mlflow_log import _one_line, _shown_uri, run_metrics, table_columns
+
+    rows = [{"case_id": "nurse", "outcome": "failed", "evidence": ["a", "b"]},
+            {"case_id": "chef", "outcome": "quarantined", "new_column": {"x": 1}}]  # rows gain columns
+    columns = table_columns(rows)
+    assert list(columns) == ["case_id", "outcome", "evidence", "new_column"]
+    assert columns["evidence"] == [["a", "b"], None] and columns["new_column"] == [None, '{"x": 1}']
+    metrics = run_metrics([{"prompt_tokens": 3, "completion_tokens": 4}], rows)
+    assert metrics["failed"] == 1 and metrics["quarantined"] == 1 and metrics["passed"] == 0
+    assert metrics["tokens"] == 7 and metrics["tests"] == 2
+    assert _shown_uri("postgresql://user:s3cret@db.example:5432/mlflow") == "postgresql://db.example:5432/mlflow"
+    assert _shown_uri("sqlite:////tmp/x/mlflow.db") == "sqlite:////tmp/x/mlflow.db"
+    error = ConnectionError("cannot reach https://me:s3cret@mlflow.example/api\nmore")
+    assert _one_line(error) == "ConnectionError: cannot reach https://mlflow.example/api"
