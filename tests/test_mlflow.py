@@ -127,12 +127,13 @@ def test_a_session_is_one_finished_run_whose_figures_match_the_junit_report(
 
 def test_without_a_tracking_uri_the_store_and_its_artifacts_stay_under_llmbias(
         suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = suite.path / ".llmbias" / "mlflow"
+    client = _client(f"sqlite:///{store / 'mlflow.db'}")  # opens nothing until asked
     suite.makeini("[pytest]\nllmbias_spark = false\nllmbias_max_samples = 1\nllmbias_mlflow = true\n")
     result = run_inner(suite, "--llm-live", "-k", "teacher and gender_assumption")
     result.assert_outcomes(passed=1, deselected=5)
     assert result.ret == pytest.ExitCode.OK
-    store = suite.path / ".llmbias" / "mlflow"
-    run = _only_run(_client(f"sqlite:///{store / 'mlflow.db'}"), "pytest-llmbias")
+    run = _only_run(client, "pytest-llmbias")
     assert run.info.status == "FINISHED" and run.data.metrics["passed"] == 1
     assert run.info.artifact_uri.startswith((store / "artifacts").as_uri())
     assert {path.split("/")[0] for path in _files(suite.path)} == {"cases", "tox.ini", ".llmbias"}
