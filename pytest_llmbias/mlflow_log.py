@@ -28,6 +28,7 @@ DEFAULT_EXPERIMENT = "pytest-llmbias"
 LOCAL_STORE = Path(".llmbias") / "mlflow"       # mlflow.db and artifacts/, under the rootdir
 MLFLOW_LOG = Path(".llmbias") / "logs" / "mlflow.log"
 OUTCOMES = ("passed", "failed", "inconclusive", "filtered", "error")
+MAX_EVAL_WORKERS = 2   # evaluate's default 10 workers stall on SQLite's connection pool; 2 cores here
 SERVED_SCHEMES = ("http", "https", "databricks", "databricks-uc", "uc")  # these stores place artifacts themselves
 
 
@@ -278,6 +279,7 @@ def _log(mlflow: Any, answer_rows: Sequence[Mapping[str, Any]], verdict_rows: Se
             client.log_text(mlflow_run_id, table_text, "llmbias/results.txt")
         for path in artifacts:
             client.log_artifact(mlflow_run_id, str(path), "llmbias")
+        _log_assessments(mlflow, uri, mlflow_run_id, answer_rows, verdict_rows, nested=parent is not None)
     except BaseException:
         with contextlib.suppress(Exception):
             client.set_terminated(mlflow_run_id, "FAILED")
@@ -285,6 +287,58 @@ def _log(mlflow: Any, answer_rows: Sequence[Mapping[str, Any]], verdict_rows: Se
     client.set_terminated(mlflow_run_id, status)
     name = client.get_experiment(experiment_id).name
     return mlflow_run_id, f"experiment {name!r} at {_shown_uri(uri)}"
+
+
+def _log_assessments(mlflow: Any, uri: str, run_id: str, answer_rows: Sequence[Mapping[str, Any]],
+                     verdict_rows: Sequence[Mapping[str, Any]], *, nested: bool) -> None:
+    """Each verdict as an evaluation row of the run (mlflow.genai.evaluate): the case's prompts as inputs,
+    its answers as outputs, a code scorer giving the verdict (no judge call). MLflow 2.x: none."""
+    try:
+        from mlflow.entities import Feedback
+        from mlflow.genai import evaluate
+        from mlflow.genai.scorers import scorer
+    except ImportError:
+        return
+    if not verdict_rows:
+        return
+    answers_of: dict[tuple[Any, Any], list[Mapping[str, Any]]] = {}
+    for answer in answer_rows:
+        answers_of.setdefault((answer.get("case_file"), answer.get("case_id")), []).append(answer)
+    verdict_of: dict[tuple[str, str], Mapping[str, Any]] = {}
+    data = []
+    for row in verdict_rows:
+        name = f"{row.get('case_file')}::{row.get('case_id')}"
+        verdict_of[(name, str(row.get("check")))] = row
+        answers = answers_of.get((row.get("case_file"), row.get("case_id")), [])
+        data.append({
+            "inputs": {"case": name, "check": str(row.get("check")),
+                       "prompts": list(dict.fromkeys(f"{answer.get('variant')}: {answer.get('prompt')}"
+                                                     for answer in answers))},
+            "outputs": {"answers": [f"{answer.get('variant')} #{answer.get('sample')}: {answer.get('answer')}"
+                                    for answer in answers]},
+        })
+
+    @scorer(name="llmbias_verdict")
+    def verdict(inputs: dict[str, Any]) -> Any:
+        row = verdict_of[(inputs["case"], inputs["check"])]
+        figures = {key: row.get(key) for key in ("figure", "low", "high", "threshold", "p_value", "samples")}
+        return Feedback(value=str(row.get("outcome")).upper(),
+                        rationale="\n".join([str(row.get("summary") or ""), *map(str, row.get("evidence") or ())]),
+                        metadata={key: str(value) for key, value in figures.items() if value is not None})
+
+    # evaluate works through MLflow's fluent API: its tracking URI for the time of the call only
+    saved = {"MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI"),
+             "MLFLOW_GENAI_EVAL_MAX_WORKERS": os.environ.get("MLFLOW_GENAI_EVAL_MAX_WORKERS")}
+    os.environ["MLFLOW_GENAI_EVAL_MAX_WORKERS"] = str(MAX_EVAL_WORKERS)  # more stall on SQLite's pool
+    from mlflow.tracking import is_tracking_uri_set
+
+    if not is_tracking_uri_set():
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        with mlflow.start_run(run_id=run_id, nested=nested):
+            evaluate(data=data, scorers=[verdict])
+    finally:
+        _restore_environment(saved)
 
 
 def _experiment_id(client: Any, name: str | None, artifact_root: Path | None, *, on_databricks: bool) -> str:

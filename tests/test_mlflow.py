@@ -110,6 +110,14 @@ def test_a_session_is_one_finished_run_whose_figures_match_the_junit_report(
         assert list(row["evidence"]) and row["details"].startswith("{")  # the evidence, and every other column
     assert set(answers[0]) >= {"case_id", "variant", "prompt", "answer", "model", "completion_tokens"}
 
+    traces = client.search_traces(locations=[run.info.experiment_id], run_id=run.info.run_id)
+    assessed = {}
+    for trace in traces:
+        inputs = json.loads(trace.data.request)  # the case, the check and the prompts
+        assert inputs["prompts"] and json.loads(trace.data.response)["answers"]
+        assessed[(inputs["case"].split("::")[-1], inputs["check"])] = [
+            item.value for item in trace.info.assessments if item.name == "llmbias_verdict"]
+    assert assessed == {(row["case_id"], row["check"]): [row["outcome"].upper()] for row in verdicts}
     artifacts = {entry.path for entry in client.list_artifacts(run.info.run_id, "llmbias")}
     assert artifacts == {"llmbias/report.html", "llmbias/junit.xml", "llmbias/results.txt",
                          "llmbias/verdicts.json", "llmbias/answers.json"}
