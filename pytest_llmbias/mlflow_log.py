@@ -117,7 +117,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 def run_params(llm_session: Any, answer_rows: Sequence[Mapping[str, Any]],
                verdict_rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """What the run asked with: deployments, models, answers per prompt, the correction."""
-    cases = {id(case): case for case, _ in llm_session.selected}.values()
+    cases = list({id(case): case for case, _ in llm_session.selected}.values())
 
     def distinct(values: Any) -> str:
         return ",".join(sorted({str(value) for value in values if value not in (None, "")}))
@@ -127,7 +127,9 @@ def run_params(llm_session: Any, answer_rows: Sequence[Mapping[str, Any]],
         "deployments": distinct([row.get("deployment") for row in verdict_rows]
                                 + [row.get("deployment") for row in answer_rows]),
         "models": distinct(row.get("model") for row in answer_rows),
-        "samples": distinct(llm_session.samples_of(case) for case in cases),
+        # a pytest-xdist controller collects no case: there the verdicts' answers per prompt stand in
+        "samples": distinct(llm_session.samples_of(case) for case in cases) if cases
+        else distinct(row.get("samples") for row in verdict_rows),
         "max_samples": distinct(llm_session.max_samples_of(case) for case in cases),
         "confidence": distinct(dict(check.options).get("confidence") for _, check in llm_session.selected),
         "correction": config.correction or "none",

@@ -175,6 +175,7 @@ def test_xdist_logs_one_run_from_the_controller(suite: pytest.Pytester, tmp_path
     outcomes = result.parseoutcomes()
     assert run.data.metrics["tests"] == 6 and run.data.metrics["answers"] == 90
     assert run.data.metrics["failed"] == outcomes.get("failed", 0)
+    assert run.data.params["samples"] == "10" and run.data.params["deployments"] == "gpt-35-turbo"
 
 
 def test_an_mlflow_failure_is_one_red_line_and_the_reports_are_kept(
