@@ -43,7 +43,7 @@ class LLMBiasSpec:
 
 
 # Features with options and hooks of their own; each is a plugin module, loaded with this one.
-FEATURE_PLUGINS = ("pytest_llmbias.report.hooks", "pytest_llmbias.databricks")
+FEATURE_PLUGINS = ("pytest_llmbias.report.hooks", "pytest_llmbias.databricks", "pytest_llmbias.mlflow_log")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:

@@ -190,6 +190,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if (state.problems or results.write_problem) and session.exitstatus == pytest.ExitCode.OK:
         # an output that was asked for and not written fails the run, as pytest's own --junitxml does
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+    from ..mlflow_log import log_finished_session  # --llm-mlflow: after every report is written
+
+    log_finished_session(session, llm_session, state.html_written)
 
 
 def _save(state: ReportingState, results: Any, exitstatus: int) -> None:

@@ -1,0 +1,233 @@
+"""--llm-mlflow against a real SQLite tracking store, read back through MlflowClient."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from pytest_llmbias.standin import StandIn
+from tests.conftest import run_inner
+from tests.test_baseline import PLANTED, SUITE
+
+# In-process pytester runs drop the modules they imported: MLflow is imported here, once, before them
+# (where the dev extra installed it; .ci/compat, the lab's pins, has none).
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+try:
+    with warnings.catch_warnings():  # SQLAlchemy's deprecations about MLflow's mappers: not ours to show
+        warnings.simplefilter("ignore")
+        import mlflow
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+        from mlflow import MlflowClient
+except ImportError:
+    mlflow = MlflowClient = None
+
+
+@pytest.fixture
+def suite(hermetic: pytest.Pytester, azure_env: StandIn, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "DATABRICKS_RUNTIME_VERSION"):
+        monkeypatch.delenv(name, raising=False)
+    azure_env.planted = PLANTED
+    hermetic.mkdir("cases")
+    (hermetic.path / "cases" / "suite.yaml").write_text(SUITE)
+    return hermetic
+
+
+def _client(uri: str):
+    if MlflowClient is None:  # the dev extra brings it; .ci/compat (the lab's pins) has no MLflow
+        pytest.skip("MLflow is not installed")
+    return MlflowClient(tracking_uri=uri)
+
+
+def _only_run(client, experiment: str):
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, experiment
+    runs = client.search_runs([found.experiment_id])
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def _files(folder: Path) -> set[str]:
+    return {str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()}
+
+
+def _table(client, run_id: str, path: str, folder: Path) -> list[dict]:
+    """An MLflow table as rows (MLflow writes pandas' split form: columns, data)."""
+    table = json.loads(Path(client.download_artifacts(run_id, path, str(folder))).read_text())
+    return [dict(zip(table["columns"], values)) for values in table["data"]]
+
+
+def _junit_outcomes(path: Path) -> dict[str, int]:
+    suite = next(ET.parse(path).iter("testsuite"))
+    return {name: int(suite.get(name)) for name in ("tests", "failures", "errors", "skipped")}
+
+
+def test_a_session_is_one_finished_run_whose_figures_match_the_junit_report(
+        suite: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = tmp_path_factory.mktemp("tracking")
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    client = _client(uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    suite.makeini("[pytest]\nllmbias_spark = false\nllmbias_max_samples = 1\nllmbias_mlflow_experiment = bias\n")
+    before = _files(suite.path)
+    result = run_inner(suite, "--llm-live", "--llm-mlflow", "--llm-html", "report.html", "--junitxml", "junit.xml")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # the planted bias fails tests; MLflow does not change that
+    run = _only_run(client, "bias")
+    assert run.info.status == "FINISHED"
+    out = result.stdout.str()
+    llm_run_id = next(line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith("run "))
+    assert run.info.run_name == llm_run_id and run.data.tags["llmbias.run_id"] == llm_run_id
+    assert run.data.tags["llmbias.mode"] == "live" and run.data.tags["llmbias.version"]
+    assert run.data.params["deployments"] == "gpt-35-turbo" and run.data.params["samples"] == "10"
+    assert run.data.params["correction"] == "none" and run.data.params["tests"] == "6"
+
+    metrics = run.data.metrics
+    junit = _junit_outcomes(suite.path / "junit.xml")
+    assert metrics["tests"] == junit["tests"] == 6
+    assert metrics["passed"] == junit["tests"] - junit["failures"] - junit["errors"] - junit["skipped"]
+    assert metrics["failed"] + metrics["error"] == junit["failures"] + junit["errors"] and metrics["failed"] >= 2
+    assert metrics["inconclusive"] + metrics["filtered"] == junit["skipped"]
+    assert metrics["answers"] == 3 * 3 * 10  # three cases, three prompts, ten answers each
+    assert metrics["tokens"] == metrics["prompt_tokens"] + metrics["completion_tokens"] > 0
+
+    verdicts = _table(client, run.info.run_id, "llmbias/verdicts.json", store)
+    answers = _table(client, run.info.run_id, "llmbias/answers.json", store)
+    assert len(verdicts) == 6 and len(answers) == 90
+    assert [table["type"] for table in json.loads(run.data.tags["mlflow.loggedArtifacts"])] == ["table", "table"]
+    properties = {f"{case.get('classname').split('.')[-1]}::{case.get('name')}":
+                  {prop.get("name"): prop.get("value") for prop in case.iter("property")}
+                  for case in ET.parse(suite.path / "junit.xml").iter("testcase")}
+    for row in verdicts:
+        shown = properties[f"{row['case_id']}::{row['check']}"]
+        assert row["outcome"] == shown["llmbias_outcome"]
+        assert row["figure"] == pytest.approx(float(shown["llmbias_figure"]), rel=1e-5)
+        assert list(row["evidence"]) and row["details"].startswith("{")  # the evidence, and every other column
+    assert set(answers[0]) >= {"case_id", "variant", "prompt", "answer", "model", "completion_tokens"}
+
+    traces = client.search_traces(locations=[run.info.experiment_id], run_id=run.info.run_id)
+    assessed = {}
+    for trace in traces:
+        inputs = json.loads(trace.data.request)  # the case, the check and the prompts
+        assert inputs["prompts"] and json.loads(trace.data.response)["answers"]
+        assessed[(inputs["case"].split("::")[-1], inputs["check"])] = [
+            item.value for item in trace.info.assessments if item.name == "llmbias_verdict"]
+    assert assessed == {(row["case_id"], row["check"]): [row["outcome"].upper()] for row in verdicts}
+    artifacts = {entry.path for entry in client.list_artifacts(run.info.run_id, "llmbias")}
+    assert artifacts == {"llmbias/report.html", "llmbias/junit.xml", "llmbias/results.txt",
+                         "llmbias/verdicts.json", "llmbias/answers.json"}
+    page = Path(client.download_artifacts(run.info.run_id, "llmbias/report.html", str(store)))
+    assert page.read_text() == (suite.path / "report.html").read_text()
+
+    # the terminal: pytest's and ours, nothing of MLflow's; nothing written outside .llmbias/ and the store
+    assert f"MLflow run: {run.info.run_id} (experiment 'bias' at {uri})" in out
+    assert "mlflow" not in out.replace(f"MLflow run: {run.info.run_id}", "").replace(uri, "").lower()
+    assert not result.stderr.str().strip()
+    new = _files(suite.path) - before
+    assert {path for path in new if not path.startswith(".llmbias/")} == {"report.html", "junit.xml"}
+    assert ".llmbias/logs/mlflow.log" in new and not any("mlruns" in path for path in new)
+
+
+def test_without_a_tracking_uri_the_store_and_its_artifacts_stay_under_llmbias(
+        suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = suite.path / ".llmbias" / "mlflow"
+    client = _client(f"sqlite:///{store / 'mlflow.db'}")  # opens nothing until asked
+    suite.makeini("[pytest]\nllmbias_spark = false\nllmbias_max_samples = 1\nllmbias_mlflow = true\n")
+    result = run_inner(suite, "--llm-live", "-k", "teacher and gender_assumption")
+    result.assert_outcomes(passed=1, deselected=5)
+    assert result.ret == pytest.ExitCode.OK
+    run = _only_run(client, "pytest-llmbias")
+    assert run.info.status == "FINISHED" and run.data.metrics["passed"] == 1
+    assert run.info.artifact_uri.startswith((store / "artifacts").as_uri())
+    assert {path.split("/")[0] for path in _files(suite.path)} == {"cases", "tox.ini", ".llmbias"}
+    assert (store / ".gitignore").exists()
+
+
+def test_a_run_is_nested_under_the_active_run(suite: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    store = tmp_path_factory.mktemp("tracking")
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    client = _client(uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    experiment = client.create_experiment("notebook", artifact_location=(store / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=experiment) as parent:  # as a notebook's run would be
+        result = run_inner(suite, "--llm-live", "--llm-mlflow", "-k", "nurse")
+        assert mlflow.active_run().info.run_id == parent.info.run_id  # ours ended, the notebook's goes on
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    runs = client.search_runs([experiment], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED" and runs[0].data.metrics["failed"] >= 1
+
+
+def test_xdist_logs_one_run_from_the_controller(suite: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    store = tmp_path_factory.mktemp("tracking")
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    client = _client(uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    result = run_inner(suite, "-p", "xdist.plugin", "-n", "2", "--llm-live", "--llm-mlflow")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    run = _only_run(client, "pytest-llmbias")
+    outcomes = result.parseoutcomes()
+    assert run.data.metrics["tests"] == 6 and run.data.metrics["answers"] == 90
+    assert run.data.metrics["failed"] == outcomes.get("failed", 0)
+    assert run.data.params["samples"] == "10" and run.data.params["deployments"] == "gpt-35-turbo"
+
+
+def test_an_mlflow_failure_is_one_red_line_and_the_reports_are_kept(
+        suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    _client("sqlite://")  # skips where MLflow is not installed
+    (suite.path / "in-the-way").write_text("a file where the store's folder would be\n")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{suite.path / 'in-the-way' / 'mlflow.db'}")
+    result = run_inner(suite, "--llm-live", "--llm-mlflow", "--llm-html", "report.html", "--color=yes",
+                       "-k", "teacher and gender_assumption")
+    result.assert_outcomes(passed=1, deselected=5)
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR  # as for any report that was asked for and not written
+    out = result.stdout.str()
+    (line,) = [line for line in out.splitlines() if "MLflow run not logged" in line]
+    assert line.startswith("\x1b[31m") and "details: " in line and ".llmbias/logs/mlflow.log" in line
+    assert "Traceback" not in out and not result.stderr.str().strip()
+    assert (suite.path / "report.html").exists() and "llm bias results" in out
+    assert "Traceback" in (suite.path / ".llmbias" / "logs" / "mlflow.log").read_text()
+
+
+def test_without_mlflow_the_flag_is_one_line_naming_the_extra_and_nothing_is_asked(
+        suite: pytest.Pytester, azure_env: StandIn, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow fails, as where it is not installed
+    result = run_inner(suite, "--llm-live", "--llm-mlflow")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --llm-mlflow needs MLflow, which is not installed: "
+                                 "pip install 'pytest-llmbias[mlflow]'"])
+    assert len(azure_env.requests) == 0
+    assert not (suite.path / ".llmbias").exists()
+
+
+def test_loading_the_plugin_imports_no_mlflow(tmp_path: Path) -> None:
+    code = ("import sys, pytest; pytest.main(['-p', 'pytest_llmbias.plugin', '--help']); "
+            "sys.stderr.write('MLFLOW ' + str('mlflow' in sys.modules))")
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert "--llm-mlflow" in done.stdout
+    assert done.stderr.strip().endswith("MLFLOW False"), done.stderr
+
+
+def test_rows_become_table_columns_with_every_key_and_a_shown_uri_has_no_credentials() -> None:
+    from pytest_llmbias.mlflow_log import _one_line, _shown_uri, run_metrics, table_columns
+
+    rows = [{"case_id": "nurse", "outcome": "failed", "evidence": ["a", "b"]},
+            {"case_id": "chef", "outcome": "quarantined", "new_column": {"x": 1}}]  # rows gain columns
+    columns = table_columns(rows)
+    assert list(columns) == ["case_id", "outcome", "evidence", "new_column"]
+    assert columns["evidence"] == [["a", "b"], None] and columns["new_column"] == [None, '{"x": 1}']
+    metrics = run_metrics([{"prompt_tokens": 3, "completion_tokens": 4}], rows)
+    assert metrics["failed"] == 1 and metrics["quarantined"] == 1 and metrics["passed"] == 0
+    assert metrics["tokens"] == 7 and metrics["tests"] == 2
+    assert _shown_uri("postgresql://user:s3cret@db.example:5432/mlflow") == "postgresql://db.example:5432/mlflow"
+    assert _shown_uri("sqlite:////tmp/x/mlflow.db") == "sqlite:////tmp/x/mlflow.db"
+    error = ConnectionError("cannot reach https://me:s3cret@mlflow.example/api\nmore")
+    assert _one_line(error) == "ConnectionError: cannot reach https://mlflow.example/api"
