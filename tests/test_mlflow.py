@@ -137,7 +137,8 @@ def test_without_a_tracking_uri_the_store_and_its_artifacts_stay_under_llmbias(
         suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     store = suite.path / ".llmbias" / "mlflow"
     client = _client(f"sqlite:///{store / 'mlflow.db'}")  # opens nothing until asked
-    suite.makeini("[pytest]\nllmbias_spark = false\nllmbias_max_samples = 1\nllmbias_mlflow = true\n")
+    suite.makeini("[pytest]\nllmbias_spark = false\nllmbias_max_samples = 1\nllmbias_mlflow = true\n"
+                  "llmbias_check_options =\n    gender_assumption.max_rate = 0.3\n")  # as the hermetic fixture
     result = run_inner(suite, "--llm-live", "-k", "teacher and gender_assumption")
     result.assert_outcomes(passed=1, deselected=5)
     assert result.ret == pytest.ExitCode.OK
