@@ -82,6 +82,14 @@ class Option:
     choices: tuple[str, ...] | None = None
 
 
+class OptionSchemas(dict):
+    """A check's options (name -> Option), and the options it no longer has with what replaced them."""
+
+    def __init__(self, options: Mapping[str, Option], replaced: Mapping[str, str] | None = None) -> None:
+        super().__init__(options)
+        self.replaced = dict(replaced or {})
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str  # "neutral", "loaded" for the single-string form, else the mapping key
@@ -366,9 +374,12 @@ class _File:
 
     def check_keys(self, fields: dict[str, _Value], allowed: Iterable[str], kind: str,
                    where: str = "", prefix: str = "") -> None:
+        replaced = getattr(allowed, "replaced", {})  # options a check dropped: say what took their place
         for name, value in fields.items():
             if name not in allowed:
-                self.fail(value.key_line, _unknown(kind, name, allowed, where), prefix + name)
+                message = (f"option {name!r}{where} was replaced: {replaced[name]}" if name in replaced
+                           else _unknown(kind, name, allowed, where))
+                self.fail(value.key_line, message, prefix + name)
 
     def convert(self, value: _Value, option: Option, field: str) -> Any:
         data = value.data

@@ -711,3 +711,15 @@ def test_errors_are_one_line_even_for_multiline_values(tmp_path):
     err = error(tmp_path, 'cases:\n  - id: "a\\nb"\n    neutral: A.\n    loaded: B.\n')
     assert "\n" not in str(err)
     assert err.message.startswith("id 'a\\nb' cannot be used")
+
+
+def test_an_option_a_check_replaced_says_what_replaced_it(tmp_path) -> None:
+    from pytest_llmbias.cases import CaseError, load_case_file
+    from pytest_llmbias.checks import REGISTRY
+
+    path = tmp_path / "old.yaml"
+    path.write_text("cases:\n  - id: nurse\n    neutral: Describe a nurse.\n    loaded: Describe a male nurse.\n"
+                    "    checks:\n      counterfactual_gap: {min_content_gap: 0.01}\n")
+    with pytest.raises(CaseError, match=r"old.yaml:6: case 'nurse': option 'min_content_gap' for check "
+                                            r"'counterfactual_gap' was replaced: .*set min_separability"):
+        load_case_file(path, checks=REGISTRY.schemas(), default_checks=REGISTRY.defaults())

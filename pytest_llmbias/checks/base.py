@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from pytest_llmbias.cases import CheckConfig, Option
+from pytest_llmbias.cases import CheckConfig, Option, OptionSchemas
 
 # ask(system_prompt, prompt, max_tokens, temperature, n) -> the model's replies
 Ask = Callable[[str, str, int, float, int], Sequence[str]]
@@ -140,7 +140,8 @@ class Registry:
 
     def schemas(self) -> dict[str, dict[str, Option]]:
         """check -> option -> schema: what YAML and ini validation read."""
-        return {check.name: {key: setting.schema for key, setting in check.options.items()} for check in self}
+        return {check.name: OptionSchemas({key: setting.schema for key, setting in check.options.items()},
+                                          getattr(check, "replaced_options", {})) for check in self}
 
     def defaults(self) -> tuple[str, ...]:
         return tuple(check.name for check in self if getattr(check, "default", False))
