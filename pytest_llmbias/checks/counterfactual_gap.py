@@ -448,7 +448,9 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
         else:
             why = (f"{headline.label}: the data cannot rule out an effect at its floor ({_effect_text(headline, confidence)}, "
                    f"upper bound >= {_FLOOR[headline.signal]} {_floor_text(headline)})")
-        more = f"about {needed} answers per prompt would decide" if needed else "more answers would not decide at this effect"
+        more = (("more than 1,000 answers per prompt would decide: the effect sits close to its floor" if needed > 1000
+                 else f"about {needed} answers per prompt would decide") if needed
+                else "more answers would not decide at this effect")
         summary = f"counterfactual_gap: undecided: {why}; {len(undecided)} of {len(tests)} tests undecided; {more}; answers {sizes}"
 
     evidence = _evidence(failing or [headline], tests, features, marked, variants)

@@ -108,7 +108,8 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
     else:
         outcome = "inconclusive"
         needed = _samples_needed(rate or 0.0, samples, max_rate, pass_level, fail_level)
-        more = f"about {needed} answers at this rate would decide"
+        more = (f"about {needed} answers at this rate would decide" if needed is None or needed <= 1000
+                else "more than 1,000 answers would decide: the rate sits close to max_rate")
         if needed is None:  # the observed rate sits at max_rate: only more answers can move it off
             needed = 4 * samples
             more = "the rate sits at max_rate: more answers may move it to one side"

@@ -125,6 +125,8 @@ def why_undecided(row: Mapping[str, Any]) -> str:
         return reason
     needed = details.get("samples_needed")
     if isinstance(needed, int):
+        if needed > 1000:
+            return "the effect sits close to its threshold: over 1,000 answers per prompt would decide"
         return f"its interval straddles the threshold; about {needed} answers per prompt would decide"
     return "its interval straddles the threshold; more answers would not decide at this effect"
 
