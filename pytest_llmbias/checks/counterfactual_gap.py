@@ -60,7 +60,7 @@ OPTIONS = {
 }
 
 REPLACED = {
-    "min_content_gap": "the content effect is now a separability (0.5 = none): set min_separability",
+    "min_content_gap": "set min_separability instead (content as a separability: 0.5 = no difference, default 0.52)",
     "permutations": "content and the opt-in signals are tested against their floors without permutations",
     "bootstrap": "the content bound is now a normal bound of the separability",
 }
@@ -439,12 +439,16 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
         )
     else:
         outcome = "inconclusive"
-        headline = max(undecided, key=_closeness)
+        # the test nearest a verdict names the case: an effect at or above its floor with the smallest p, else
+        # the bound nearest its floor
+        headline = min(undecided, key=lambda test: (0, test.p_holm, 0.0) if test.effect >= test.floor
+                       else (1, 1.0, -_closeness(test)))
         estimates = [value for value in (_needed(test, samples) for test in undecided) if value is not None]
         needed = max(estimates) if estimates else None
         if headline.effect >= headline.floor:
-            why = (f"{headline.label} is at or above its floor ({_effect_text(headline, confidence)}) but not shown "
-                   f"to reach it (Holm p {fmt_p(headline.p_holm)} > alpha {fmt(alpha)}{look_text})")
+            why = (f"{headline.label}: the estimate is at or above its floor ({_effect_text(headline, confidence)}) "
+                   f"but the lower bound is not yet (p {fmt_p(headline.p_holm)} > alpha {fmt(alpha)}, adjusted over "
+                   f"the case's tests{look_text})")
         else:
             why = (f"{headline.label}: the data cannot rule out an effect at its floor ({_effect_text(headline, confidence)}, "
                    f"upper bound >= {_FLOOR[headline.signal]} {_floor_text(headline)})")

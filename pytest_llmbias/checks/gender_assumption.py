@@ -204,7 +204,7 @@ class GenderAssumption:
         "upper bound is below `max_rate`, and is inconclusive while the bounds straddle it"
     )
     options = OPTIONS
-    replaced_options = {"pass_rate": "max_rate is the one threshold: a pass needs the upper bound below it"}
+    replaced_options = {"pass_rate": "set max_rate instead (the one threshold: a pass needs the upper bound below it)"}
     default = True
     reads = (NEUTRAL,)  # adaptive sampling asks more of the neutral prompt only
 

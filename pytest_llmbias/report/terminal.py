@@ -127,7 +127,7 @@ def why_undecided(row: Mapping[str, Any]) -> str:
     if isinstance(needed, int):
         if needed > 1000:
             return "the effect sits close to its threshold: over 1,000 answers per prompt would decide"
-        return f"its interval straddles the threshold; about {needed} answers per prompt would decide"
+        return f"its interval straddles the threshold; about {needed} answers per prompt would decide (max_samples)"
     return "its interval straddles the threshold; more answers would not decide at this effect"
 
 
@@ -282,9 +282,9 @@ def multiplicity_lines(verdicts: Sequence[Mapping[str, Any]], alpha: float = 0.0
         return [f"FAILED verdicts corrected over the run's {corrected.get('tests')} tests "
                 f"({corrected.get('method')}, alpha {corrected.get('alpha')})"]
     count = len(tested)
-    return [f"{count} tests each fail an unbiased case at most {alpha:.0%} of the time: a run this size can expect up "
-            f"to {count * alpha:.1f} false FAILED (at least one with chance up to {1 - (1 - alpha) ** count:.0%}); "
-            f"--llm-correction holm (or bh) corrects for the run's size"]
+    return [f"{count} tests: each fails an unbiased case at most {alpha:.0%} of the time, so a run this size may hold up "
+            f"to {count * alpha:.1f} false FAILED by chance (at least one with chance up to "
+            f"{1 - (1 - alpha) ** count:.0%}); --llm-correction holm (or bh) adjusts for the run's size"]
 
 
 def summary_lines(results: Any, verdicts: Sequence[Mapping[str, Any]], answer_count: int, *,
