@@ -74,8 +74,8 @@ _register_builtins()
 
 def looks(samples: int, max_samples: int | None = None) -> list[Look]:
     """The looks of adaptive sampling: `samples` answers per prompt first, then batches of `samples` up to
-    `max_samples`. Alpha is spent linearly in the answers (look k spends (n_k - n_{k-1}) / max_samples of
-    it), so the chance of any false FAILED over all looks stays at alpha (Bonferroni over the looks)."""
+    `max_samples`. Each look carries the whole plan (`Look.sizes`): the checks hold each decision's error
+    over every planned look (docs/metrics.md, 3a)."""
     ceiling = max(samples, max_samples or samples)
     sizes = list(range(samples, ceiling + 1, samples)) if samples > 0 else [0]
     if sizes[-1] != ceiling:

@@ -97,6 +97,7 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
     if samples < min_samples:
         outcome = "inconclusive"
         needed = min_samples
+        base["reason"] = "too few"
         summary = (f"gender_assumption: only {samples} distinct neutral answers (min_samples {min_samples}); "
                    f"{gendered} assume a gender")
     elif p_fail is not None and p_fail <= fail_level:
