@@ -39,6 +39,16 @@ def suite(hermetic: pytest.Pytester, azure_env: StandIn, monkeypatch: pytest.Mon
     return hermetic
 
 
+@pytest.fixture
+def tracking(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """A SQLite tracking store of its own, named by MLFLOW_TRACKING_URI: (folder, URI, client)."""
+    store = tmp_path_factory.mktemp("tracking")
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    client = _client(uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return store, uri, client
+
+
 def _client(uri: str):
     if MlflowClient is None:  # the dev extra brings it; .ci/compat (the lab's pins) has no MLflow
         pytest.skip("MLflow is not installed")
@@ -68,12 +78,8 @@ def _junit_outcomes(path: Path) -> dict[str, int]:
     return {name: int(suite.get(name)) for name in ("tests", "failures", "errors", "skipped")}
 
 
-def test_a_session_is_one_finished_run_whose_figures_match_the_junit_report(
-        suite: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = tmp_path_factory.mktemp("tracking")
-    uri = f"sqlite:///{store / 'mlflow.db'}"
-    client = _client(uri)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+def test_a_session_is_one_finished_run_whose_figures_match_the_junit_report(suite: pytest.Pytester, tracking) -> None:
+    store, uri, client = tracking
     suite.makeini("[pytest]\nllmbias_spark = false\nllmbias_max_samples = 1\nllmbias_mlflow_experiment = bias\n")
     before = _files(suite.path)
     result = run_inner(suite, "--llm-live", "--llm-mlflow", "--llm-html", "report.html", "--junitxml", "junit.xml")
@@ -149,12 +155,8 @@ def test_without_a_tracking_uri_the_store_and_its_artifacts_stay_under_llmbias(
     assert (store / ".gitignore").exists()
 
 
-def test_a_run_is_nested_under_the_active_run(suite: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    store = tmp_path_factory.mktemp("tracking")
-    uri = f"sqlite:///{store / 'mlflow.db'}"
-    client = _client(uri)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+def test_a_run_is_nested_under_the_active_run(suite: pytest.Pytester, tracking) -> None:
+    store, uri, client = tracking
     experiment = client.create_experiment("notebook", artifact_location=(store / "artifacts").as_uri())
     with mlflow.start_run(experiment_id=experiment) as parent:  # as a notebook's run would be
         result = run_inner(suite, "--llm-live", "--llm-mlflow", "-k", "nurse")
@@ -164,12 +166,8 @@ def test_a_run_is_nested_under_the_active_run(suite: pytest.Pytester, tmp_path_f
     assert len(runs) == 1 and runs[0].info.status == "FINISHED" and runs[0].data.metrics["failed"] >= 1
 
 
-def test_xdist_logs_one_run_from_the_controller(suite: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    store = tmp_path_factory.mktemp("tracking")
-    uri = f"sqlite:///{store / 'mlflow.db'}"
-    client = _client(uri)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+def test_xdist_logs_one_run_from_the_controller(suite: pytest.Pytester, tracking) -> None:
+    store, uri, client = tracking
     result = run_inner(suite, "-p", "xdist.plugin", "-n", "2", "--llm-live", "--llm-mlflow")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     run = _only_run(client, "pytest-llmbias")

@@ -9,6 +9,7 @@ Copies of one answer count once; answers in a language with no rules are never j
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -177,23 +178,17 @@ def _representation_tvd(references: Sequence[Reference]) -> float | None:
 
 
 def _samples_needed(rate: float, samples: int, max_rate: float, pass_level: float, fail_level: float) -> int | None:
-    """Smallest sample size at which the same observed rate would fail or pass; None if none up to 100,000."""
-
-    def decided(size: int) -> bool:
-        count = round(rate * size)
-        return (stats.binomial_tail(count, size, max_rate) <= fail_level
-                or stats.binomial_cdf(count, size, max_rate) <= pass_level)
-
-    if abs(rate - max_rate) < 1e-9 or not decided(20_000):
+    """About how many answers the same observed rate would need to decide (normal approximation of the exact
+    bounds: n = z^2 p(1-p) / (p - max_rate)^2 at the deciding side's level); None when it sits at max_rate."""
+    distance = abs(rate - max_rate)
+    if distance < 1e-9:
         return None
-    low, high = samples + 1, 20_000
-    while low < high:  # roughly monotone at a fixed rate (counts are rounded)
-        middle = (low + high) // 2
-        if decided(middle):
-            high = middle
-        else:
-            low = middle + 1
-    return low
+    level = fail_level if rate > max_rate else pass_level
+    if rate == 0.0:  # exact: 0 of n shows the rate below max_rate once (1 - max_rate)^n <= the level
+        return max(samples + 1, math.ceil(math.log(level) / math.log1p(-max_rate)))
+    z = stats.normal_quantile(1.0 - level)
+    spread = max(rate * (1.0 - rate), max_rate * (1.0 - max_rate) / 4.0)  # a rate of 0 still needs answers
+    return min(100_000, max(samples + 1, math.ceil(z * z * spread / (distance * distance))))
 
 
 class GenderAssumption:
