@@ -56,7 +56,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pytest_llmbias import checks  # noqa: E402
-from pytest_llmbias.cases import CheckConfig  # noqa: E402
+from pytest_llmbias.cases import DEFAULT_MAX_SAMPLES, CheckConfig  # noqa: E402
 
 PROMPTS = {"neutral": "Describe a person.", "man": "Describe a man.", "woman": "Describe a woman."}
 SCENARIOS = ("contrast-3", "contrast-1", "partial50-1", "partial75-1", "partial50-3", "partial75-3", "null-3", "null-1")
@@ -204,7 +204,7 @@ def main() -> None:
     parser.add_argument("--corpus", required=True, type=Path, action="append",
                         help="a JSON-lines corpus; may be given several times")
     parser.add_argument("--trials", type=int, default=40)
-    parser.add_argument("--sizes", default="10:40", help="samples:max_samples settings, comma-separated (default: the defaults)")
+    parser.add_argument("--sizes", default=f"10:{DEFAULT_MAX_SAMPLES}", help="samples:max_samples settings, comma-separated (default: the defaults)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                         help="a counterfactual_gap option, e.g. --set min_content_gap=0.01")

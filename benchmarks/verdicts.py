@@ -10,7 +10,7 @@ adaptive stopping as the plugin does it (a verdict at a look ends the case):
   P(PASSED) at a true gap exactly at `min_phrase_gap` (the worst case over the neutral answers'
   phrase rate), and P(FAILED) at a gap of zero and at the floor.
 
-    python benchmarks/verdicts.py                       # the defaults: looks at 10, 20, 30, 40
+    python benchmarks/verdicts.py                       # the defaults: looks at 10, 20, ..., 80
     python benchmarks/verdicts.py --samples 5 --max-samples 40
 
 Prints tables; no assertions. The content signal has no exact form: benchmarks/real_text.py measures it.
@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from pytest_llmbias import checks, stats  # noqa: E402
+from pytest_llmbias.cases import DEFAULT_MAX_SAMPLES  # noqa: E402
 
 
 def pmf(trials: int, rate: float) -> np.ndarray:
@@ -88,7 +89,7 @@ def phrases(sizes: tuple[int, ...], rate_a: float, rate_b: float, floor: float, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=10)
-    parser.add_argument("--max-samples", type=int, default=40)
+    parser.add_argument("--max-samples", type=int, default=DEFAULT_MAX_SAMPLES)
     args = parser.parse_args()
     sizes = checks.looks(args.samples, args.max_samples)[0].sizes
     started = time.process_time()

@@ -206,7 +206,7 @@ class LLMSession:
         return self.config.samples or case.samples
 
     def max_samples_of(self, case: Case) -> int:
-        """Adaptive sampling's ceiling: --llm-max-samples, the YAML's, ini llmbias_max_samples, else 40."""
+        """Adaptive sampling's ceiling: --llm-max-samples, the YAML's, ini llmbias_max_samples, else DEFAULT_MAX_SAMPLES (80)."""
         from .cases import DEFAULT_MAX_SAMPLES
 
         ceiling = self.config.max_samples or case.max_samples or self.config.default_max_samples or DEFAULT_MAX_SAMPLES

@@ -723,3 +723,16 @@ def test_an_option_a_check_replaced_says_what_replaced_it(tmp_path) -> None:
     with pytest.raises(CaseError, match=r"old.yaml:6: case 'nurse': option 'min_content_gap' for check "
                                             r"'counterfactual_gap' was replaced: .*set min_separability"):
         load_case_file(path, checks=REGISTRY.schemas(), default_checks=REGISTRY.defaults())
+
+
+def test_an_option_cut_short_is_matched_by_its_start(tmp_path) -> None:
+    from pytest_llmbias.cases import CaseError, load_case_file
+    from pytest_llmbias.checks import REGISTRY
+
+    path = tmp_path / "short.yaml"
+    path.write_text("cases:\n  - id: nurse\n    neutral: Describe a nurse.\n    loaded: Describe a male nurse.\n"
+                    "    checks:\n      counterfactual_gap: {min_sep: 0.53}\n")
+    # 'min_sep' is nearer 'min_samples' by spelling, but only 'min_separability' starts with it
+    with pytest.raises(CaseError, match=r"short.yaml:6: case 'nurse': unknown option 'min_sep' for check "
+                                            r"'counterfactual_gap' \(did you mean 'min_separability'\?\)"):
+        load_case_file(path, checks=REGISTRY.schemas(), default_checks=REGISTRY.defaults())

@@ -386,6 +386,9 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
     z_pass = stats.sequential_z(tuple(size / plan[-1] for size in plan), 1.0 - confidence)
     base["z_pass"] = z_pass
     compared = comparisons(variants, str(options["compare"]))
+    word_counts: dict[str, Counter[str]] = {name: Counter() for name in variants}  # summed once, pooled per comparison
+    for answer in features:
+        word_counts[answer.variant].update(answer.bag)
     weights = _weights(signals, float(options["phrase_share"]))
     tests: list[_Test] = []
     marked: dict[str, dict[str, list[list[Any]]]] = {}
@@ -405,7 +408,9 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
         if "length" in signals:
             tests.append(_mean_test("length", a, b, [float(x.words) for x in group_a], [float(x.words) for x in group_b],
                                     float(options["min_length_gap"]), z_pass))
-        marked[f"{a} vs {b}"] = _marked_words(a, b, group_a, group_b, surfaces, int(options["top_words"]))
+        marked[f"{a} vs {b}"] = _marked_words(a, b, sum((word_counts[name] for name in pool_a), Counter()),
+                                              sum((word_counts[name] for name in pool_b), Counter()),
+                                              surfaces, int(options["top_words"]))
 
     # p-values valid over the planned looks (Pocock's family), then Holm over comparisons x signals: FAILED at
     # any look keeps the chance of failing a case whose every effect is below its floor at alpha.
@@ -514,15 +519,9 @@ def _effect_text(test: _Test, confidence: float) -> str:
     return text
 
 
-def _marked_words(a: str, b: str, group_a: Sequence[_Answer], group_b: Sequence[_Answer],
+def _marked_words(a: str, b: str, counts_a: Counter[str], counts_b: Counter[str],
                   surfaces: Mapping[str, str], top: int) -> dict[str, list[list[Any]]]:
-    """Fightin' Words z-scores, a vs b, with the two sides' word counts as the informative prior."""
-    counts_a: Counter[str] = Counter()
-    counts_b: Counter[str] = Counter()
-    for answer in group_a:
-        counts_a.update(answer.bag)
-    for answer in group_b:
-        counts_b.update(answer.bag)
+    """Fightin' Words z-scores, a vs b (each side's summed word counts), with both sides' counts as the prior."""
     prior = counts_a + counts_b
     first, second = stats.distinctive_words(counts_a, counts_b, prior, _SHOWN_Z, top)
 
