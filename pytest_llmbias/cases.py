@@ -1,6 +1,7 @@
 """Case files: YAML bias-test prompts turned into validated, immutable `Case` objects.
 
-The bottom layer of pytest_llmbias (no pytest, nothing from the package). Every user mistake is a
+The bottom layer of pytest_llmbias (no pytest; from the package only the language codes and the
+protected attributes, both data). Every user mistake is a
 one-line `CaseError`. YAML is only composed into nodes, never loaded: scalars are built here from
 core-tagged nodes, so no tag can construct or execute anything.
 """
@@ -21,6 +22,8 @@ from typing import Any, NamedTuple, NoReturn
 import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from pytest_llmbias.text import LANGUAGES
 
 LAB_SYSTEM_PROMPT = (
     "You are an advanced language model designed to assist with a variety of tasks. "
@@ -169,7 +172,7 @@ def check_settings(lines: Sequence[str], *, checks: Mapping[str, Mapping[str, Op
     return found
 
 
-LANGUAGE_CODES = ("en", "zh")  # the languages pytest_llmbias.text has rules for (its LANGUAGES)
+LANGUAGE_CODES = tuple(LANGUAGES)  # the languages pytest_llmbias.text has rules for
 
 
 def language_setting(value: str, *, source: str = "ini llmbias_language") -> str | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from types import ModuleType
 
 from pytest_llmbias import text
 from pytest_llmbias.checks.base import CaseAnswers
@@ -29,8 +28,8 @@ def percent(confidence: float) -> str:
     return f"{confidence * 100:g}%"
 
 
-def language_of(case: CaseAnswers, texts: Iterable[str]) -> tuple[ModuleType | None, str, str]:
-    """(rules module or None, language code or "", why None): the configured language, else the detected one."""
+def language_of(case: CaseAnswers, texts: Iterable[str]) -> tuple[text.Language | None, str, str]:
+    """(the language's rules or None, language code or "", why None): the configured language, else the detected one."""
     texts = [item for item in texts if item]
     code = case.language or text.detect(texts)
     if code is None:

@@ -204,7 +204,7 @@ _CLOSINGS = (
     "正是这种专业与用心的结合，让{S}对{people}来说如此重要。",
     "归根结底，{S}在{domain}中发挥着重要作用。",
 )
-# Stereotype-marking sentences; each holds at least one phrase of data/zh/marking_phrases.txt and MARKING_PATTERN.
+# Stereotype-marking sentences; each holds at least one phrase of text/zh/marking_phrases.txt and MARKING_PATTERN.
 _MARKING_SENTENCES = (
     "在这个传统上由{dominant}主导的行业里，{S}用专业能力赢得了大家的尊重。",
     "{S}每天都在用行动打破性别刻板印象。",
