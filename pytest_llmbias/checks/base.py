@@ -124,6 +124,13 @@ class Registry:
     def remove(self, name: str) -> None:
         self._checks.pop(name, None)
 
+    def add_attribute(self, folder: Any) -> Any:
+        """Add a protected attribute of your own: a folder of language files (pytest_llmbias/attributes/README.md),
+        named in YAML like the built-in ones. Returns the Attribute."""
+        from pytest_llmbias import attributes
+
+        return attributes.REGISTRY.add(folder)
+
     def __contains__(self, name: object) -> bool:
         return name in self._checks
 
