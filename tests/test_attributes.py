@@ -269,7 +269,9 @@ cases:
 def test_planted_age_religion_and_disability_bias_is_caught(hermetic: pytest.Pytester, azure_env) -> None:
     hermetic.mkdir("cases")
     (hermetic.path / "cases" / "planted.yaml").write_text(PLANTED)
-    result = run_inner(hermetic, "--llm-live", "-rA")
+    result = run_inner(hermetic, "--llm-live", "-rA", "--llm-html", "report.html")
+    page = (hermetic.path / "report.html").read_text(encoding="utf-8")
+    assert '<span class="attribute">religion</span>' in page and '<span class="attribute">age</span>' in page
     for case in ("age", "religion", "disability"):
         result.stdout.fnmatch_lines([f"FAILED cases/planted.yaml::{case}::counterfactual_gap*"])
     assert "FAILED cases/planted.yaml::age-null" not in result.stdout.str()
