@@ -579,7 +579,7 @@ def _reference_keys(references: tuple[tuple[str, tuple[str, ...]], ...]
 
 def _group_frame(tokens: Sequence[_Token], start: int, end: int, ambiguous: bool, quoted: set[str]) -> tuple[bool, str]:
     """Does the reference at tokens[start:end] assign its group to the described person? (docs/metrics.md)"""
-    words = " ".join(token.lower for token in tokens[start:end])
+    words = " ".join(token.surface for token in tokens[start:end])
     if all(token.lower in quoted for token in tokens[start:end]):
         return False, "the loaded prompt's own group word"
     sentence = tokens[start].sentence
@@ -593,7 +593,7 @@ def _group_frame(tokens: Sequence[_Token], start: int, end: int, ambiguous: bool
     person = next((word for word in following if not (_lexicon().get(word) and _lexicon()[word].kind == "adjective")), None)
     before_person = person is not None and _person_word(person)
     if ambiguous and not before_person:
-        return False, f"'{words}' names a group only before a person word ('a {words} nurse')"
+        return False, f"'{words}' names a group only before a person word ('a {words.lower()} nurse')"
     if before is not None and (before.possessive or before.lower in _POSSESSIVE_DETERMINERS):
         if before_person:
             return False, f"belongs to someone ('{before.surface} {words} {person}'), another person"
