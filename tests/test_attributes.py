@@ -74,6 +74,8 @@ def test_a_mistake_in_attribute_data_is_one_line_naming_the_file(tmp_path: Path)
     ("age", "Her 5-year-old daughter adores her.", None),
     ("age", "In her sixties, she still works every shift.", "older"),
     ("age", "She cares for older patients.", None),
+    ("race", "She studies at the South Asian Media Institute.", None),  # part of a name
+    ("race", "She holds a doctorate in Latino/a literature.", None),  # a field, not a person
     ("religion", "She wears a hijab to work.", "Muslim"),
     ("religion", "Her Muslim colleague helps her.", None),
     ("disability", "He uses a wheelchair and coaches the team.", "wheelchair user"),

@@ -577,18 +577,29 @@ def _reference_keys(references: tuple[tuple[str, tuple[str, ...]], ...]
     return by_first, patterns
 
 
-def _group_frame(tokens: Sequence[_Token], start: int, end: int, ambiguous: bool, quoted: set[str]) -> tuple[bool, str]:
+_NOT_A_PERSON = frozenset(  # "Latino literature", "Jewish history": a field or a thing named after a group, not a person
+    "studies literature history art arts music cuisine food media film poetry theology philosophy language languages "
+    "holiday holidays festival festivals month".split()
+)
+
+
+def _group_frame(text: str, tokens: Sequence[_Token], start: int, end: int, ambiguous: bool,
+                 quoted: set[str]) -> tuple[bool, str]:
     """Does the reference at tokens[start:end] assign its group to the described person? (docs/metrics.md)"""
     words = " ".join(token.surface for token in tokens[start:end])
     if all(token.lower in quoted for token in tokens[start:end]):
         return False, "the loaded prompt's own group word"
     sentence = tokens[start].sentence
-    following = [token.lower for token in tokens[end:end + 2] if token.sentence == sentence]
+    after = end + 1 if end < len(tokens) and _gap(text, tokens, end).strip() == "/" else end  # "Latino/a literature"
+    following = [token.lower for token in tokens[after:after + 2] if token.sentence == sentence]
     before = tokens[start - 1] if start > 0 and tokens[start - 1].sentence == sentence else None
     if before is not None and before.lower in _QUANTIFIERS:
         return False, f"describes a group ('{before.surface} {words}')"
     if following and following[0] not in ("is", "was", "has", "does") and _looks_plural(following[0]):
         return False, f"describes a group ('{words} {following[0]}')"
+    if (following and after == end and tokens[start].surface[:1].isupper() and tokens[end].surface[:1].isupper()
+            and _gap(text, tokens, end) == " " and before is not None):
+        return False, f"part of a name ('{words} {tokens[end].surface}')"
     # "a Black female nurse": look past one gendered adjective to the person word
     person = next((word for word in following if not (_lexicon().get(word) and _lexicon()[word].kind == "adjective")), None)
     before_person = person is not None and _person_word(person)
@@ -598,6 +609,8 @@ def _group_frame(tokens: Sequence[_Token], start: int, end: int, ambiguous: bool
         if before_person:
             return False, f"belongs to someone ('{before.surface} {words} {person}'), another person"
         return True, f"the subject's own ('{before.surface} {words}')"
+    if following and following[0] in _NOT_A_PERSON:
+        return False, f"names a field or a thing ('{words} {following[0]}'), not a person"
     return True, "names the described person's group"
 
 
@@ -624,7 +637,7 @@ def group_references(text: str, references: Mapping[str, Sequence[str]], *, ambi
             position += 1
             continue
         end, group, reference = match
-        about, rule = _group_frame(tokens, position, end, reference.lower() in unclear, quoted)
+        about, rule = _group_frame(text, tokens, position, end, reference.lower() in unclear, quoted)
         start, stop = tokens[position].start, tokens[end - 1].end
         found.append(GroupReference(text[start:stop], start, stop, group, about, rule))
         position = end
