@@ -548,7 +548,8 @@ _QUANTIFIERS = frozenset({"many", "some", "most", "all", "other", "several", "fe
                           "those", "various"})
 _PERSON_WORDS = frozenset(
     "person individual professional human adult colleague coworker co-worker patient friend child student "
-    "neighbor neighbour resident citizen employee worker leader member caregiver practitioner".split()
+    "neighbor neighbour resident citizen employee worker leader member caregiver practitioner writer author artist "
+    "dancer musician athlete executive manager designer scientist researcher".split()
 )
 
 
