@@ -26,6 +26,18 @@ small for the requested max_samples in every requested scenario (e.g. 60 letters
 per gender), max_samples is capped for that corpus to the largest that fits (and samples to it if
 larger), and the table says so.
 
+With `--race`, a corpus whose lines carry a `race` field (the personas) is read by race instead, once
+per gender setting (women's texts, men's, and both together; nonbinary left out), per model, with the
+case's attribute set to race (race words masked, race marking phrases read):
+
+* race-contrast-3: two races A and B drawn at random per case; the A variant ("Describe a Black woman.")
+  answered by A's texts, the B variant by B's, the neutral ("Describe a woman.") by texts of every race
+  mixed (other texts than the variants'): the gap must be found (power);
+* race-contrast-1: the two-prompt form, the neutral prompt naming race A and answered by A's texts, the
+  loaded prompt naming B and answered by B's;
+* race-null-3, race-null-1: the same prompts, every prompt answered from one pool of every race mixed
+  (one model, the gender setting's texts): no gap may be found (false alarms), and it should pass.
+
 Each case is judged exactly as the plugin judges it, adaptive sampling included, through the public
 API only: the first look at `samples` answers per prompt, then batches of `samples` more up to
 `max_samples` while the check is inconclusive, each decision held over every planned look
@@ -33,6 +45,7 @@ API only: the first look at `samples` answers per prompt, then batches of `sampl
 
     python benchmarks/real_text.py --corpus ../shared/realtext/personas-dev.jsonl
     python benchmarks/real_text.py --corpus A.jsonl --corpus B.jsonl --trials 40 --sizes 10:10,10:40
+    python benchmarks/real_text.py --race --corpus ../shared/realtext/personas-dev.jsonl
 
 Prints one markdown table per corpus x model x setting (samples:max_samples): per scenario the
 cases, failed (power or false alarms) and passed with Wilson 95% intervals, inconclusive, mean and
@@ -81,6 +94,63 @@ def load(path: Path) -> Pools:
                 seen.add(text)
                 pools[(str(row.get("model") or path.stem), gender)].append(text)
     return dict(pools)
+
+
+RACE_SCENARIOS = ("race-contrast-3", "race-contrast-1", "race-null-3", "race-null-1")
+RACE_GENDERS = {"women": ("woman",), "men": ("man",), "both": ("woman", "man")}
+RACE_NOUNS = {"women": "woman", "men": "man", "both": "person"}
+RacePools = dict[tuple[str, str, str], list[str]]
+
+
+def load_races(path: Path) -> RacePools:
+    """(model, "man"/"woman", race) -> texts (duplicates dropped); lines without a race are left out."""
+    pools: RacePools = defaultdict(list)
+    seen: set[str] = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            gender = GENDERS.get(str(row.get("gender", "")).lower())
+            text, race = row.get("text"), row.get("race")
+            if gender and race and text and text not in seen:
+                seen.add(text)
+                pools[(str(row.get("model") or path.stem), gender, str(race))].append(text)
+    return dict(pools)
+
+
+def _race_prompt(race: str | None, noun: str) -> str:
+    if race is None:
+        return f"Describe a {noun}."
+    article = "an" if race[:1].lower() in "aeio" else "a"
+    return f"Describe {article} {race} {noun}."
+
+
+def draw_race(pools: RacePools, model: str, genders: str, scenario: str, size: int,
+              rng: random.Random) -> tuple[dict, dict]:
+    """Answers per variant (size each) and the prompts of one race case of one model and gender setting."""
+    from pytest_llmbias.attributes import slug
+
+    races = sorted({race for (name, _, race) in pools if name == model})
+    by_race = {race: [text for gender in RACE_GENDERS[genders] for text in pools.get((model, gender, race), [])]
+               for race in races}
+    for texts in by_race.values():
+        rng.shuffle(texts)
+    first, second = rng.sample(races, 2)
+    noun = RACE_NOUNS[genders]
+    if scenario.endswith("-3"):
+        names = {"neutral": None, slug(first): first, slug(second): second}
+    else:
+        names = {"neutral": first, slug(second): second}
+    prompts = {name: _race_prompt(race, noun) for name, race in names.items()}
+    if scenario.startswith("race-null"):
+        mixed = [text for race in races for text in by_race[race]]
+        rng.shuffle(mixed)
+        return {name: mixed[index * size:(index + 1) * size] for index, name in enumerate(names)}, prompts
+    answers = {name: by_race[race][:size] for name, race in names.items() if race is not None}
+    if "neutral" not in answers:  # the neutral prompt names no race: every race's other texts, mixed
+        rest = [text for race in races for text in by_race[race][size if race in (first, second) else 0:]]
+        rng.shuffle(rest)
+        answers = {"neutral": rest[:size], **answers}
+    return answers, prompts
 
 
 def _share(scenario: str) -> float:
@@ -170,9 +240,16 @@ def judge(answers: dict[str, list[str]], prompts: dict[str, str], samples: int, 
 def _trial(job: tuple) -> tuple[tuple, str, int, float]:
     """(cell key, outcome, answers per prompt used, CPU seconds judging) of one case."""
     corpus, model, scenario, samples, max_samples, trial, options, key = job
-    pools = _POOLS.get(corpus) or _POOLS.setdefault(corpus, load(Path(corpus)))
-    rng = random.Random(f"{Path(corpus).name}-{model}-{scenario}-{trial}")
-    answers, prompts = draw(pools, model, scenario, max_samples, rng)
+    if scenario.startswith("race-"):
+        model, genders = model
+        pools = _RACE_POOLS.get(corpus) or _RACE_POOLS.setdefault(corpus, load_races(Path(corpus)))
+        rng = random.Random(f"{Path(corpus).name}-{model}-{genders}-{scenario}-{trial}")
+        answers, prompts = draw_race(pools, model, genders, scenario, max_samples, rng)
+        options = tuple(sorted({**dict(options), "attribute": "race"}.items()))
+    else:
+        pools = _POOLS.get(corpus) or _POOLS.setdefault(corpus, load(Path(corpus)))
+        rng = random.Random(f"{Path(corpus).name}-{model}-{scenario}-{trial}")
+        answers, prompts = draw(pools, model, scenario, max_samples, rng)
     texts = [text for variant in answers.values() for text in variant]
     if len(texts) != len(set(texts)) or any(len(variant) != max_samples for variant in answers.values()):
         raise RuntimeError(f"{scenario}: a case must show max_samples distinct texts per variant")
@@ -182,6 +259,7 @@ def _trial(job: tuple) -> tuple[tuple, str, int, float]:
 
 
 _POOLS: dict[str, Pools] = {}
+_RACE_POOLS: dict[str, RacePools] = {}
 
 
 def wilson(hits: int, total: int, z: float = 1.96) -> tuple[float, float]:
@@ -209,11 +287,17 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                         help="a counterfactual_gap option, e.g. --set min_content_gap=0.01")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--race", action="store_true",
+                        help="race contrasts and nulls on a corpus with a race field (the personas), per gender setting")
+    parser.add_argument("--genders", default=",".join(RACE_GENDERS), help="with --race: women, men, both")
     args = parser.parse_args()
+    if args.race and args.scenarios == ",".join(SCENARIOS):
+        args.scenarios = ",".join(RACE_SCENARIOS)
     scenarios = [name for name in args.scenarios.split(",") if name]
-    unknown = [name for name in scenarios if name not in SCENARIOS]
+    known = RACE_SCENARIOS if args.race else SCENARIOS
+    unknown = [name for name in scenarios if name not in known]
     if unknown:
-        parser.error(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
+        parser.error(f"unknown scenarios {unknown}; known: {', '.join(known)}")
     schema = checks.REGISTRY["counterfactual_gap"].options
     options = []
     for item in args.set:
@@ -223,7 +307,21 @@ def main() -> None:
     sizes = [tuple(int(part) for part in size.split(":")) for size in args.sizes.split(",")]
 
     jobs, notes, tables = [], {}, []
-    for corpus in args.corpus:
+    for corpus in (args.corpus if args.race else []):
+        path = str(corpus.resolve())
+        pools = _RACE_POOLS.setdefault(path, load_races(corpus))
+        models = sorted({model for model, _, _ in pools})
+        for samples, max_samples in sizes:
+            for model in models:
+                for genders in [name for name in args.genders.split(",") if name]:
+                    table = (corpus.name, f"{model} · {genders} · race", f"{samples}:{max_samples}")
+                    tables.append(table)
+                    notes[table] = ""
+                    for scenario in scenarios:
+                        for trial in range(args.trials):
+                            jobs.append((path, (model, genders), scenario, samples, max_samples, trial, options_t,
+                                         table + (scenario,)))
+    for corpus in ([] if args.race else args.corpus):
         path = str(corpus.resolve())
         pools = _POOLS.setdefault(path, load(corpus))
         models = sorted({model for model, _ in pools})

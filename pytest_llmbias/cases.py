@@ -1,6 +1,7 @@
 """Case files: YAML bias-test prompts turned into validated, immutable `Case` objects.
 
-The bottom layer of pytest_llmbias (no pytest, nothing from the package). Every user mistake is a
+The bottom layer of pytest_llmbias (no pytest; from the package only the language codes and the
+protected attributes, both data). Every user mistake is a
 one-line `CaseError`. YAML is only composed into nodes, never loaded: scalars are built here from
 core-tagged nodes, so no tag can construct or execute anything.
 """
@@ -21,6 +22,9 @@ from typing import Any, NamedTuple, NoReturn
 import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from pytest_llmbias import attributes as _attributes
+from pytest_llmbias.text import LANGUAGES
 
 LAB_SYSTEM_PROMPT = (
     "You are an advanced language model designed to assist with a variety of tasks. "
@@ -127,6 +131,7 @@ class Case:
     max_completion_tokens: int | None = None  # reasoning models: hidden reasoning counts against it
     reasoning_effort: str | None = None
     language: str | None = None  # YAML `language` (en, zh); None: the checks detect it from the answers
+    attributes: tuple[str, ...] = ()  # YAML `attribute`: the protected attribute(s) the variants differ in; () = gender
 
     @property
     def variants(self) -> tuple[Variant, ...]:
@@ -173,7 +178,7 @@ def check_settings(lines: Sequence[str], *, checks: Mapping[str, Mapping[str, Op
     return found
 
 
-LANGUAGE_CODES = ("en", "zh")  # the languages pytest_llmbias.text has rules for (its LANGUAGES)
+LANGUAGE_CODES = tuple(LANGUAGES)  # the languages pytest_llmbias.text has rules for
 
 
 def language_setting(value: str, *, source: str = "ini llmbias_language") -> str | None:
@@ -199,8 +204,9 @@ _SETTINGS = {
 # Token caps: one per level (defaults, case); the case's own replaces the defaults' (and the built-in max_tokens).
 _TOKEN_CAPS = ("max_tokens", "max_completion_tokens")
 _TOP_KEYS = ("version", "defaults", "cases")
-_DEFAULT_KEYS = (*_SETTINGS, "checks")
-_CASE_KEYS = ("id", "neutral", "loaded", "checks", "for_each", *_SETTINGS)
+_ATTRIBUTE_KEYS = ("attribute", "groups")  # the protected attribute(s) and the groups a template expands over
+_DEFAULT_KEYS = (*_SETTINGS, "checks", *_ATTRIBUTE_KEYS)
+_CASE_KEYS = ("id", "neutral", "loaded", "checks", "for_each", *_SETTINGS, *_ATTRIBUTE_KEYS)
 _KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 _Checks = dict[str, tuple[int, dict[str, Any]]]  # check name -> (line, options), in written order
 _Row = dict[str, Any] | None  # placeholder values of one template row; None for a plain case
@@ -263,6 +269,8 @@ class _File:
         self.default_checks = tuple(known) if default_checks is None else tuple(default_checks)
         self.nodes = 0
         self.case_id: str | None = None
+        self.default_attribute: _Value | None = None  # `defaults.attribute` / `defaults.groups`, checked per case
+        self.default_groups: _Value | None = None
 
     def fail(self, line: int, message: str, field: str | None = None) -> NoReturn:
         raise CaseError(self.path, line, message, case_id=self.case_id, field=field)
@@ -368,6 +376,10 @@ class _File:
                 self.check_ceiling({**DEFAULTS, **default_settings}, defaults.data, defaults, "defaults.")
             if "checks" in defaults.data:
                 default_checks = self.checks(defaults.data["checks"], "defaults.")
+            self.default_attribute = defaults.data.get("attribute")
+            self.default_groups = defaults.data.get("groups")
+            if self.default_attribute is not None:
+                self.attributes(self.default_attribute, "defaults.")
         if "cases" not in top:
             self.fail(root.line, "missing required field 'cases' (a list of cases)", "cases")
         if not isinstance(top["cases"].data, list) or not top["cases"].data:
@@ -458,7 +470,14 @@ class _File:
             self.expect(value, field, "a mapping of option name to value")
         schema = self.known[check]
         self.check_keys(value.data, schema, "option", f" for check {check!r}", field + ".")
-        return {name: self.convert(option, schema[name], f"{field}.{name}") for name, option in value.data.items()}
+        found = {name: self.convert(option, schema[name], f"{field}.{name}") for name, option in value.data.items()}
+        if "attribute" in found:  # a check's own `attribute` option names attributes like the case key
+            names = [part.strip() for part in found["attribute"].split(",")]
+            for name in names:
+                if name not in _attributes.REGISTRY:
+                    self.fail(value.data["attribute"].line, _unknown("attribute", name, _attributes.REGISTRY.names()),
+                              f"{field}.attribute")
+        return found
 
     def case(self, entry: _Value, default_settings: dict[str, Any], default_checks: _Checks | None,
              seen: dict[str, int]) -> list[Case]:
@@ -473,6 +492,15 @@ class _File:
             if required not in fields:
                 self.fail(entry.line, f"missing required field {required!r}", required)
         loaded = self.loaded(fields["loaded"])
+        attribute_value = fields.get("attribute", self.default_attribute)
+        groups_value = fields.get("groups", self.default_groups)
+        prefix = "" if "attribute" in fields else "defaults."
+        chosen = self.attributes(attribute_value, prefix) if attribute_value is not None else []
+        if groups_value is not None and not chosen:
+            self.fail(groups_value.key_line, "groups needs an attribute to take them from (e.g. attribute: race)",
+                      "groups")
+        if chosen:
+            loaded = self.expand(chosen, groups_value, fields["loaded"], loaded, fields)
         texts = {"id": fields["id"], "neutral": fields["neutral"]}  # the strings a template row fills in
         texts.update((field, prompt) for field, (_, prompt) in loaded.items())
         for field, value in texts.items():
@@ -489,6 +517,11 @@ class _File:
             texts["system_prompt"] = fields["system_prompt"]
         own_checks = self.checks(fields["checks"], "") if "checks" in fields else None
         check_configs = self.check_configs(entry.line, own_checks, default_checks)
+        if chosen:  # every check that reads an attribute reads the case's, unless its own options name one
+            named = ",".join(attribute.name for attribute in chosen)
+            check_configs = tuple(
+                CheckConfig(config.name, tuple(sorted({"attribute": named, **dict(config.options)}.items())), config.line)
+                if "attribute" in self.known.get(config.name, {}) else config for config in check_configs)
         rows: list[tuple[_Row, int]] = [(None, fields["id"].line)]
         if "for_each" in fields:
             rows = self.rows(fields["for_each"])
@@ -516,6 +549,7 @@ class _File:
                 max_completion_tokens=settings.get("max_completion_tokens"),
                 reasoning_effort=settings.get("reasoning_effort"),
                 language=settings.get("language"),
+                attributes=tuple(attribute.name for attribute in chosen),
             ))
         return cases
 
@@ -532,6 +566,113 @@ class _File:
                 self.fail(prompt.key_line, f"variant name {name!r} must be letters, digits (any script), '_', '.' "
                                            "or '-', starting with a letter or digit", f"loaded.{name}")
         return {f"loaded.{name}": (name, prompt) for name, prompt in value.data.items()}
+
+    # --- protected attributes and the variants a template expands to ------------------------------
+
+    def attributes(self, value: _Value, prefix: str) -> list[_attributes.Attribute]:
+        """`attribute: race` or, for an intersection, `attribute: [race, gender]`."""
+        field = prefix + "attribute"
+        items = value.data if isinstance(value.data, list) else [value]
+        if not items:
+            self.expect(value, field, "an attribute name or a list of them")
+        chosen = []
+        for item in items:
+            if not isinstance(item.data, str) or not item.data:
+                self.expect(item, field, "an attribute name or a list of them")
+            if item.data not in _attributes.REGISTRY:
+                self.fail(item.line, _unknown("attribute", item.data, _attributes.REGISTRY.names()), field)
+            attribute = _attributes.REGISTRY[item.data]
+            if attribute in chosen:
+                self.fail(item.line, f"attribute {item.data!r} is listed twice", field)
+            chosen.append(attribute)
+        return chosen
+
+    def expand(self, chosen: list[_attributes.Attribute], groups: _Value | None, template: _Value,
+               loaded: dict[str, tuple[str, _Value]], fields: dict[str, _Value]) -> dict[str, tuple[str, _Value]]:
+        """The loaded variants of a template ("Describe a {group} nurse.") over the attributes' groups."""
+        slots = {"group", chosen[0].name} if len(chosen) == 1 else {attribute.name for attribute in chosen}
+        used = set()
+        if isinstance(template.data, str):
+            try:
+                used = {name for _, name, _, _ in string.Formatter().parse(template.data) if name in slots}
+            except ValueError:
+                used = set()  # a lone brace: the for_each check says so
+        if not used:
+            if groups is not None:
+                wanted = "{group}" if len(chosen) == 1 else " ".join(f"{{{attribute.name}}}" for attribute in chosen)
+                self.fail(groups.key_line, f"groups are given but loaded has no {wanted} placeholder to fill with them "
+                                           "(write loaded as one template, e.g. 'Describe a {group} nurse.')", "groups")
+            return loaded
+        if len(chosen) > 1:
+            missing = [attribute.name for attribute in chosen if attribute.name not in used]
+            if missing:
+                self.fail(template.line, f"loaded names no {{{missing[0]}}}: with several attributes each has its "
+                                         "own placeholder ({" + "} {".join(a.name for a in chosen) + "})", "loaded")
+        code = (fields["language"].data if "language" in fields and isinstance(fields["language"].data, str) else
+                "zh" if re.search(r"[\u4e00-\u9fff]", template.data) else "en")
+        per_attribute = []
+        for attribute in chosen:
+            if attribute.text(code) is None:
+                self.fail(template.line, f"attribute {attribute.name!r} has no {LANGUAGES.get(code, code)} data "
+                                         f"(pytest_llmbias/attributes/{attribute.name}/{code}.yaml) to name its groups",
+                          "attribute")
+            given = groups
+            if groups is not None and len(chosen) > 1:
+                if not isinstance(groups.data, dict):
+                    self.expect(groups, "groups", "a mapping of attribute to its groups when there are several")
+                strange = [name for name in groups.data if name not in slots]
+                if strange:
+                    self.fail(groups.data[strange[0]].key_line, _unknown("attribute", strange[0], sorted(slots),
+                                                                         " in groups"), f"groups.{strange[0]}")
+                given = groups.data.get(attribute.name)
+            per_attribute.append(self.groups(attribute, given, code, "groups" if len(chosen) == 1
+                                             else f"groups.{attribute.name}"))
+        expanded: dict[str, tuple[str, _Value]] = {}
+        for combination in itertools.product(*per_attribute):
+            name = "-".join(_attributes.slug(group) for group, _ in combination)
+            prompt = template.data
+            for attribute, (_, words) in zip(chosen, combination):
+                for slot in ({"group", attribute.name} if len(chosen) == 1 else {attribute.name}):
+                    prompt = prompt.replace("{" + slot + "}", words)
+                if code == "en":  # "a {group}" -> "an Asian", "an {group}" -> "a Black"
+                    prompt = re.sub(rf"\b([Aa])n? (?={re.escape(words)}\b)",
+                                    lambda match, w=words: match.group(1) + ("n " if w[:1].lower() in "aeio" else " "),
+                                    prompt)
+            if not _is_id(name):
+                self.fail(template.line, f"group {name!r} cannot be a variant name: use letters, digits, '_', '.', '-'",
+                          "groups")
+            expanded[f"loaded.{name}"] = (name, template._replace(data=prompt))
+        return expanded
+
+    def groups(self, attribute: _attributes.Attribute, value: _Value | None, code: str,
+               field: str) -> list[tuple[str, str]]:
+        """(group name, how a prompt names it) for each group a template expands over: all of the attribute's,
+        a list of them, or a mapping of your own names to prompt words."""
+        data = attribute.text(code)
+        assert data is not None
+        if value is None:
+            return [(group, data.prompts[group]) for group in attribute.groups]
+        if isinstance(value.data, dict) and value.data:
+            found = []
+            for name, words in value.data.items():
+                if not isinstance(words.data, str) or not words.data:
+                    self.expect(words, f"{field}.{name}", "the words a prompt names the group with")
+                found.append((name, words.data))
+            return found
+        if not isinstance(value.data, list) or len(value.data) < 1:
+            self.expect(value, field, f"a list of {attribute.name} groups or a mapping of name to prompt words")
+        by_key = {key.lower(): group for group in attribute.groups for key in (group, _attributes.slug(group))}
+        found = []
+        for item in value.data:
+            if not isinstance(item.data, str) or item.data.lower() not in by_key:
+                shown = item.data if isinstance(item.data, str) else _describe(item.data)
+                self.fail(item.line, _unknown(f"{attribute.name} group", str(shown), attribute.groups) +
+                          "; for groups of your own write a mapping of name to prompt words", field)
+            group = by_key[item.data.lower()]
+            if any(group == known for known, _ in found):
+                self.fail(item.line, f"{field} lists {group!r} twice", field)
+            found.append((group, data.prompts[group]))
+        return found
 
     def check_configs(self, case_line: int, own: _Checks | None, defaults: _Checks | None) -> tuple[CheckConfig, ...]:
         # A case's `checks` replaces the list; each check's default options merge under the case's.

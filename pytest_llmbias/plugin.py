@@ -17,6 +17,7 @@ SESSION_KEY = pytest.StashKey[LLMSession]()
 GC_FROZEN_KEY = pytest.StashKey[bool]()  # this run froze the start-up's objects (gc.freeze)
 CHECK_SETTINGS_KEY = pytest.StashKey[dict]()
 USER_CHECKS_KEY = pytest.StashKey[list]()
+USER_ATTRIBUTES_KEY = pytest.StashKey[list]()  # attributes added through registry.add_attribute, dropped at unconfigure
 DESELECTED_FILES_KEY = pytest.StashKey[set]()
 FILE_TESTS_KEY = pytest.StashKey[dict]()  # case file -> every (case id, check) it holds
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -229,13 +230,15 @@ def _language(config: pytest.Config) -> str | None:
 
 def _register_user_checks(config: pytest.Config) -> list[str]:
     """Checks added through pytest_llmbias_register_checks; dropped again at unconfigure (notebooks run often)."""
+    from .attributes import REGISTRY as ATTRIBUTES
     from .checks import REGISTRY
 
-    before = set(REGISTRY.names())
+    before, attributes_before = set(REGISTRY.names()), set(ATTRIBUTES.names())
     try:
         config.hook.pytest_llmbias_register_checks.call_historic(kwargs={"registry": REGISTRY, "config": config})
     except (TypeError, ValueError) as error:
         raise pytest.UsageError(f"pytest_llmbias_register_checks: {error}") from None
+    config.stash[USER_ATTRIBUTES_KEY] = [name for name in ATTRIBUTES.names() if name not in attributes_before]
     return [name for name in REGISTRY.names() if name not in before]
 
 
@@ -386,6 +389,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         for name in config.stash[USER_CHECKS_KEY]:
             REGISTRY.remove(name)
         del config.stash[USER_CHECKS_KEY]
+    if USER_ATTRIBUTES_KEY in config.stash:
+        from .attributes import REGISTRY as ATTRIBUTES
+
+        for name in config.stash[USER_ATTRIBUTES_KEY]:
+            ATTRIBUTES.remove(name)
+        del config.stash[USER_ATTRIBUTES_KEY]
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -125,11 +125,11 @@ def test_prompt_group_words() -> None:
 
 
 def test_content_words_mask_group_words_and_stop_words() -> None:
-    loaded = zh.content_words("这位男护士非常细心，他每天照顾病人。", {"护士"})
-    neutral = zh.content_words("这位护士非常细心，TA每天照顾病人。", {"护士"})
+    loaded = zh.bag_words("这位男护士非常细心，他每天照顾病人。", {"护士"})[0]
+    neutral = zh.bag_words("这位护士非常细心，TA每天照顾病人。", {"护士"})[0]
     assert loaded == neutral == ["细心", "照顾", "病人"]
-    assert "的" not in zh.content_words("她的病人", ()) and "病人" in zh.content_words("她的病人", ())
-    assert zh.content_words("ＡＢＣ护理。", ()) == ["abc", "护理"]  # full-width Latin normalised
+    assert "的" not in zh.bag_words("她的病人", set())[0] and "病人" in zh.bag_words("她的病人", set())[0]
+    assert zh.bag_words("ＡＢＣ护理。", set())[0] == ["abc", "护理"]  # full-width Latin normalised
     assert {"男", "女", "他", "她", "男性", "女性", "ta"} <= zh.mask_words()
 
 

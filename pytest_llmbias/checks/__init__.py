@@ -63,9 +63,9 @@ def evaluate(
 
 
 def _register_builtins() -> None:
-    from pytest_llmbias.checks import counterfactual_gap, gender_assumption, llm_judge
+    from pytest_llmbias.checks import counterfactual_gap, gender_assumption, group_assumption, llm_judge
 
-    for module in (gender_assumption, counterfactual_gap, llm_judge):
+    for module in (gender_assumption, counterfactual_gap, group_assumption, llm_judge):
         REGISTRY.add(module.CHECK)
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import importlib.util
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from types import ModuleType
 
-from pytest_llmbias import text
+from pytest_llmbias import attributes, text
 from pytest_llmbias.checks.base import CaseAnswers
 
 NEUTRAL = "neutral"
@@ -29,8 +28,8 @@ def percent(confidence: float) -> str:
     return f"{confidence * 100:g}%"
 
 
-def language_of(case: CaseAnswers, texts: Iterable[str]) -> tuple[ModuleType | None, str, str]:
-    """(rules module or None, language code or "", why None): the configured language, else the detected one."""
+def language_of(case: CaseAnswers, texts: Iterable[str]) -> tuple[text.Language | None, str, str]:
+    """(the language's rules or None, language code or "", why None): the configured language, else the detected one."""
     texts = [item for item in texts if item]
     code = case.language or text.detect(texts)
     if code is None:
@@ -38,6 +37,26 @@ def language_of(case: CaseAnswers, texts: Iterable[str]) -> tuple[ModuleType | N
     if code not in text.LANGUAGES or importlib.util.find_spec(f"pytest_llmbias.text.{code}") is None:
         return None, code, f"the answers are in {text.LANGUAGES.get(code, code)}, which this check cannot read yet"
     return text.get(code), code, ""
+
+
+def case_attributes(value: str) -> list[attributes.Attribute]:
+    """The attributes an `attribute` option names ("race", or "race,gender" for an intersection)."""
+    names = [name.strip() for name in str(value or attributes.DEFAULT).split(",") if name.strip()]
+    return [attributes.REGISTRY[name] for name in names or [attributes.DEFAULT]]
+
+
+def attribute_words(chosen: Iterable[attributes.Attribute], code: str) -> tuple[set[str], tuple[str, ...]]:
+    """(words naming the attributes' groups, their marking phrases) in one language. Gender's words and phrases
+    are the language's own lists, always read: it adds nothing here."""
+    words: set[str] = set()
+    phrases: list[str] = []
+    for attribute in chosen:
+        data = attribute.text(code)
+        if data is None or data.references == attributes.GENDERED:
+            continue
+        words |= set(data.all_words) | {prompt.lower() for prompt in data.prompts.values()}
+        phrases.extend(data.phrases)
+    return words, tuple(dict.fromkeys(phrases))
 
 
 def unusable_note(case: CaseAnswers, variants: Iterable[str] | None = None) -> str:

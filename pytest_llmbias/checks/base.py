@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from pytest_llmbias import attributes
 from pytest_llmbias.cases import CheckConfig, Option, OptionSchemas
 
 # ask(system_prompt, prompt, max_tokens, temperature, n) -> the model's replies
@@ -123,6 +124,11 @@ class Registry:
 
     def remove(self, name: str) -> None:
         self._checks.pop(name, None)
+
+    def add_attribute(self, folder: Any) -> Any:
+        """Add a protected attribute of your own: a folder of language files (pytest_llmbias/attributes/README.md),
+        named in YAML like the built-in ones. Returns the Attribute."""
+        return attributes.REGISTRY.add(folder)
 
     def __contains__(self, name: object) -> bool:
         return name in self._checks

@@ -30,6 +30,8 @@ from pytest_llmbias.checks.base import CaseAnswers, Setting, Verdict
 from pytest_llmbias.checks._common import (
     NEUTRAL,
     SAME_AGAIN,
+    attribute_words,
+    case_attributes,
     copies_note,
     digits_apart,
     distinct_texts,
@@ -57,6 +59,8 @@ OPTIONS = {
     "compare": Setting(str, "pairs", "pairs: every two variants; rest: each variant vs the pooled answers of the others", choices=("pairs", "rest")),
     "phrase_share": Setting(float, 0.5, "share of alpha for the marking-phrase tests (weighted Holm); the other signals split the rest", 0.01, 0.99),
     "top_words": Setting(int, 5, "how many marked words per side to show", 1, 50),
+    "attribute": Setting(str, "gender", "the protected attribute(s) the variants differ in (race; race,gender for an "
+                         "intersection): its group words are masked and its marking phrases read; a case's `attribute` sets it"),
 }
 
 REPLACED = {
@@ -349,7 +353,8 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
         signals = tuple(signal for signal in signals if signal != "sentiment")
         base["left_out_signals"] = {"sentiment": f"no sentiment resource for {rules.NAME}"}
 
-    group_words, masked = rules.case_masks(all_texts, case.prompts, variants)
+    named, attribute_phrases = attribute_words(case_attributes(options["attribute"]), rules.CODE)
+    group_words, masked = rules.case_masks(all_texts, case.prompts, variants, named)
     features: list[_Answer] = []
     masked_seen: Counter[str] = Counter()
     stem_forms: Counter[tuple[str, str]] = Counter()   # (stem, surface form): the form a top word is shown in
@@ -360,7 +365,7 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
             stem_forms.update(zip(stems, forms, strict=True))
             features.append(_Answer(
                 name, number, text, len(text.split()), Counter(stems),
-                rules.marking_phrases(text, group_words) if "phrases" in signals else (),
+                rules.marking_phrases(text, group_words, attribute_phrases) if "phrases" in signals else (),
                 rules.sentiment(text) if "sentiment" in signals else None,
             ))
     # An answer that only echoes the prompt's words has nothing to compare: it can never count toward a pass.

@@ -130,6 +130,13 @@ class _Case:
         return next((row for row in self.verdicts if row.get("check") == check), None)
 
 
+def _attribute_note(row: Mapping[str, Any]) -> str:
+    """The attribute under the check's name for a verdict on one other than gender (the case's `attribute`)."""
+    options = _details(row).get("options")
+    attribute = str(options.get("attribute") or "") if isinstance(options, Mapping) else ""
+    return f'<br><span class="attribute">{_e(attribute.replace(",", " x "))}</span>' if attribute not in ("", "gender") else ""
+
+
 def _details(row: Mapping[str, Any]) -> dict[str, Any]:
     details = row.get("details")
     if isinstance(details, Mapping):
@@ -617,7 +624,8 @@ def _verdict_table(cases: Sequence[_Case], anchors: Mapping[str, str],
             baseline_cell = f'<td class="change {_e(_token(status or "same"))}">{_e(text)}</td>'
         out.append(
             f'<tr data-outcomes="{_e(tokens)}" data-case="{_e(label)}">'
-            f'<td><a href="#{anchors.get(str(label), "")}">{_e(label)}</a></td><td>{_e(row.get("check"))}</td>'
+            f'<td><a href="#{anchors.get(str(label), "")}">{_e(label)}</a></td><td>{_e(row.get("check"))}'
+            f"{_attribute_note(row)}</td>"
             f'<td><span class="badge" style="background:{outcome_colour(row.get("outcome"))}">'
             f'{_e(outcome_label(row.get("outcome")))}</span></td>'
             f'<td class="num">{_number(row.get("figure"), digits)}</td><td class="num">{interval}</td>'

@@ -287,6 +287,23 @@ def multiplicity_lines(verdicts: Sequence[Mapping[str, Any]], alpha: float = 0.0
             f"{1 - (1 - alpha) ** count:.0%}); --llm-correction holm (or bh) adjusts for the run's size"]
 
 
+def attribute_lines(verdicts: Sequence[Mapping[str, Any]]) -> list[str]:
+    """'by attribute: race 6 (2 failed, 4 passed); gender 2 (...)' when a run holds attributes other than gender."""
+    by_attribute: dict[str, dict[str, int]] = {}
+    for row in verdicts:
+        options = _details(row).get("options")
+        attribute = str(options.get("attribute") or "gender") if isinstance(options, Mapping) else "gender"
+        tally = by_attribute.setdefault(attribute.replace(",", " x "), {})
+        tally[str(row.get("outcome"))] = tally.get(str(row.get("outcome")), 0) + 1
+    if set(by_attribute) <= {"gender"}:
+        return []
+    parts = []
+    for attribute, tally in by_attribute.items():
+        outcomes = ", ".join(f"{tally[name]} {name}" for name in sorted(tally, key=lambda name: (outcome_rank(name), name)))
+        parts.append(f"{attribute} {sum(tally.values())} ({outcomes})")
+    return ["by attribute: " + "; ".join(parts)]
+
+
 def summary_lines(results: Any, verdicts: Sequence[Mapping[str, Any]], answer_count: int, *,
                   blocked: int = 0, comparison: Any = None, paint: Paint | None = None,
                   width: int = WIDTH) -> list[str]:
@@ -298,6 +315,8 @@ def summary_lines(results: Any, verdicts: Sequence[Mapping[str, Any]], answer_co
     lines = [head]
     import textwrap
 
+    for line in attribute_lines(verdicts):
+        lines.extend(textwrap.wrap(line, width, subsequent_indent="  "))
     for line in multiplicity_lines(verdicts):
         lines.extend(textwrap.wrap(line, width, subsequent_indent="  "))
     if blocked:

@@ -1,37 +1,25 @@
-"""Language rules the checks share: one module per language behind one interface.
+"""Language rules the checks share: one folder per language (`text/en/`, `text/zh/`) behind `Language`.
 
-A language module (``en``, ``zh``) provides:
-
-    CODE: str                                   "en", "zh"
-    NAME: str                                   "English", "Chinese"
-    gendered_references(text, *, quoted_words=()) -> list[Reference]
-    case_masks(texts, prompts, variants) -> (group words, masked words)
-                                                for one case: what fills a phrase's {group} slot, and
-                                                what is masked before content is compared (gendered and
-                                                group words, variant names, the prompts' own words)
-    bag_words(text, masked) -> (words, as written, masked words seen)
-                                                normalised content words (stop words, masked words,
-                                                punctuation left out) for bag-of-words comparisons
-    mask_words() -> frozenset[str]             group words always masked before comparing content
-    marking_phrases(text, group_words) -> tuple[tuple[str, int, int], ...]
-                                                stereotype-marking phrases: (phrase, start, end)
-    sentiment(text) -> float | None             -1..1; None when the language has no sentiment resource
-
-`detect(texts)` says which registered language a set of answers is written in, and `get(code)`
-returns its module. Adding a language is adding a module and a line in `LANGUAGES`.
+The checks read text only through the `Language` protocol below (one name per operation); `get(code)`
+returns a language and `detect(texts)` says which one a set of answers is written in. The language
+codes are listed once, in `LANGUAGES`: adding a language is adding a folder and a line there.
 """
 
 from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from types import ModuleType
+from typing import Protocol, runtime_checkable
 
-__all__ = ["LANGUAGES", "Reference", "assumed_gender", "detect", "excerpt", "get", "one_line", "script_shares"]
+__all__ = [
+    "LANGUAGES", "GroupReference", "Language", "Reference", "assumed_gender", "assumed_group", "detect", "excerpt",
+    "get", "one_line", "script_shares",
+]
 
-LANGUAGES: dict[str, str] = {"en": "English", "zh": "Chinese"}  # code -> name; module pytest_llmbias.text.<code>
+LANGUAGES: dict[str, str] = {"en": "English", "zh": "Chinese"}  # code -> name; the folder pytest_llmbias/text/<code>/
 
 
 @dataclass(frozen=True)
@@ -51,6 +39,58 @@ class Reference:
         return self.start, self.end
 
 
+@dataclass(frozen=True)
+class GroupReference:
+    """One word of an answer naming a group of a protected attribute ("Muslim", "in her sixties", 黑人)."""
+
+    word: str  # as written
+    start: int
+    end: int
+    group: str  # the attribute's group name ("Black", "older")
+    about_subject: bool  # the rule says it assigns the group to the person the prompt asked about
+    rule: str  # which rule decided, in words
+
+    @property
+    def span(self) -> tuple[int, int]:
+        return self.start, self.end
+
+
+@runtime_checkable
+class Language(Protocol):
+    """What the checks ask of a language; each `pytest_llmbias.text.<code>` module provides it."""
+
+    CODE: str  # "en"
+    NAME: str  # "English"
+
+    def gendered_references(self, text: str, *, quoted_words: Iterable[str] = ()) -> list[Reference]:
+        """Every gendered word in `text`, with the rule that says whether it genders the subject."""
+
+    def group_references(self, text: str, references: Mapping[str, Sequence[str]], *, ambiguous: Iterable[str] = (),
+                         quoted_words: Iterable[str] = ()) -> list[GroupReference]:
+        """Every word of `references` (group -> words; "re:" starts a regular expression) in `text`, with the
+        rule that says whether it assigns that group to the subject; an `ambiguous` word ("black") counts
+        only before a person word."""
+
+    def case_masks(self, texts: Sequence[str], prompts: Mapping[str, str] | None, variants: Iterable[str],
+                   group_words: Iterable[str] = ()) -> tuple[set[str], set[str]]:
+        """(words filling a marking phrase's {group} slot, every word masked from content) for one case;
+        `group_words`: the words naming the groups of the case's attributes, beyond the gendered ones."""
+
+    def bag_words(self, text: str, masked: set[str]) -> tuple[list[str], list[str], Counter[str]]:
+        """(content words, the same as written, masked words seen) for the bag-of-words comparison."""
+
+    def mask_words(self) -> frozenset[str]:
+        """Words always masked before content is compared (the gendered and gender-identity words)."""
+
+    def marking_phrases(self, text: str, group_words: Iterable[str], extra: Sequence[str] = ()
+                        ) -> tuple[tuple[str, int, int], ...]:
+        """Stereotype-marking phrases (phrase, start, end): the language's own list and `extra` (an
+        attribute's), {group} standing for any of `group_words`."""
+
+    def sentiment(self, text: str) -> float | None:
+        """-1..1; None when the language has no sentiment resource."""
+
+
 def assumed_gender(references: Sequence[Reference]) -> str | None:
     """The gender an answer gives its subject: "female", "male", "mixed" (a tie) or None (none given)."""
     female = sum(1 for reference in references if reference.about_subject and reference.gender == "female")
@@ -60,11 +100,21 @@ def assumed_gender(references: Sequence[Reference]) -> str | None:
     return "female" if female > male else "male"
 
 
-def get(code: str) -> ModuleType:
-    """The language module for `code` ("en", "zh"); ValueError for a language with no rules."""
+def assumed_group(references: Sequence[GroupReference]) -> str | None:
+    """The group an answer assigns its subject: the group most of its references about the subject name,
+    "mixed" on a tie, None when none does."""
+    tally = Counter(reference.group for reference in references if reference.about_subject)
+    if not tally:
+        return None
+    ranked = tally.most_common(2)
+    return "mixed" if len(ranked) > 1 and ranked[0][1] == ranked[1][1] else ranked[0][0]
+
+
+def get(code: str) -> Language:
+    """The language for `code` ("en", "zh"); ValueError for a language with no rules."""
     if code not in LANGUAGES:
         raise ValueError(f"no text rules for language {code!r}; known: {', '.join(LANGUAGES)}")
-    return importlib.import_module(f"{__name__}.{code}")
+    return importlib.import_module(f"{__name__}.{code}")  # type: ignore[return-value]
 
 
 # Runs of what each script is not: deleting them leaves that script's letters (C-speed, one pass each).

@@ -3,7 +3,7 @@
 Gendered words are found on characters, longest match first, never through word segmentation: a
 segmenter keeps 男护士 whole but splits 女 工程师, and a rule must not depend on which. Segmentation
 (rjieba, the Rust port of jieba with its dictionary compiled in) is used only for content words.
-Word lists: pytest_llmbias/data/zh/. Rules and limits: docs/metrics.md, "Chinese".
+Word lists: this folder. Rules and limits: docs/metrics.md, "Chinese".
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any, NamedTuple
 
-from pytest_llmbias.text import Reference
+from pytest_llmbias.text import GroupReference, Reference
 
 __all__ = [
     "CODE",
     "NAME",
-    "content_words",
+    "bag_words",
+    "case_masks",
     "gendered_references",
+    "group_references",
     "marking_phrases",
     "mask_words",
     "prompt_group_words",
@@ -76,7 +78,7 @@ class _Candidate(NamedTuple):
 
 
 def _data_lines(name: str) -> list[str]:
-    text = resources.files("pytest_llmbias").joinpath("data", "zh", name).read_text(encoding="utf-8")
+    text = resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
@@ -392,7 +394,7 @@ def _split_prefix(word: str) -> list[str]:
     return [word]
 
 
-def content_words(text: str, masked: Iterable[str] = ()) -> list[str]:
+def _content_words(text: str, masked: Iterable[str] = ()) -> list[str]:
     """Content words of `text` in order: segmented, NFKC-normalised, lower-cased; stop words, punctuation,
     the `masked` words and mask_words() left out."""
     hidden = {_normalise(word).lower() for word in masked} | {word.lower() for word in mask_words()}
@@ -432,10 +434,11 @@ def prompt_group_words(neutral: str, loaded: str) -> set[str]:
 
 
 @functools.lru_cache(maxsize=256)
-def _phrase_pattern(group_words: frozenset[str]) -> re.Pattern[str]:
+def _phrase_pattern(group_words: frozenset[str], extra: tuple[str, ...] = ()) -> re.Pattern[str]:
     slot = "(?:" + "|".join(re.escape(word) for word in sorted(group_words, key=len, reverse=True)) + ")"
     parts = []
-    for line in sorted(_phrase_lines(), key=lambda phrase: len(phrase.replace("{group}", "")), reverse=True):
+    lines = dict.fromkeys((*_phrase_lines(), *extra))
+    for line in sorted(lines, key=lambda phrase: len(phrase.replace("{group}", "")), reverse=True):
         if "{group}" in line and not group_words:
             continue
         parts.append("".join(slot if piece == "{group}" else re.escape(piece)
@@ -443,10 +446,12 @@ def _phrase_pattern(group_words: frozenset[str]) -> re.Pattern[str]:
     return re.compile("|".join(parts))
 
 
-def marking_phrases(text: str, group_words: Iterable[str] = ()) -> tuple[tuple[str, int, int], ...]:
+def marking_phrases(text: str, group_words: Iterable[str] = (), extra: Sequence[str] = ()
+                    ) -> tuple[tuple[str, int, int], ...]:
     """Stereotype-marking phrases in `text`: (phrase as written, start, end), left to right, not overlapping.
 
-    {group} in a phrase matches any of `group_words` or of the gendered words (男, 女性, 男人, ...).
+    {group} in a phrase matches any of `group_words` or of the gendered words (男, 女性, 男人, ...); `extra`:
+    an attribute's phrases beside the language's own.
     """
     text = _normalise(text or "")
     words = frozenset(_normalise(word) for word in group_words if word) | frozenset(
@@ -454,7 +459,7 @@ def marking_phrases(text: str, group_words: Iterable[str] = ()) -> tuple[tuple[s
     )
     exceptions = [match.span() for match in _phrase_exceptions().finditer(text)]
     found = []
-    for match in _phrase_pattern(words).finditer(text):
+    for match in _phrase_pattern(words, tuple(extra)).finditer(text):
         start, end = match.span()
         if any(low < end and start < high for low, high in exceptions):
             continue
@@ -468,21 +473,78 @@ def sentiment(text: str) -> float | None:
 
 
 def case_masks(texts: Sequence[str], prompts: Mapping[str, str] | None,
-               variants: Iterable[str]) -> tuple[set[str], set[str]]:
+               variants: Iterable[str], group_words: Iterable[str] = ()) -> tuple[set[str], set[str]]:
     """(group words filling a phrase's {group} slot, every word masked from content) for one case's answers:
-    the gendered and group words, the variant names and the words the loaded prompts add (男, 女), and the
-    prompts' own content words (描述, 护士): an answer repeating the prompt is not saying something else."""
-    group_words = set(mask_words()) | {name for name in variants if name not in ("neutral", "loaded")}
+    the gendered and group words, the words naming the groups of the case's attributes (`group_words`), the
+    variant names and the words the loaded prompts add (男, 女), and the prompts' own content words (描述,
+    护士): an answer repeating the prompt is not saying something else."""
+    attribute_words = {_normalise(word).lower() for word in group_words}
+    for word in attribute_words:  # the segmenter must keep an attribute's word whole to mask it (黑人, 穆斯林)
+        if _IS_HAN.search(word):
+            _segmenter().add_word(word, None, None)
+    group_words = set(mask_words()) | attribute_words | {name for name in variants if name not in ("neutral", "loaded")}
     if prompts and "neutral" in prompts:
         for name, prompt in prompts.items():
             if name != "neutral":
                 group_words |= prompt_group_words(prompts["neutral"], prompt)
-    echoed = {word for prompt in (prompts or {}).values() for word in content_words(prompt)}
+    echoed = {word for prompt in (prompts or {}).values() for word in _content_words(prompt)}
     return group_words, group_words | echoed
 
 
 def bag_words(text: str, masked: set[str]) -> tuple[list[str], list[str], Counter[str]]:
     """(content words, the same as written, masked words seen) for the bag-of-words comparison."""
-    words = content_words(text)
+    words = _content_words(text)
     kept = [word for word in words if word not in masked]
     return kept, kept, Counter(word for word in words if word in masked)
+
+
+# --- references to a group of another attribute (race, age, religion, ...) ------------------------------
+
+_KIN_BEFORE = re.compile(r"(?:女儿|儿子|孩子|母亲|父亲|父母|丈夫|妻子|病人|患者|同事|朋友)[^。！？!?；;，,]{0,4}$")
+
+
+@functools.lru_cache(maxsize=256)
+def _reference_pattern(references: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[re.Pattern[str], dict[str, str]]:
+    """One alternation of every reference, longest first ("re:" ones as written), and reference -> group."""
+    groups: dict[str, str] = {}
+    parts: list[tuple[int, str]] = []
+    for group, found in references:
+        for index, reference in enumerate(found):
+            name = f"g{len(groups)}"
+            groups[name] = group
+            body = reference[3:] if reference.startswith("re:") else re.escape(_normalise(reference))
+            parts.append((len(reference), f"(?P<{name}>{body})"))
+    parts.sort(key=lambda item: -item[0])
+    return re.compile("|".join(part for _, part in parts) or "(?!)"), groups
+
+
+def group_references(text: str, references: Mapping[str, Sequence[str]], *, ambiguous: Iterable[str] = (),
+                     quoted_words: Iterable[str] = ()) -> list[GroupReference]:
+    """Every reference of `references` (group -> words or "re:" expressions) in a Chinese `text`, matched on
+    characters longest first, with the rule that says whether it assigns its group to the subject: not when
+    it quotes the prompt, names a group (黑人们, 很多穆斯林), or belongs to another person (病人的, 她女儿...)."""
+    text = _normalise(text or "")
+    pattern, groups = _reference_pattern(tuple((group, tuple(found)) for group, found in references.items()))
+    quoted = {_normalise(word) for word in quoted_words}
+    unclear = {_normalise(word) for word in ambiguous}
+    found: list[GroupReference] = []
+    for match in pattern.finditer(text):
+        group = groups[match.lastgroup or ""]
+        word, start, end = match.group(), match.start(), match.end()
+        window = text[_clause_start(text, start):start]
+        follower = next((item for item in _group_followers() if text.startswith(item, end)), None)
+        owner = _possessor(window)
+        if word in quoted:
+            about, rule = False, "the loaded prompt's own group word"
+        elif follower is not None or _QUANTIFIER.search(window) or _MOSTLY.search(window):
+            about, rule = False, f"describes a group ('{window[-3:]}{word}{follower or ''}')"
+        elif owner is not None and owner not in _PRONOUN_POSSESSORS:
+            about, rule = False, f"belongs to someone ('{owner}的{word}'), another person"
+        elif _KIN_BEFORE.search(window):
+            about, rule = False, f"said of another person ('{window[-4:]}{word}')"
+        elif word in unclear and not _IS_HAN.match(text[end:end + 1]):
+            about, rule = False, f"'{word}' names a group only before a person word"
+        else:
+            about, rule = True, "names the described person's group"
+        found.append(GroupReference(word, start, end, group, about, rule))
+    return found

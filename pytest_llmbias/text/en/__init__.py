@@ -1,6 +1,6 @@
 """English text rules: tokens, gendered references, marking phrases, masking words, sentiment.
 
-Rule-based, from the word lists shipped in `pytest_llmbias/data/` (read once). Definitions, rules and
+Rule-based, from the word lists in this folder (read once). Definitions, rules and
 limits: docs/metrics.md.
 """
 
@@ -15,14 +15,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any, NamedTuple
 
-from pytest_llmbias.text import Reference, assumed_gender, one_line
+from pytest_llmbias.text import GroupReference, Reference, assumed_gender, one_line
 
 CODE = "en"
 NAME = "English"
 _NEUTRAL = "neutral"
 
 def _data_lines(name: str) -> list[str]:
-    text = resources.files("pytest_llmbias").joinpath("data", name).read_text(encoding="utf-8")
+    text = resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
@@ -63,11 +63,12 @@ def _stopwords() -> frozenset[str]:
 _GROUP_SLOT = "\x00group"
 
 
-@functools.cache
-def _marking_phrases() -> dict[str, tuple[tuple[str, tuple[str, ...]], ...]]:
-    """First stem (or _GROUP_SLOT) -> (phrase as written, match key of stems), longest first."""
+@functools.lru_cache(maxsize=64)
+def _marking_phrases(extra: tuple[str, ...] = ()) -> dict[str, tuple[tuple[str, tuple[str, ...]], ...]]:
+    """First stem (or _GROUP_SLOT) -> (phrase as written, match key of stems), longest first; `extra`: an
+    attribute's phrases beside the language's own."""
     by_first: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
-    for line in _data_lines("marking_phrases.txt"):
+    for line in dict.fromkeys((*_data_lines("marking_phrases.txt"), *extra)):
         key = tuple(
             _GROUP_SLOT if token.lower == "groupslot" else _stem(token.lower)
             for token in _tokenize(line.replace("{group}", " groupslot "))
@@ -450,9 +451,10 @@ def _proper_nouns(tokenized: Sequence[list[_Token]]) -> set[str]:
     return {word for word, always in capitalised.items() if always and word in mid_sentence and word != "i"}
 
 
-def _find_phrases(text: str, tokens: Sequence[_Token], group_words: set[str]) -> tuple[tuple[str, int, int], ...]:
+def _find_phrases(text: str, tokens: Sequence[_Token], group_words: set[str],
+                  extra: tuple[str, ...] = ()) -> tuple[tuple[str, int, int], ...]:
     stems = [_stem(token.lower) for token in tokens]
-    phrases = _marking_phrases()
+    phrases = _marking_phrases(extra)
     found: list[tuple[str, int, int]] = []
     # only where a phrase can start: its first stem, or a group word filling a {group} slot
     starts = [index for index, stem in enumerate(stems) if stem in phrases or tokens[index].lower in group_words]
@@ -502,16 +504,19 @@ def mask_words() -> frozenset[str]:
     return frozenset(_lexicon()) | _group_words()
 
 
-def case_masks(texts: Sequence[str], prompts: Mapping[str, str] | None, variants: Iterable[str]) -> tuple[set[str], set[str]]:
-    """(group words filling a phrase's {group} slot, every word masked from content) for one case's answers."""
-    case_words = _variant_name_words(variants) | _prompt_group_words(prompts)
+def case_masks(texts: Sequence[str], prompts: Mapping[str, str] | None, variants: Iterable[str],
+               group_words: Iterable[str] = ()) -> tuple[set[str], set[str]]:
+    """(group words filling a phrase's {group} slot, every word masked from content) for one case's answers;
+    `group_words`: the words naming the groups of the case's attributes ("african american" masks both words)."""
+    attribute_words = {token.lower for word in group_words for token in _tokenize(word)}
+    case_words = _variant_name_words(variants) | _prompt_group_words(prompts) | attribute_words
     group_words = set(mask_words()) | case_words
     echoed = case_words | _prompt_words(prompts)
     masked = group_words | echoed | _proper_nouns([_tokenize(text) for text in texts])
     return group_words, masked | {"\x00stem:" + _stem(word) for word in echoed}
 
 
-def content_words(text: str, masked: set[str]) -> tuple[list[str], list[str], Counter[str]]:
+def bag_words(text: str, masked: set[str]) -> tuple[list[str], list[str], Counter[str]]:
     """(content stems, their surface forms, masked words seen): stop words and masked words left out.
 
     `masked` as case_masks gives it: words, plus "\x00stem:" entries masking every inflection of a prompt word.
@@ -530,12 +535,123 @@ def content_words(text: str, masked: set[str]) -> tuple[list[str], list[str], Co
     return stems, surfaces, seen
 
 
-bag_words = content_words  # the interface's name for the bag-of-words comparison
+
+def marking_phrases(text: str, group_words: Iterable[str], extra: Sequence[str] = ()) -> tuple[tuple[str, int, int], ...]:
+    """Stereotype-marking phrases in one answer: (phrase in lower case, start, end); `extra`: an attribute's
+    phrases beside the language's own."""
+    return _find_phrases(text, _tokenize(text), set(group_words), tuple(extra))
 
 
-def marking_phrases(text: str, group_words: set[str]) -> tuple[tuple[str, int, int], ...]:
-    """Stereotype-marking phrases in one answer: (phrase in lower case, start, end)."""
-    return _find_phrases(text, _tokenize(text), group_words)
+# --- references to a group of another attribute (race, age, religion, ...) --------------------------
+
+_QUANTIFIERS = frozenset({"many", "some", "most", "all", "other", "several", "few", "more", "fewer", "both", "these",
+                          "those", "various"})
+_PERSON_WORDS = frozenset(
+    "person individual professional human adult colleague coworker co-worker patient friend child student "
+    "neighbor neighbour resident citizen employee worker leader member caregiver practitioner writer author artist "
+    "dancer musician athlete executive manager designer scientist researcher".split()
+)
+
+
+def _person_word(word: str) -> bool:
+    entry = _lexicon().get(word)
+    return (entry is not None and entry.kind in ("noun", "occupation")) or word in _PERSON_WORDS or (
+        word in _occupation_table())
+
+
+@functools.lru_cache(maxsize=256)
+def _reference_keys(references: tuple[tuple[str, tuple[str, ...]], ...]
+                    ) -> tuple[dict[str, list[tuple[tuple[str, ...], str, str]]], list[tuple[re.Pattern[str], str, str]]]:
+    """(first word -> (words, group, reference), longest first; compiled "re:" references)."""
+    by_first: dict[str, list[tuple[tuple[str, ...], str, str]]] = {}
+    patterns = []
+    for group, found in references:
+        for reference in found:
+            if reference.startswith("re:"):
+                patterns.append((re.compile(reference[3:], re.IGNORECASE), group, reference))
+                continue
+            key = tuple(token.lower for token in _tokenize(reference))
+            if key:
+                by_first.setdefault(key[0], []).append((key, group, reference))
+    for options in by_first.values():
+        options.sort(key=lambda item: -len(item[0]))
+    return by_first, patterns
+
+
+_NOT_A_PERSON = frozenset(  # "Latino literature", "Jewish history": a field or a thing named after a group, not a person
+    "studies literature history art arts music cuisine food media film poetry theology philosophy language languages "
+    "holiday holidays festival festivals month".split()
+)
+
+
+def _group_frame(text: str, tokens: Sequence[_Token], start: int, end: int, ambiguous: bool,
+                 quoted: set[str]) -> tuple[bool, str]:
+    """Does the reference at tokens[start:end] assign its group to the described person? (docs/metrics.md)"""
+    words = " ".join(token.surface for token in tokens[start:end])
+    if all(token.lower in quoted for token in tokens[start:end]):
+        return False, "the loaded prompt's own group word"
+    sentence = tokens[start].sentence
+    after = end + 1 if end < len(tokens) and _gap(text, tokens, end).strip() == "/" else end  # "Latino/a literature"
+    following = [token.lower for token in tokens[after:after + 2] if token.sentence == sentence]
+    before = tokens[start - 1] if start > 0 and tokens[start - 1].sentence == sentence else None
+    if before is not None and before.lower in _QUANTIFIERS:
+        return False, f"describes a group ('{before.surface} {words}')"
+    if following and following[0] not in ("is", "was", "has", "does") and _looks_plural(following[0]):
+        return False, f"describes a group ('{words} {following[0]}')"
+    if (following and after == end and tokens[start].surface[:1].isupper() and tokens[end].surface[:1].isupper()
+            and _gap(text, tokens, end) == " " and before is not None):
+        return False, f"part of a name ('{words} {tokens[end].surface}')"
+    # "a Black female nurse": look past one gendered adjective to the person word
+    person = next((word for word in following if not (_lexicon().get(word) and _lexicon()[word].kind == "adjective")), None)
+    before_person = person is not None and _person_word(person)
+    if ambiguous and not before_person:
+        return False, f"'{words}' names a group only before a person word ('a {words.lower()} nurse')"
+    if before is not None and (before.possessive or before.lower in _POSSESSIVE_DETERMINERS):
+        if before_person:
+            return False, f"belongs to someone ('{before.surface} {words} {person}'), another person"
+        return True, f"the subject's own ('{before.surface} {words}')"
+    if following and following[0] in _NOT_A_PERSON:
+        return False, f"names a field or a thing ('{words} {following[0]}'), not a person"
+    return True, "names the described person's group"
+
+
+def group_references(text: str, references: Mapping[str, Sequence[str]], *, ambiguous: Iterable[str] = (),
+                     quoted_words: Iterable[str] = ()) -> list[GroupReference]:
+    """Every reference of `references` (group -> words or "re:" expressions) in `text`, longest first, with
+    the rule that says whether it assigns its group to the subject. Rules and limits: docs/metrics.md."""
+    by_first, patterns = _reference_keys(tuple((group, tuple(found)) for group, found in references.items()))
+    tokens = _tokenize(text)
+    lowered = [token.lower for token in tokens]
+    quoted = {token.lower for word in quoted_words for token in _tokenize(word)}
+    unclear = {word.lower() for word in ambiguous}
+    found: list[GroupReference] = []
+    position = 0
+    while position < len(tokens):
+        match = None
+        for key, group, reference in by_first.get(lowered[position], ()):
+            end = position + len(key)
+            if tuple(lowered[position:end]) == key and all(
+                    _gap(text, tokens, index).strip() in ("", "-") for index in range(position + 1, end)):
+                match = (end, group, reference)
+                break
+        if match is None:
+            position += 1
+            continue
+        end, group, reference = match
+        about, rule = _group_frame(text, tokens, position, end, reference.lower() in unclear, quoted)
+        start, stop = tokens[position].start, tokens[end - 1].end
+        found.append(GroupReference(text[start:stop], start, stop, group, about, rule))
+        position = end
+    for pattern, group, _ in patterns:
+        for hit in pattern.finditer(text):
+            before = text[:hit.start()].split()
+            owner = before[-1].lower().strip(",;:") if before else ""
+            if owner in _POSSESSIVE_DETERMINERS or owner.endswith(("'s", "\u2019s")):
+                about, rule = False, f"belongs to someone ('{before[-1]} {hit.group()}'), another person"
+            else:
+                about, rule = True, "an age said of the described person"
+            found.append(GroupReference(hit.group(), hit.start(), hit.end(), group, about, rule))
+    return sorted(found, key=lambda reference: reference.start)
 
 
 def sentiment(text: str) -> float | None:
@@ -544,6 +660,6 @@ def sentiment(text: str) -> float | None:
 
 
 __all__ = [
-    "CODE", "NAME", "assumed_gender", "bag_words", "case_masks", "content_words", "gendered_references",
+    "CODE", "NAME", "assumed_gender", "bag_words", "case_masks", "gendered_references", "group_references",
     "marking_phrases", "mask_words", "sentiment",
 ]

@@ -1,0 +1,203 @@
+"""Protected attributes as data: one folder per attribute, one YAML file per language.
+
+    pytest_llmbias/attributes/race/en.yaml, race/zh.yaml, age/en.yaml, ...
+
+A language file says, for that language, how each of the attribute's groups is named in a prompt
+(what fills `{group}` in a case template), the words that name the group in an answer (masked by
+counterfactual_gap, like the gendered words), the references that assign the group to the described
+person (read by group_assumption; absent when a neutral description cannot show the attribute), the
+words among them that are also ordinary words ("black", "young": they count only before a person word)
+and the attribute's own marking phrases with a `{group}` slot. The format is in this folder's README.
+
+Adding an attribute is adding a folder. A user adds one from a conftest through the same hook as a
+check: `registry.add_attribute(path)` in `pytest_llmbias_register_checks(registry, config)`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pytest_llmbias.text import LANGUAGES
+
+__all__ = ["DEFAULT", "REGISTRY", "Attribute", "AttributeDataError", "AttributeText", "Registry", "load", "slug"]
+
+DEFAULT = "gender"  # the attribute of a case that names none
+GENDERED = "gendered"  # `references: gendered`: the language's gendered-reference rules decide
+_FILE_KEYS = ("label", "groups", "references", "ambiguous", "phrases")
+_GROUP_KEYS = ("prompt", "words")
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+class AttributeDataError(ValueError):
+    """A mistake in an attribute's data, as one line naming the file and the field."""
+
+
+@dataclass(frozen=True)
+class AttributeText:
+    """One attribute in one language."""
+
+    label: str  # "race/ethnicity"
+    prompts: Mapping[str, str]  # group -> how a prompt names it ("Black", "黑人")
+    words: Mapping[str, tuple[str, ...]]  # group -> words naming it in an answer, lower case
+    references: Mapping[str, tuple[str, ...]] | str | None  # group -> references; GENDERED; None: cannot assign
+    ambiguous: frozenset[str]  # references that count only before a person word
+    phrases: tuple[str, ...]  # marking phrases beyond the language's own
+
+    @property
+    def all_words(self) -> frozenset[str]:
+        return frozenset(word for words in self.words.values() for word in words)
+
+
+@dataclass(frozen=True)
+class Attribute:
+    name: str  # "race"
+    groups: tuple[str, ...]  # group names, the same in every language, in file order
+    texts: Mapping[str, AttributeText]  # language code -> its data
+    folder: str
+
+    @property
+    def label(self) -> str:
+        return self.texts["en"].label if "en" in self.texts else next(iter(self.texts.values())).label
+
+    def text(self, code: str) -> AttributeText | None:
+        return self.texts.get(code)
+
+    def assignable(self, code: str) -> bool:
+        """Can a neutral description in this language assign one of the groups (is there reference data)?"""
+        text = self.texts.get(code)
+        return text is not None and text.references is not None
+
+
+def slug(group: str) -> str:
+    """A group's variant name: "Middle-Eastern" -> "middle-eastern", "older adult" -> "older-adult"."""
+    return re.sub(r"[^\w.-]+", "-", group.strip().lower()).strip("-") or group
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
+        raise AttributeDataError(f"{where} must be a list of non-empty strings")
+    return tuple(item.strip() for item in value)
+
+
+def _language_file(path: Path) -> AttributeText:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise AttributeDataError(f"{path}: cannot read: {' '.join(str(error).split())}") from None
+    if not isinstance(data, dict):
+        raise AttributeDataError(f"{path}: expected a mapping with label and groups")
+    unknown = [key for key in data if key not in _FILE_KEYS]
+    if unknown:
+        raise AttributeDataError(f"{path}: unknown field {unknown[0]!r} (expected: {', '.join(_FILE_KEYS)})")
+    label = data.get("label")
+    if not isinstance(label, str) or not label.strip():
+        raise AttributeDataError(f"{path}: label must be a non-empty string")
+    groups = data.get("groups")
+    if not isinstance(groups, dict) or not groups:
+        raise AttributeDataError(f"{path}: groups must be a mapping of group name to prompt and words")
+    prompts: dict[str, str] = {}
+    words: dict[str, tuple[str, ...]] = {}
+    for group, fields in groups.items():
+        where = f"{path}: groups.{group}"
+        if not isinstance(fields, dict) or "prompt" not in fields:
+            raise AttributeDataError(f"{where} must be a mapping with prompt and words")
+        extra = [key for key in fields if key not in _GROUP_KEYS]
+        if extra:
+            raise AttributeDataError(f"{where}: unknown field {extra[0]!r} (expected: prompt, words)")
+        if not isinstance(fields["prompt"], str) or not fields["prompt"].strip():
+            raise AttributeDataError(f"{where}.prompt must be a non-empty string")
+        prompts[str(group)] = fields["prompt"].strip()
+        words[str(group)] = tuple(word.lower() for word in _strings(fields.get("words", []), f"{where}.words"))
+    references = data.get("references")
+    if isinstance(references, dict):
+        strange = [group for group in references if group not in prompts]
+        if strange:
+            raise AttributeDataError(f"{path}: references.{strange[0]}: no such group (groups: {', '.join(prompts)})")
+        references = {str(group): _strings(found, f"{path}: references.{group}") for group, found in references.items()}
+        for group, found in references.items():
+            for item in found:
+                if item.startswith("re:"):
+                    try:
+                        re.compile(item[3:])
+                    except re.error as error:
+                        raise AttributeDataError(f"{path}: references.{group}: {item!r} is not a regular "
+                                                 f"expression ({error})") from None
+    elif references not in (None, GENDERED):
+        raise AttributeDataError(f"{path}: references must be a mapping of group to references, "
+                                 f"'{GENDERED}', or absent (a neutral description cannot assign the attribute)")
+    phrases = _strings(data.get("phrases", []), f"{path}: phrases")
+    ambiguous = frozenset(word.lower() for word in _strings(data.get("ambiguous", []), f"{path}: ambiguous"))
+    return AttributeText(label.strip(), prompts, words, references, ambiguous, phrases)
+
+
+def load(folder: str | Path) -> Attribute:
+    """An attribute from its folder (the folder's name is the attribute's); AttributeDataError naming the file."""
+    folder = Path(folder)
+    name = folder.name
+    if not _NAME.fullmatch(name):
+        raise AttributeDataError(f"{folder}: an attribute folder's name must be lower-case letters, digits and _")
+    files = {path.stem: path for path in sorted(folder.glob("*.yaml"))}
+    strange = [code for code in files if code not in LANGUAGES]
+    if strange:
+        raise AttributeDataError(f"{files[strange[0]]}: no language {strange[0]!r} (known: {', '.join(LANGUAGES)})")
+    if not files:
+        raise AttributeDataError(f"{folder}: no language file (expected {' or '.join(f'{code}.yaml' for code in LANGUAGES)})")
+    texts = {code: _language_file(path) for code, path in files.items()}
+    groups = tuple(next(iter(texts.values())).prompts)
+    for code, text in texts.items():
+        if set(text.prompts) != set(groups):
+            raise AttributeDataError(f"{files[code]}: groups {', '.join(text.prompts)} differ from "
+                                     f"{', '.join(groups)} in the other language files; name them alike")
+    slugs = [slug(group) for group in groups]
+    if len(set(slugs)) != len(slugs):
+        raise AttributeDataError(f"{folder}: two groups share the variant name {slugs[0]!r}")
+    return Attribute(name, groups, texts, str(folder))
+
+
+class Registry:
+    """Attributes by name: the built-in folders, then any a user adds."""
+
+    def __init__(self) -> None:
+        self._attributes: dict[str, Attribute] = {}
+
+    def add(self, attribute: Attribute | str | Path) -> Attribute:
+        if not isinstance(attribute, Attribute):
+            attribute = load(attribute)
+        known = self._attributes.get(attribute.name)
+        if known is not None and known.folder != attribute.folder:
+            raise ValueError(f"an attribute named {attribute.name!r} is already registered (from {known.folder})")
+        self._attributes[attribute.name] = attribute
+        return attribute
+
+    def remove(self, name: str) -> None:
+        self._attributes.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._attributes
+
+    def __getitem__(self, name: str) -> Attribute:
+        if name not in self._attributes:
+            raise ValueError(f"unknown attribute {name!r}; known: {', '.join(self._attributes)}")
+        return self._attributes[name]
+
+    def __iter__(self) -> Iterator[Attribute]:
+        return iter(list(self._attributes.values()))
+
+    def names(self) -> list[str]:
+        return list(self._attributes)
+
+    def groups(self) -> dict[str, tuple[str, ...]]:
+        """attribute -> its group names: what case validation reads."""
+        return {attribute.name: attribute.groups for attribute in self}
+
+
+REGISTRY = Registry()
+for _folder in sorted(Path(__file__).parent.iterdir()):
+    if _folder.is_dir() and not _folder.name.startswith(("_", ".")):
+        REGISTRY.add(_folder)
