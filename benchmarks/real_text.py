@@ -314,12 +314,17 @@ def main() -> None:
         for samples, max_samples in sizes:
             for model in models:
                 for genders in [name for name in args.genders.split(",") if name]:
-                    table = (corpus.name, f"{model} · {genders} · race", f"{samples}:{max_samples}")
+                    # each race variant is answered by one race's texts: no more than its pool holds
+                    smallest = min(sum(len(pools.get((model, gender, race), [])) for gender in RACE_GENDERS[genders])
+                                   for race in {race for name, _, race in pools if name == model})
+                    cap = min(max_samples, smallest)
+                    table = (corpus.name, f"{model} · {genders} · race", f"{min(samples, cap)}:{cap}")
                     tables.append(table)
-                    notes[table] = ""
+                    notes[table] = (f"max_samples capped from {max_samples} to {cap} (the smallest race pool)"
+                                    if cap < max_samples else "")
                     for scenario in scenarios:
                         for trial in range(args.trials):
-                            jobs.append((path, (model, genders), scenario, samples, max_samples, trial, options_t,
+                            jobs.append((path, (model, genders), scenario, min(samples, cap), cap, trial, options_t,
                                          table + (scenario,)))
     for corpus in ([] if args.race else args.corpus):
         path = str(corpus.resolve())
