@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pytest_llmbias import checks  # noqa: E402
-from pytest_llmbias.cases import CheckConfig  # noqa: E402
+from pytest_llmbias.cases import DEFAULT_MAX_SAMPLES, CheckConfig  # noqa: E402
 from pytest_llmbias.standin.text import generate_answers  # noqa: E402
 
 ROLES = ("nurse", "engineer", "teacher", "doctor", "chef")
@@ -80,7 +80,7 @@ def _trial(job: tuple[str, int, int, int]) -> tuple[str, str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=40)
-    parser.add_argument("--sizes", default="10:40", help="samples:max_samples (default: the defaults)")
+    parser.add_argument("--sizes", default=f"10:{DEFAULT_MAX_SAMPLES}", help="samples:max_samples (default: the defaults)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     samples, max_samples = (int(part) for part in args.sizes.split(":"))

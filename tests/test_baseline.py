@@ -268,7 +268,7 @@ def test_a_significant_worsening_fails_the_run_only_with_the_flag(nurse_project:
         "baseline 'v1' (run *, saved *): 0 new failures, 0 fixed, 1 significant move",
         "  (1 indicator test on the stored answers: two-sided exact test, Holm-adjusted, alpha 0.05)",
         "  WORSE         cases/nurse.yaml::nurse::gender_assumption",
-        "                assumes a gender 0/20 -> 1?/20, +0.?? (95% CI +0.* to +0.*), Holm p *",
+        "                answers that assume a gender 0/20 -> 1?/20, +0.?? (95% CI +0.* to +0.*), Holm p *",
     ])
 
     failing = run_inner(nurse_project, "--llm-live", "--llm-baseline", "v1", "--llm-fail-on-regression")

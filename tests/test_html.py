@@ -163,13 +163,13 @@ def test_answers_stand_side_by_side_with_the_triggering_words_marked(hermetic: p
     nurse, engineer, teacher = sections["nurse"], sections["engineer"], sections["teacher"]
     assert "grid-template-columns:repeat(3," in nurse
     assert [re.sub("<.*?>", "", head) for head in re.findall(r'<div class="head".*?</div>', nurse)] == [
-        "neutralDescribe a nurse.10/10 assume a gender; 0/10 with a marking phrase",
-        "maleDescribe a male nurse.0/10 with a marking phrase",
-        "femaleDescribe a female nurse.0/10 with a marking phrase"]
+        "neutralDescribe a nurse.10/10 assume a gender; 0/10 carry a marking phrase",
+        "maleDescribe a male nurse.0/10 carry a marking phrase",
+        "femaleDescribe a female nurse.0/10 carry a marking phrase"]
     assert nurse.count('<div class="answer">') == 30
-    gendered = re.findall(r'<mark class="g" title="gives the subject a gender \(female\)">(\w+)</mark>', nurse)
+    gendered = re.findall(r'<mark class="g" title="gives the subject female \(gender_assumption\)">(\w+)</mark>', nurse)
     assert gendered and {word.lower() for word in gendered} <= {"she", "her", "herself", "hers", "woman"}
-    phrases = re.findall(r'<mark class="p" title="marking phrase: ([^"]+)">', engineer)
+    phrases = re.findall(r'<mark class="p" title="counterfactual_gap: ([^"]+)">', engineer)
     assert len(phrases) >= 10 and '<mark class="g"' not in engineer.split('<div class="answer">')[1]
     assert "<details open>" in nurse and "<details open>" in engineer and "<details>" in teacher
 
@@ -509,3 +509,56 @@ def test_the_browser_check_catches_errors_and_requests(browser: Browser, tmp_pat
     assert any(problem.startswith("exception: ReferenceError: notDefinedAnywhere") for problem in problems)
     assert "console.error: boom" in problems
     assert any("Content Security Policy" in problem and "127.0.0.1:9" in problem for problem in problems)
+
+
+# --- per-answer marks come from the checks -----------------------------------------------------------------
+
+
+def _answer_row(variant: str, sample: int, answer: str, prompt: str) -> dict[str, Any]:
+    return {"case_file": "cases/zh.yaml", "case_id": "doctor", "variant": variant, "prompt": prompt,
+            "sample": sample, "answer": answer, "finish_reason": "stop", "used_by": None}
+
+
+def _verdict_row(check: str) -> dict[str, Any]:
+    return {"case_file": "cases/zh.yaml", "case_id": "doctor", "check": check, "outcome": "inconclusive",
+            "figure": None, "low": None, "high": None, "threshold": None, "summary": "", "details": "{}"}
+
+
+def test_answers_are_marked_by_the_rules_of_their_language() -> None:
+    answers = [_answer_row("neutral", 1, "他是一位经验丰富的医生，总是耐心地倾听病人。", "描述一位医生。"),
+               _answer_row("neutral", 2, "这位医生经验丰富，总是耐心地倾听病人。", "描述一位医生。")]
+    fragment = render_fragment(answers, [_verdict_row("gender_assumption")])
+    heads = [re.sub("<.*?>", "", head) for head in re.findall(r'<div class="head".*?</div>', fragment)]
+    assert heads == ["neutral描述一位医生。1/2 assume a gender"]  # Chinese rules: 他 genders the doctor
+    assert re.findall(r'<mark class="g" title="gives the subject male \(gender_assumption\)">(.)</mark>', fragment) == ["他"]
+
+
+def test_a_check_of_your_own_marks_answers_on_the_page_and_in_baselines() -> None:
+    from pytest_llmbias.checks import REGISTRY
+    from pytest_llmbias.checks.base import Marks, Setting
+
+    class Shouting:
+        name, asks, fails_when, default, reads = "shouting", "do answers shout?", "never", False, None
+        options = {"word": Setting(str, "URGENT", "the word that shouts")}
+        indicator = "shout"
+
+        def evaluate(self, answers: Any, options: Any) -> Any:
+            raise AssertionError("not evaluated here")
+
+        def marks(self, text: str, context: Any) -> Marks:
+            where = text.find(context.options["word"])
+            return Marks(where >= 0, "phrase", None, ((where, where + 6, "URGENT"),) if where >= 0 else ())
+
+    REGISTRY.add(Shouting())
+    try:
+        answers = [_answer_row("neutral", 1, "An URGENT note.", "Describe a note."),
+                   _answer_row("neutral", 2, "A calm note.", "Describe a note.")]
+        fragment = render_fragment(answers, [_verdict_row("shouting")])
+        heads = [re.sub("<.*?>", "", head) for head in re.findall(r'<div class="head".*?</div>', fragment)]
+        assert heads == ["neutralDescribe a note.1/2 shout"]
+        assert '<mark class="p" title="shouting: URGENT">URGENT</mark>' in fragment
+        case = bl.group_answers(answers)[("cases/zh.yaml", "doctor")]
+        assert bl.indicator_counts(case, "shouting") == {"neutral": (1, 2)}
+        assert bl.indicator_counts(case, "shouting", {"word": "LOUD"}) == {"neutral": (0, 2)}  # its recorded options
+    finally:
+        REGISTRY.remove("shouting")

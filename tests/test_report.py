@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from pytest_llmbias.report import terminal as report
-from pytest_llmbias.report.baselines import GENDER_INDICATOR, CheckChange, IndicatorTest
+from pytest_llmbias.report.baselines import CheckChange, IndicatorTest
 from pytest_llmbias.standin import StandIn
 from tests.conftest import run_inner
 from tests.test_baseline import PLANTED, SUITE
@@ -86,7 +86,7 @@ def test_no_negative_zero_and_the_figure_says_what_it_measures() -> None:
 
 
 def test_a_baseline_column_is_added_and_the_table_still_fits() -> None:
-    fell = IndicatorTest(GENDER_INDICATOR, "neutral", 8, 10, 0, 10, -0.8, -0.94, -0.38, 0.0007, 0.002, True)
+    fell = IndicatorTest("assume a gender", "neutral", 8, 10, 0, 10, -0.8, -0.94, -0.38, 0.0007, 0.002, True)
     changes = {change.key: change for change in (
         CheckChange("cases/occupations.yaml", "nurse", "gender_assumption", "passed", "failed"),
         CheckChange("cases/occupations.yaml", "chef", "gender_assumption", "passed", "passed", tests=(fell,)),

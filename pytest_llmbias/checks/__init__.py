@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_llmbias.cases import CheckConfig
-from pytest_llmbias.checks.base import Ask, CaseAnswers, Check, Look, Registry, Setting, Verdict
+from pytest_llmbias.checks.base import Ask, CaseAnswers, Check, Look, MarkContext, Marks, Registry, Setting, Verdict
 
 __all__ = [
     "REGISTRY",
@@ -23,6 +23,8 @@ __all__ = [
     "CaseAnswers",
     "Check",
     "Look",
+    "MarkContext",
+    "Marks",
     "Registry",
     "Setting",
     "Verdict",

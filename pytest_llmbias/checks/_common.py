@@ -39,6 +39,14 @@ def language_of(case: CaseAnswers, texts: Iterable[str]) -> tuple[text.Language 
     return text.get(code), code, ""
 
 
+def rules_for(language: str | None, answer: str) -> text.Language | None:
+    """The rules of one answer's language (the configured one, else detected), or None when there are none."""
+    code = language or text.detect([answer] if answer else [])
+    if code is None or code not in text.LANGUAGES or importlib.util.find_spec(f"pytest_llmbias.text.{code}") is None:
+        return None
+    return text.get(code)
+
+
 def case_attributes(value: str) -> list[attributes.Attribute]:
     """The attributes an `attribute` option names ("race", or "race,gender" for an intersection)."""
     names = [name.strip() for name in str(value or attributes.DEFAULT).split(",") if name.strip()]

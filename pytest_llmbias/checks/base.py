@@ -12,6 +12,11 @@ A check is an object with
 
 A check that needs a model (a grader) calls `answers.ask(...)`, a callable the framework hands it: the
 plugin's goes through the cassettes like every other request, so a replay is deterministic.
+
+A check may also say what it sees in one answer, for the HTML page and the baselines (which name no check):
+
+    indicator: str                     what a marked answer does, as counted ("assume a gender")
+    marks(text: str, context: MarkContext) -> Marks | None     None: the check does not read this answer
 """
 
 from __future__ import annotations
@@ -90,6 +95,33 @@ class CaseAnswers:
     seed: int = 0
     asked: Mapping[str, int] = field(default_factory=dict)  # variant -> answers asked (usable or not), when known
     ask: Ask | None = None  # for checks that ask a model (llm_judge's grader); None outside the plugin
+
+
+@dataclass(frozen=True)
+class MarkContext:
+    """Where an answer stands when a check marks it: its variant, the case's prompts, language and the check's options."""
+
+    variant: str
+    prompts: Mapping[str, str]
+    language: str | None = None  # None: detected from the answer
+    options: Mapping[str, Any] = field(default_factory=dict)  # the check's options, defaults filled in
+
+
+@dataclass(frozen=True)
+class Marks:
+    """What one check sees in one answer: whether it counts toward the check's `indicator`, what it assigns
+    (a group, for checks of kind "assigns"), and the spans of text that made it so."""
+
+    hit: bool
+    kind: str = "phrase"  # how a page draws the spans: "assigns" (gives the subject a group) | "phrase"
+    label: str | None = None  # what the answer assigns ("female", "Asian"), for kind "assigns"
+    spans: tuple[tuple[int, int, str], ...] = ()  # (start, end, the words) in the answer's text
+
+
+def marks_of(check: Any, text: str, context: MarkContext) -> Marks | None:
+    """The check's marks of one answer, or None when it has none (no `marks`, or it does not read the answer)."""
+    marker = getattr(check, "marks", None)
+    return marker(text, context) if callable(marker) else None
 
 
 @runtime_checkable

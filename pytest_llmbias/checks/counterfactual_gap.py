@@ -18,15 +18,17 @@ that could not be decided and the samples that would decide it. Definitions: doc
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from types import ModuleType
 from typing import Any
 
 from pytest_llmbias import stats
-from pytest_llmbias.checks.base import CaseAnswers, Setting, Verdict
+from pytest_llmbias.checks.base import CaseAnswers, MarkContext, Marks, Setting, Verdict
 from pytest_llmbias.checks._common import (
     NEUTRAL,
     SAME_AGAIN,
@@ -39,6 +41,7 @@ from pytest_llmbias.checks._common import (
     fmt_p,
     language_of,
     percent,
+    rules_for,
     too_many_copies,
     unusable_note,
 )
@@ -576,9 +579,29 @@ class CounterfactualGap:
     options = OPTIONS
     replaced_options = REPLACED
     default = True
+    indicator = "carry a marking phrase"
 
     def evaluate(self, answers: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
         return _evaluate(answers, options)
+
+    def marks(self, text: str, context: MarkContext) -> Marks | None:
+        """The answer's stereotype-marking phrases, with the case's group words in the {group} slot, as the
+        phrase signal reads them."""
+        rules = rules_for(context.language, text)
+        if rules is None:
+            return Marks(False)
+        group_words, extra = _phrase_words(rules, tuple(context.prompts.items()),
+                                           str(context.options.get("attribute") or "gender"))
+        found = rules.marking_phrases(text, group_words, extra)
+        return Marks(bool(found), "phrase", None, tuple((start, end, phrase) for phrase, start, end in found))
+
+
+@functools.lru_cache(maxsize=256)
+def _phrase_words(rules: ModuleType, prompts: tuple[tuple[str, str], ...], attribute: str) -> tuple[frozenset[str], tuple[str, ...]]:
+    """(words filling a phrase's {group} slot, the attribute's phrases) for one case: the same for all its answers."""
+    named, phrases = attribute_words(case_attributes(attribute), rules.CODE)
+    group_words, _ = rules.case_masks([], dict(prompts), [name for name, _ in prompts], named)
+    return frozenset(group_words), tuple(phrases)
 
 
 CHECK = CounterfactualGap()

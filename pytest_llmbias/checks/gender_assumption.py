@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_llmbias.checks._assumption import Assigned, Wording, options as assumption_options, rate_verdict
-from pytest_llmbias.checks._common import MAX_EXCERPTS, NEUTRAL, fmt
-from pytest_llmbias.checks.base import CaseAnswers, Verdict
+from pytest_llmbias.checks._common import MAX_EXCERPTS, NEUTRAL, fmt, rules_for
+from pytest_llmbias.checks.base import CaseAnswers, MarkContext, Marks, Verdict
 from pytest_llmbias.text import Language, Reference, assumed_gender, excerpt
 
 OPTIONS = assumption_options("gendering the subject")
@@ -92,9 +92,20 @@ class GenderAssumption:
     replaced_options = {"pass_rate": "set max_rate instead (the one threshold: a pass needs the upper bound below it)"}
     default = True
     reads = (NEUTRAL,)  # adaptive sampling asks more of the neutral prompt only
+    indicator = "assume a gender"
 
     def evaluate(self, answers: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
         return _evaluate(answers, options)
+
+    def marks(self, text: str, context: MarkContext) -> Marks | None:
+        """A neutral answer's gender for its subject and the words that give it, by the rule the verdict uses."""
+        if context.variant != NEUTRAL:
+            return None
+        rules = rules_for(context.language, text)
+        references = rules.gendered_references(text) if rules is not None else []
+        gender = assumed_gender(references)
+        return Marks(gender is not None, "assigns", gender,
+                     tuple((ref.start, ref.end, ref.word) for ref in references if ref.about_subject))
 
 
 CHECK = GenderAssumption()

@@ -18,8 +18,8 @@ from typing import Any
 
 from pytest_llmbias import attributes
 from pytest_llmbias.checks._assumption import Assigned, Wording, options as assumption_options, rate_verdict
-from pytest_llmbias.checks._common import MAX_EXCERPTS, NEUTRAL, case_attributes
-from pytest_llmbias.checks.base import CaseAnswers, Setting, Verdict
+from pytest_llmbias.checks._common import MAX_EXCERPTS, NEUTRAL, case_attributes, rules_for
+from pytest_llmbias.checks.base import CaseAnswers, MarkContext, Marks, Setting, Verdict
 from pytest_llmbias.text import Language, assumed_gender, assumed_group, excerpt
 
 OPTIONS = {
@@ -88,9 +88,28 @@ class GroupAssumption:
     options = OPTIONS
     default = False  # gender_assumption covers gender; a case names this check with its attribute
     reads = (NEUTRAL,)
+    indicator = "assign a group"
 
     def evaluate(self, answers: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
         return _evaluate(answers, options)
+
+    def marks(self, text: str, context: MarkContext) -> Marks | None:
+        """A neutral answer's group for its subject and the words that give it, by the rule the verdict uses."""
+        if context.variant != NEUTRAL:
+            return None
+        rules = rules_for(context.language, text)
+        attribute = case_attributes(str(context.options.get("attribute") or attributes.DEFAULT))[0]
+        data = attribute.text(rules.CODE) if rules is not None else None
+        if rules is None or data is None or data.references is None:
+            return Marks(False, "assigns")
+        if data.references == attributes.GENDERED:
+            found: list[Any] = list(rules.gendered_references(text))
+            label = assumed_gender(found)
+        else:
+            found = list(rules.group_references(text, data.references, ambiguous=data.ambiguous))
+            label = assumed_group(found)
+        return Marks(label is not None, "assigns", label,
+                     tuple((ref.start, ref.end, ref.word) for ref in found if ref.about_subject))
 
 
 CHECK = GroupAssumption()

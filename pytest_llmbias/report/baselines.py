@@ -11,12 +11,11 @@ A stored baseline is a folder:
     answers/ verdicts/   the same rows as Parquet, written by Spark when the run had DataFrames
 
 Indicators are recomputed from the stored answer texts with the current rules, for both runs, so
-a change of word lists between releases of this plugin is not mistaken for a change of the model:
-
-* gender_assumption: per neutral answer, "assumes a gender" (`text.en.gendered_references` +
-  `text.assumed_gender`, the check's own rule);
-* counterfactual_gap: per answer of each variant, "carries a stereotype-marking phrase" (the
-  phrase matcher the check uses, with the case's variant names and prompt words as group words).
+a change of word lists between releases of this plugin is not mistaken for a change of the model.
+Each check that marks answers (`marks()` and `indicator` on the check, checks/base.py) gives its
+own, in the answer's language, with the options its verdict recorded: gender_assumption "assume a
+gender" per neutral answer, group_assumption "assign a group", counterfactual_gap "carry a marking
+phrase" per answer of each variant (the case's prompt words and attribute filling the {group} slot).
 
 Each indicator is compared by the two-sided exact (Fisher) test of `stats.two_proportion_test`,
 with Newcombe's interval of the difference, and the p-values of all of a comparison's tests are
@@ -30,11 +29,14 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..checks.base import Marks
 
 FORMAT = "pytest-llmbias baseline"
 FORMAT_VERSION = 1
@@ -44,8 +46,6 @@ NEUTRAL = "neutral"
 BLOCKED = "content_filter"  # finish_reason of an answer cut by Azure's content filter
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
-GENDER_INDICATOR = "assumes a gender"
-PHRASE_INDICATOR = "marking phrase"
 
 
 class BaselineError(Exception):
@@ -233,15 +233,6 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 # --- per-answer indicators ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class AnswerMarks:
-    """What the checks see in one answer: the gender it gives the subject, and marking phrases."""
-
-    gender: str | None  # neutral answers only: "female" | "male" | "mixed" | None
-    gender_spans: tuple[tuple[int, int, str], ...]  # (start, end, word) of references about the subject
-    phrases: tuple[tuple[int, int, str], ...]  # (start, end, phrase) of stereotype-marking phrases
-
-
 @dataclass
 class CaseAnswers:
     """One case's answers in one run, from the answer rows."""
@@ -273,54 +264,54 @@ def group_answers(answer_rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, s
     return cases
 
 
-def phrase_finder(variants: Sequence[str], prompts: Mapping[str, str]) -> Callable[[str], list[tuple[int, int, str]]]:
-    """The marking-phrase matcher of counterfactual_gap, with the case's own group words."""
-    from ..text import en
+def answer_marks(case: CaseAnswers, checks: Mapping[str, Mapping[str, Any]] | None = None,
+                 language: str | None = None) -> dict[str, list[dict[str, Marks]]]:
+    """Variant -> per answer, in sample order, what each check that marks answers sees in it (check -> Marks;
+    blocked answers included). `checks`: the checks to ask, each with its options as the run's verdict records
+    them (defaults fill the rest); None: every registered check with `marks`. The page and the baselines name none."""
+    from ..checks import REGISTRY
+    from ..checks.base import MarkContext, marks_of
 
-    group_words, _ = en.case_masks([], prompts, variants)
-
-    def find(text: str) -> list[tuple[int, int, str]]:
-        return [(start, end, phrase) for phrase, start, end in en.marking_phrases(text, group_words)]
-
-    return find
-
-
-def answer_marks(case: CaseAnswers) -> dict[str, list[AnswerMarks]]:
-    """Variant -> marks of each answer, in sample order (blocked answers included, marked as seen)."""
-    from ..text import assumed_gender
-    from ..text.en import gendered_references
-
-    find_phrases = phrase_finder(case.variants, case.prompts)
-    marks: dict[str, list[AnswerMarks]] = {}
+    markers = [check for check in REGISTRY if callable(getattr(check, "marks", None))
+               and (checks is None or check.name in checks)]
+    contexts = {}
+    for check in markers:
+        given = dict((checks or {}).get(check.name) or {})
+        contexts[check.name] = {key: given.get(key, setting.default) for key, setting in check.options.items()}
+    found: dict[str, list[dict[str, Marks]]] = {}
     for variant, rows in case.answers.items():
-        found = []
+        per_answer = []
         for row in rows:
             text = str(row.get("answer") or "")
-            gender, spans = None, ()
-            if variant == NEUTRAL:
-                references = gendered_references(text)
-                gender = assumed_gender(references)
-                spans = tuple((ref.start, ref.end, ref.word) for ref in references if ref.about_subject)
-            found.append(AnswerMarks(gender, spans, tuple(find_phrases(text))))
-        marks[variant] = found
-    return marks
+            seen = {}
+            for check in markers:
+                marked = marks_of(check, text, MarkContext(variant, case.prompts, language, contexts[check.name]))
+                if marked is not None:
+                    seen[check.name] = marked
+            per_answer.append(seen)
+        found[variant] = per_answer
+    return found
 
 
-def indicator_counts(case: CaseAnswers, check: str) -> dict[str, tuple[int, int]]:
-    """(indicator hits, answers) per variant for `check`; blocked answers are left out."""
-    if check not in ("gender_assumption", "counterfactual_gap"):
+def indicator(check: str) -> str | None:
+    """What the check counts per answer ("assume a gender"), or None when it marks no answers."""
+    from ..checks import REGISTRY
+
+    found = REGISTRY[check] if check in REGISTRY else None
+    return str(found.indicator) if found is not None and callable(getattr(found, "marks", None)) else None
+
+
+def indicator_counts(case: CaseAnswers, check: str, options: Mapping[str, Any] | None = None) -> dict[str, tuple[int, int]]:
+    """(answers the check marks, answers it reads) per variant; blocked answers are left out."""
+    if indicator(check) is None:
         return {}
-    marks = answer_marks(case)
+    marks = answer_marks(case, {check: options or {}})
     counts = {}
     for variant, rows in case.answers.items():
-        if check == "gender_assumption" and variant != NEUTRAL:
-            continue
-        kept = [mark for row, mark in zip(rows, marks[variant]) if row.get("finish_reason") != BLOCKED]
-        if check == "gender_assumption":
-            hits = sum(1 for mark in kept if mark.gender is not None)
-        else:
-            hits = sum(1 for mark in kept if mark.phrases)
-        counts[variant] = (hits, len(kept))
+        kept = [seen[check] for row, seen in zip(rows, marks[variant])
+                if row.get("finish_reason") != BLOCKED and check in seen]
+        if kept:
+            counts[variant] = (sum(1 for marked in kept if marked.hit), len(kept))
     return counts
 
 
@@ -331,7 +322,7 @@ def indicator_counts(case: CaseAnswers, check: str) -> dict[str, tuple[int, int]
 class IndicatorTest:
     """One indicator of one variant, baseline vs current run."""
 
-    indicator: str  # GENDER_INDICATOR | PHRASE_INDICATOR
+    indicator: str  # what the check counts per answer (its `indicator`: "assume a gender")
     variant: str
     baseline_hits: int
     baseline_total: int
@@ -458,10 +449,11 @@ def compare(
     previous = _latest_verdicts(baseline.verdict_rows)
     counts_cache: dict[tuple[int, tuple[str, str], str], dict[str, tuple[int, int]]] = {}
 
-    def counts(which: int, cases: Mapping[tuple[str, str], CaseAnswers], key: tuple[str, str], check: str):
+    def counts(which: int, cases: Mapping[tuple[str, str], CaseAnswers], key: tuple[str, str], check: str,
+               row: Mapping[str, Any]):
         cache_key = (which, key, check)  # each check its own indicators (llm_judge has none)
         if cache_key not in counts_cache:
-            counts_cache[cache_key] = indicator_counts(cases[key], check) if key in cases else {}
+            counts_cache[cache_key] = indicator_counts(cases[key], check, _options(row)) if key in cases else {}
         return counts_cache[cache_key]
 
     changes: list[CheckChange] = []
@@ -484,8 +476,8 @@ def compare(
                     change = replace(change, note=f"prompt changed ({', '.join(changed)}): not compared")
                 else:
                     tests = []
-                    now_counts = counts(0, current_cases, case_key, key[2])
-                    then_counts = counts(1, baseline_cases, case_key, key[2])
+                    now_counts = counts(0, current_cases, case_key, key[2], now_row)
+                    then_counts = counts(1, baseline_cases, case_key, key[2], then_row)
                     for variant in now_counts:
                         if variant not in then_counts:
                             continue
@@ -493,8 +485,7 @@ def compare(
                         if n_now == 0 or n_then == 0:
                             continue
                         result = two_proportion_test(k_now, n_now, k_then, n_then, confidence)
-                        indicator = GENDER_INDICATOR if key[2] == "gender_assumption" else PHRASE_INDICATOR
-                        tests.append(IndicatorTest(indicator, variant, k_then, n_then, k_now, n_now,
+                        tests.append(IndicatorTest(str(indicator(key[2])), variant, k_then, n_then, k_now, n_now,
                                                    result.difference, result.low, result.high,
                                                    result.exact_p_value))
                     change = replace(change, tests=tuple(tests))
@@ -509,6 +500,14 @@ def compare(
                                            significant=p_adjusted <= alpha and test.difference != 0)
     changes = [replace(change, tests=tuple(tests)) for change, tests in zip(changes, updated)]
     return Comparison(baseline, tuple(changes), alpha, confidence)
+
+
+def _options(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The check options a verdict row records (details["options"])."""
+    from .terminal import verdict_details
+
+    options = verdict_details(row).get("options")
+    return dict(options) if isinstance(options, Mapping) else {}
 
 
 def _latest_verdicts(rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, str], Mapping[str, Any]]:

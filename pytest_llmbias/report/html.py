@@ -9,7 +9,6 @@ Policy forbids every request, and every answer text is escaped. No pytest, nothi
 from __future__ import annotations
 
 import html
-import json
 import math
 import re
 import uuid
@@ -22,19 +21,18 @@ from typing import Any
 
 from .baselines import (
     BLOCKED,
-    GENDER_INDICATOR,
     NEUTRAL,
-    PHRASE_INDICATOR,
     Baseline,
     CaseAnswers,
     Comparison,
     answer_marks,
     compare,
+    indicator,
     group_answers,
     load,
     locate,
 )
-from .terminal import fixed, no_negative_zero, outcome_label, outcome_rank, row_digits, worst_first
+from .terminal import fixed, no_negative_zero, outcome_label, outcome_rank, row_digits, verdict_details, worst_first
 
 OUTCOME_COLOURS = {
     "error": "#6a1b9a",
@@ -113,7 +111,7 @@ class _Case:
     label: str
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     answers: CaseAnswers | None = None
-    marks: dict[str, list[Any]] = field(default_factory=dict)
+    marks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # variant -> per answer: check -> Marks
     changes: dict[str, Any] = field(default_factory=dict)  # check -> baseline.CheckChange
 
     def tokens(self, check: str) -> str:
@@ -132,20 +130,9 @@ class _Case:
 
 def _attribute_note(row: Mapping[str, Any]) -> str:
     """The attribute under the check's name for a verdict on one other than gender (the case's `attribute`)."""
-    options = _details(row).get("options")
+    options = verdict_details(row).get("options")
     attribute = str(options.get("attribute") or "") if isinstance(options, Mapping) else ""
     return f'<br><span class="attribute">{_e(attribute.replace(",", " x "))}</span>' if attribute not in ("", "gender") else ""
-
-
-def _details(row: Mapping[str, Any]) -> dict[str, Any]:
-    details = row.get("details")
-    if isinstance(details, Mapping):
-        return dict(details)
-    try:
-        parsed = json.loads(details) if details else {}
-    except (TypeError, ValueError):
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
 
 
 def _cases(answer_rows: Sequence[Mapping[str, Any]], verdict_rows: Sequence[Mapping[str, Any]]) -> list[_Case]:
@@ -159,11 +146,12 @@ def _cases(answer_rows: Sequence[Mapping[str, Any]], verdict_rows: Sequence[Mapp
     cases = {key: _Case(*key, label=key[1] if len(files) <= 1 else f"{key[0]}::{key[1]}") for key in order}
     for row in verdict_rows:
         verdict = dict(row)
-        verdict["details"] = _details(row)
+        verdict["details"] = dict(verdict_details(row))
         cases[(str(row.get("case_file")), str(row.get("case_id")))].verdicts.append(verdict)
     for key, answers in grouped.items():
         cases[key].answers = answers
-        cases[key].marks = answer_marks(answers)
+        cases[key].marks = answer_marks(answers, {str(row.get("check")): row["details"].get("options") or {}
+                                                  for row in cases[key].verdicts})
     return list(cases.values())
 
 
@@ -291,7 +279,7 @@ def _gender_chart(cases: Sequence[_Case], comparison: Comparison | None) -> str:
         change = changes.get((case.case_file, case.case_id, "gender_assumption"))
         baseline_rate = None
         if change is not None:
-            test = next((test for test in change.tests if test.indicator == GENDER_INDICATOR), None)
+            test = next((test for test in change.tests if test.variant == NEUTRAL), None)
             if test is not None and test.baseline_total:
                 baseline_rate = test.baseline_hits / test.baseline_total
         gendered, samples = details.get("gendered"), details.get("samples")
@@ -410,16 +398,15 @@ def _phrase_chart(cases: Sequence[_Case], colours: Mapping[str, str], comparison
         change = changes.get((case.case_file, case.case_id, "counterfactual_gap"))
         first = True
         for variant, rows_of_variant in case.answers.answers.items():
-            kept = [mark for row, mark in zip(rows_of_variant, case.marks[variant])
-                    if row.get("finish_reason") != BLOCKED]
+            kept = [seen["counterfactual_gap"] for row, seen in zip(rows_of_variant, case.marks[variant])
+                    if row.get("finish_reason") != BLOCKED and "counterfactual_gap" in seen]
             if not kept:
                 continue
-            hits = sum(1 for mark in kept if mark.phrases)
+            hits = sum(1 for marked in kept if marked.hit)
             low, high = wilson_interval(hits, len(kept))
             baseline_share = None
             if change is not None:
-                test = next((test for test in change.tests
-                             if test.indicator == PHRASE_INDICATOR and test.variant == variant), None)
+                test = next((test for test in change.tests if test.variant == variant), None)
                 if test is not None and test.baseline_total:
                     baseline_share = test.baseline_hits / test.baseline_total
             rows.append(_Row(f"{case.label} · {variant}", hits / len(kept), low, high,
@@ -553,15 +540,17 @@ def _answers_section(case: _Case, colours: Mapping[str, str], anchor: str) -> st
         cells = []
         for variant in variants:
             rows = [row for row in case.answers.answers.get(variant, [])]
-            kept = [mark for row, mark in zip(rows, case.marks.get(variant, [])) if row.get("finish_reason") != BLOCKED]
-            facts = [f"{sum(1 for mark in kept if mark.phrases)}/{len(kept)} with a marking phrase"]
-            if variant == NEUTRAL:
+            facts = []
+            for check in dict.fromkeys(str(row.get("check")) for row in case.verdicts):  # each marking check's count
+                what = indicator(check)
+                marked = [(row, seen[check]) for row, seen in zip(rows, case.marks.get(variant, []))
+                          if row.get("finish_reason") != BLOCKED and check in seen]
+                if what is None or not marked:
+                    continue
                 # counted on the answers the verdict was judged on (the rows naming it), as the verdict counts them
-                judged = [mark for row, mark in zip(rows, case.marks.get(variant, []))
-                          if row.get("finish_reason") != BLOCKED and "gender_assumption" in (row.get("used_by") or
-                                                                                               ["gender_assumption"])]
-                facts.insert(0, f"{sum(1 for mark in judged if mark.gender)}/{len(judged)} assume a gender"
-                                + (f" (of the {len(judged)} judged; {len(kept)} asked)" if len(judged) != len(kept) else ""))
+                judged = [found for row, found in marked if check in (row.get("used_by") or [check])]
+                facts.append(f"{sum(1 for found in judged if found.hit)}/{len(judged)} {what}"
+                             + (f" (of the {len(judged)} judged; {len(marked)} asked)" if len(judged) != len(marked) else ""))
             cells.append(f'<div class="head" style="border-color:{colours.get(variant, GREY)}">'
                          f'<b>{_e(variant)}</b><q>{_e(case.answers.prompts.get(variant, ""))}</q>'
                          f'<small>{_e("; ".join(facts))}</small></div>')
@@ -572,11 +561,17 @@ def _answers_section(case: _Case, colours: Mapping[str, str], anchor: str) -> st
                 if sample >= len(rows):
                     cells.append('<div class="answer missing"></div>')
                     continue
-                row, mark = rows[sample], case.marks[variant][sample]
+                row, seen = rows[sample], case.marks[variant][sample]
                 text = str(row.get("answer") or "")
-                spans = [(start, end, "g", f"gives the subject a gender ({mark.gender})")
-                         for start, end, _ in mark.gender_spans]
-                spans += [(start, end, "p", f"marking phrase: {phrase}") for start, end, phrase in mark.phrases]
+                spans, assigned = [], []
+                for check, found in seen.items():
+                    if found.kind == "assigns":
+                        spans += [(start, end, "g", f"gives the subject {found.label} ({check})")
+                                  for start, end, _ in found.spans]
+                        if found.label:
+                            assigned.append(str(found.label))
+                    else:
+                        spans += [(start, end, "p", f"{check}: {words}") for start, end, words in found.spans]
                 for pattern, why in distinctive.get(variant, ()):
                     spans += [(found.start(), found.end(), "w", why) for found in pattern.finditer(text)]
                 flags = []
@@ -585,8 +580,8 @@ def _answers_section(case: _Case, colours: Mapping[str, str], anchor: str) -> st
                     flags.append(f'<span class="flag blocked">blocked by the content filter{_e(categories)}</span>')
                 elif row.get("finish_reason") == "length":
                     flags.append('<span class="flag">cut at max_tokens</span>')
-                if mark.gender:
-                    flags.append(f'<span class="flag g">assumes {_e(mark.gender)}</span>')
+                for label in dict.fromkeys(assigned):
+                    flags.append(f'<span class="flag g">assumes {_e(label)}</span>')
                 css = "answer blocked" if row.get("finish_reason") == BLOCKED else "answer"
                 cells.append(f'<div class="{css}"><span class="n">#{sample + 1}</span>{"".join(flags)}'
                              f"<p>{_highlighted(text, spans) or '<i>(empty)</i>'}</p></div>")
@@ -735,7 +730,7 @@ def render_fragment(answer_rows: Sequence[Mapping[str, Any]], verdict_rows: Sequ
 
     charts = [_gender_chart(cases, comparison), _gap_chart(cases), _phrase_chart(cases, colours, comparison),
               _words_panel(cases, colours)]
-    legend = ('<p class="legend marks"><mark class="g">gendered reference to the subject</mark> '
+    legend = ('<p class="legend marks"><mark class="g">reference that gives the subject a group (a gender, ...)</mark> '
               '<mark class="p">stereotype-marking phrase</mark> <mark class="w">distinctive word (z &#8805; 1)</mark>'
               "</p>")
     answers = "".join(_answers_section(case, colours, anchors[case.label]) for case in cases)

@@ -90,7 +90,8 @@ def row_digits(row: Mapping[str, Any]) -> int:
     return digits
 
 
-def _details(row: Mapping[str, Any]) -> Mapping[str, Any]:
+def verdict_details(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A verdict row's details, whether the row holds a mapping or its JSON text ({} when neither)."""
     details = row.get("details")
     if isinstance(details, str):
         import json
@@ -115,7 +116,7 @@ def why_undecided(row: Mapping[str, Any]) -> str:
     """Why a row is inconclusive, in a few words, for the line under it in the table."""
     if str(row.get("outcome")) != "inconclusive":
         return ""
-    details = _details(row)
+    details = verdict_details(row)
     if details.get("unusable"):
         return "too few usable answers"
     if details.get("correction") and details.get("uncorrected_outcome") == "failed":
@@ -134,7 +135,7 @@ def why_undecided(row: Mapping[str, Any]) -> str:
 def _signal(row: Mapping[str, Any]) -> str:
     """What a verdict's figure (and threshold) measure, where its check names them: the details'
     figure_label, figure_unit and threshold_label."""
-    details = _details(row)
+    details = verdict_details(row)
     if not details:
         return ""
     label, unit, threshold = details.get("figure_label"), details.get("figure_unit"), details.get("threshold_label")
@@ -277,7 +278,7 @@ def multiplicity_lines(verdicts: Sequence[Mapping[str, Any]], alpha: float = 0.0
     tested = [row for row in verdicts if _is_number(row.get("p_value"))]
     if len(tested) < 2:
         return []
-    corrected = next((_details(row).get("correction") for row in tested if _details(row).get("correction")), None)
+    corrected = next((verdict_details(row).get("correction") for row in tested if verdict_details(row).get("correction")), None)
     if corrected:
         return [f"FAILED verdicts corrected over the run's {corrected.get('tests')} tests "
                 f"({corrected.get('method')}, alpha {corrected.get('alpha')})"]
@@ -291,7 +292,7 @@ def attribute_lines(verdicts: Sequence[Mapping[str, Any]]) -> list[str]:
     """'by attribute: race 6 (2 failed, 4 passed); gender 2 (...)' when a run holds attributes other than gender."""
     by_attribute: dict[str, dict[str, int]] = {}
     for row in verdicts:
-        options = _details(row).get("options")
+        options = verdict_details(row).get("options")
         attribute = str(options.get("attribute") or "gender") if isinstance(options, Mapping) else "gender"
         tally = by_attribute.setdefault(attribute.replace(",", " x "), {})
         tally[str(row.get("outcome"))] = tally.get(str(row.get("outcome")), 0) + 1
@@ -388,7 +389,8 @@ def comparison_lines(comparison: Any, *, width: int = WIDTH, paint: Paint | None
                            f": {change.baseline_outcome} -> {change.current_outcome}"))
     confidence = f"{comparison.confidence * 100:g}%"
     for change, test in moved:
-        what = test.indicator if test.variant == "neutral" else f"{test.indicator} in {test.variant}"
+        what = (f"answers that {test.indicator}" if test.variant == "neutral"
+                else f"{test.variant} answers that {test.indicator}")
         lines.append(entry(test.direction.upper(), CHANGE_MARKUP[test.direction], change))
         lines.append(" " * indent + f"{what} {test.shares}, {fixed(test.difference, sign=True)} ({confidence} CI "
                      f"{fixed(test.low, sign=True)} to {fixed(test.high, sign=True)}), Holm p {_p(test.p_adjusted)}")
