@@ -93,6 +93,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--llm-correction", choices=("holm", "bh"), default=None,
                     help="judge all the run's tests together: adjust p-values over them (holm: "
                          "family-wise error; bh: false discovery rate)")
+    group.addoption("--llm-resume", action="store_true", default=False,
+                    help="with --llm-live: take the answers of the newest earlier run's journal "
+                         "(.llmbias/journal/, e.g. a run interrupted by Ctrl-C) and ask only for the rest")
     group.addoption("--llm-plan", action="store_true", default=False,
                     help="print what the run would ask (requests, tokens, time at the quota) and stop")
     parser.addini("llmbias_cases", "name of the directories whose YAML files are bias cases",
@@ -133,6 +136,10 @@ def _run_config(config: pytest.Config) -> RunConfig:
                                 "it cannot be combined with pytest-xdist's -n")
     if record and live:
         raise pytest.UsageError("--llm-live cannot be combined with --llm-record: live writes no cassettes")
+    resume = config.getoption("llm_resume")
+    if resume and not live:
+        raise pytest.UsageError("--llm-resume continues an interrupted --llm-live run; a record run keeps "
+                                "what it got in its cassettes, and the next --llm-record asks only the rest")
     samples = config.getoption("llm_samples")
     if samples is not None and not 1 <= samples <= 128:
         raise pytest.UsageError(f"--llm-samples must be between 1 and 128 (got {samples})")
@@ -181,6 +188,7 @@ def _run_config(config: pytest.Config) -> RunConfig:
         rootdir=Path(config.rootpath),
         provider=config.getini("llmbias_provider") or None,
         token_scope=config.getini("llmbias_token_scope") or None,
+        resume=resume,
     )
 
 
@@ -703,6 +711,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                                     "verdicts": llm_session.verdict_rows,
                                     "deployments": llm_session.learned()}
         return
+    if getattr(session.config.option, "numprocesses", None):  # what the workers shared is in the journal too
+        from .journal import remove_shared
+
+        remove_shared(llm_session.config.rootdir, llm_session.run_id)
     if exitstatus != pytest.ExitCode.INTERRUPTED:  # only a whole run knows what is no longer asked
         llm_session.prune_cassettes(session.config.stash[DESELECTED_FILES_KEY])
     give_up = _hurry_on_sigint(session.config)

@@ -19,10 +19,10 @@ from .cases import Case
 from .verdicts import Verdicts
 from .client import (DEFAULT_DEPLOYMENT, ChatRequest, Completion, RequestFailed, RunStopped, Settings,
                      estimate_tokens)
+from .journal import JOURNAL_DIR, Journal, SharedOutcomes, earlier_answers
 from .throttle import Stopped
 
 MODES = ("replay", "new", "all", "live")
-JOURNAL_DIR = Path(".llmbias") / "journal"
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class RunConfig:
     correction: str | None = None        # --llm-correction: "holm" or "bh" over all the run's tests
     provider: str | None = None          # ini llmbias_provider: azure, openai, databricks (else from the environment)
     token_scope: str | None = None       # ini llmbias_token_scope: Entra ID scope (other clouds)
+    resume: bool = False                 # --llm-resume: the newest earlier journal's answers stand in for requests
 
 
 NO_RECORDING = "no recording in "
@@ -118,7 +119,11 @@ class LLMSession:
         self._library: Any = None
         self._client: Any = None
         self._limiter: Any = None
-        self._journal: Any = None
+        self._journal: Journal | None = None
+        self._shared: SharedOutcomes | None = None   # pytest-xdist workers: each request asked by one of them
+        self._resumed: dict[str, Completion] = {}    # --llm-resume: an earlier run's answers by request key
+        self.resumed_from: tuple[Path, int] | None = None  # that journal, and how many of its answers were used
+        self._answer_index: dict[tuple[Any, ...], dict[str, Any]] = {}  # merged rows by (run, case, variant, sample)
         self._spark: Any = None
         self.selected: list[tuple[Case, Any]] = []     # (case, check) of every selected test
         self._settings: Settings | None = None
@@ -174,9 +179,18 @@ class LLMSession:
         return bool(self._cases) or bool(self.merged_answer_rows) or bool(self.verdict_rows)
 
     def merge(self, answer_rows: list[dict[str, Any]], verdict_rows: list[dict[str, Any]]) -> None:
-        """Rows a pytest-xdist worker gathered, kept on the controller for the one DataFrame."""
+        """Rows a pytest-xdist worker gathered, kept on the controller for the one DataFrame. Two workers
+        can hold the same answer (one judged its case, the other's test read every answer): it is one
+        row, used by the checks either worker judged with it."""
         with self._lock:
-            self.merged_answer_rows.extend(answer_rows)
+            for row in answer_rows:
+                identity = (row["run_id"], row["case_file"], row["case_id"], row["variant"], row["sample"])
+                kept = self._answer_index.get(identity)
+                if kept is None:
+                    self._answer_index[identity] = row
+                    self.merged_answer_rows.append(row)
+                else:
+                    kept["used_by"] = sorted(set(kept["used_by"]) | set(row["used_by"]))
             self.verdict_rows.extend(verdict_rows)
 
     def deployment_for(self, case: Case) -> str:
@@ -304,12 +318,13 @@ class LLMSession:
         self._limiter = RateLimiter(self.config.tpm, self.config.rpm, stop=self._stopping,
                                     learn=mode != "replay")  # a replay asks nobody: nothing to learn
         if mode != "replay":
-            path = self.config.rootdir / JOURNAL_DIR / f"{self.run_id}.jsonl"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            ignore = path.parent / ".gitignore"
-            if not ignore.exists():  # like .pytest_cache: never committed by accident
-                ignore.write_text("# written by pytest-llmbias: answers of live and record runs\n*\n")
-            self._journal = path.open("a", encoding="utf-8")
+            if self.config.resume:  # before this run's own journal exists: the newest is an earlier run's
+                path, self._resumed = earlier_answers(self.config.rootdir, self.run_id)
+                if path is not None:
+                    self.resumed_from = (path, 0)
+            self._journal = Journal(self.config.rootdir, self.run_id)
+            if self.config.lazy:  # a pytest-xdist worker: what another worker asks is not asked again
+                self._shared = SharedOutcomes(self.config.rootdir, self.run_id)
 
     def _fetch_all(self, pending: list[str]) -> None:
         with self._lock:
@@ -327,6 +342,21 @@ class LLMSession:
     def _fetch_one(self, key: str) -> None:
         if self._ready[key].is_set():
             return
+        while self._shared is not None and not self._shared.claim(key):
+            shared = self._shared.wait(key, self._stopping)
+            if shared is not None:  # another worker asked it (and journaled it): this one only reads it
+                self._store(key, shared, journal=False)
+                return
+        resumed = self._resumed.get(key)
+        if resumed is not None:  # answered in the run this one resumes: journaled again, not asked
+            with self._lock:
+                path, used = self.resumed_from or (Path(), 0)
+                self.resumed_from = (path, used + 1)
+            self._store(key, resumed)
+            return
+        self._ask_first_or_after(key)
+
+    def _ask_first_or_after(self, key: str) -> None:
         # The first request goes alone until the deployment answers it: a refusal every request would
         # meet (credentials, the case file's settings) then stops the run at one request.
         while not self._first_asked.is_set():
@@ -495,8 +525,13 @@ class LLMSession:
                 for name, (asked, got) in dict(from_worker.get("ignores_n") or {}).items():
                     self._ignores_n.setdefault(name, (asked, got))
                 self._refuses_n.update(from_worker.get("refuses_n") or ())
+                resumed = from_worker.get("resumed")
+                if resumed:
+                    path, used = self.resumed_from or (Path(resumed[0]), 0)
+                    self.resumed_from = (path, used + int(resumed[1]))
             return {"ignores_n": {name: list(counts) for name, counts in self._ignores_n.items()},
-                    "refuses_n": sorted(self._refuses_n)}
+                    "refuses_n": sorted(self._refuses_n),
+                    "resumed": [str(self.resumed_from[0]), self.resumed_from[1]] if self.resumed_from else None}
 
     def notes(self) -> list[str]:
         """What the run learned about its deployments that the user should know, one line each."""
@@ -507,6 +542,11 @@ class LLMSession:
                  for name, (asked, got) in sorted(ignored.items())]
         lines += [f"deployment {name!r} refuses n > 1: every prompt's samples were asked as single seeded requests"
                   for name in sorted(refused - set(ignored))]
+        if self.config.resume:
+            path, used = self.resumed_from or (None, 0)
+            lines.append(f"--llm-resume: {used} requests answered from {self.relative(path)}, the rest asked"
+                         if path is not None else
+                         f"--llm-resume: no journal of an earlier run in {JOURNAL_DIR.as_posix()}/: everything asked")
         return lines
 
     def _want_key(self, key: str, cassette: Path) -> None:
@@ -527,25 +567,18 @@ class LLMSession:
             return str(error)
         return error  # a bug: the tests that need this prompt re-raise it with its traceback
 
-    def _store(self, key: str, outcome: Completion | str | BaseException) -> None:
+    def _store(self, key: str, outcome: Completion | str | BaseException, *, journal: bool = True) -> None:
         with self._lock:
             self._outcomes[key] = outcome
             self.progress.done += 1
             if isinstance(outcome, Completion):
                 self.progress.tokens += outcome.prompt_tokens + outcome.completion_tokens
                 self.progress.throttled += outcome.throttled
-                if self._journal is not None:
-                    self._journal.write(json.dumps(self._journal_line(key, outcome)) + "\n")
-                    self._journal.flush()
+        if journal and isinstance(outcome, Completion) and self._journal is not None:
+            self._journal.write(key, self._requests[key], outcome)
+        if journal and self._shared is not None:
+            self._shared.publish(key, outcome)
         self._ready[key].set()
-
-    def _journal_line(self, key: str, outcome: Completion) -> dict[str, Any]:
-        request = self._requests[key]
-        return {"run_id": self.run_id, "deployment": request.deployment, "prompt": request.prompt,
-                "system_prompt": request.system_prompt, "n": request.n, "texts": list(outcome.texts),
-                "finish_reasons": list(outcome.finish_reasons), "filtered": list(outcome.filtered),
-                "model": outcome.model, "prompt_tokens": outcome.prompt_tokens,
-                "completion_tokens": outcome.completion_tokens}
 
     def prune_cassettes(self, partial_files: set[Path]) -> int:
         """After a whole record run: drop recordings that no selected case asked for, file by file.
@@ -583,9 +616,7 @@ class LLMSession:
         if self._library is not None:
             self._library.flush()
         if self._journal is not None:
-            with self._lock:
-                self._journal.close()
-                self._journal = None
+            self._journal.close()
 
     def answers_for(self, case: Case, *, on_wait: Callable[[], None] | None = None, batches: int = 1,
                     variants: Iterable[str] | None = None,
