@@ -632,7 +632,7 @@ def _print_plan(config: pytest.Config, llm_session: LLMSession) -> None:
     quota = ", ".join(f"{value} {name}" for name, value in
                       (("TPM", llm_session.config.tpm), ("RPM", llm_session.config.rpm)) if value)
     writer = config.pluginmanager.get_plugin("terminalreporter")
-    lines = [f"{what} would send {plan.requests} requests ({plan.samples} completions), "
+    lines = [f"{what} would send at most {plan.requests} requests ({plan.samples} completions), "
              f"about {plan.tokens} tokens charged against the quota",
              f"estimated time: {plan.seconds:.0f}s at {quota or 'no quota given (--llm-tpm/--llm-rpm)'}"
              f", {llm_session.config.concurrency} in flight, ~1s per request"]
@@ -690,12 +690,38 @@ def llm_answers(request: pytest.FixtureRequest) -> Any:
     return llm_session.answers_dataframe()
 
 
+HOOK_FAILURES_KEY = pytest.StashKey[list]()
+
+
+def _call_results_hooks(config: pytest.Config, results: Any) -> bool:
+    """Call every pytest_llmbias_results implementation, each on its own: one that raises (a conftest
+    reading `results.answers` in a run without Spark) is reported with its traceback at the end, and
+    neither the others nor the run's report are lost. True when one raised."""
+    import traceback
+
+    failures = config.stash.setdefault(HOOK_FAILURES_KEY, [])
+    for impl in reversed(config.hook.pytest_llmbias_results.get_hookimpls()):  # pluggy's order: last first
+        arguments = {"results": results, "config": config}
+        try:
+            impl.function(**{name: arguments[name] for name in impl.argnames})
+        except Exception as error:
+            where = getattr(impl.plugin, "__file__", None) or impl.plugin_name
+            failures.append((f"pytest_llmbias_results in {where} raised {type(error).__name__}: {error}",
+                             "".join(traceback.format_exception(error)).rstrip()))
+    return bool(failures)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """After the results: what the run learned about its deployments (one that ignores n), once."""
+    """After the results: what the run learned about its deployments (one that ignores n), once; a results
+    hook that raised, with its traceback."""
     llm_session = config.stash.get(SESSION_KEY, None)
     for line in llm_session.notes() if llm_session is not None else ():
         terminalreporter.write_line(line)
+    for headline, trace in config.stash.get(HOOK_FAILURES_KEY, []):
+        terminalreporter.write_sep("-", "pytest_llmbias_results hook failed", red=True)
+        terminalreporter.write_line(trace)
+        terminalreporter.write_line(headline, red=True)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -719,6 +745,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         llm_session.prune_cassettes(session.config.stash[DESELECTED_FILES_KEY])
     give_up = _hurry_on_sigint(session.config)
     results = llm_session.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED, give_up=give_up)
-    session.config.hook.pytest_llmbias_results(results=results, config=session.config)
+    if _call_results_hooks(session.config, results) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if give_up is not None and give_up.is_set():
         session.exitstatus = pytest.ExitCode.INTERRUPTED

@@ -257,35 +257,73 @@ class LLMSession:
         return shown
 
     def plan(self, latency_s: float = 1.0) -> Plan:
-        """What a live or record run would ask: requests, samples, tokens, time at the quota."""
+        """What a live or record run would ask at most: requests, samples, tokens, time at the quota.
+
+        Adaptive sampling's later batches count as the worst case (every batch of every prompt), except
+        where recorded answers already decide: a replay or --llm-record plan judges every selected test on
+        what is recorded and counts only the requests it misses, and the later batches of the cases that
+        miss one."""
         from .throttle import RateLimiter
 
-        requests = list(self._requests.values())
-        known = set(self._requests)
-        later: dict[str, Path] = {}  # adaptive sampling's later batches: looked up in the case's cassette
-        for case in list(self._cases.values()):  # adaptive sampling's worst case: every batch of every prompt
-            for batch in range(2, self.batches_of(case) + 1):
-                for variant in case.variants:
-                    request = self.request_for(case, variant.prompt, batch)
-                    if request.key not in known:
-                        known.add(request.key)
-                        requests.append(request)
-                        later[request.key] = self._cassette_path(case)
+        requests = self._worst_case()
         if self.config.mode in ("replay", "new"):
-            if later and self._library is None:
-                self._library = self._new_library("new")
-            for key, path in later.items():
-                self._library.want(key, path)
-            requests = [request for request in requests if not self._recorded(request.key)]
+            requests = self._not_decided_by_recordings(requests)
+        else:
+            requests = [request for _, _, request in requests]
         costs = [estimate_tokens(request) for request in requests]
         limiter = RateLimiter(self.config.tpm, self.config.rpm)
         return Plan(len(requests), sum(request.n for request in requests), sum(costs),
                     limiter.estimate_seconds(costs, self.config.concurrency, latency_s))
 
-    def _recorded(self, key: str) -> bool:
-        if self._library is None:
-            self._library = self._new_library("new")
-        return self._library.lookup(key) is not None
+    def _worst_case(self) -> list[tuple[Case, int, ChatRequest]]:
+        """(case, batch, request) of every batch adaptive sampling may ask for the registered cases."""
+        found: list[tuple[Case, int, ChatRequest]] = []
+        known: set[str] = set()
+        for case in list(self._cases.values()):
+            for batch in range(1, self.batches_of(case) + 1):
+                for variant in case.variants:
+                    request = self.request_for(case, variant.prompt, batch)
+                    if request.key not in known:
+                        known.add(request.key)
+                        found.append((case, batch, request))
+        return found
+
+    def _not_decided_by_recordings(self, worst_case: list[tuple[Case, int, ChatRequest]]) -> list[ChatRequest]:
+        """The requests a record run would still send: every selected test judged on the recordings (a replay
+        of its own that asks nobody); a request it misses is needed, and so are the unrecorded later batches
+        of a case from the first batch it misses (the worst case from there)."""
+        rehearsal = LLMSession(dataclasses.replace(self.config, mode="replay", lazy=False, correction=None,
+                                                   resume=False, results_dir=None, spark=False))
+        rehearsal.register(case for case, _ in self.selected)
+        try:
+            for case, check in self.selected:
+                try:
+                    rehearsal.verdict_for(case, check)
+                except (PromptUnavailable, PromptFiltered):
+                    continue
+            missed = {key for key, outcome in list(rehearsal._outcomes.items())
+                      if isinstance(outcome, str) and outcome.startswith(NO_RECORDING)}
+        finally:
+            rehearsal.stop_fetching(timeout=5.0)
+        first_miss: dict[tuple[Any, str], int] = {}
+        for case, batch, request in worst_case:
+            if request.key in missed:
+                where = (case.path, case.id)
+                first_miss[where] = min(batch, first_miss.get(where, batch))
+        needed = [request for case, batch, request in worst_case
+                  if request.key in missed or (batch > first_miss.get((case.path, case.id), batch)
+                                               and not rehearsal._recorded_for(case, request))]
+        counted = {request.key for request in needed}
+        needed += [rehearsal._requests[key] for key in sorted(missed - counted)]  # a grader's requests
+        return needed
+
+    def _recorded_for(self, case: Case, request: ChatRequest) -> bool:
+        """Whether the case's cassette holds the request (noted first: the library looks only where told)."""
+        with self._lock:
+            self._want(request, self._cassette_path(case))
+            if self._library is None:
+                self._library = self._new_library("new")
+        return self._library.lookup(request.key) is not None
 
     # -- fetching -----------------------------------------------------------------------------
     def start_fetching(self, keys: list[str] | None = None) -> None:

@@ -107,7 +107,7 @@ def test_plan_prints_requests_tokens_and_time_and_asks_nothing(project: pytest.P
     expected = sum(estimate_tokens(ChatRequest("gpt-35-turbo", "", f"Describe a {word}{role}.", 100, 1.0, 3))
                    for role in ROLES for word in ("", "male "))
     result.stdout.fnmatch_lines([
-        "a live run would send 16 requests (48 completions), about * tokens charged against the quota",
+        "a live run would send at most 16 requests (48 completions), about * tokens charged against the quota",
         "estimated time: *s at 6000 TPM*",
     ])
     stated = int(next(line for line in result.outlines if "tokens charged" in line).split("about ")[1].split()[0])
