@@ -86,8 +86,10 @@ def new_run_id() -> str:
 
 class _Progress:
     def __init__(self) -> None:
-        self.total = 0
-        self.done = 0
+        self.total = 0          # requests handed to the fetching threads
+        self.done = 0           # requests answered (or given up)
+        self.answers_total = 0  # answers those requests ask for (n each)
+        self.answers_done = 0   # answers that arrived
         self.tokens = 0
         self.throttled = 0
         self.started = time.monotonic()
@@ -369,6 +371,7 @@ class LLMSession:
             if not self.progress.total:  # the ETA counts from the first request, not from start-up
                 self.progress.started = time.monotonic()
             self.progress.total += len(pending)
+            self.progress.answers_total += sum(self._requests[key].n for key in pending)
         workers = max(1, self.config.concurrency)
         try:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llmbias-ask") as pool:
@@ -610,6 +613,7 @@ class LLMSession:
             self._outcomes[key] = outcome
             self.progress.done += 1
             if isinstance(outcome, Completion):
+                self.progress.answers_done += len(outcome.texts) or self._requests[key].n  # filtered: n withheld
                 self.progress.tokens += outcome.prompt_tokens + outcome.completion_tokens
                 self.progress.throttled += outcome.throttled
         if journal and isinstance(outcome, Completion) and self._journal is not None:
@@ -756,13 +760,34 @@ class LLMSession:
             self._await(key, on_wait)
 
     def progress_line(self) -> str:
+        """'llm requests 5/16 (50/160 answers), ... ETA 12s (up to 40s if undecided checks ask 24 more batches)'."""
         progress = self.progress
         elapsed = time.monotonic() - progress.started
         rate = progress.done / elapsed if elapsed > 0 and progress.done else 0.0
+        later = self._batches_to_come()
         eta = (progress.total - progress.done) / rate if rate else float("nan")
-        return (f"llm answers {progress.done}/{progress.total}, {progress.tokens} tokens, "
-                f"{progress.throttled} throttled (429), "
-                + (f"ETA {eta:.0f}s" if eta == eta else "ETA -"))
+        worst = (progress.total - progress.done + later) / rate if rate else float("nan")
+        shown = f"ETA {eta:.0f}s" if eta == eta else "ETA -"
+        if later and worst == worst:
+            shown += f" (up to {worst:.0f}s if undecided checks ask {later} more batch{'es' if later > 1 else ''})"
+        return (f"llm requests {progress.done}/{progress.total} ({progress.answers_done}/{progress.answers_total} "
+                f"answers), {progress.tokens} tokens, {progress.throttled} throttled (429), {shown}")
+
+    def _batches_to_come(self) -> int:
+        """Requests adaptive sampling may still ask: later batches not yet noted of cases with a check undecided."""
+        checks_of: dict[tuple[Any, str], int] = {}
+        for case, _ in self.selected:
+            checks_of[(case.path, case.id)] = checks_of.get((case.path, case.id), 0) + 1
+        with self._lock:
+            cases, decided = list(self._cases.values()), {where: len(used) for where, used in self._used.items()}
+        count = 0
+        for case in cases:
+            where = (case.path, case.id)
+            if decided.get(where, 0) >= checks_of.get(where, 0):
+                continue
+            count += sum(1 for batch in range(2, self.batches_of(case) + 1) for variant in case.variants
+                         if self.request_for(case, variant.prompt, batch).key not in self._requests)
+        return count
 
     # -- rows ---------------------------------------------------------------------------------
     def answer_rows(self) -> list[dict[str, Any]]:
