@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
+from .cassettes import CassetteLibrary, TransportNotIntercepted, is_cassette_miss, make_transport
 from .throttle import rate_limit_kind, retry_after
+from .wire import (UNSET_MAX_TOKENS_QUOTA, RECORDED_HEADER, ChatRequest, Completion,  # noqa: F401 (the client's types)
+                   categories, completion_from_body, replayed_completion, request_key)
 
 DEFAULT_DEPLOYMENT = "gpt-35-turbo"
 # The newest GA data-plane version at the time of writing; the lab's "2023-03-15-preview" still works.
@@ -227,77 +230,6 @@ def _databricks_notebook_credentials(host: str, token: str) -> tuple[str, str]:
     return host or config.host or "", token or header.removeprefix("Bearer ").strip()
 
 
-@dataclass(frozen=True)
-class ChatRequest:
-    deployment: str
-    system_prompt: str
-    prompt: str
-    max_tokens: int | None
-    temperature: float | None         # None: sent without one (reasoning models take only the default)
-    n: int
-    # Adaptive sampling's later batches: the API's `user` field ("llmbias-batch-2") makes each batch its
-    # own request, recorded and replayed like the first; the first batch sends none.
-    user: str = ""
-    max_completion_tokens: int | None = None
-    reasoning_effort: str | None = None
-    seed: int | None = None           # set on the single requests that stand in for a refused n > 1
-
-    def messages(self) -> list[dict[str, str]]:
-        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        return messages + [{"role": "user", "content": self.prompt}]
-
-    def body(self) -> dict[str, Any]:
-        """The JSON body as sent, without the deployment (which the classic path carries in the URL)."""
-        body: dict[str, Any] = {"messages": self.messages(), "n": self.n}
-        for name in ("max_tokens", "max_completion_tokens", "temperature", "reasoning_effort", "seed"):
-            if getattr(self, name) is not None:
-                body[name] = getattr(self, name)
-        if self.user:
-            body["user"] = self.user
-        return body
-
-    @property
-    def key(self) -> str:
-        """Identity of the request as cassettes match it: deployment + canonical body."""
-        return request_key(self.deployment, self.body())
-
-    def sample(self, index: int) -> ChatRequest:
-        """One of the n single requests asked instead of this one when n > 1 is refused: its own seed
-        makes it a request of its own (its own answer, its own cassette entry)."""
-        return replace(self, n=1, seed=index)
-
-    @property
-    def budget(self) -> int:
-        """Completion tokens charged per answer: the cap sent, else Azure's default reservation."""
-        return self.max_tokens or self.max_completion_tokens or UNSET_MAX_TOKENS_QUOTA
-
-
-# What Azure reserves against the TPM quota for a request without a token cap.
-UNSET_MAX_TOKENS_QUOTA = 1024
-def request_key(deployment: str, body: dict[str, Any]) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return f"{deployment}\n{canonical}"
-
-
-@dataclass(frozen=True)
-class Completion:
-    texts: tuple[str, ...]
-    finish_reasons: tuple[str, ...]
-    prompt_tokens: int
-    completion_tokens: int
-    model: str
-    response_id: str
-    latency_s: float
-    replayed: bool
-    # Azure's content filter, per sample: "" when not filtered, else "category:severity,...".
-    filtered: tuple[str, ...] = ()
-    attempts: int = 1
-    throttled: int = 0                  # 429s met on the way
-    reasoning_tokens: int = 0           # hidden tokens a reasoning model spent (within completion_tokens)
-
-
-# Set on responses as they are written to a cassette, so a replayed answer can be told from a fresh one.
-RECORDED_HEADER = "x-llmbias-recorded-at"
 # Retries are ours (the SDK's are off): they see the limiter, and a cassette miss is never retried.
 DEFAULT_ATTEMPTS = 6
 BACKOFF_BASE_S = 0.5
@@ -325,8 +257,6 @@ def build_client(settings: Settings, library: Any = None) -> Any:
 
     http_client = None
     if library is not None:
-        from .cassettes import make_transport
-
         module = httpx_module()
         network = None if library.mode == "replay" else module.HTTPTransport()
         http_client = openai.DefaultHttpxClient(transport=make_transport(library, module, network))
@@ -538,8 +468,6 @@ def merge_samples(parts: list[Completion]) -> Completion:
 
 
 def _is_miss(error: BaseException) -> bool:
-    from .cassettes import is_cassette_miss
-
     return is_cassette_miss(error)
 
 
@@ -549,85 +477,33 @@ def _backoff(attempt: int, rng: Any) -> float:
 
 
 def _completion(raw: Any, latency: float, attempts: int, throttled: int) -> Completion:
-    completion = raw.parse()
-    choices = sorted(completion.choices, key=lambda choice: choice.index)
-    usage = completion.usage
-    return Completion(
-        texts=tuple(choice.message.content or "" for choice in choices),
-        finish_reasons=tuple(choice.finish_reason or "" for choice in choices),
-        prompt_tokens=usage.prompt_tokens if usage else 0,
-        completion_tokens=usage.completion_tokens if usage else 0,
-        model=completion.model or "",
-        response_id=completion.id or "",
-        latency_s=latency,
-        replayed=RECORDED_HEADER in raw.headers,
-        filtered=tuple(_choice_filter(choice) for choice in choices),
-        attempts=attempts,
-        throttled=throttled,
-        reasoning_tokens=_reasoning_tokens(usage),
-    )
+    """The SDK's parsed response through the same parser as a cassette's body (wire.completion_from_body)."""
+    body = raw.parse().model_dump(mode="json")  # extra fields (content_filter_results) included
+    completion = completion_from_body(body, latency=latency, replayed=RECORDED_HEADER in raw.headers,
+                                      attempts=attempts, throttled=throttled)
+    if completion is None:  # the SDK validated the shape: this would be a bug of ours
+        raise RequestFailed(f"unreadable chat completion: {json.dumps(body)[:200]}")
+    return completion
 
 
-def replayed_completion(stored: dict[str, Any], latency: float = 0.0) -> Completion | None:
-    """A recorded 200 answer read straight from the cassette's JSON, as `_completion` reads it through the SDK.
+def check_interception() -> None:
+    """Prove the SDK sends through the cassette transport before any test relies on it.
 
-    Replaying needs neither a request nor a response model: this is the replay fast path. Anything but a
-    200 chat completion of the usual shape gives None, and the caller replays it through the SDK instead,
-    so an odd recording meets exactly the handling it always did.
+    An SDK that ignored the transport it was given would let replayed requests reach the network.
     """
-    if stored.get("status", {}).get("code") != 200:
-        return None
+    import openai
+
+    # Port 9 (discard) on loopback: a request that escapes the transport fails to connect instead.
+    settings = Settings("http://127.0.0.1:9/", "probe", "2024-06-01", timeout=5.0)
+    client = build_client(settings, library=CassetteLibrary("replay"))
     try:
-        data = json.loads(stored["body"]["string"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    choices = data.get("choices") if isinstance(data, dict) else None
-    if not isinstance(choices, list) or not all(
-            isinstance(choice, dict) and isinstance(choice.get("index"), int)
-            and isinstance(choice.get("message"), dict)
-            and isinstance(choice["message"].get("content"), (str, type(None)))
-            for choice in choices):
-        return None
-    usage = data.get("usage")
-    usage = usage if isinstance(usage, dict) else {}
-    details = usage.get("completion_tokens_details")
-    choices = sorted(choices, key=lambda choice: choice["index"])
-    return Completion(
-        texts=tuple(choice["message"].get("content") or "" for choice in choices),
-        finish_reasons=tuple(choice.get("finish_reason") or "" for choice in choices),
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
-        model=data.get("model") or "",
-        response_id=data.get("id") or "",
-        latency_s=latency,
-        replayed=any(name.lower() == RECORDED_HEADER for name in stored.get("headers", {})),  # as httpx: any case
-        filtered=tuple("" if choice.get("finish_reason") != "content_filter"
-                       else _categories(choice.get("content_filter_results")) or "filtered" for choice in choices),
-        reasoning_tokens=int((details.get("reasoning_tokens") if isinstance(details, dict) else 0) or 0),
-    )
-
-
-def _reasoning_tokens(usage: Any) -> int:
-    details = getattr(usage, "completion_tokens_details", None) if usage else None
-    if details is None and usage is not None:  # older SDKs keep unknown fields aside
-        details = (getattr(usage, "model_extra", None) or {}).get("completion_tokens_details")
-    if isinstance(details, dict):
-        return int(details.get("reasoning_tokens") or 0)
-    return int(getattr(details, "reasoning_tokens", 0) or 0)
-
-
-def _categories(results: Any) -> str:
-    if not isinstance(results, dict):
-        return ""
-    return ",".join(f"{name}:{value.get('severity', 'filtered')}" for name, value in sorted(results.items())
-                    if isinstance(value, dict) and value.get("filtered"))
-
-
-def _choice_filter(choice: Any) -> str:
-    if choice.finish_reason != "content_filter":
-        return ""
-    extra = getattr(choice, "model_extra", None) or {}
-    return _categories(extra.get("content_filter_results")) or "filtered"
+        ask(client, ChatRequest("probe", "", "probe", 1, 0.0, 1), attempts=1)
+    except Exception as error:  # the miss may come wrapped by the SDK
+        if is_cassette_miss(error):
+            return
+    raise TransportNotIntercepted(
+        f"openai {openai.__version__} did not send through the cassette transport it was given: "
+        "replay could reach the network; please report this with your openai version")
 
 
 def _prompt_filter(error: Any) -> str | None:
@@ -637,7 +513,7 @@ def _prompt_filter(error: Any) -> str | None:
     if error.status_code != 400 or not isinstance(inner, dict) or inner.get("code") != "content_filter":
         return None
     result = (inner.get("innererror") or {}).get("content_filter_result")
-    return _categories(result) or "filtered"
+    return categories(result) or "filtered"
 
 
 def error_wording(error: Any) -> tuple[str | None, str]:

@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any, TextIO
 
-from .client import ChatRequest, Completion
+from .wire import ChatRequest, Completion
 
 JOURNAL_DIR = Path(".llmbias") / "journal"
 SHARED_SUFFIX = ".shared"

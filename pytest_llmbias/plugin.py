@@ -587,8 +587,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return  # pytest stops before the first test: ask nothing, start no JVM
     if session.config.getoption("llm_plan"):
         return  # pytest_runtestloop prints the plan instead of running the tests
-    from .cassettes import TransportNotIntercepted, check_interception
-    from .client import ConfigError
+    from .cassettes import TransportNotIntercepted
+    from .client import ConfigError, check_interception
 
     llm_session.api_key = session.config.hook.pytest_llmbias_api_key(config=session.config)
     try:

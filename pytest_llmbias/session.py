@@ -17,10 +17,10 @@ from typing import Any
 
 from .cases import Case
 from .verdicts import Verdicts
-from .client import (DEFAULT_DEPLOYMENT, ChatRequest, Completion, RequestFailed, RunStopped, Settings,
-                     estimate_tokens)
+from .client import DEFAULT_DEPLOYMENT, RequestFailed, RunStopped, Settings, estimate_tokens
 from .journal import JOURNAL_DIR, Journal, SharedOutcomes, earlier_answers
 from .throttle import Stopped
+from .wire import ChatRequest, Completion
 
 MODES = ("replay", "new", "all", "live")
 
@@ -524,7 +524,7 @@ class LLMSession:
         (a recorded content-filter 400, an unusual body) goes through the SDK as before."""
         if self._library is None:
             return None
-        from .client import replayed_completion
+        from .wire import replayed_completion
 
         started = time.perf_counter()
         stored = self._library.lookup(key)
