@@ -1,12 +1,22 @@
 """What crosses the wire, with no SDK and no cassette in it: the chat request and its completion, the
-header that marks a recorded response, and the one parser of a completion body (whether it came from the
-SDK or from a cassette). client.py and cassettes.py both import it; it imports neither."""
+failures a request can end in, the header that marks a recorded response, and the one parser of a
+completion body (whether it came from the SDK or from a cassette). client.py and cassettes.py both
+import it; it imports neither."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
 from typing import Any
+
+
+class RequestFailed(Exception):
+    """A chat request that did not produce answers; the message never contains the key."""
+
+
+class RunStopped(RequestFailed):
+    """A failure every request of the run would meet (credentials, a model refusing the case file's
+    settings): the run stops at the first request with this one line."""
 
 
 @dataclass(frozen=True)
