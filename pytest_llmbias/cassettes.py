@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .client import RECORDED_HEADER, request_key
+from .wire import RECORDED_HEADER, request_key
 
 # Beside each case file, like syrupy's __snapshots__: easy to find, review and delete, never collected.
 CASSETTE_DIR = "__cassettes__"
@@ -309,26 +309,3 @@ def is_cassette_miss(error: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
-
-
-def check_interception() -> None:
-    """Prove the SDK sends through the cassette transport before any test relies on it.
-
-    An SDK that ignored the transport it was given would let replayed requests reach the network.
-    """
-    import openai
-
-    from .client import ChatRequest, Settings, ask, build_client
-
-    # Port 9 (discard) on loopback: a request that escapes the transport fails to connect instead.
-    settings = Settings("http://127.0.0.1:9/", "probe", "2024-06-01", timeout=5.0)
-    library = CassetteLibrary("replay")
-    client = build_client(settings, library=library)
-    try:
-        ask(client, ChatRequest("probe", "", "probe", 1, 0.0, 1), attempts=1)
-    except Exception as error:  # the miss may come wrapped by the SDK
-        if is_cassette_miss(error):
-            return
-    raise TransportNotIntercepted(
-        f"openai {openai.__version__} did not send through the cassette transport it was given: "
-        "replay could reach the network; please report this with your openai version")

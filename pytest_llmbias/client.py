@@ -3,301 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import time
-from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .cassettes import CassetteLibrary, TransportNotIntercepted, is_cassette_miss, make_transport
+from .providers import (DEFAULT_API_VERSION, DEFAULT_TOKEN_SCOPE, KEYLESS_HOW, NO_KEY,  # noqa: F401 (as before)
+                        PROVIDERS, ConfigError, Settings, azure_shape, callable_api_key_supported,
+                        entra_token_provider, provider_for, provider_from_env)
+from .wire import (UNSET_MAX_TOKENS_QUOTA, RECORDED_HEADER, ChatRequest, Completion,  # noqa: F401 (the client's types)
+                   RequestFailed, RunStopped, categories, completion_from_body, replayed_completion, request_key)
 from .throttle import rate_limit_kind, retry_after
 
 DEFAULT_DEPLOYMENT = "gpt-35-turbo"
-# The newest GA data-plane version at the time of writing; the lab's "2023-03-15-preview" still works.
-DEFAULT_API_VERSION = "2024-06-01"
-# Replay never reaches the network; the SDK still needs a syntactically valid endpoint and key.
-REPLAY_ENDPOINT = "https://replay.invalid/"
-REPLAY_KEY = "replay-no-key"
-
-
-class ConfigError(Exception):
-    """A setting the user has to fix (missing variable, bad value); shown as one line."""
-
-
-class RequestFailed(Exception):
-    """A chat request that did not produce answers; the message never contains the key."""
-
-
-class RunStopped(RequestFailed):
-    """A failure every request of the run would meet (credentials, a model refusing the case file's
-    settings): the run stops at the first request with this one line."""
-
-
-PROVIDERS = ("azure", "openai", "databricks")
-# Entra ID scope of Azure OpenAI in the public cloud; other clouds have their own (ini llmbias_token_scope).
-DEFAULT_TOKEN_SCOPE = "https://cognitiveservices.azure.com/.default"
-# A callable api_key (a token provider for the plain OpenAI client) arrived in openai 1.106.0.
-CALLABLE_API_KEY_OPENAI = (1, 106)
-# Local OpenAI-compatible servers take any key; the SDK insists on one.
-NO_KEY = "no-key"
-_KEYLESS_HOW = ("sign in with Entra ID instead: unset AZURE_OPENAI_API_KEY and install pytest-llmbias[azure] "
-                "(DefaultAzureCredential: az login, a managed identity or a service principal), or set "
-                "AZURE_OPENAI_AD_TOKEN; the identity needs the role Cognitive Services OpenAI User")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Where requests go and with which credential; repr never shows a secret."""
-
-    endpoint: str                     # azure_endpoint (classic) or the base URL (every other shape)
-    api_key: str = field(repr=False)  # "" when a token authenticates
-    api_version: str | None           # None: the v1, OpenAI and Databricks shapes take none
-    timeout: float = 300.0            # seconds per request (--llm-timeout): reasoning models take minutes
-    shape: str = "classic"            # "classic", "v1" (Azure), "openai", "databricks"
-    auth: str = "key"                 # "key", "token" (static Entra ID), "entra" (DefaultAzureCredential)
-    ad_token: str = field(default="", repr=False)
-    token_provider: Any = field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def from_env(cls, *, needs_network: bool, environ: dict[str, str] | None = None,
-                 api_key: str | None = None, provider: str | None = None,
-                 token_scope: str | None = None) -> Settings:
-        """Settings from each provider's own variables; `api_key`, when given (the
-        pytest_llmbias_api_key hook), wins over the provider's key variable."""
-        env = os.environ if environ is None else environ
-        api_version = env.get("AZURE_OPENAI_API_VERSION", "").strip() or DEFAULT_API_VERSION
-        if not needs_network:
-            # Replay: a cassette miss must never fall through to a real resource.
-            return cls(REPLAY_ENDPOINT, REPLAY_KEY, api_version)
-        chosen = provider_from_env(env, provider)
-        if chosen == "openai":
-            return _openai_settings(env, api_key)
-        if chosen == "databricks":
-            return _databricks_settings(env, api_key)
-        return _azure_settings(env, api_key, api_version, token_scope)
-
-
-def provider_from_env(env: Any, provider: str | None = None) -> str:
-    """The provider named (ini llmbias_provider / --llm-provider), else the one whose variables are set."""
-    if provider:
-        if provider not in PROVIDERS:
-            raise ConfigError(f"llmbias_provider must be one of {', '.join(PROVIDERS)} (got {provider!r})")
-        return provider
-    if env.get("AZURE_OPENAI_ENDPOINT", "").strip():
-        return "azure"
-    if env.get("DATABRICKS_HOST", "").strip() or env.get("DATABRICKS_RUNTIME_VERSION", "").strip():
-        return "databricks"
-    if env.get("OPENAI_API_KEY", "").strip() or env.get("OPENAI_BASE_URL", "").strip():
-        return "openai"
-    return "azure"
-
-
-def _check_url(name: str, value: str) -> Any:
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(value)
-        valid = parts.scheme in ("https", "http") and bool(parts.hostname) and (parts.port or 0) >= 0
-    except ValueError:  # unbalanced brackets, a port that is not a number
-        valid = False
-    if not valid or parts.query or parts.fragment or parts.username or parts.password:
-        # The value may carry credentials: show its scheme and length only.
-        raise ConfigError(f"{name} is not a URL like https://my-resource.openai.azure.com/ "
-                          f"({len(value)} characters, starting {value[:8]!r})")
-    return parts
-
-
-def azure_shape(endpoint: str) -> tuple[str, str]:
-    """("classic", resource URL) or ("v1", base URL ending /openai/v1/) for AZURE_OPENAI_ENDPOINT."""
-    parts = _check_url("AZURE_OPENAI_ENDPOINT", endpoint)
-    origin = f"{parts.scheme}://{parts.netloc}/"
-    path = "/" + "/".join(segment for segment in parts.path.split("/") if segment)
-    if path in ("/", "/openai"):
-        return "classic", origin
-    if path == "/openai/v1":
-        return "v1", origin + "openai/v1/"
-    shown = path if len(path) <= 60 else path[:57] + "..."
-    raise ConfigError(f"AZURE_OPENAI_ENDPOINT has a path this tool does not understand ({shown}): give the "
-                      "resource, https://RESOURCE.openai.azure.com/ (with AZURE_OPENAI_API_VERSION), or the v1 "
-                      "API, https://RESOURCE.openai.azure.com/openai/v1/; the deployment goes in "
-                      "--llm-deployment or the YAML's deployment")
-
-
-def _azure_settings(env: Any, api_key: str | None, api_version: str, token_scope: str | None) -> Settings:
-    endpoint = env.get("AZURE_OPENAI_ENDPOINT", "").strip()
-    if not endpoint:
-        raise ConfigError("AZURE_OPENAI_ENDPOINT not set: --llm-record and --llm-live call the deployment "
-                          "(see README, 'Recording against your deployment')")
-    shape, url = azure_shape(endpoint)
-    key = (api_key or env.get("AZURE_OPENAI_API_KEY", "")).strip()
-    token = env.get("AZURE_OPENAI_AD_TOKEN", "").strip()
-    version = api_version if shape == "classic" else None  # the v1 path refuses a dated api-version
-    if key and token:
-        raise ConfigError("both a key (AZURE_OPENAI_API_KEY or the key hook) and AZURE_OPENAI_AD_TOKEN are set: "
-                          "keep one (the token for a resource whose key authentication is disabled)")
-    if key:
-        return Settings(url, key, version, shape=shape)
-    if token:
-        return Settings(url, "", version, shape=shape, auth="token", ad_token=token)
-    provider = entra_token_provider(token_scope or env.get("LLMBIAS_TOKEN_SCOPE", "").strip() or DEFAULT_TOKEN_SCOPE)
-    if provider is None:
-        raise ConfigError("no credential for AZURE_OPENAI_ENDPOINT: set AZURE_OPENAI_API_KEY, or "
-                          "AZURE_OPENAI_AD_TOKEN (an Entra ID token: az account get-access-token --resource "
-                          "https://cognitiveservices.azure.com), or install pytest-llmbias[azure] to sign in "
-                          "with DefaultAzureCredential")
-    if shape == "v1" and not callable_api_key_supported():
-        import openai
-
-        raise ConfigError(f"the v1 endpoint with DefaultAzureCredential needs openai >= 1.106 (installed: "
-                          f"{openai.__version__}): upgrade openai, set AZURE_OPENAI_AD_TOKEN, or use the "
-                          "classic endpoint https://RESOURCE.openai.azure.com/ with AZURE_OPENAI_API_VERSION")
-    return Settings(url, "", version, shape=shape, auth="entra", token_provider=provider)
-
-
-def callable_api_key_supported() -> bool:
-    import openai
-
-    try:
-        version = tuple(int(part) for part in openai.__version__.split(".")[:2])
-    except ValueError:
-        return True
-    return version >= CALLABLE_API_KEY_OPENAI
-
-
-def entra_token_provider(scope: str) -> Any:
-    """DefaultAzureCredential's bearer-token provider for `scope` (it caches and refreshes the token);
-    None without azure-identity. A failure to get a token stops the run with one line."""
-    try:
-        from azure.identity import DefaultAzureCredential, get_bearer_token_provider
-    except ImportError:
-        return None
-    inner = get_bearer_token_provider(DefaultAzureCredential(exclude_interactive_browser_credential=True), scope)
-
-    def provide() -> str:
-        try:
-            return inner()
-        except Exception as error:  # azure-identity's messages span many lines and name every credential tried
-            first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-            raise RunStopped(f"DefaultAzureCredential got no token for {scope}: {first} (sign in with az login, "
-                             "or set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET for a service "
-                             "principal; on a cluster, a managed identity)") from None
-
-    return provide
-
-
-def _openai_settings(env: Any, api_key: str | None) -> Settings:
-    base_url = env.get("OPENAI_BASE_URL", "").strip()
-    key = (api_key or env.get("OPENAI_API_KEY", "")).strip()
-    if base_url:
-        _check_url("OPENAI_BASE_URL", base_url)
-    if not key and not base_url:
-        raise ConfigError("OPENAI_API_KEY not set (or OPENAI_BASE_URL for a local OpenAI-compatible server): "
-                          "--llm-record and --llm-live call the model")
-    return Settings(base_url or "https://api.openai.com/v1", key or NO_KEY, None, shape="openai")
-
-
-def _databricks_settings(env: Any, api_key: str | None) -> Settings:
-    host = env.get("DATABRICKS_HOST", "").strip()
-    token = (api_key or env.get("DATABRICKS_TOKEN", "")).strip()
-    if (not host or not token) and env.get("DATABRICKS_RUNTIME_VERSION", "").strip():
-        host, token = _databricks_notebook_credentials(host, token)  # on a cluster: the notebook's own
-    if not host or not token:
-        missing = " and ".join(name for name, value in (("DATABRICKS_HOST", host), ("DATABRICKS_TOKEN", token))
-                               if not value)
-        raise ConfigError(f"{missing} not set: --llm-record and --llm-live call the serving endpoint "
-                          "(https://WORKSPACE/serving-endpoints); in a notebook the cluster's own credentials "
-                          "are used")
-    if "://" not in host:
-        host = "https://" + host  # the Databricks CLI and SDK accept a bare workspace host
-    parts = _check_url("DATABRICKS_HOST", host)
-    return Settings(f"{parts.scheme}://{parts.netloc}/serving-endpoints", token, None, shape="databricks")
-
-
-def _databricks_notebook_credentials(host: str, token: str) -> tuple[str, str]:
-    """The workspace and a token from databricks-sdk's unified authentication (a notebook's own)."""
-    try:
-        from databricks.sdk.core import Config
-    except ImportError:
-        raise ConfigError("DATABRICKS_HOST and DATABRICKS_TOKEN not set (or install databricks-sdk to use "
-                          "the notebook's own credentials)") from None
-    try:
-        config = Config(**({"host": host} if host else {}))
-        header = config.authenticate().get("Authorization", "")
-    except Exception as error:
-        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"no Databricks credentials (set DATABRICKS_HOST and DATABRICKS_TOKEN): {first}") from None
-    return host or config.host or "", token or header.removeprefix("Bearer ").strip()
-
-
-@dataclass(frozen=True)
-class ChatRequest:
-    deployment: str
-    system_prompt: str
-    prompt: str
-    max_tokens: int | None
-    temperature: float | None         # None: sent without one (reasoning models take only the default)
-    n: int
-    # Adaptive sampling's later batches: the API's `user` field ("llmbias-batch-2") makes each batch its
-    # own request, recorded and replayed like the first; the first batch sends none.
-    user: str = ""
-    max_completion_tokens: int | None = None
-    reasoning_effort: str | None = None
-    seed: int | None = None           # set on the single requests that stand in for a refused n > 1
-
-    def messages(self) -> list[dict[str, str]]:
-        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        return messages + [{"role": "user", "content": self.prompt}]
-
-    def body(self) -> dict[str, Any]:
-        """The JSON body as sent, without the deployment (which the classic path carries in the URL)."""
-        body: dict[str, Any] = {"messages": self.messages(), "n": self.n}
-        for name in ("max_tokens", "max_completion_tokens", "temperature", "reasoning_effort", "seed"):
-            if getattr(self, name) is not None:
-                body[name] = getattr(self, name)
-        if self.user:
-            body["user"] = self.user
-        return body
-
-    @property
-    def key(self) -> str:
-        """Identity of the request as cassettes match it: deployment + canonical body."""
-        return request_key(self.deployment, self.body())
-
-    def sample(self, index: int) -> ChatRequest:
-        """One of the n single requests asked instead of this one when n > 1 is refused: its own seed
-        makes it a request of its own (its own answer, its own cassette entry)."""
-        return replace(self, n=1, seed=index)
-
-    @property
-    def budget(self) -> int:
-        """Completion tokens charged per answer: the cap sent, else Azure's default reservation."""
-        return self.max_tokens or self.max_completion_tokens or UNSET_MAX_TOKENS_QUOTA
-
-
-# What Azure reserves against the TPM quota for a request without a token cap.
-UNSET_MAX_TOKENS_QUOTA = 1024
-def request_key(deployment: str, body: dict[str, Any]) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return f"{deployment}\n{canonical}"
-
-
-@dataclass(frozen=True)
-class Completion:
-    texts: tuple[str, ...]
-    finish_reasons: tuple[str, ...]
-    prompt_tokens: int
-    completion_tokens: int
-    model: str
-    response_id: str
-    latency_s: float
-    replayed: bool
-    # Azure's content filter, per sample: "" when not filtered, else "category:severity,...".
-    filtered: tuple[str, ...] = ()
-    attempts: int = 1
-    throttled: int = 0                  # 429s met on the way
-    reasoning_tokens: int = 0           # hidden tokens a reasoning model spent (within completion_tokens)
-
-
-# Set on responses as they are written to a cassette, so a replayed answer can be told from a fresh one.
-RECORDED_HEADER = "x-llmbias-recorded-at"
 # Retries are ours (the SDK's are off): they see the limiter, and a cassette miss is never retried.
 DEFAULT_ATTEMPTS = 6
 BACKOFF_BASE_S = 0.5
@@ -325,23 +42,11 @@ def build_client(settings: Settings, library: Any = None) -> Any:
 
     http_client = None
     if library is not None:
-        from .cassettes import make_transport
-
         module = httpx_module()
         network = None if library.mode == "replay" else module.HTTPTransport()
         http_client = openai.DefaultHttpxClient(transport=make_transport(library, module, network))
     common: dict[str, Any] = {"timeout": settings.timeout, "max_retries": 0, "http_client": http_client}
-    if settings.shape == "classic":
-        credential: dict[str, Any] = {"api_key": settings.api_key}
-        if settings.auth == "token":
-            credential = {"azure_ad_token": settings.ad_token}
-        elif settings.auth == "entra":
-            credential = {"azure_ad_token_provider": settings.token_provider}
-        return openai.AzureOpenAI(azure_endpoint=settings.endpoint, api_version=settings.api_version,
-                                  **credential, **common)
-    # v1, OpenAI, Databricks: the plain client; the deployment (or serving endpoint) goes as `model`.
-    api_key = {"key": settings.api_key, "token": settings.ad_token}.get(settings.auth, settings.token_provider)
-    return openai.OpenAI(base_url=settings.endpoint, api_key=api_key, **common)
+    return provider_for(settings).client(openai, settings, common)
 
 
 def estimate_prompt_tokens(request: ChatRequest) -> int:
@@ -480,7 +185,7 @@ def _refusal(error: Any, request: ChatRequest) -> RequestFailed | None:
         return DeploymentNotFound(deployment, _status_line(error), endpoint_hint)
     if error.status_code in (401, 403):
         if code == "AuthenticationTypeDisabled":
-            return RunStopped(f"HTTP 403 AuthenticationTypeDisabled: this resource accepts no keys: {_KEYLESS_HOW}")
+            return RunStopped(f"HTTP 403 AuthenticationTypeDisabled: this resource accepts no keys: {KEYLESS_HOW}")
         return RunStopped(f"{_describe_status_error(error)}; no request of this run can succeed")
     if error.status_code != 400:
         return None
@@ -538,8 +243,6 @@ def merge_samples(parts: list[Completion]) -> Completion:
 
 
 def _is_miss(error: BaseException) -> bool:
-    from .cassettes import is_cassette_miss
-
     return is_cassette_miss(error)
 
 
@@ -549,85 +252,33 @@ def _backoff(attempt: int, rng: Any) -> float:
 
 
 def _completion(raw: Any, latency: float, attempts: int, throttled: int) -> Completion:
-    completion = raw.parse()
-    choices = sorted(completion.choices, key=lambda choice: choice.index)
-    usage = completion.usage
-    return Completion(
-        texts=tuple(choice.message.content or "" for choice in choices),
-        finish_reasons=tuple(choice.finish_reason or "" for choice in choices),
-        prompt_tokens=usage.prompt_tokens if usage else 0,
-        completion_tokens=usage.completion_tokens if usage else 0,
-        model=completion.model or "",
-        response_id=completion.id or "",
-        latency_s=latency,
-        replayed=RECORDED_HEADER in raw.headers,
-        filtered=tuple(_choice_filter(choice) for choice in choices),
-        attempts=attempts,
-        throttled=throttled,
-        reasoning_tokens=_reasoning_tokens(usage),
-    )
+    """The SDK's parsed response through the same parser as a cassette's body (wire.completion_from_body)."""
+    body = raw.parse().model_dump(mode="json")  # extra fields (content_filter_results) included
+    completion = completion_from_body(body, latency=latency, replayed=RECORDED_HEADER in raw.headers,
+                                      attempts=attempts, throttled=throttled)
+    if completion is None:  # the SDK validated the shape: this would be a bug of ours
+        raise RequestFailed(f"unreadable chat completion: {json.dumps(body)[:200]}")
+    return completion
 
 
-def replayed_completion(stored: dict[str, Any], latency: float = 0.0) -> Completion | None:
-    """A recorded 200 answer read straight from the cassette's JSON, as `_completion` reads it through the SDK.
+def check_interception() -> None:
+    """Prove the SDK sends through the cassette transport before any test relies on it.
 
-    Replaying needs neither a request nor a response model: this is the replay fast path. Anything but a
-    200 chat completion of the usual shape gives None, and the caller replays it through the SDK instead,
-    so an odd recording meets exactly the handling it always did.
+    An SDK that ignored the transport it was given would let replayed requests reach the network.
     """
-    if stored.get("status", {}).get("code") != 200:
-        return None
+    import openai
+
+    # Port 9 (discard) on loopback: a request that escapes the transport fails to connect instead.
+    settings = Settings("http://127.0.0.1:9/", "probe", "2024-06-01", timeout=5.0)
+    client = build_client(settings, library=CassetteLibrary("replay"))
     try:
-        data = json.loads(stored["body"]["string"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    choices = data.get("choices") if isinstance(data, dict) else None
-    if not isinstance(choices, list) or not all(
-            isinstance(choice, dict) and isinstance(choice.get("index"), int)
-            and isinstance(choice.get("message"), dict)
-            and isinstance(choice["message"].get("content"), (str, type(None)))
-            for choice in choices):
-        return None
-    usage = data.get("usage")
-    usage = usage if isinstance(usage, dict) else {}
-    details = usage.get("completion_tokens_details")
-    choices = sorted(choices, key=lambda choice: choice["index"])
-    return Completion(
-        texts=tuple(choice["message"].get("content") or "" for choice in choices),
-        finish_reasons=tuple(choice.get("finish_reason") or "" for choice in choices),
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
-        model=data.get("model") or "",
-        response_id=data.get("id") or "",
-        latency_s=latency,
-        replayed=any(name.lower() == RECORDED_HEADER for name in stored.get("headers", {})),  # as httpx: any case
-        filtered=tuple("" if choice.get("finish_reason") != "content_filter"
-                       else _categories(choice.get("content_filter_results")) or "filtered" for choice in choices),
-        reasoning_tokens=int((details.get("reasoning_tokens") if isinstance(details, dict) else 0) or 0),
-    )
-
-
-def _reasoning_tokens(usage: Any) -> int:
-    details = getattr(usage, "completion_tokens_details", None) if usage else None
-    if details is None and usage is not None:  # older SDKs keep unknown fields aside
-        details = (getattr(usage, "model_extra", None) or {}).get("completion_tokens_details")
-    if isinstance(details, dict):
-        return int(details.get("reasoning_tokens") or 0)
-    return int(getattr(details, "reasoning_tokens", 0) or 0)
-
-
-def _categories(results: Any) -> str:
-    if not isinstance(results, dict):
-        return ""
-    return ",".join(f"{name}:{value.get('severity', 'filtered')}" for name, value in sorted(results.items())
-                    if isinstance(value, dict) and value.get("filtered"))
-
-
-def _choice_filter(choice: Any) -> str:
-    if choice.finish_reason != "content_filter":
-        return ""
-    extra = getattr(choice, "model_extra", None) or {}
-    return _categories(extra.get("content_filter_results")) or "filtered"
+        ask(client, ChatRequest("probe", "", "probe", 1, 0.0, 1), attempts=1)
+    except Exception as error:  # the miss may come wrapped by the SDK
+        if is_cassette_miss(error):
+            return
+    raise TransportNotIntercepted(
+        f"openai {openai.__version__} did not send through the cassette transport it was given: "
+        "replay could reach the network; please report this with your openai version")
 
 
 def _prompt_filter(error: Any) -> str | None:
@@ -637,7 +288,7 @@ def _prompt_filter(error: Any) -> str | None:
     if error.status_code != 400 or not isinstance(inner, dict) or inner.get("code") != "content_filter":
         return None
     result = (inner.get("innererror") or {}).get("content_filter_result")
-    return _categories(result) or "filtered"
+    return categories(result) or "filtered"
 
 
 def error_wording(error: Any) -> tuple[str | None, str]:

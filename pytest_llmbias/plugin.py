@@ -94,6 +94,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--llm-correction", choices=("holm", "bh"), default=None,
                     help="judge all the run's tests together: adjust p-values over them (holm: "
                          "family-wise error; bh: false discovery rate)")
+    group.addoption("--llm-resume", action="store_true", default=False,
+                    help="with --llm-live: take the answers of the newest earlier run's journal "
+                         "(.llmbias/journal/, e.g. a run interrupted by Ctrl-C) and ask only for the rest")
     group.addoption("--llm-plan", action="store_true", default=False,
                     help="print what the run would ask (requests, tokens, time at the quota) and stop")
     parser.addini("llmbias_cases", "name of the directories whose YAML files are bias cases",
@@ -134,6 +137,10 @@ def _run_config(config: pytest.Config) -> RunConfig:
                                 "it cannot be combined with pytest-xdist's -n")
     if record and live:
         raise pytest.UsageError("--llm-live cannot be combined with --llm-record: live writes no cassettes")
+    resume = config.getoption("llm_resume")
+    if resume and not live:
+        raise pytest.UsageError("--llm-resume continues an interrupted --llm-live run; a record run keeps "
+                                "what it got in its cassettes, and the next --llm-record asks only the rest")
     samples = config.getoption("llm_samples")
     if samples is not None and not 1 <= samples <= 128:
         raise pytest.UsageError(f"--llm-samples must be between 1 and 128 (got {samples})")
@@ -182,6 +189,7 @@ def _run_config(config: pytest.Config) -> RunConfig:
         rootdir=Path(config.rootpath),
         provider=config.getini("llmbias_provider") or None,
         token_scope=config.getini("llmbias_token_scope") or None,
+        resume=resume,
     )
 
 
@@ -588,8 +596,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return  # pytest stops before the first test: ask nothing, start no JVM
     if session.config.getoption("llm_plan"):
         return  # pytest_runtestloop prints the plan instead of running the tests
-    from .cassettes import TransportNotIntercepted, check_interception
-    from .client import ConfigError
+    from .cassettes import TransportNotIntercepted
+    from .client import ConfigError, check_interception
 
     llm_session.api_key = session.config.hook.pytest_llmbias_api_key(config=session.config)
     try:
@@ -633,7 +641,7 @@ def _print_plan(config: pytest.Config, llm_session: LLMSession) -> None:
     quota = ", ".join(f"{value} {name}" for name, value in
                       (("TPM", llm_session.config.tpm), ("RPM", llm_session.config.rpm)) if value)
     writer = config.pluginmanager.get_plugin("terminalreporter")
-    lines = [f"{what} would send {plan.requests} requests ({plan.samples} completions), "
+    lines = [f"{what} would send at most {plan.requests} requests ({plan.samples} completions), "
              f"about {plan.tokens} tokens charged against the quota",
              f"estimated time: {plan.seconds:.0f}s at {quota or 'no quota given (--llm-tpm/--llm-rpm)'}"
              f", {llm_session.config.concurrency} in flight, ~1s per request"]
@@ -691,12 +699,38 @@ def llm_answers(request: pytest.FixtureRequest) -> Any:
     return llm_session.answers_dataframe()
 
 
+HOOK_FAILURES_KEY = pytest.StashKey[list]()
+
+
+def _call_results_hooks(config: pytest.Config, results: Any) -> bool:
+    """Call every pytest_llmbias_results implementation, each on its own: one that raises (a conftest
+    reading `results.answers` in a run without Spark) is reported with its traceback at the end, and
+    neither the others nor the run's report are lost. True when one raised."""
+    import traceback
+
+    failures = config.stash.setdefault(HOOK_FAILURES_KEY, [])
+    for impl in reversed(config.hook.pytest_llmbias_results.get_hookimpls()):  # pluggy's order: last first
+        arguments = {"results": results, "config": config}
+        try:
+            impl.function(**{name: arguments[name] for name in impl.argnames})
+        except Exception as error:
+            where = getattr(impl.plugin, "__file__", None) or impl.plugin_name
+            failures.append((f"pytest_llmbias_results in {where} raised {type(error).__name__}: {error}",
+                             "".join(traceback.format_exception(error)).rstrip()))
+    return bool(failures)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """After the results: what the run learned about its deployments (one that ignores n), once."""
+    """After the results: what the run learned about its deployments (one that ignores n), once; a results
+    hook that raised, with its traceback."""
     llm_session = config.stash.get(SESSION_KEY, None)
     for line in llm_session.notes() if llm_session is not None else ():
         terminalreporter.write_line(line)
+    for headline, trace in config.stash.get(HOOK_FAILURES_KEY, []):
+        terminalreporter.write_sep("-", "pytest_llmbias_results hook failed", red=True)
+        terminalreporter.write_line(trace)
+        terminalreporter.write_line(headline, red=True)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -712,10 +746,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                                     "verdicts": llm_session.verdict_rows,
                                     "deployments": llm_session.learned()}
         return
+    if getattr(session.config.option, "numprocesses", None):  # what the workers shared is in the journal too
+        from .journal import remove_shared
+
+        remove_shared(llm_session.config.rootdir, llm_session.run_id)
     if exitstatus != pytest.ExitCode.INTERRUPTED:  # only a whole run knows what is no longer asked
         llm_session.prune_cassettes(session.config.stash[DESELECTED_FILES_KEY])
     give_up = _hurry_on_sigint(session.config)
     results = llm_session.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED, give_up=give_up)
-    session.config.hook.pytest_llmbias_results(results=results, config=session.config)
+    if _call_results_hooks(session.config, results) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if give_up is not None and give_up.is_set():
         session.exitstatus = pytest.ExitCode.INTERRUPTED

@@ -6,10 +6,8 @@ import collections
 import dataclasses
 import json
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,12 +15,11 @@ from typing import Any
 
 from .cases import Case
 from .verdicts import Verdicts
-from .client import (DEFAULT_DEPLOYMENT, ChatRequest, Completion, RequestFailed, RunStopped, Settings,
-                     estimate_tokens)
-from .throttle import Stopped
+from .client import DEFAULT_DEPLOYMENT, RunStopped, Settings, estimate_tokens
+from .fetching import NO_RECORDING, Fetcher
+from .wire import ChatRequest, Completion
 
 MODES = ("replay", "new", "all", "live")
-JOURNAL_DIR = Path(".llmbias") / "journal"
 
 
 @dataclass(frozen=True)
@@ -48,9 +45,7 @@ class RunConfig:
     correction: str | None = None        # --llm-correction: "holm" or "bh" over all the run's tests
     provider: str | None = None          # ini llmbias_provider: azure, openai, databricks (else from the environment)
     token_scope: str | None = None       # ini llmbias_token_scope: Entra ID scope (other clouds)
-
-
-NO_RECORDING = "no recording in "
+    resume: bool = False                 # --llm-resume: the newest earlier journal's answers stand in for requests
 
 
 class PromptUnavailable(Exception):
@@ -83,15 +78,6 @@ def new_run_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
-class _Progress:
-    def __init__(self) -> None:
-        self.total = 0
-        self.done = 0
-        self.tokens = 0
-        self.throttled = 0
-        self.started = time.monotonic()
-
-
 class LLMSession:
     """Collects the run: every hook of the plugin forwards here."""
 
@@ -102,36 +88,20 @@ class LLMSession:
         self.verdict_rows: list[dict[str, Any]] = []
         self.results: Any = None          # results.RunResults once the run has finished
         self.api_key: str | None = None   # from a hook (a secret scope); else the environment
-        self.progress = _Progress()
         self._cases: dict[tuple[str, str], Case] = {}
-        self._requests: dict[str, ChatRequest] = {}
-        self._cassettes_of: dict[str, list[Path]] = {}
-        self._outcomes: dict[str, Completion | str | BaseException] = {}
         # (case file, case id) -> check -> (batches its verdict was judged on, the variants it read; None: all)
         self._used: collections.defaultdict[tuple[Any, str], dict[str, tuple[int, tuple[str, ...] | None]]] = \
             collections.defaultdict(dict)
-        self._ready: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._fetcher: threading.Thread | None = None
-        self._asked: set[str] = set()
-        self._library: Any = None
-        self._client: Any = None
-        self._limiter: Any = None
-        self._journal: Any = None
+        self._answer_index: dict[tuple[Any, ...], dict[str, Any]] = {}  # merged rows by (run, case, variant, sample)
         self._spark: Any = None
         self.selected: list[tuple[Case, Any]] = []     # (case, check) of every selected test
         self._settings: Settings | None = None
-        self.stopped: str | None = None   # why no request of the run can succeed (credentials, refusals)
-        self._first_asked = threading.Event()   # set once one request reached the deployment
-        self._first_lock = threading.Lock()
-        self._first_claimed = False
-        self._refuses_n: set[str] = set()       # deployments that refuse n > 1: fan out to single requests
-        # deployments that answer fewer choices than n (n asked, choices returned): fan out too
-        self._ignores_n: dict[str, tuple[int, int]] = {}
         self._verdicts = Verdicts(self, (PromptUnavailable, PromptFiltered))
         self.unpruned: set[Path] = set()  # cassettes of files run in part: nothing dropped from them
         self._relative: dict[str | Path, str] = {}
+        self.fetcher = Fetcher(config, self.run_id, settings=self.settings, relative=self.relative,
+                               deployment_source=self.deployment_source)
 
     # -- planning -----------------------------------------------------------------------------
     def register(self, cases: Iterable[Case]) -> None:
@@ -145,38 +115,29 @@ class LLMSession:
                     self._want(self.request_for(case, variant.prompt), self._cassette_path(case))
 
     def _want(self, request: ChatRequest, cassette: Path) -> None:
-        """Note a request and the cassette that holds its answer (called with the lock held)."""
-        self._requests.setdefault(request.key, request)
-        self._ready.setdefault(request.key, threading.Event())
-        paths = self._cassettes_of.setdefault(request.key, [])
-        if cassette not in paths:
-            paths.append(cassette)
-        if self._library is not None:  # requests noted after fetching started (llm_judge, late cases)
-            self._library.want(request.key, cassette)
-
-    def _new_library(self, mode: str) -> Any:
-        from .cassettes import CassetteLibrary
-
-        library = CassetteLibrary(mode)
-        for key, paths in self._cassettes_of.items():
-            for path in paths:
-                library.want(key, path)
-        return library
+        """Note a request and the cassette that holds its answer."""
+        self.fetcher.want(request, cassette)
 
     def _await(self, key: str, on_wait: Callable[[], None] | None) -> Completion | str | BaseException:
-        while not self._ready[key].wait(0.25):
-            if on_wait is not None:
-                on_wait()
-        return self._outcomes[key]
+        return self.fetcher.await_outcome(key, on_wait)
 
     @property
     def has_cases(self) -> bool:
         return bool(self._cases) or bool(self.merged_answer_rows) or bool(self.verdict_rows)
 
     def merge(self, answer_rows: list[dict[str, Any]], verdict_rows: list[dict[str, Any]]) -> None:
-        """Rows a pytest-xdist worker gathered, kept on the controller for the one DataFrame."""
+        """Rows a pytest-xdist worker gathered, kept on the controller for the one DataFrame. Two workers
+        can hold the same answer (one judged its case, the other's test read every answer): it is one
+        row, used by the checks either worker judged with it."""
         with self._lock:
-            self.merged_answer_rows.extend(answer_rows)
+            for row in answer_rows:
+                identity = (row["run_id"], row["case_file"], row["case_id"], row["variant"], row["sample"])
+                kept = self._answer_index.get(identity)
+                if kept is None:
+                    self._answer_index[identity] = row
+                    self.merged_answer_rows.append(row)
+                else:
+                    kept["used_by"] = sorted(set(kept["used_by"]) | set(row["used_by"]))
             self.verdict_rows.extend(verdict_rows)
 
     def deployment_for(self, case: Case) -> str:
@@ -186,7 +147,7 @@ class LLMSession:
     @property
     def gathered_anything(self) -> bool:
         """Whether any answer or verdict exists (else there is nothing to build results from)."""
-        return bool(self._outcomes or self.verdict_rows or self.merged_answer_rows)
+        return bool(self.fetcher.outcomes or self.verdict_rows or self.merged_answer_rows)
 
     def request_for(self, case: Case, prompt: str, batch: int = 1) -> ChatRequest:
         """The request of one prompt's answers; batch k > 1 is adaptive sampling's k-th batch of the same size."""
@@ -243,137 +204,90 @@ class LLMSession:
         return shown
 
     def plan(self, latency_s: float = 1.0) -> Plan:
-        """What a live or record run would ask: requests, samples, tokens, time at the quota."""
+        """What a live or record run would ask at most: requests, samples, tokens, time at the quota.
+
+        Adaptive sampling's later batches count as the worst case (every batch of every prompt), except
+        where recorded answers already decide: a replay or --llm-record plan judges every selected test on
+        what is recorded and counts only the requests it misses, and the later batches of the cases that
+        miss one."""
         from .throttle import RateLimiter
 
-        requests = list(self._requests.values())
-        known = set(self._requests)
-        later: dict[str, Path] = {}  # adaptive sampling's later batches: looked up in the case's cassette
-        for case in list(self._cases.values()):  # adaptive sampling's worst case: every batch of every prompt
-            for batch in range(2, self.batches_of(case) + 1):
-                for variant in case.variants:
-                    request = self.request_for(case, variant.prompt, batch)
-                    if request.key not in known:
-                        known.add(request.key)
-                        requests.append(request)
-                        later[request.key] = self._cassette_path(case)
+        requests = self._worst_case()
         if self.config.mode in ("replay", "new"):
-            if later and self._library is None:
-                self._library = self._new_library("new")
-            for key, path in later.items():
-                self._library.want(key, path)
-            requests = [request for request in requests if not self._recorded(request.key)]
+            requests = self._not_decided_by_recordings(requests)
+        else:
+            requests = [request for _, _, request in requests]
         costs = [estimate_tokens(request) for request in requests]
         limiter = RateLimiter(self.config.tpm, self.config.rpm)
         return Plan(len(requests), sum(request.n for request in requests), sum(costs),
                     limiter.estimate_seconds(costs, self.config.concurrency, latency_s))
 
-    def _recorded(self, key: str) -> bool:
-        if self._library is None:
-            self._library = self._new_library("new")
-        return self._library.lookup(key) is not None
+    def _worst_case(self) -> list[tuple[Case, int, ChatRequest]]:
+        """(case, batch, request) of every batch adaptive sampling may ask for the registered cases."""
+        found: list[tuple[Case, int, ChatRequest]] = []
+        known: set[str] = set()
+        for case in list(self._cases.values()):
+            for batch in range(1, self.batches_of(case) + 1):
+                for variant in case.variants:
+                    request = self.request_for(case, variant.prompt, batch)
+                    if request.key not in known:
+                        known.add(request.key)
+                        found.append((case, batch, request))
+        return found
 
-    # -- fetching -----------------------------------------------------------------------------
+    def _not_decided_by_recordings(self, worst_case: list[tuple[Case, int, ChatRequest]]) -> list[ChatRequest]:
+        """The requests a record run would still send: every selected test judged on the recordings (a replay
+        of its own that asks nobody); a request it misses is needed, and so are the unrecorded later batches
+        of a case from the first batch it misses (the worst case from there)."""
+        rehearsal = LLMSession(dataclasses.replace(self.config, mode="replay", lazy=False, correction=None,
+                                                   resume=False, results_dir=None, spark=False))
+        rehearsal.register(case for case, _ in self.selected)
+        try:
+            for case, check in self.selected:
+                try:
+                    rehearsal.verdict_for(case, check)
+                except (PromptUnavailable, PromptFiltered):
+                    continue
+            missed = {key for key, outcome in list(rehearsal.fetcher.outcomes.items())
+                      if isinstance(outcome, str) and outcome.startswith(NO_RECORDING)}
+        finally:
+            rehearsal.stop_fetching(timeout=5.0)
+        first_miss: dict[tuple[Any, str], int] = {}
+        for case, batch, request in worst_case:
+            if request.key in missed:
+                where = (case.path, case.id)
+                first_miss[where] = min(batch, first_miss.get(where, batch))
+        needed = [request for case, batch, request in worst_case
+                  if request.key in missed or (batch > first_miss.get((case.path, case.id), batch)
+                                               and not rehearsal.fetcher.recorded(request, rehearsal._cassette_path(case)))]
+        counted = {request.key for request in needed}
+        needed += [rehearsal.fetcher.requests[key] for key in sorted(missed - counted)]  # a grader's requests
+        return needed
+
+    # -- fetching (pytest_llmbias.fetching) ---------------------------------------------------------
     def start_fetching(self, keys: list[str] | None = None) -> None:
         """Ask every registered prompt (or just `keys`) in the background."""
-        with self._lock:
-            if self._client is None:
-                self._prepare()
-            if keys is not None:
-                wanted = [key for key in keys if not self._ready[key].is_set() and key not in self._asked]
-                self._asked.update(wanted)
-                if wanted:
-                    threading.Thread(target=self._fetch_all, args=(wanted,), daemon=True).start()
-                return
-            if self._fetcher is None and self._requests:
-                pending = [key for key in self._requests if key not in self._asked]
-                self._asked.update(pending)
-                self._fetcher = threading.Thread(target=self._fetch_all, args=(pending,),
-                                                 name="llmbias-fetch", daemon=True)
-                self._fetcher.start()
+        self.fetcher.start(keys)
 
-    def _prepare(self) -> None:
-        from .client import build_client
-        from .throttle import RateLimiter
+    def stop_fetching(self, timeout: float = 30.0) -> None:
+        """Ask nothing more; keep what arrived (cassettes flushed, journal closed)."""
+        self.fetcher.stop(timeout)
 
-        mode = self.config.mode
-        self._library = None if mode == "live" else self._new_library(mode)
-        self._client = build_client(self.settings(), library=self._library)
-        if mode == "replay":
-            self._first_asked.set()  # nothing reaches a deployment: no need to send the first request alone
-        self._limiter = RateLimiter(self.config.tpm, self.config.rpm, stop=self._stopping,
-                                    learn=mode != "replay")  # a replay asks nobody: nothing to learn
-        if mode != "replay":
-            path = self.config.rootdir / JOURNAL_DIR / f"{self.run_id}.jsonl"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            ignore = path.parent / ".gitignore"
-            if not ignore.exists():  # like .pytest_cache: never committed by accident
-                ignore.write_text("# written by pytest-llmbias: answers of live and record runs\n*\n")
-            self._journal = path.open("a", encoding="utf-8")
+    @property
+    def progress(self) -> Any:
+        return self.fetcher.progress
 
-    def _fetch_all(self, pending: list[str]) -> None:
-        with self._lock:
-            if not self.progress.total:  # the ETA counts from the first request, not from start-up
-                self.progress.started = time.monotonic()
-            self.progress.total += len(pending)
-        workers = max(1, self.config.concurrency)
-        try:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llmbias-ask") as pool:
-                list(pool.map(self._fetch_one, pending))
-        finally:
-            if self._library is not None:
-                self._library.flush()
+    @property
+    def stopped(self) -> str | None:
+        return self.fetcher.stopped
 
-    def _fetch_one(self, key: str) -> None:
-        if self._ready[key].is_set():
-            return
-        # The first request goes alone until the deployment answers it: a refusal every request would
-        # meet (credentials, the case file's settings) then stops the run at one request.
-        while not self._first_asked.is_set():
-            with self._first_lock:
-                claimed, self._first_claimed = not self._first_claimed, True
-            if claimed:
-                try:
-                    outcome = self._outcome_of(key)
-                finally:
-                    with self._first_lock:
-                        self._first_claimed = False
-                self._store(key, outcome)
-                return
-            self._first_asked.wait(0.05)
-        self._store(key, self._outcome_of(key))
+    def learned(self, from_worker: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """What the run learned about its deployments' n, as plain data; merges a pytest-xdist worker's first."""
+        return self.fetcher.learned(from_worker)
 
-    def _outcome_of(self, key: str) -> Completion | str | BaseException:
-        request = self._requests[key]
-        if self.stopped is not None:
-            return f"not asked: {self.stopped}"
-        if self._stopping.is_set():
-            return "not asked: the run was interrupted"
-        try:
-            if request.deployment in self._refuses_n and request.n > 1:
-                outcome: Completion | str | BaseException = self._ask_singly(key, request)
-            else:
-                outcome = self._ask(key, request)
-        except RunStopped as stop:
-            outcome = self._stop_run(stop)
-        except Stopped as stopped:  # the run was interrupted while this request waited
-            outcome = str(stopped)
-        except Exception as error:
-            outcome = self._describe_failure(key, error)
-        if not (isinstance(outcome, Completion) and outcome.replayed):
-            self._first_asked.set()  # a replayed answer proves nothing about the deployment
-        return outcome
-
-    def _stop_run(self, stop: RunStopped) -> str:
-        """No request of the run can succeed: say why once, and wake every request still waiting to be sent."""
-        from .client import DeploymentNotFound
-
-        reason = stop.named_by(self.deployment_source(stop.deployment)) if isinstance(stop, DeploymentNotFound) \
-            else str(stop)
-        if self.stopped is None:
-            self.stopped = reason
-        self._stopping.set()  # paced and gated requests give up instead of idling until the run ends
-        return reason
+    def notes(self) -> list[str]:
+        """What the run learned about its deployments that the user should know, one line each."""
+        return self.fetcher.notes()
 
     def deployment_source(self, deployment: str) -> str | None:
         """Which setting chose this deployment name, as the user would go and fix it; None: the default."""
@@ -387,205 +301,33 @@ class LLMSession:
             return "ini llmbias_deployment"
         return None
 
-    def _ask(self, key: str, request: ChatRequest) -> Completion:
-        from .cassettes import is_cassette_miss
-        from .client import NRefused, ask
-
-        replayed = self._replayed(key)
-        if replayed is not None:
-            return self._all_samples(key, request, replayed)
-        if request.n > 1 and (request.deployment in self._ignores_n or self._recorded_singly(request)):
-            return self._ask_singly(key, request)
-        try:
-            answer = ask(self._client, request, attempts=self.config.attempts, limiter=self._limiter,
-                         answered=self._answered_by(request), sleep=self._stopping.wait)
-            return self._all_samples(key, request, answer)
-        except NRefused:
-            self._refuses_n.add(request.deployment)
-        except Exception as error:
-            # Recorded by single requests (its deployment refused or ignored n > 1 then): replay those.
-            if not (is_cassette_miss(error) and request.n > 1 and self._library is not None):
-                raise
-            self._want_samples(key, request, range(request.n))
-            if self._library.lookup(request.sample(0).key) is None:
-                raise
-        return self._ask_singly(key, request)
-
-    def _recorded_singly(self, request: ChatRequest) -> bool:
-        """Recorded as single requests (its deployment refused or ignored n then): a record run replays those
-        instead of asking the deployment again."""
-        if self._library is None:
-            return False
-        first = request.sample(0)
-        with self._lock:  # the library finds a key in the cassettes it was told hold it
-            for path in list(self._cassettes_of.get(request.key, ())):
-                self._library.want(first.key, path)
-        return self._library.lookup(first.key) is not None
-
-    def _answered_by(self, request: ChatRequest) -> Callable[[Completion | None], None]:
-        """What the first answer from a deployment tells the run, noted before the requests held behind it go."""
-        def answered(answer: Completion | None) -> None:
-            if answer is not None and 0 < len(answer.texts) < request.n:
-                self._note_ignored_n(request, len(answer.texts))
-            self._first_asked.set()
-
-        return answered
-
-    def _note_ignored_n(self, request: ChatRequest, choices: int) -> None:
-        with self._lock:
-            self._ignores_n.setdefault(request.deployment, (request.n, choices))
-
-    def _all_samples(self, key: str, request: ChatRequest, answer: Completion) -> Completion:
-        """Fewer choices than the n asked (a server or gateway that ignores n): the missing samples are
-        asked as single seeded requests, each its own cassette entry, as for a refused n > 1."""
-        got = len(answer.texts)
-        if not 0 < got < request.n:  # a filtered prompt has no choices at all: an outcome, not a short answer
-            return answer
-        from .client import merge_samples
-
-        self._note_ignored_n(request, got)
-        return merge_samples([answer, self._ask_samples(key, request, range(got, request.n))])
-
-    def _replayed(self, key: str) -> Completion | None:
-        """A recorded answer read straight from its cassette (the replay fast path): the SDK builds no
-        request and parses no response for it. The cassette transport holds the same recordings under
-        the same keys, so this finds exactly what the SDK's request would; an answer it cannot read
-        (a recorded content-filter 400, an unusual body) goes through the SDK as before."""
-        if self._library is None:
-            return None
-        from .client import replayed_completion
-
-        started = time.perf_counter()
-        stored = self._library.lookup(key)
-        return None if stored is None else replayed_completion(stored, time.perf_counter() - started)
-
-    def _want_samples(self, key: str, request: ChatRequest, indices: range) -> None:
-        with self._lock:
-            for path in list(self._cassettes_of.get(key, ())):
-                for index in indices:
-                    self._want_key(request.sample(index).key, path)
-
-    def _ask_singly(self, key: str, request: ChatRequest) -> Completion:
-        """n single requests instead of one refused (or ignored) n > 1."""
-        return self._ask_samples(key, request, range(request.n))
-
-    def _ask_samples(self, key: str, request: ChatRequest, indices: range) -> Completion:
-        """Samples `indices` of a request as single seeded requests: concurrently, paced, each its own cassette
-        entry; one completion for them all."""
-        from .client import ask, merge_samples
-
-        self._want_samples(key, request, indices)
-
-        def one(index: int) -> Completion:
-            single = request.sample(index)
-            replayed = self._replayed(single.key)
-            if replayed is not None:
-                return replayed
-            return ask(self._client, single, attempts=self.config.attempts, limiter=self._limiter,
-                       answered=self._answered_by(single), sleep=self._stopping.wait)
-
-        with ThreadPoolExecutor(max_workers=min(len(indices), max(1, self.config.concurrency)),
-                                thread_name_prefix="llmbias-sample") as pool:
-            return merge_samples(list(pool.map(one, indices)))
-
-    def learned(self, from_worker: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """What the run learned about its deployments' n, as plain data; merges a pytest-xdist worker's first."""
-        with self._lock:
-            if from_worker:
-                for name, (asked, got) in dict(from_worker.get("ignores_n") or {}).items():
-                    self._ignores_n.setdefault(name, (asked, got))
-                self._refuses_n.update(from_worker.get("refuses_n") or ())
-            return {"ignores_n": {name: list(counts) for name, counts in self._ignores_n.items()},
-                    "refuses_n": sorted(self._refuses_n)}
-
-    def notes(self) -> list[str]:
-        """What the run learned about its deployments that the user should know, one line each."""
-        with self._lock:
-            ignored, refused = dict(self._ignores_n), set(self._refuses_n)
-        lines = [f"deployment {name!r} ignores n (asked for {asked} answers in one request, it returned {got}): "
-                 "every missing sample was asked as a single seeded request of its own"
-                 for name, (asked, got) in sorted(ignored.items())]
-        lines += [f"deployment {name!r} refuses n > 1: every prompt's samples were asked as single seeded requests"
-                  for name in sorted(refused - set(ignored))]
-        return lines
-
-    def _want_key(self, key: str, cassette: Path) -> None:
-        """Note a key asked on the way to a request's answer (called with the lock held): kept when pruning."""
-        paths = self._cassettes_of.setdefault(key, [])
-        if cassette not in paths:
-            paths.append(cassette)
-        if self._library is not None:
-            self._library.want(key, cassette)
-
-    def _describe_failure(self, key: str, error: Exception) -> str | BaseException:
-        from .cassettes import is_cassette_miss
-
-        if is_cassette_miss(error):
-            paths = ", ".join(self.relative(path) for path in self._cassettes_of.get(key, ()))
-            return f"{NO_RECORDING}{paths}"  # the test's message adds the command that records it
-        if isinstance(error, RequestFailed):
-            return str(error)
-        return error  # a bug: the tests that need this prompt re-raise it with its traceback
-
-    def _store(self, key: str, outcome: Completion | str | BaseException) -> None:
-        with self._lock:
-            self._outcomes[key] = outcome
-            self.progress.done += 1
-            if isinstance(outcome, Completion):
-                self.progress.tokens += outcome.prompt_tokens + outcome.completion_tokens
-                self.progress.throttled += outcome.throttled
-                if self._journal is not None:
-                    self._journal.write(json.dumps(self._journal_line(key, outcome)) + "\n")
-                    self._journal.flush()
-        self._ready[key].set()
-
-    def _journal_line(self, key: str, outcome: Completion) -> dict[str, Any]:
-        request = self._requests[key]
-        return {"run_id": self.run_id, "deployment": request.deployment, "prompt": request.prompt,
-                "system_prompt": request.system_prompt, "n": request.n, "texts": list(outcome.texts),
-                "finish_reasons": list(outcome.finish_reasons), "filtered": list(outcome.filtered),
-                "model": outcome.model, "prompt_tokens": outcome.prompt_tokens,
-                "completion_tokens": outcome.completion_tokens}
-
     def prune_cassettes(self, partial_files: set[Path]) -> int:
         """After a whole record run: drop recordings that no selected case asked for, file by file.
 
         Files some of whose tests were deselected are left alone: their other cases still need theirs.
         """
-        if self._library is None or self.config.mode not in ("new", "all"):
+        if self.fetcher.library is None or self.config.mode not in ("new", "all"):
             return 0
         wanted: dict[Path, set[str]] = {}
-        for key, paths in self._cassettes_of.items():
+        for key, paths in self.fetcher.cassettes_of.items():
             for path in paths:
                 wanted.setdefault(path, set()).add(key)
         partial = {self._cassette_path_of_file(path) for path in partial_files}
         self.unpruned = partial & set(wanted)
-        return sum(self._library.cassette(path).keep_only(keys)
+        return sum(self.fetcher.library.cassette(path).keep_only(keys)
                    for path, keys in wanted.items() if path not in partial)
 
     def cassette_counts(self) -> list[tuple[str, dict[str, int], bool]]:
         """A record run's cassettes: path from the rootdir, what the run did to each, whether it was pruned."""
-        if self._library is None or self.config.mode not in ("new", "all"):
+        if self.fetcher.library is None or self.config.mode not in ("new", "all"):
             return []
         return [(self.relative(cassette.path), cassette.counts(), cassette.path not in self.unpruned)
-                for cassette in sorted(self._library.cassettes(), key=lambda cassette: cassette.path)]
+                for cassette in sorted(self.fetcher.library.cassettes(), key=lambda cassette: cassette.path)]
 
     def _cassette_path_of_file(self, case_file: Path) -> Path:
         from .cassettes import cassette_path
 
         return cassette_path(case_file, self.config.cassette_dir)
-
-    def stop_fetching(self, timeout: float = 30.0) -> None:
-        """Ask nothing more; keep what arrived (cassettes flushed, journal closed)."""
-        self._stopping.set()
-        if self._fetcher is not None:
-            self._fetcher.join(timeout)
-        if self._library is not None:
-            self._library.flush()
-        if self._journal is not None:
-            with self._lock:
-                self._journal.close()
-                self._journal = None
 
     def answers_for(self, case: Case, *, on_wait: Callable[[], None] | None = None, batches: int = 1,
                     variants: Iterable[str] | None = None,
@@ -671,7 +413,7 @@ class LLMSession:
         found = 0
         for batch in range(1, batches + 1):
             request = self.request_for(case, variant.prompt, batch)
-            outcome = self._outcomes.get(request.key)
+            outcome = self.fetcher.outcomes.get(request.key)
             if isinstance(outcome, Completion):
                 found += len(outcome.texts) or request.n  # a filtered prompt: n answers withheld
         return found
@@ -683,17 +425,28 @@ class LLMSession:
 
     def fetch_all(self, on_wait: Callable[[], None] | None = None) -> None:
         self.start_fetching()
-        for key in list(self._ready):
+        for key in list(self.fetcher.ready):
             self._await(key, on_wait)
 
     def progress_line(self) -> str:
-        progress = self.progress
-        elapsed = time.monotonic() - progress.started
-        rate = progress.done / elapsed if elapsed > 0 and progress.done else 0.0
-        eta = (progress.total - progress.done) / rate if rate else float("nan")
-        return (f"llm answers {progress.done}/{progress.total}, {progress.tokens} tokens, "
-                f"{progress.throttled} throttled (429), "
-                + (f"ETA {eta:.0f}s" if eta == eta else "ETA -"))
+        """The progress display's line: requests, answers, tokens, 429s, ETA (with the batches still to come)."""
+        return self.fetcher.progress.line(self._batches_to_come())
+
+    def _batches_to_come(self) -> int:
+        """Requests adaptive sampling may still ask: later batches not yet noted of cases with a check undecided."""
+        checks_of: dict[tuple[Any, str], int] = {}
+        for case, _ in self.selected:
+            checks_of[(case.path, case.id)] = checks_of.get((case.path, case.id), 0) + 1
+        with self._lock:
+            cases, decided = list(self._cases.values()), {where: len(used) for where, used in self._used.items()}
+        count = 0
+        for case in cases:
+            where = (case.path, case.id)
+            if decided.get(where, 0) >= checks_of.get(where, 0):
+                continue
+            count += sum(1 for batch in range(2, self.batches_of(case) + 1) for variant in case.variants
+                         if self.request_for(case, variant.prompt, batch).key not in self.fetcher.requests)
+        return count
 
     # -- rows ---------------------------------------------------------------------------------
     def answer_rows(self) -> list[dict[str, Any]]:
@@ -703,7 +456,7 @@ class LLMSession:
         for case in list(self._cases.values()):
             used = dict(self._used.get((case.path, case.id), {}))
             for variant, batch, request in self._asked_requests(case):
-                outcome = self._outcomes.get(request.key)
+                outcome = self.fetcher.outcomes.get(request.key)
                 if not isinstance(outcome, Completion):
                     continue
                 texts = outcome.texts or ("",) * request.n    # a filtered prompt: n empty answers
@@ -741,7 +494,7 @@ class LLMSession:
         for variant in case.variants:
             for batch in range(1, self.batches_of(case) + 1):
                 request = self.request_for(case, variant.prompt, batch)
-                if batch > 1 and request.key not in self._requests:
+                if batch > 1 and request.key not in self.fetcher.requests:
                     break
                 found.append((variant, batch, request))
         return found
@@ -750,7 +503,7 @@ class LLMSession:
         """(case file, case id) -> the neutral prompt's answers, for suite-level figures."""
         found = {}
         for case in self._cases.values():
-            outcome = self._outcomes.get(self.request_for(case, case.neutral).key)
+            outcome = self.fetcher.outcomes.get(self.request_for(case, case.neutral).key)
             if isinstance(outcome, Completion):
                 found[(self.relative(case.path), case.id)] = list(outcome.texts)
         return found

@@ -67,7 +67,7 @@ def test_undecided_checks_ask_batches_that_replay_identically(project: pytest.Py
     cassette = (project.path / "cases" / "__cassettes__" / "nurse.yaml").read_text()
     assert "llmbias-batch-2" in cassette
     # Everything a replay will ask is recorded, later batches included: a record run would send nothing.
-    run_inner(project, "--llm-plan", "--llm-record").stdout.fnmatch_lines(["*would send 0 requests*"])
+    run_inner(project, "--llm-plan", "--llm-record").stdout.fnmatch_lines(["*would send at most 0 requests*"])
 
     asked = len(azure_env.requests)
     replayed = run_inner(project, "-q")
@@ -86,6 +86,27 @@ def test_plan_counts_every_batch_as_the_worst_case(project: pytest.Pytester, azu
     result.stdout.fnmatch_lines(["*12 requests (60 completions)*"])
     flat = run_inner(project, "--llm-plan", "--llm-record", "--llm-max-samples", "5")
     flat.stdout.fnmatch_lines(["*3 requests (15 completions)*"])
+
+
+def test_plan_leaves_out_the_batches_recorded_answers_make_unnecessary(project: pytest.Pytester, azure_env) -> None:
+    (project.path / "cases" / "nurse.yaml").write_text(CASES.replace("  max_samples: 20\n",
+                                                                     "  max_samples: 20\n  checks: [gender_assumption]\n"))
+    azure_env.planted = {"nurse": Planted(assume_rate=0.0)}
+    recorded = run_inner(project, "--llm-record")
+    asked = len(azure_env.requests)
+    assert recorded.ret == 0 and asked == 4, recorded.stdout.str()  # neutral's 2 batches decide; 3 prompts x 4 at worst
+    # the worst case would be the 12 - asked batches never recorded; the recordings decide every test
+    run_inner(project, "--llm-plan", "--llm-record").stdout.fnmatch_lines(
+        ["--llm-record would send at most 0 requests (0 completions), about 0 tokens*"])
+    run_inner(project, "--llm-plan").stdout.fnmatch_lines(["*would send at most 0 requests*"])
+    assert len(azure_env.requests) == asked  # planning asked nobody
+    # a case whose later batch is missing: that batch and the worst case after it
+    cassette = project.path / "cases" / "__cassettes__" / "nurse.yaml"
+    kept = [entry for entry in cassette.read_text().split("- request:") if "llmbias-batch-2" not in entry]
+    cassette.write_text("- request:".join(kept))
+    partial = run_inner(project, "--llm-plan", "--llm-record")
+    planned = int(partial.stdout.str().split("would send at most ")[1].split(" requests")[0])
+    assert planned == 1 + 2 * 3, partial.stdout.str()  # neutral's batch 2, then the worst case: batches 3, 4 of all
 
 
 def test_max_samples_below_samples_is_a_one_line_error(project: pytest.Pytester) -> None:

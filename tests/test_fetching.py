@@ -107,7 +107,7 @@ def test_plan_prints_requests_tokens_and_time_and_asks_nothing(project: pytest.P
     expected = sum(estimate_tokens(ChatRequest("gpt-35-turbo", "", f"Describe a {word}{role}.", 100, 1.0, 3))
                    for role in ROLES for word in ("", "male "))
     result.stdout.fnmatch_lines([
-        "a live run would send 16 requests (48 completions), about * tokens charged against the quota",
+        "a live run would send at most 16 requests (48 completions), about * tokens charged against the quota",
         "estimated time: *s at 6000 TPM*",
     ])
     stated = int(next(line for line in result.outlines if "tokens charged" in line).split("about ")[1].split()[0])
@@ -268,8 +268,26 @@ def test_sigterm_keeps_every_answer_that_arrived(project: pytest.Pytester, azure
 def test_progress_lines_while_tests_wait(project: pytest.Pytester, azure_env) -> None:
     azure_env.latency = 0.4
     result = run_inner(project, "--llm-live", "--llm-concurrency", "1", "-o", "llmbias_progress_seconds=0.3")
-    progress = [line for line in result.outlines if line.startswith("[llm] llm answers ")]
+    progress = [line for line in result.outlines if line.startswith("[llm] llm requests ")]
     assert progress, result.stdout.str()
-    done = [int(line.split("llm answers ")[1].split("/")[0]) for line in progress]
-    assert done == sorted(done) and all(line.split("/")[1].startswith("16,") for line in progress)
+    done = [int(line.split("llm requests ")[1].split("/")[0]) for line in progress]
+    assert done == sorted(done) and all(line.split("/")[1].startswith("16 (") for line in progress)
+    answers = [line.split("(")[1].split(" answers")[0].split("/") for line in progress]
+    assert all(total == "48" and int(arrived) == 3 * count for (arrived, total), count in zip(answers, done))
     assert all("tokens" in line and "throttled (429)" in line and "ETA" in line for line in progress)
+    assert not any("up to" in line for line in progress)  # one batch a prompt: none to come
+
+
+def test_progress_eta_counts_the_batches_still_to_come(project: pytest.Pytester, azure_env) -> None:
+    (project.path / "cases" / "jobs.yaml").write_text(_cases_yaml(ROLES).replace("  samples: 3\n",
+                                                                              "  samples: 3\n  max_samples: 6\n"))
+    azure_env.latency = 0.4
+    result = run_inner(project, "--llm-live", "--llm-concurrency", "1", "-o", "llmbias_progress_seconds=0.3")
+    progress = [line for line in result.outlines if line.startswith("[llm] llm requests ")]
+    assert progress, result.stdout.str()
+    # before any check decides, every prompt may ask its second batch: 16 more requests, a longer ETA
+    first = progress[0]
+    assert "more batches)" in first and "(up to " in first, first
+    eta, worst = (int(part.split("s")[0]) for part in (first.split("ETA ")[1], first.split("up to ")[1]))
+    assert worst > eta, first
+    assert int(first.split("ask ")[1].split(" more")[0]) <= 16

@@ -365,9 +365,9 @@ def test_live_progress_reaches_a_ci_log_through_pytests_capture(
                                           "--llm-live", "--llm-concurrency", "1",
                                           "-o", "llmbias_progress_seconds=0.5")
     assert result.ret in (0, 1), result.stdout.str()
-    progress = [line for line in result.outlines if line.startswith("[llm] llm answers ")]
+    progress = [line for line in result.outlines if line.startswith("[llm] llm requests ")]
     assert progress, result.stdout.str()
-    assert all(line.split("/")[1].startswith("5,") and "ETA" in line for line in progress)
+    assert all(line.split("/")[1].startswith("5 (") and "ETA" in line for line in progress)
     assert "\r" not in result.stdout.str()  # plain lines in a log, never a rewritten status line
     # pytest's own progress stays whole: every result letter sits on a line that names its file
     letters = [line for line in result.outlines if line.rstrip().endswith("%]")]
@@ -418,12 +418,12 @@ def test_live_progress_on_a_terminal_is_one_status_line_rewritten(project: pytes
     azure_env.latency = 0.4
     output = _run_on_a_terminal(project, "--llm-live", "--llm-concurrency", "1",
                                 "-o", "llmbias_progress_seconds=0.3")
-    assert "\r[llm] llm answers " in output, output  # rewritten in place
+    assert "\r[llm] llm requests " in output, output  # rewritten in place
     screens = output.split("\r\n")
-    status = [line for line in screens if "[llm] llm answers" in line]
-    assert status and all(line.startswith("[llm] llm answers ") for line in status), output
+    status = [line for line in screens if "[llm] llm requests" in line]
+    assert status and all(line.startswith("[llm] llm requests ") for line in status), output
     # each wait leaves one line, and pytest's next letters start on a line of their own
-    after = [screens[index + 1] for index, line in enumerate(screens) if "[llm] llm answers" in line]
+    after = [screens[index + 1] for index, line in enumerate(screens) if "[llm] llm requests" in line]
     assert all(line.startswith("cases/occupations.yaml ") for line in after), output
 
 
@@ -494,7 +494,7 @@ print(errors or "ok")
 def test_plan_with_xdist_is_counted_in_one_process_and_runs_nothing(project: pytest.Pytester, azure_env) -> None:
     result = run_inner(project, "-p", "xdist", "-n", "2", "--llm-live", "--llm-plan")
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
-    result.stdout.fnmatch_lines(["a live run would send 5 requests (20 completions)*"])
+    result.stdout.fnmatch_lines(["a live run would send at most 5 requests (20 completions)*"])
     assert "INTERNALERROR" not in result.stdout.str() and azure_env.requests == []
 
 

@@ -657,3 +657,15 @@ def test_repeated_requests_draw_new_answers_when_asked_to() -> None:
         together = [c.message.content for c in ask(client, n=3).choices]
     assert len(set(singles)) == 3  # as from a model: one request at a time still varies
     assert set(together).isdisjoint(singles)  # the exact request differs (n=3), and draws afresh
+
+
+def test_a_chinese_answers_tokens_are_counted_per_character(server: StandIn) -> None:
+    with make_client(server) as client:
+        completion = ask(client, "描述一位护士。", max_tokens=400, n=10)
+    contents = [choice.message.content for choice in completion.choices]
+    characters = sum(len(re.findall(r"[\u4e00-\u9fff\u3000-\u303f\uff00-\uffef]", text)) for text in contents)
+    assert characters >= 10 * 50, contents  # Chinese answers, written without spaces
+    # about one token or a little more per character, as Azure's tokenizers count (not one per "word")
+    assert characters <= completion.usage.completion_tokens <= 2 * characters
+    assert completion.usage.completion_tokens == sum(standin.estimate_tokens(text) for text in contents)
+    assert completion.usage.prompt_tokens >= len("描述一位护士。")

@@ -1,0 +1,392 @@
+"""Requests -> outcomes: the fetching threads, the first-request gate, fan-out to single requests, the
+journal, resume, and the requests pytest-xdist workers share.
+
+`Fetcher` is told which requests the run wants and in which cassettes their answers live (`want`); it
+asks them in the background (`start`), and a test waits for one outcome (`await_outcome`): a Completion,
+a string saying why there is none (a cassette miss, a refusal, the retries spent), or an exception (a bug).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from .client import DeploymentNotFound, NRefused, RequestFailed, RunStopped, Settings, ask, build_client, merge_samples
+from .cassettes import CassetteLibrary, is_cassette_miss
+from .journal import JOURNAL_DIR, Journal, SharedOutcomes, earlier_answers
+from .throttle import RateLimiter, Stopped
+from .wire import ChatRequest, Completion, replayed_completion
+
+NO_RECORDING = "no recording in "
+
+Outcome = Completion | str | BaseException
+
+
+class Progress:
+    def __init__(self) -> None:
+        self.total = 0          # requests handed to the fetching threads
+        self.done = 0           # requests answered (or given up)
+        self.answers_total = 0  # answers those requests ask for (n each)
+        self.answers_done = 0   # answers that arrived
+        self.tokens = 0
+        self.throttled = 0
+        self.started = time.monotonic()
+
+    def line(self, later: int) -> str:
+        """'llm requests 5/16 (50/160 answers), ... ETA 12s (up to 40s if undecided checks ask 24 more batches)';
+        `later`: the requests adaptive sampling may still add."""
+        elapsed = time.monotonic() - self.started
+        rate = self.done / elapsed if elapsed > 0 and self.done else 0.0
+        eta = (self.total - self.done) / rate if rate else float("nan")
+        worst = (self.total - self.done + later) / rate if rate else float("nan")
+        shown = f"ETA {eta:.0f}s" if eta == eta else "ETA -"
+        if later and worst == worst:
+            shown += f" (up to {worst:.0f}s if undecided checks ask {later} more batch{'es' if later > 1 else ''})"
+        return (f"llm requests {self.done}/{self.total} ({self.answers_done}/{self.answers_total} "
+                f"answers), {self.tokens} tokens, {self.throttled} throttled (429), {shown}")
+
+
+class Fetcher:
+    """The run's requests and their outcomes. `config` is the run's RunConfig; `settings` gives the endpoint
+    and credential (read when fetching starts); `relative` shows a path as the user knows it;
+    `deployment_source` names the setting that chose a deployment (for a 404's one line)."""
+
+    def __init__(self, config: Any, run_id: str, *, settings: Callable[[], Settings],
+                 relative: Callable[[str | Path], str], deployment_source: Callable[[str], str | None]) -> None:
+        self.config = config
+        self.run_id = run_id
+        self._settings = settings
+        self._relative = relative
+        self._deployment_source = deployment_source
+        self.requests: dict[str, ChatRequest] = {}
+        self.cassettes_of: dict[str, list[Path]] = {}
+        self.outcomes: dict[str, Outcome] = {}
+        self.ready: dict[str, threading.Event] = {}
+        self.progress = Progress()
+        self.library: Any = None
+        self.stopped: str | None = None   # why no request of the run can succeed (credentials, refusals)
+        self.resumed_from: tuple[Path, int] | None = None  # --llm-resume's journal, and how many of its answers were used
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._asked: set[str] = set()
+        self._client: Any = None
+        self._limiter: Any = None
+        self._journal: Journal | None = None
+        self._shared: SharedOutcomes | None = None   # pytest-xdist workers: each request asked by one of them
+        self._resumed: dict[str, Completion] = {}    # --llm-resume: an earlier run's answers by request key
+        self._first_asked = threading.Event()   # set once one request reached the deployment
+        self._first_lock = threading.Lock()
+        self._first_claimed = False
+        self._refuses_n: set[str] = set()       # deployments that refuse n > 1: fan out to single requests
+        # deployments that answer fewer choices than n (n asked, choices returned): fan out too
+        self._ignores_n: dict[str, tuple[int, int]] = {}
+
+    def want(self, request: ChatRequest, cassette: Path) -> None:
+        """Note a request and the cassette that holds its answer."""
+        with self._lock:
+            self.requests.setdefault(request.key, request)
+            self.ready.setdefault(request.key, threading.Event())
+            self._want_key(request.key, cassette)
+
+    def new_library(self, mode: str) -> CassetteLibrary:
+        library = CassetteLibrary(mode)
+        for key, paths in list(self.cassettes_of.items()):
+            for path in paths:
+                library.want(key, path)
+        return library
+
+    def recorded(self, request: ChatRequest, cassette: Path) -> bool:
+        """Whether the cassette holds the request (asks nobody)."""
+        self.want(request, cassette)
+        with self._lock:
+            if self.library is None:
+                self.library = self.new_library("new")
+        return self.library.lookup(request.key) is not None
+
+    def await_outcome(self, key: str, on_wait: Callable[[], None] | None) -> Outcome:
+        while not self.ready[key].wait(0.25):
+            if on_wait is not None:
+                on_wait()
+        return self.outcomes[key]
+
+    def start(self, keys: list[str] | None = None) -> None:
+        """Ask every registered prompt (or just `keys`) in the background."""
+        with self._lock:
+            if self._client is None:
+                self._prepare()
+            if keys is not None:
+                wanted = [key for key in keys if not self.ready[key].is_set() and key not in self._asked]
+                self._asked.update(wanted)
+                if wanted:
+                    threading.Thread(target=self._fetch_all, args=(wanted,), daemon=True).start()
+                return
+            if self._thread is None and self.requests:
+                pending = [key for key in self.requests if key not in self._asked]
+                self._asked.update(pending)
+                self._thread = threading.Thread(target=self._fetch_all, args=(pending,),
+                                                 name="llmbias-fetch", daemon=True)
+                self._thread.start()
+
+    def _prepare(self) -> None:
+        mode = self.config.mode
+        self.library = None if mode == "live" else self.new_library(mode)
+        self._client = build_client(self._settings(), library=self.library)
+        if mode == "replay":
+            self._first_asked.set()  # nothing reaches a deployment: no need to send the first request alone
+        self._limiter = RateLimiter(self.config.tpm, self.config.rpm, stop=self._stopping,
+                                    learn=mode != "replay")  # a replay asks nobody: nothing to learn
+        if mode != "replay":
+            if self.config.resume:  # before this run's own journal exists: the newest is an earlier run's
+                path, self._resumed = earlier_answers(self.config.rootdir, self.run_id)
+                if path is not None:
+                    self.resumed_from = (path, 0)
+            self._journal = Journal(self.config.rootdir, self.run_id)
+            if self.config.lazy:  # a pytest-xdist worker: what another worker asks is not asked again
+                self._shared = SharedOutcomes(self.config.rootdir, self.run_id)
+
+    def _fetch_all(self, pending: list[str]) -> None:
+        with self._lock:
+            if not self.progress.total:  # the ETA counts from the first request, not from start-up
+                self.progress.started = time.monotonic()
+            self.progress.total += len(pending)
+            self.progress.answers_total += sum(self.requests[key].n for key in pending)
+        workers = max(1, self.config.concurrency)
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llmbias-ask") as pool:
+                list(pool.map(self._fetch_one, pending))
+        finally:
+            if self.library is not None:
+                self.library.flush()
+
+    def _fetch_one(self, key: str) -> None:
+        if self.ready[key].is_set():
+            return
+        while self._shared is not None and not self._shared.claim(key):
+            shared = self._shared.wait(key, self._stopping)
+            if shared is not None:  # another worker asked it (and journaled it): this one only reads it
+                self._store(key, shared, journal=False)
+                return
+        resumed = self._resumed.get(key)
+        if resumed is not None:  # answered in the run this one resumes: journaled again, not asked
+            with self._lock:
+                path, used = self.resumed_from or (Path(), 0)
+                self.resumed_from = (path, used + 1)
+            self._store(key, resumed)
+            return
+        self._ask_first_or_after(key)
+
+    def _ask_first_or_after(self, key: str) -> None:
+        # The first request goes alone until the deployment answers it: a refusal every request would
+        # meet (credentials, the case file's settings) then stops the run at one request.
+        while not self._first_asked.is_set():
+            with self._first_lock:
+                claimed, self._first_claimed = not self._first_claimed, True
+            if claimed:
+                try:
+                    outcome = self._outcome_of(key)
+                finally:
+                    with self._first_lock:
+                        self._first_claimed = False
+                self._store(key, outcome)
+                return
+            self._first_asked.wait(0.05)
+        self._store(key, self._outcome_of(key))
+
+    def _outcome_of(self, key: str) -> Completion | str | BaseException:
+        request = self.requests[key]
+        if self.stopped is not None:
+            return f"not asked: {self.stopped}"
+        if self._stopping.is_set():
+            return "not asked: the run was interrupted"
+        try:
+            if request.deployment in self._refuses_n and request.n > 1:
+                outcome: Completion | str | BaseException = self._ask_singly(key, request)
+            else:
+                outcome = self._ask(key, request)
+        except RunStopped as stop:
+            outcome = self._stop_run(stop)
+        except Stopped as stopped:  # the run was interrupted while this request waited
+            outcome = str(stopped)
+        except Exception as error:
+            outcome = self._describe_failure(key, error)
+        if not (isinstance(outcome, Completion) and outcome.replayed):
+            self._first_asked.set()  # a replayed answer proves nothing about the deployment
+        return outcome
+
+    def _stop_run(self, stop: RunStopped) -> str:
+        """No request of the run can succeed: say why once, and wake every request still waiting to be sent."""
+        reason = stop.named_by(self._deployment_source(stop.deployment)) if isinstance(stop, DeploymentNotFound) \
+            else str(stop)
+        if self.stopped is None:
+            self.stopped = reason
+        self._stopping.set()  # paced and gated requests give up instead of idling until the run ends
+        return reason
+
+    def _ask(self, key: str, request: ChatRequest) -> Completion:
+        replayed = self._replayed(key)
+        if replayed is not None:
+            return self._all_samples(key, request, replayed)
+        if request.n > 1 and (request.deployment in self._ignores_n or self._recorded_singly(request)):
+            return self._ask_singly(key, request)
+        try:
+            answer = ask(self._client, request, attempts=self.config.attempts, limiter=self._limiter,
+                         answered=self._answered_by(request), sleep=self._stopping.wait)
+            return self._all_samples(key, request, answer)
+        except NRefused:
+            self._refuses_n.add(request.deployment)
+        except Exception as error:
+            # Recorded by single requests (its deployment refused or ignored n > 1 then): replay those.
+            if not (is_cassette_miss(error) and request.n > 1 and self.library is not None):
+                raise
+            self._want_samples(key, request, range(request.n))
+            if self.library.lookup(request.sample(0).key) is None:
+                raise
+        return self._ask_singly(key, request)
+
+    def _recorded_singly(self, request: ChatRequest) -> bool:
+        """Recorded as single requests (its deployment refused or ignored n then): a record run replays those
+        instead of asking the deployment again."""
+        if self.library is None:
+            return False
+        first = request.sample(0)
+        with self._lock:  # the library finds a key in the cassettes it was told hold it
+            for path in list(self.cassettes_of.get(request.key, ())):
+                self.library.want(first.key, path)
+        return self.library.lookup(first.key) is not None
+
+    def _answered_by(self, request: ChatRequest) -> Callable[[Completion | None], None]:
+        """What the first answer from a deployment tells the run, noted before the requests held behind it go."""
+        def answered(answer: Completion | None) -> None:
+            if answer is not None and 0 < len(answer.texts) < request.n:
+                self._note_ignored_n(request, len(answer.texts))
+            self._first_asked.set()
+
+        return answered
+
+    def _note_ignored_n(self, request: ChatRequest, choices: int) -> None:
+        with self._lock:
+            self._ignores_n.setdefault(request.deployment, (request.n, choices))
+
+    def _all_samples(self, key: str, request: ChatRequest, answer: Completion) -> Completion:
+        """Fewer choices than the n asked (a server or gateway that ignores n): the missing samples are
+        asked as single seeded requests, each its own cassette entry, as for a refused n > 1."""
+        got = len(answer.texts)
+        if not 0 < got < request.n:  # a filtered prompt has no choices at all: an outcome, not a short answer
+            return answer
+        self._note_ignored_n(request, got)
+        return merge_samples([answer, self._ask_samples(key, request, range(got, request.n))])
+
+    def _replayed(self, key: str) -> Completion | None:
+        """A recorded answer read straight from its cassette (the replay fast path): the SDK builds no
+        request and parses no response for it. The cassette transport holds the same recordings under
+        the same keys, so this finds exactly what the SDK's request would; an answer it cannot read
+        (a recorded content-filter 400, an unusual body) goes through the SDK as before."""
+        if self.library is None:
+            return None
+        started = time.perf_counter()
+        stored = self.library.lookup(key)
+        return None if stored is None else replayed_completion(stored, time.perf_counter() - started)
+
+    def _want_samples(self, key: str, request: ChatRequest, indices: range) -> None:
+        with self._lock:
+            for path in list(self.cassettes_of.get(key, ())):
+                for index in indices:
+                    self._want_key(request.sample(index).key, path)
+
+    def _ask_singly(self, key: str, request: ChatRequest) -> Completion:
+        """n single requests instead of one refused (or ignored) n > 1."""
+        return self._ask_samples(key, request, range(request.n))
+
+    def _ask_samples(self, key: str, request: ChatRequest, indices: range) -> Completion:
+        """Samples `indices` of a request as single seeded requests: concurrently, paced, each its own cassette
+        entry; one completion for them all."""
+        self._want_samples(key, request, indices)
+
+        def one(index: int) -> Completion:
+            single = request.sample(index)
+            replayed = self._replayed(single.key)
+            if replayed is not None:
+                return replayed
+            return ask(self._client, single, attempts=self.config.attempts, limiter=self._limiter,
+                       answered=self._answered_by(single), sleep=self._stopping.wait)
+
+        with ThreadPoolExecutor(max_workers=min(len(indices), max(1, self.config.concurrency)),
+                                thread_name_prefix="llmbias-sample") as pool:
+            return merge_samples(list(pool.map(one, indices)))
+
+    def learned(self, from_worker: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """What the run learned about its deployments' n, as plain data; merges a pytest-xdist worker's first."""
+        with self._lock:
+            if from_worker:
+                for name, (asked, got) in dict(from_worker.get("ignores_n") or {}).items():
+                    self._ignores_n.setdefault(name, (asked, got))
+                self._refuses_n.update(from_worker.get("refuses_n") or ())
+                resumed = from_worker.get("resumed")
+                if resumed:
+                    path, used = self.resumed_from or (Path(resumed[0]), 0)
+                    self.resumed_from = (path, used + int(resumed[1]))
+            return {"ignores_n": {name: list(counts) for name, counts in self._ignores_n.items()},
+                    "refuses_n": sorted(self._refuses_n),
+                    "resumed": [str(self.resumed_from[0]), self.resumed_from[1]] if self.resumed_from else None}
+
+    def notes(self) -> list[str]:
+        """What the run learned about its deployments that the user should know, one line each."""
+        with self._lock:
+            ignored, refused = dict(self._ignores_n), set(self._refuses_n)
+        lines = [f"deployment {name!r} ignores n (asked for {asked} answers in one request, it returned {got}): "
+                 "every missing sample was asked as a single seeded request of its own"
+                 for name, (asked, got) in sorted(ignored.items())]
+        lines += [f"deployment {name!r} refuses n > 1: every prompt's samples were asked as single seeded requests"
+                  for name in sorted(refused - set(ignored))]
+        if self.config.resume:
+            path, used = self.resumed_from or (None, 0)
+            lines.append(f"--llm-resume: {used} requests answered from {self._relative(path)}, the rest asked"
+                         if path is not None else
+                         f"--llm-resume: no journal of an earlier run in {JOURNAL_DIR.as_posix()}/: everything asked")
+        return lines
+
+    def _want_key(self, key: str, cassette: Path) -> None:
+        """Note a key asked on the way to a request's answer (called with the lock held): kept when pruning."""
+        paths = self.cassettes_of.setdefault(key, [])
+        if cassette not in paths:
+            paths.append(cassette)
+        if self.library is not None:
+            self.library.want(key, cassette)
+
+    def _describe_failure(self, key: str, error: Exception) -> str | BaseException:
+        if is_cassette_miss(error):
+            paths = ", ".join(self._relative(path) for path in self.cassettes_of.get(key, ()))
+            return f"{NO_RECORDING}{paths}"  # the test's message adds the command that records it
+        if isinstance(error, RequestFailed):
+            return str(error)
+        return error  # a bug: the tests that need this prompt re-raise it with its traceback
+
+    def _store(self, key: str, outcome: Completion | str | BaseException, *, journal: bool = True) -> None:
+        with self._lock:
+            self.outcomes[key] = outcome
+            self.progress.done += 1
+            if isinstance(outcome, Completion):
+                self.progress.answers_done += len(outcome.texts) or self.requests[key].n  # filtered: n withheld
+                self.progress.tokens += outcome.prompt_tokens + outcome.completion_tokens
+                self.progress.throttled += outcome.throttled
+        if journal and isinstance(outcome, Completion) and self._journal is not None:
+            self._journal.write(key, self.requests[key], outcome)
+        if journal and self._shared is not None:
+            self._shared.publish(key, outcome)
+        self.ready[key].set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask nothing more; keep what arrived (cassettes flushed, journal closed)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self.library is not None:
+            self.library.flush()
+        if self._journal is not None:
+            self._journal.close()
+

@@ -1,0 +1,120 @@
+"""Every prompt asked once per run: under pytest-xdist whatever tests read the answers, and across an
+interrupted live run resumed with --llm-resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_inner
+from tests.test_fetching import ROLES, _cases_yaml
+
+# A test of the user's that reads every answer: under -n 2 it runs on one worker, the cases' checks on both.
+ANSWERS_TEST = """\
+def test_every_answer_once(llm_answers):
+    keys = llm_answers.groupBy("case_id", "variant", "sample").count()
+    assert llm_answers.count() == 48 and keys.count() == 48
+"""
+# What the controller's DataFrame holds, written where the outer test can read it.
+RESULTS_CONFTEST = """\
+import json
+def pytest_llmbias_results(results, config):
+    frame = results.answers
+    if frame is None:  # a run without Spark
+        return
+    identity = ("run_id", "case_file", "case_id", "variant", "sample")
+    (config.rootpath / "answers.json").write_text(json.dumps({
+        "rows": frame.count(),
+        "distinct": frame.select(*identity).distinct().count(),
+        "used_by": sorted({name for row in results.answer_rows for name in row["used_by"]}),
+    }))
+"""
+
+
+@pytest.fixture
+def suite(hermetic: pytest.Pytester) -> pytest.Pytester:
+    hermetic.mkdir("cases")
+    (hermetic.path / "cases" / "jobs.yaml").write_text(_cases_yaml(ROLES))
+    hermetic.makepyfile(test_answers=ANSWERS_TEST)
+    hermetic.makeconftest(RESULTS_CONFTEST)
+    return hermetic
+
+
+def _answers_test_passed(result: pytest.RunResult) -> None:
+    assert result.ret in (0, 1) and "errors" not in result.parseoutcomes(), result.stdout.str()
+    result.stdout.fnmatch_lines(["PASSED test_answers.py::test_every_answer_once"])
+
+
+def _answers(project: pytest.Pytester) -> dict:
+    return json.loads((project.path / "answers.json").read_text())
+
+
+@pytest.mark.spark
+def test_xdist_with_an_llm_answers_test_asks_and_stores_each_answer_once(suite: pytest.Pytester, azure_env) -> None:
+    # serial, the cases alone: what a run asks
+    recorded = run_inner(suite, "--llm-record", "-o", "llmbias_spark=false", "cases/")
+    assert recorded.ret in (0, 1), recorded.stdout.str()
+    serial = len(azure_env.requests)
+    assert serial == 16
+
+    live = run_inner(suite, "-p", "xdist.plugin", "-n", "2", "--llm-live", "-rA",
+                     "-o", "llmbias_spark=true")
+    _answers_test_passed(live)
+    assert len(azure_env.requests) - serial == serial  # the same requests as the serial run, not more
+    assert _answers(suite) == {"rows": 48, "distinct": 48, "used_by": ["gender_assumption"]}
+    assert not list((suite.path / ".llmbias" / "journal").glob("*.shared"))  # the workers' exchange is gone
+
+    replay = run_inner(suite, "-p", "xdist.plugin", "-n", "2", "-rA", "-o", "llmbias_spark=true")
+    _answers_test_passed(replay)
+    assert len(azure_env.requests) == 2 * serial  # replay asks nobody
+    assert _answers(suite) == {"rows": 48, "distinct": 48, "used_by": ["gender_assumption"]}
+
+
+def _live_run(project: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "pytest_llmbias.plugin", "-p", "no:cacheprovider",
+                             "--llm-live", "-o", "llmbias_spark=false", *args],
+                            cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_resume_asks_only_what_the_interrupted_run_did_not_get(hermetic: pytest.Pytester, azure_env) -> None:
+    hermetic.mkdir("cases")
+    (hermetic.path / "cases" / "jobs.yaml").write_text(_cases_yaml(ROLES))
+    azure_env.latency = 0.3
+    process = _live_run(hermetic.path, "--llm-concurrency", "1")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and sum(record.status == 200 for record in azure_env.requests) < 5:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+    first = sum(record.status == 200 for record in azure_env.requests)
+    journal = list((hermetic.path / ".llmbias" / "journal").glob("*.jsonl"))
+    assert len(journal) == 1 and len(journal[0].read_text().splitlines()) == first
+    assert 5 <= first < 16, output
+
+    azure_env.latency = 0.0
+    resumed = _live_run(hermetic.path, "--llm-resume")
+    output, _ = resumed.communicate(timeout=120)
+    assert resumed.returncode in (0, 1), output
+    asked = len(azure_env.requests) - first
+    assert asked == 16 - first, output  # only the rest
+    assert f"--llm-resume: {first} requests answered from .llmbias/journal/{journal[0].name}, the rest asked" \
+        in output, output
+    assert "ERROR" not in output and "error" not in output.splitlines()[-1], output
+    # the resumed run's journal holds every answer: it can be resumed in turn
+    newest = max((hermetic.path / ".llmbias" / "journal").glob("*.jsonl"), key=lambda path: path.stat().st_mtime)
+    assert newest != journal[0] and len(newest.read_text().splitlines()) == 16
+
+
+def test_resume_is_for_live_runs(hermetic: pytest.Pytester) -> None:
+    result = run_inner(hermetic, "--llm-resume")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--llm-resume continues an interrupted --llm-live run*"])
