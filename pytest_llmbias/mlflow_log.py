@@ -16,12 +16,16 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .keys import SESSION_KEY
+from .report.hooks import html_written
+from .rows import AnswerRow, VerdictRow, column_names
 
 EXTRA_HINT = "pip install 'pytest-llmbias[mlflow]'"
 DEFAULT_EXPERIMENT = "pytest-llmbias"
@@ -79,9 +83,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         del config.stash[STATE_KEY]
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, Any]:
+    """Around every other session-finish hook: log once the results are built, the HTML page and
+    JUnit XML written and the exit code decided (and before the terminal's summary)."""
+    finished = yield
+    llm_session = session.config.stash.get(SESSION_KEY, None)
+    if llm_session is not None:
+        log_finished_session(session, llm_session, html_written(session.config))
+    return finished
+
+
 def log_finished_session(session: pytest.Session, llm_session: Any, html: Path | None) -> None:
-    """Called once the reports are written (report.hooks): log the run; an MLflow failure is one
-    red line and a non-zero exit, and loses nothing else."""
+    """Log the run; an MLflow failure is one red line and a non-zero exit, and loses nothing else."""
     state = session.config.stash.get(STATE_KEY, None)
     results = getattr(llm_session, "results", None)
     if state is None or state.logged or results is None:
@@ -164,9 +178,9 @@ def _metric_name(name: str) -> str:
     return "".join(char if char.isalnum() or char in "_-./ " else "_" for char in name)
 
 
-def table_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    """Rows as MLflow table columns: every key any row has (rows gain columns), first seen first."""
-    names: dict[str, None] = {}
+def table_columns(rows: Sequence[Mapping[str, Any]], row_type: type) -> dict[str, list[Any]]:
+    """Rows as MLflow table columns: the record's (pytest_llmbias.rows), in its order, then any other key."""
+    names = dict.fromkeys(column_names(row_type))
     for row in rows:
         names.update(dict.fromkeys(row))
     return {name: [_cell(row.get(name)) for row in rows] for name in names}
@@ -275,8 +289,8 @@ def _log(mlflow: Any, answer_rows: Sequence[Mapping[str, Any]], verdict_rows: Se
                          metrics=[Metric(name, value, now, 0) for name, value in
                                   run_metrics(answer_rows, verdict_rows).items()],
                          params=[Param(name, str(value)[:6000]) for name, value in params.items()])
-        client.log_table(mlflow_run_id, table_columns(verdict_rows), "llmbias/verdicts.json")
-        client.log_table(mlflow_run_id, table_columns(answer_rows), "llmbias/answers.json")
+        client.log_table(mlflow_run_id, table_columns(verdict_rows, VerdictRow), "llmbias/verdicts.json")
+        client.log_table(mlflow_run_id, table_columns(answer_rows, AnswerRow), "llmbias/answers.json")
         if table_text:
             client.log_text(mlflow_run_id, table_text, "llmbias/results.txt")
         for path in artifacts:

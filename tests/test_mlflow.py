@@ -217,11 +217,13 @@ def test_loading_the_plugin_imports_no_mlflow(tmp_path: Path) -> None:
 
 def test_rows_become_table_columns_with_every_key_and_a_shown_uri_has_no_credentials() -> None:
     from pytest_llmbias.mlflow_log import _one_line, _shown_uri, run_metrics, table_columns
+    from pytest_llmbias.rows import VerdictRow, column_names
 
     rows = [{"case_id": "nurse", "outcome": "failed", "evidence": ["a", "b"]},
-            {"case_id": "chef", "outcome": "quarantined", "new_column": {"x": 1}}]  # rows gain columns
-    columns = table_columns(rows)
-    assert list(columns) == ["case_id", "outcome", "evidence", "new_column"]
+            {"case_id": "chef", "outcome": "quarantined", "new_column": {"x": 1}}]  # a key the record lacks
+    columns = table_columns(rows, VerdictRow)
+    assert list(columns) == [*column_names(VerdictRow), "new_column"]  # the record's order, then the rest
+    assert columns["run_id"] == [None, None]
     assert columns["evidence"] == [["a", "b"], None] and columns["new_column"] == [None, '{"x": 1}']
     metrics = run_metrics([{"prompt_tokens": 3, "completion_tokens": 4}], rows)
     assert metrics["failed"] == 1 and metrics["quarantined"] == 1 and metrics["passed"] == 0
