@@ -295,7 +295,8 @@ def _log(mlflow: Any, answer_rows: Sequence[Mapping[str, Any]], verdict_rows: Se
             client.log_text(mlflow_run_id, table_text, "llmbias/results.txt")
         for path in artifacts:
             client.log_artifact(mlflow_run_id, str(path), "llmbias")
-        _log_assessments(mlflow, uri, mlflow_run_id, answer_rows, verdict_rows, nested=parent is not None)
+        _log_assessments(mlflow, uri, mlflow_run_id, experiment_id, answer_rows, verdict_rows,
+                         nested=parent is not None)
     except BaseException:
         with contextlib.suppress(Exception):
             client.set_terminated(mlflow_run_id, "FAILED")
@@ -305,7 +306,7 @@ def _log(mlflow: Any, answer_rows: Sequence[Mapping[str, Any]], verdict_rows: Se
     return mlflow_run_id, f"experiment {name!r} at {_shown_uri(uri)}"
 
 
-def _log_assessments(mlflow: Any, uri: str, run_id: str, answer_rows: Sequence[Mapping[str, Any]],
+def _log_assessments(mlflow: Any, uri: str, run_id: str, experiment_id: str, answer_rows: Sequence[Mapping[str, Any]],
                      verdict_rows: Sequence[Mapping[str, Any]], *, nested: bool) -> None:
     """Each verdict as an evaluation row of the run (mlflow.genai.evaluate): the case's prompts as inputs,
     its answers as outputs, a code scorer giving the verdict (no judge call). MLflow 2.x: none."""
@@ -350,11 +351,19 @@ def _log_assessments(mlflow: Any, uri: str, run_id: str, answer_rows: Sequence[M
 
     if not is_tracking_uri_set():
         os.environ["MLFLOW_TRACKING_URI"] = uri
+    # A notebook's own experiment (mlflow.set_experiment, which sets MLFLOW_EXPERIMENT_ID) other than the
+    # run's: start_run(run_id) refuses the run, so the run's is made active for the call and then put back.
+    notebooks = os.environ.get("MLFLOW_EXPERIMENT_ID")
+    switch = bool(notebooks) and notebooks != experiment_id
     try:
+        if switch:
+            mlflow.set_experiment(experiment_id=experiment_id)
         with mlflow.start_run(run_id=run_id, nested=nested):
             evaluate(data=data, scorers=[verdict])
     finally:
         _restore_environment(saved)
+        if switch:  # in the notebook's own store, now that its tracking URI is back
+            mlflow.set_experiment(experiment_id=notebooks)
 
 
 def _experiment_id(client: Any, name: str | None, artifact_root: Path | None, *, on_databricks: bool) -> str:
