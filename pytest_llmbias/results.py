@@ -369,7 +369,7 @@ class RunResults:
     suite: list[str] = field(default_factory=list)  # suite-level lines (occupations vs labour statistics)
     baseline: Any = None                  # report.baselines.Comparison with --llm-baseline
     exit_code: int | None = None          # set by %pytest (pytest_llmbias.notebook)
-    table: Any = None                     # databricks.TableWrite with --llm-results-table
+    table: Any = None                     # databricks.TableWrite: --llm-results CATALOG.SCHEMA, --llm-results-table
     _starter: SparkStarter | None = field(default=None, repr=False)
     _give_up: threading.Event | None = field(default=None, repr=False)
     _interrupted: bool = field(default=False, repr=False)
