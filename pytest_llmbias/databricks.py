@@ -64,11 +64,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("llmbias_key_secret", "default for --llm-key-secret (SCOPE/KEY)", default="")
 
 
+def _named_tables(config: pytest.Config) -> tuple[str | None, str | None]:
+    """(--llm-results-table's CATALOG.SCHEMA.NAME, --llm-results's CATALOG.SCHEMA), each from its ini key
+    when not given; None where the option names no tables (a folder for --llm-results)."""
+    table = config.getoption("llm_results_table") or config.getini("llmbias_results_table") or None
+    return table, catalog_schema(config.getoption("llm_results") or config.getini("llmbias_results"))
+
+
 def results_table_name(config: pytest.Config) -> str | None:
     """The tables' CATALOG.SCHEMA.NAME: --llm-results-table's, or CATALOG.SCHEMA.llmbias for
-    --llm-results CATALOG.SCHEMA (each from its ini key when not given)."""
-    table = config.getoption("llm_results_table") or config.getini("llmbias_results_table") or None
-    schema = catalog_schema(config.getoption("llm_results") or config.getini("llmbias_results"))
+    --llm-results CATALOG.SCHEMA."""
+    table, schema = _named_tables(config)
     return table or (f"{schema}.{RESULTS_TABLE_STEM}" if schema else None)
 
 
@@ -92,8 +98,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[NOTES_KEY] = []
     name = results_table_name(config)
     if name:
-        table = config.getoption("llm_results_table") or config.getini("llmbias_results_table")
-        schema = catalog_schema(config.getoption("llm_results") or config.getini("llmbias_results"))
+        table, schema = _named_tables(config)
         if table and schema:
             raise pytest.UsageError(f"--llm-results {schema} and --llm-results-table {table} both name result "
                                     "tables: give one")
