@@ -19,7 +19,7 @@ from typing import Any
 
 
 class _Row:
-    """What the rows share: their dict form and their Spark columns."""
+    """What the rows share: their dict form."""
 
     def as_dict(self) -> dict[str, Any]:
         """The row as the sinks and users read it: a tuple becomes a list (JSON, Spark arrays)."""
@@ -120,8 +120,8 @@ def column_names(row_type: type) -> list[str]:
     return [name for name, _ in columns(row_type)]
 
 
-def schema_ddl(columns: Iterable[tuple[str, str]]) -> str:
-    return ", ".join(f"`{name}` {kind}" for name, kind in columns)
+def schema_ddl(row_columns: Iterable[tuple[str, str]]) -> str:
+    return ", ".join(f"`{name}` {kind}" for name, kind in row_columns)
 
 
 def typed(value: Any, kind: str) -> Any:
@@ -139,9 +139,9 @@ def typed(value: Any, kind: str) -> Any:
     return value
 
 
-def as_tuple(row: Mapping[str, Any], columns: Iterable[tuple[str, str]]) -> tuple[Any, ...]:
+def as_tuple(row: Mapping[str, Any], row_columns: Iterable[tuple[str, str]]) -> tuple[Any, ...]:
     """A row (a dict, rows of older runs may lack later columns) in the columns' order and types."""
-    return tuple(typed(row.get(name), kind) for name, kind in columns)
+    return tuple(typed(row.get(name), kind) for name, kind in row_columns)
 
 
 def with_models(answer_rows: Iterable[Mapping[str, Any]],
@@ -151,6 +151,9 @@ def with_models(answer_rows: Iterable[Mapping[str, Any]],
     for row in answer_rows:
         if row.get("model"):
             models.setdefault((row.get("case_file"), row.get("case_id")), set()).add(str(row["model"]))
-    return [{**row, "model": row.get("model") or ",".join(sorted(models.get(
-                (row.get("case_file"), row.get("case_id")), ()))) or None}
-            for row in verdict_rows]
+
+    def model_of(row: Mapping[str, Any]) -> str | None:
+        reported = models.get((row.get("case_file"), row.get("case_id")), set())
+        return row.get("model") or ",".join(sorted(reported)) or None
+
+    return [{**row, "model": model_of(row)} for row in verdict_rows]
