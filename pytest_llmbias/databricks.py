@@ -286,6 +286,8 @@ def append_rows(spark: Any, name: str, rows: TableRows, *, chunk_rows: int = CHU
         write.rows[table], write.chunks[table] = 0, 0
         for chunk in _chunks(values, chunk_rows, chunk_bytes):
             try:
+                if not write.chunks[table]:
+                    _add_missing_columns(spark, table, columns)
                 frame = spark.createDataFrame(chunk, schema=schema_ddl(columns))
                 frame.write.mode("append").saveAsTable(table)
             except Exception as error:
@@ -295,6 +297,18 @@ def append_rows(spark: Any, name: str, rows: TableRows, *, chunk_rows: int = CHU
             write.rows[table] += len(chunk)
             write.chunks[table] += 1
     return write
+
+
+def _add_missing_columns(spark: Any, table: str, columns: Sequence[tuple[str, str]]) -> None:
+    """A table an earlier version made lacks the columns added since: add them (at its end), as an
+    append must match the table's columns (Delta and Parquet tables alike)."""
+    try:
+        existing = {field.name for field in spark.table(table).schema.fields}
+    except Exception:  # no such table yet: the first append makes it (any other problem shows there)
+        return
+    missing = [(name, kind) for name, kind in columns if name not in existing]
+    if missing:
+        spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({schema_ddl(missing)})")
 
 
 def _chunks(rows: Sequence[tuple[Any, ...]], max_rows: int, max_bytes: int) -> Iterator[list[tuple[Any, ...]]]:

@@ -23,7 +23,7 @@ import pytest
 
 from pytest_llmbias import databricks
 from pytest_llmbias.results import catalog_schema
-from pytest_llmbias.rows import AnswerRow, VerdictRow, table_columns
+from pytest_llmbias.rows import AnswerRow, VerdictRow, schema_ddl, table_columns
 from pytest_llmbias.standin import Planted
 from tests.conftest import NURSE_CASES, TEST_KEY, run_inner
 
@@ -385,6 +385,24 @@ def test_only_two_names_and_a_dot_are_a_catalog_schema() -> None:
     assert catalog_schema("spark_catalog.llmbias-1") == "spark_catalog.llmbias-1"
     for folder in ("llm-results", "./results.v2", "out/main.bias", "a.b.c", "/dbfs/runs.v1", "", None):
         assert catalog_schema(folder) is None, folder
+
+
+@pytest.mark.spark
+def test_a_table_from_before_a_column_was_added_gets_it_and_keeps_its_rows(spark: Any, schema: str) -> None:
+    answer = {"run_id": "r1", "case_file": "cases/a.yaml", "case_id": "nurse", "variant": "neutral",
+              "prompt": "Describe a nurse.", "sample": 0, "answer": "x", "used_by": ["gender_assumption"]}
+    older = [(name, kind) for name, kind in databricks.ANSWER_TABLE_COLUMNS if name != "used_by"]
+    old_rows = databricks.table_rows([{**answer, "run_id": "r0"}], [], run_time=datetime.now(timezone.utc),
+                                     git_commit=None)
+    # the table as the version before used_by made it, holding one of its runs
+    spark.createDataFrame([row[:-1] for row in old_rows.answers], schema=schema_ddl(older)) \
+        .write.mode("append").saveAsTable(f"{schema}.llmbias_answers")
+    rows = databricks.table_rows([answer], [], run_time=datetime.now(timezone.utc), git_commit=None)
+    write = databricks.append_rows(spark, f"{schema}.llmbias", rows)
+    assert write.ok, write.problem
+    table = spark.table(f"{schema}.llmbias_answers")
+    assert table.columns == [name for name, _ in databricks.ANSWER_TABLE_COLUMNS]
+    assert {row.run_id: row.used_by for row in table.collect()} == {"r0": None, "r1": ["gender_assumption"]}
 
 
 @pytest.mark.spark
