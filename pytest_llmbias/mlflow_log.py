@@ -257,7 +257,10 @@ def _log(mlflow: Any, answer_rows: Sequence[Mapping[str, Any]], verdict_rows: Se
     parent = mlflow.active_run()
     on_databricks = bool(os.environ.get("DATABRICKS_RUNTIME_VERSION"))
     store = rootdir / LOCAL_STORE
-    if parent is not None or is_tracking_uri_set() or on_databricks:
+    # an experiment id (a notebook's mlflow.set_experiment sets one) lives in MLflow's own store, its
+    # default one when no URI is set: the run goes there too, never to a store that lacks the experiment
+    in_use = bool(os.environ.get("MLFLOW_EXPERIMENT_ID"))
+    if parent is not None or is_tracking_uri_set() or on_databricks or in_use:
         uri = mlflow.get_tracking_uri()
     else:
         store.mkdir(parents=True, exist_ok=True)

@@ -311,3 +311,28 @@ def test_pytest_magic_logs_to_the_notebooks_experiment_also_with_autolog_on(
     assert run.info.artifact_uri.startswith((suite.path / ".llmbias" / "mlflow" / "artifacts").as_uri()) == \
         bool(ini_experiment)
     assert not (suite.path / ".llmbias" / "mlflow" / "mlflow.db").exists()
+
+
+NO_URI_SCRIPT = """\
+import sys, pytest, mlflow
+mlflow.set_experiment("mine")          # a notebook using MLflow's default store: no tracking URI set
+code = pytest.main(["-p", "pytest_llmbias.plugin", "-p", "no:cacheprovider", "--llm-live", "--llm-mlflow",
+                    "-k", "nurse", "cases/"])
+print("DONE", int(code), mlflow.get_tracking_uri())
+"""
+
+
+def test_an_experiment_set_without_a_tracking_uri_gets_the_run_in_mlflows_default_store(
+        suite: pytest.Pytester) -> None:
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("MLFLOW_") or name == "MLFLOW_DISABLE_TELEMETRY"}
+    done = subprocess.run([sys.executable, "-c", NO_URI_SCRIPT], cwd=suite.path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    (last,) = [line for line in done.stdout.splitlines() if line.startswith("DONE ")]
+    code, uri = last.split()[1:]
+    assert int(code) == pytest.ExitCode.TESTS_FAILED and "MLflow run not logged" not in done.stdout, done.stdout
+    client = _client(uri)  # MLflow's default store, which the notebook's set_experiment made
+    run = _only_run(client, "mine")
+    assert run.info.status == "FINISHED" and run.data.metrics["tests"] == 2
+    assert f"MLflow run: {run.info.run_id} (experiment 'mine' at {uri})" in done.stdout
+    assert not (suite.path / ".llmbias" / "mlflow").exists()  # no second store beside the notebook's
