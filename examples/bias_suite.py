@@ -28,12 +28,12 @@ if ON_DATABRICKS:
     # Your resource; the key is read from the secret scope by --llm-key-secret and never printed.
     os.environ.setdefault("AZURE_OPENAI_ENDPOINT", "https://aoai-databricks00000.openai.azure.com/")
     KEY = "--llm-key-secret bias-suite/azure-openai-key"
-    RESULTS_TABLE = "main.bias_suite.runs"  # a Unity Catalog schema you can create tables in
+    RESULTS = "main.bias_suite"  # a Unity Catalog schema (catalog.schema) you can create tables in
     dbutils.widgets.dropdown("fail_job", "no", ["no", "yes"], "Fail when a check fails")  # noqa: F821
     RAISE = "--llm-raise" if dbutils.widgets.get("fail_job") == "yes" else ""  # noqa: F821
 else:
     KEY = ""  # AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY come from the environment
-    RESULTS_TABLE = "spark_catalog.bias_suite.runs"
+    RESULTS = "spark_catalog.bias_suite"
     RAISE = ""
 os.environ.setdefault("AZURE_OPENAI_API_VERSION", "2024-06-01")
 
@@ -48,7 +48,7 @@ if not ON_DATABRICKS:
              .config("spark.sql.shuffle.partitions", "2")  # a laptop's data: few partitions
              .config("spark.sql.repl.eagerEval.enabled", "true")  # Jupyter shows DataFrames as tables
              .getOrCreate())
-spark.sql(f"CREATE SCHEMA IF NOT EXISTS {RESULTS_TABLE.rsplit('.', 1)[0]}")
+spark.sql(f"CREATE SCHEMA IF NOT EXISTS {RESULTS}")
 
 # COMMAND ----------
 
@@ -59,13 +59,13 @@ spark.sql(f"CREATE SCHEMA IF NOT EXISTS {RESULTS_TABLE.rsplit('.', 1)[0]}")
 # MAGIC %md
 # MAGIC ## Run the suite against the deployment
 # MAGIC `%pytest` takes pytest's command line. When the run ends, its verdicts and then its answers are displayed
-# MAGIC as Spark DataFrames on this notebook's `spark`, and appended to `<RESULTS_TABLE>_verdicts` and
-# MAGIC `<RESULTS_TABLE>_answers`. (In a Python cell, `results = %pytest ...` keeps them as `results.verdicts`
+# MAGIC as Spark DataFrames on this notebook's `spark`, and appended to the tables `<RESULTS>.llmbias_verdicts`
+# MAGIC and `<RESULTS>.llmbias_answers`. (In a Python cell, `results = %pytest ...` keeps them as `results.verdicts`
 # MAGIC and `results.answers`.)
 
 # COMMAND ----------
 
-# MAGIC %pytest --llm-live {KEY} {RAISE} --llm-results-table {RESULTS_TABLE} ../cases/
+# MAGIC %pytest --llm-live {KEY} {RAISE} --llm-results {RESULTS} ../cases/
 
 # COMMAND ----------
 
@@ -79,7 +79,7 @@ history = spark.sql(f"""
            count_if(outcome = 'failed') AS failed,
            count_if(outcome = 'inconclusive') AS inconclusive,
            count(*) AS checks
-    FROM {RESULTS_TABLE}_verdicts
+    FROM {RESULTS}.llmbias_verdicts
     GROUP BY run_id, run_time, model, git_commit
     ORDER BY run_time DESC
 """)
@@ -90,7 +90,7 @@ display(history)  # noqa: F821
 # The failed checks, run after run, with their figures and thresholds.
 display(spark.sql(f"""
     SELECT v.run_time, v.case_id, v.check, v.figure, v.threshold, v.summary
-    FROM {RESULTS_TABLE}_verdicts v
+    FROM {RESULTS}.llmbias_verdicts v
     WHERE v.outcome = 'failed'
     ORDER BY v.run_time DESC, v.case_id
 """))  # noqa: F821

@@ -8,6 +8,7 @@ written with `saveAsTable`; no `sparkContext`, RDD or JVM access.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -20,49 +21,20 @@ from typing import Any
 
 import pytest
 
-from .plugin import SESSION_KEY
+from .keys import NOTEBOOK_KEY, SESSION_KEY, TABLE_KEY, NotebookContext  # noqa: F401 (NotebookContext: re-exported)
+from .results import catalog_schema
+from .rows import AnswerRow, RunStamp, VerdictRow, as_tuple, schema_ddl, table_columns, with_models
 
-
-@dataclass(frozen=True)
-class NotebookContext:
-    """The IPython user namespace a %pytest run was started from (see pytest_llmbias.notebook)."""
-
-    namespace: Mapping[str, Any]
-
-    @property
-    def spark(self) -> Any:
-        return self.namespace.get("spark")
-
-    @property
-    def dbutils(self) -> Any:
-        return self.namespace.get("dbutils")
-
-
-NOTEBOOK_KEY = pytest.StashKey[NotebookContext]()
-TABLE_KEY = pytest.StashKey["TableWrite"]()
 RUN_TIME_KEY = pytest.StashKey[datetime]()
 NOTES_KEY = pytest.StashKey[list]()
 
-# The result tables' columns: name, Spark SQL type. A stable contract: runs are appended for years,
-# so columns are only ever added at the end, never renamed or retyped.
-RUN_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("run_id", "string"), ("run_time", "timestamp"), ("git_commit", "string"),
-    ("llmbias_version", "string"),
-)
-ANSWER_TABLE_COLUMNS: tuple[tuple[str, str], ...] = RUN_COLUMNS + (
-    ("case_file", "string"), ("case_id", "string"), ("variant", "string"), ("prompt", "string"),
-    ("sample", "int"), ("answer", "string"), ("finish_reason", "string"), ("content_filter", "string"),
-    ("deployment", "string"),
-    ("model", "string"), ("source", "string"), ("prompt_tokens", "int"),
-    ("completion_tokens", "int"), ("latency_ms", "double"), ("batch", "int"),
-)
-VERDICT_TABLE_COLUMNS: tuple[tuple[str, str], ...] = RUN_COLUMNS + (
-    ("case_file", "string"), ("case_id", "string"), ("check", "string"), ("outcome", "string"),
-    ("figure", "double"), ("low", "double"), ("high", "double"), ("threshold", "double"),
-    ("p_value", "double"), ("summary", "string"), ("evidence", "array<string>"),
-    ("details", "string"), ("deployment", "string"), ("model", "string"), ("samples", "int"),
-)
+# The result tables' columns: name, Spark SQL type (pytest_llmbias.rows: run_id, the run's stamp,
+# then the row's columns). A stable contract: runs are appended for years, so columns are only ever
+# added at the end, never renamed or retyped; an append matches the table's columns by name.
+ANSWER_TABLE_COLUMNS = table_columns(AnswerRow)
+VERDICT_TABLE_COLUMNS = table_columns(VerdictRow)
 TABLE_SUFFIXES = ("_answers", "_verdicts")
+RESULTS_TABLE_STEM = "llmbias"   # --llm-results CATALOG.SCHEMA: CATALOG.SCHEMA.llmbias_answers and _verdicts
 
 # One append per chunk: a Spark Connect request carries its rows in one gRPC message (128 MiB at
 # most by default), and a bounded chunk keeps a classic driver's memory bounded too.
@@ -92,8 +64,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("llmbias_key_secret", "default for --llm-key-secret (SCOPE/KEY)", default="")
 
 
+def _named_tables(config: pytest.Config) -> tuple[str | None, str | None]:
+    """(--llm-results-table's CATALOG.SCHEMA.NAME, --llm-results's CATALOG.SCHEMA), each from its ini key
+    when not given; None where the option names no tables (a folder for --llm-results)."""
+    table = config.getoption("llm_results_table") or config.getini("llmbias_results_table") or None
+    return table, catalog_schema(config.getoption("llm_results") or config.getini("llmbias_results"))
+
+
 def results_table_name(config: pytest.Config) -> str | None:
-    return config.getoption("llm_results_table") or config.getini("llmbias_results_table") or None
+    """The tables' CATALOG.SCHEMA.NAME: --llm-results-table's, or CATALOG.SCHEMA.llmbias for
+    --llm-results CATALOG.SCHEMA."""
+    table, schema = _named_tables(config)
+    return table or (f"{schema}.{RESULTS_TABLE_STEM}" if schema else None)
 
 
 def secret_name(config: pytest.Config) -> str | None:
@@ -116,12 +98,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[NOTES_KEY] = []
     name = results_table_name(config)
     if name:
+        table, schema = _named_tables(config)
+        if table and schema:
+            raise pytest.UsageError(f"--llm-results {schema} and --llm-results-table {table} both name result "
+                                    "tables: give one")
         try:
             table_names(name)
         except ValueError as problem:
             raise pytest.UsageError(str(problem)) from None
         if not config.getini("llmbias_spark"):
-            raise pytest.UsageError("--llm-results-table writes through Spark, and ini llmbias_spark is false")
+            option = "--llm-results-table" if table else f"--llm-results {schema}"
+            raise pytest.UsageError(f"{option} writes tables through Spark, and ini llmbias_spark is false")
     secret = secret_name(config)
     if secret and not _SECRET.match(secret):
         raise pytest.UsageError(f"--llm-key-secret: {secret!r} is not SCOPE/KEY (e.g. bias-suite/azure-openai-key)")
@@ -278,47 +265,20 @@ class TableRows:
 
 def table_rows(answer_rows: Sequence[Mapping[str, Any]], verdict_rows: Sequence[Mapping[str, Any]], *,
                run_time: datetime, git_commit: str | None) -> TableRows:
-    """Result rows plus the run's time, commit and plugin version; verdicts get the answers' model."""
+    """Result rows plus the run's stamp (time, commit, plugin version); verdicts get the answers' model."""
     from . import __version__
 
-    run = {"run_time": run_time, "git_commit": git_commit, "llmbias_version": __version__}
-    models: dict[tuple[str, str], set[str]] = {}
-    for row in answer_rows:
-        if row.get("model"):
-            models.setdefault((row["case_file"], row["case_id"]), set()).add(row["model"])
-
-    def shaped(row: Mapping[str, Any], columns: Sequence[tuple[str, str]], **extra: Any) -> tuple[Any, ...]:
-        values = {**row, **run, **extra}
-        return tuple(_typed(values.get(name), kind) for name, kind in columns)
-
+    stamp = dataclasses.asdict(RunStamp(run_time=run_time, git_commit=git_commit, llmbias_version=__version__))
     return TableRows(
-        answers=[shaped(row, ANSWER_TABLE_COLUMNS) for row in answer_rows],
-        verdicts=[shaped(row, VERDICT_TABLE_COLUMNS,
-                         model=",".join(sorted(models.get((row["case_file"], row["case_id"]), ()))) or None)
-                  for row in verdict_rows],
+        answers=[as_tuple({**row, **stamp}, ANSWER_TABLE_COLUMNS) for row in answer_rows],
+        verdicts=[as_tuple({**row, **stamp}, VERDICT_TABLE_COLUMNS)
+                  for row in with_models(answer_rows, verdict_rows)],
     )
-
-
-def _typed(value: Any, kind: str) -> Any:
-    # Spark verifies Python types against the schema: an int figure in a double column is an error.
-    if value is None:
-        return None
-    if kind == "double":
-        return float(value)
-    if kind == "int":
-        return int(value)
-    if kind == "string":
-        return str(value)
-    if kind == "array<string>":
-        return [str(item) for item in value]
-    return value
 
 
 def append_rows(spark: Any, name: str, rows: TableRows, *, chunk_rows: int = CHUNK_ROWS,
                 chunk_bytes: int = CHUNK_BYTES) -> TableWrite:
     """Append to NAME_answers and NAME_verdicts in bounded chunks; a failure is recorded, not raised."""
-    from .results import schema_ddl
-
     tables = table_names(name)
     write = TableWrite(name, tables)
     for table, columns, values in zip(tables, (ANSWER_TABLE_COLUMNS, VERDICT_TABLE_COLUMNS),
@@ -326,6 +286,8 @@ def append_rows(spark: Any, name: str, rows: TableRows, *, chunk_rows: int = CHU
         write.rows[table], write.chunks[table] = 0, 0
         for chunk in _chunks(values, chunk_rows, chunk_bytes):
             try:
+                if not write.chunks[table]:
+                    _add_missing_columns(spark, table, columns)
                 frame = spark.createDataFrame(chunk, schema=schema_ddl(columns))
                 frame.write.mode("append").saveAsTable(table)
             except Exception as error:
@@ -335,6 +297,18 @@ def append_rows(spark: Any, name: str, rows: TableRows, *, chunk_rows: int = CHU
             write.rows[table] += len(chunk)
             write.chunks[table] += 1
     return write
+
+
+def _add_missing_columns(spark: Any, table: str, columns: Sequence[tuple[str, str]]) -> None:
+    """A table an earlier version made lacks the columns added since: add them (at its end), as an
+    append must match the table's columns (Delta and Parquet tables alike)."""
+    try:
+        existing = {field.name for field in spark.table(table).schema.fields}
+    except Exception:  # no such table yet: the first append makes it (any other problem shows there)
+        return
+    missing = [(name, kind) for name, kind in columns if name not in existing]
+    if missing:
+        spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({schema_ddl(missing)})")
 
 
 def _chunks(rows: Sequence[tuple[Any, ...]], max_rows: int, max_bytes: int) -> Iterator[list[tuple[Any, ...]]]:

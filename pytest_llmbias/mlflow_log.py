@@ -16,12 +16,16 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .keys import SESSION_KEY
+from .report.hooks import html_written
+from .rows import AnswerRow, VerdictRow, column_names
 
 EXTRA_HINT = "pip install 'pytest-llmbias[mlflow]'"
 DEFAULT_EXPERIMENT = "pytest-llmbias"
@@ -79,9 +83,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         del config.stash[STATE_KEY]
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, Any, Any]:
+    """Around every other session-finish hook: log once the results are built, the HTML page and
+    JUnit XML written and the exit code decided (and before the terminal's summary)."""
+    finished = yield
+    llm_session = session.config.stash.get(SESSION_KEY, None)
+    if llm_session is not None:
+        log_finished_session(session, llm_session, html_written(session.config))
+    return finished
+
+
 def log_finished_session(session: pytest.Session, llm_session: Any, html: Path | None) -> None:
-    """Called once the reports are written (report.hooks): log the run; an MLflow failure is one
-    red line and a non-zero exit, and loses nothing else."""
+    """Log the run; an MLflow failure is one red line and a non-zero exit, and loses nothing else."""
     state = session.config.stash.get(STATE_KEY, None)
     results = getattr(llm_session, "results", None)
     if state is None or state.logged or results is None:
@@ -164,9 +178,9 @@ def _metric_name(name: str) -> str:
     return "".join(char if char.isalnum() or char in "_-./ " else "_" for char in name)
 
 
-def table_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    """Rows as MLflow table columns: every key any row has (rows gain columns), first seen first."""
-    names: dict[str, None] = {}
+def table_columns(rows: Sequence[Mapping[str, Any]], row_type: type) -> dict[str, list[Any]]:
+    """Rows as MLflow table columns: the record's (pytest_llmbias.rows), in its order, then any other key."""
+    names = dict.fromkeys(column_names(row_type))
     for row in rows:
         names.update(dict.fromkeys(row))
     return {name: [_cell(row.get(name)) for row in rows] for name in names}
@@ -243,7 +257,10 @@ def _log(mlflow: Any, answer_rows: Sequence[Mapping[str, Any]], verdict_rows: Se
     parent = mlflow.active_run()
     on_databricks = bool(os.environ.get("DATABRICKS_RUNTIME_VERSION"))
     store = rootdir / LOCAL_STORE
-    if parent is not None or is_tracking_uri_set() or on_databricks:
+    # an experiment id (a notebook's mlflow.set_experiment sets one) lives in MLflow's own store, its
+    # default one when no URI is set: the run goes there too, never to a store that lacks the experiment
+    in_use = bool(os.environ.get("MLFLOW_EXPERIMENT_ID"))
+    if parent is not None or is_tracking_uri_set() or on_databricks or in_use:
         uri = mlflow.get_tracking_uri()
     else:
         store.mkdir(parents=True, exist_ok=True)
@@ -275,13 +292,14 @@ def _log(mlflow: Any, answer_rows: Sequence[Mapping[str, Any]], verdict_rows: Se
                          metrics=[Metric(name, value, now, 0) for name, value in
                                   run_metrics(answer_rows, verdict_rows).items()],
                          params=[Param(name, str(value)[:6000]) for name, value in params.items()])
-        client.log_table(mlflow_run_id, table_columns(verdict_rows), "llmbias/verdicts.json")
-        client.log_table(mlflow_run_id, table_columns(answer_rows), "llmbias/answers.json")
+        client.log_table(mlflow_run_id, table_columns(verdict_rows, VerdictRow), "llmbias/verdicts.json")
+        client.log_table(mlflow_run_id, table_columns(answer_rows, AnswerRow), "llmbias/answers.json")
         if table_text:
             client.log_text(mlflow_run_id, table_text, "llmbias/results.txt")
         for path in artifacts:
             client.log_artifact(mlflow_run_id, str(path), "llmbias")
-        _log_assessments(mlflow, uri, mlflow_run_id, answer_rows, verdict_rows, nested=parent is not None)
+        _log_assessments(mlflow, uri, mlflow_run_id, experiment_id, answer_rows, verdict_rows,
+                         nested=parent is not None)
     except BaseException:
         with contextlib.suppress(Exception):
             client.set_terminated(mlflow_run_id, "FAILED")
@@ -291,7 +309,7 @@ def _log(mlflow: Any, answer_rows: Sequence[Mapping[str, Any]], verdict_rows: Se
     return mlflow_run_id, f"experiment {name!r} at {_shown_uri(uri)}"
 
 
-def _log_assessments(mlflow: Any, uri: str, run_id: str, answer_rows: Sequence[Mapping[str, Any]],
+def _log_assessments(mlflow: Any, uri: str, run_id: str, experiment_id: str, answer_rows: Sequence[Mapping[str, Any]],
                      verdict_rows: Sequence[Mapping[str, Any]], *, nested: bool) -> None:
     """Each verdict as an evaluation row of the run (mlflow.genai.evaluate): the case's prompts as inputs,
     its answers as outputs, a code scorer giving the verdict (no judge call). MLflow 2.x: none."""
@@ -336,11 +354,19 @@ def _log_assessments(mlflow: Any, uri: str, run_id: str, answer_rows: Sequence[M
 
     if not is_tracking_uri_set():
         os.environ["MLFLOW_TRACKING_URI"] = uri
+    # A notebook's own experiment (mlflow.set_experiment, which sets MLFLOW_EXPERIMENT_ID) other than the
+    # run's: start_run(run_id) refuses the run, so the run's is made active for the call and then put back.
+    notebooks = os.environ.get("MLFLOW_EXPERIMENT_ID")
+    switch = bool(notebooks) and notebooks != experiment_id
     try:
+        if switch:
+            mlflow.set_experiment(experiment_id=experiment_id)
         with mlflow.start_run(run_id=run_id, nested=nested):
             evaluate(data=data, scorers=[verdict])
     finally:
         _restore_environment(saved)
+        if switch:  # in the notebook's own store, now that its tracking URI is back
+            mlflow.set_experiment(experiment_id=notebooks)
 
 
 def _experiment_id(client: Any, name: str | None, artifact_root: Path | None, *, on_databricks: bool) -> str:

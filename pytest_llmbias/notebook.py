@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from .databricks import NOTEBOOK_KEY, TABLE_KEY, NotebookContext
+from .keys import NOTEBOOK_KEY, TABLE_KEY, NotebookContext
 
 DEFAULT_ARGS = ("-p", "no:cacheprovider")
 CELL_FILE = "test_cell.py"

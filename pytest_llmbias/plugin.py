@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from .cases import DEPLOYMENT_NAME, Case, CaseError, CheckConfig, load_case_file
+from .keys import BIAS_TEST_KEY, SESSION_KEY
+from .results import catalog_schema
 from .session import LLMSession, PromptFiltered, PromptUnavailable, RunConfig, RunStopped
 
-SESSION_KEY = pytest.StashKey[LLMSession]()
 GC_FROZEN_KEY = pytest.StashKey[bool]()  # this run froze the start-up's objects (gc.freeze)
 CHECK_SETTINGS_KEY = pytest.StashKey[dict]()
 USER_CHECKS_KEY = pytest.StashKey[list]()
@@ -79,8 +80,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--llm-max-samples", metavar="N", type=int, default=None,
                     help="adaptive sampling's ceiling: an undecided check asks for more answers in "
                          "batches of the samples up to N per prompt (overrides the YAML; default 40)")
-    group.addoption("--llm-results", metavar="DIR", default=None,
-                    help="append the run as Parquet to DIR/answers and DIR/verdicts")
+    group.addoption("--llm-results", metavar="DIR|CATALOG.SCHEMA", default=None,
+                    help="append the run as Parquet to DIR/answers and DIR/verdicts, or to the tables "
+                         "CATALOG.SCHEMA.llmbias_answers and CATALOG.SCHEMA.llmbias_verdicts")
     group.addoption("--llm-concurrency", metavar="N", type=int, default=None,
                     help="requests in flight (default 8)")
     group.addoption("--llm-tpm", metavar="N", type=int, default=None,
@@ -161,6 +163,8 @@ def _run_config(config: pytest.Config) -> RunConfig:
             raise pytest.UsageError(f"{source} {name!r} is not an Azure deployment name "
                                     "(2-64 letters, digits, '-', '_' or '.')")
     results_dir = config.getoption("llm_results") or _ini_path(config, "llmbias_results")
+    if catalog_schema(config.getoption("llm_results") or config.getini("llmbias_results")):
+        results_dir = None  # tables, written by the databricks feature plugin
     if results_dir and not config.getini("llmbias_spark"):
         raise pytest.UsageError("--llm-results writes Parquet through Spark, and llmbias_spark is false")
     worker = getattr(config, "workerinput", None)  # set on pytest-xdist workers
@@ -492,6 +496,7 @@ class CheckItem(pytest.Item):
         super().__init__(**kwargs)
         self.case = case
         self.check = check
+        self.stash[BIAS_TEST_KEY] = (case, check)
         self.add_marker("llmbias")
 
     def runtest(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -11,21 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Column name, Spark SQL type. Stable: Parquet outputs are appended across runs.
-ANSWER_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("run_id", "string"), ("case_file", "string"), ("case_id", "string"), ("variant", "string"),
-    ("prompt", "string"), ("sample", "int"), ("answer", "string"), ("finish_reason", "string"),
-    ("content_filter", "string"), ("deployment", "string"), ("model", "string"), ("source", "string"),
-    ("prompt_tokens", "int"), ("completion_tokens", "int"), ("latency_ms", "double"),
-    ("batch", "int"),  # adaptive sampling's batch (1 = the first request); last, so older Parquet still appends
-    ("used_by", "array<string>"),  # the checks whose verdict was judged on this answer (copies: counted once)
-)
-VERDICT_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("run_id", "string"), ("case_file", "string"), ("case_id", "string"), ("check", "string"),
-    ("outcome", "string"), ("figure", "double"), ("low", "double"), ("high", "double"),
-    ("threshold", "double"), ("summary", "string"), ("deployment", "string"), ("samples", "int"),
-    ("p_value", "double"), ("evidence", "array<string>"), ("details", "string"),
-)
+from .rows import AnswerRow, VerdictRow, as_tuple, columns, schema_ddl, with_models
+
+# Column name, Spark SQL type, from the rows' fields (pytest_llmbias.rows): the DataFrames' and the
+# Parquet folders' schema. Stable: Parquet outputs are appended across runs.
+ANSWER_COLUMNS = columns(AnswerRow)
+VERDICT_COLUMNS = columns(VerdictRow)
 
 SPARK_LOG = Path(".llmbias") / "logs" / "spark.log"   # the local JVM's stdout and stderr, under the rootdir
 LOG4J_CONFIG = Path(__file__).with_name("data") / "log4j2.properties"
@@ -44,15 +36,21 @@ LOCAL_SPARK_CONF = {
 }
 
 
+# `--llm-results main.bias` names a Unity Catalog schema (two names and a dot, no folder separator);
+# anything else is a folder (`./results.v2` for a folder whose name has a dot).
+CATALOG_SCHEMA = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*\.[A-Za-z0-9_][A-Za-z0-9_-]*")
+
+
+def catalog_schema(target: str | None) -> str | None:
+    """`catalog.schema` when --llm-results (or ini llmbias_results) names one rather than a folder."""
+    return target if target and CATALOG_SCHEMA.fullmatch(target) else None
+
+
 JVM_NICENESS = 10   # the local JVM boots at low priority: the tests come first
 
 
 class SparkUnavailable(Exception):
     """No Spark here (pyspark not installed, no Java); the run's rows are kept without a DataFrame."""
-
-
-def schema_ddl(columns: Sequence[tuple[str, str]]) -> str:
-    return ", ".join(f"`{name}` {kind}" for name, kind in columns)
 
 
 def get_spark(log_path: Path | None = None) -> tuple[Any, bool]:
@@ -345,10 +343,11 @@ def _yield_to_the_tests() -> None:
             pass
 
 
-def to_dataframe(spark: Any, rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> Any:
+def to_dataframe(spark: Any, rows: Sequence[Mapping[str, Any]], row_type: type) -> Any:
+    """Rows (dicts of a rows.AnswerRow or VerdictRow) as a DataFrame with that record's columns."""
     # Tuples with an explicit schema: the one form that behaves the same over Spark Connect.
-    return spark.createDataFrame([tuple(row.get(name) for name, _ in columns) for row in rows],
-                                 schema=schema_ddl(columns))
+    row_columns = columns(row_type)
+    return spark.createDataFrame([as_tuple(row, row_columns) for row in rows], schema=schema_ddl(row_columns))
 
 
 @dataclass
@@ -370,7 +369,7 @@ class RunResults:
     suite: list[str] = field(default_factory=list)  # suite-level lines (occupations vs labour statistics)
     baseline: Any = None                  # report.baselines.Comparison with --llm-baseline
     exit_code: int | None = None          # set by %pytest (pytest_llmbias.notebook)
-    table: Any = None                     # databricks.TableWrite with --llm-results-table
+    table: Any = None                     # databricks.TableWrite: --llm-results CATALOG.SCHEMA, --llm-results-table
     _starter: SparkStarter | None = field(default=None, repr=False)
     _give_up: threading.Event | None = field(default=None, repr=False)
     _interrupted: bool = field(default=False, repr=False)
@@ -425,8 +424,8 @@ class RunResults:
             self.spark_problem = str(problem)
             return
         self.spark_seconds = starter.seconds
-        self._frames["answers"] = to_dataframe(spark, self.answer_rows, ANSWER_COLUMNS)
-        self._frames["verdicts"] = to_dataframe(spark, self.verdict_rows, VERDICT_COLUMNS)
+        self._frames["answers"] = to_dataframe(spark, self.answer_rows, AnswerRow)
+        self._frames["verdicts"] = to_dataframe(spark, self.verdict_rows, VerdictRow)
 
     @classmethod
     def build(cls, run_id: str, answer_rows: list[dict[str, Any]], verdict_rows: list[dict[str, Any]],
@@ -434,7 +433,7 @@ class RunResults:
               interrupted: bool = False, give_up: threading.Event | None = None) -> RunResults:
         """Rows now, DataFrames on first use (now with results_dir, for the Parquet). An interrupted
         run does not wait for a Spark still starting; `give_up` (a Ctrl-C) ends any wait for it."""
-        results = cls(run_id, list(answer_rows), list(verdict_rows))
+        results = cls(run_id, list(answer_rows), with_models(answer_rows, verdict_rows))
         if not spark:
             results.spark_problem = "Spark is off (ini llmbias_spark = false)"
             return results

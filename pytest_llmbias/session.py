@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .cases import Case
+from .rows import AnswerRow, VerdictRow
 from .verdicts import Verdicts
 from .client import DEFAULT_DEPLOYMENT, RunStopped, Settings, estimate_tokens
 from .fetching import NO_RECORDING, Fetcher
@@ -465,27 +466,27 @@ class LLMSession:
                 completion_tokens = _split(outcome.completion_tokens, len(texts))
                 source = source_of_mode or ("replayed" if outcome.replayed else "recorded")
                 for sample, text in enumerate(texts):
-                    rows.append({
-                        "run_id": self.run_id,
-                        "case_file": self.relative(case.path),
-                        "case_id": case.id,
-                        "variant": variant.name,
-                        "prompt": variant.prompt,
-                        "batch": batch,
-                        "sample": (batch - 1) * request.n + sample,
-                        "answer": text,
-                        "finish_reason": reasons[sample],
-                        "content_filter": filters[sample] if sample < len(filters) else "",
-                        "deployment": request.deployment,
-                        "model": outcome.model,
-                        "source": source,
+                    rows.append(AnswerRow(
+                        run_id=self.run_id,
+                        case_file=self.relative(case.path),
+                        case_id=case.id,
+                        variant=variant.name,
+                        prompt=variant.prompt,
+                        batch=batch,
+                        sample=(batch - 1) * request.n + sample,
+                        answer=text,
+                        finish_reason=reasons[sample],
+                        content_filter=filters[sample] if sample < len(filters) else "",
+                        deployment=request.deployment,
+                        model=outcome.model,
+                        source=source,
                         # usage is per request: prompt tokens on the first sample, completion split evenly
-                        "prompt_tokens": outcome.prompt_tokens if sample == 0 else 0,
-                        "completion_tokens": completion_tokens[sample],
-                        "latency_ms": round(outcome.latency_s * 1000.0, 3),
-                        "used_by": sorted(name for name, (batches, reads) in used.items()
-                                          if batch <= batches and (reads is None or variant.name in reads)),
-                    })
+                        prompt_tokens=outcome.prompt_tokens if sample == 0 else 0,
+                        completion_tokens=completion_tokens[sample],
+                        latency_ms=round(outcome.latency_s * 1000.0, 3),
+                        used_by=tuple(sorted(name for name, (batches, reads) in used.items()
+                                             if batch <= batches and (reads is None or variant.name in reads))),
+                    ).as_dict())
         return rows
 
     def _asked_requests(self, case: Case) -> list[tuple[Any, int, ChatRequest]]:
@@ -511,23 +512,23 @@ class LLMSession:
     def add_verdict(self, case: Case, check: str, outcome: str, verdict: Any = None,
                     message: str = "") -> None:
         details = getattr(verdict, "details", None) or {}
-        row = {
-            "run_id": self.run_id,
-            "case_file": self.relative(case.path),
-            "case_id": case.id,
-            "check": check,
-            "outcome": outcome,
-            "figure": getattr(verdict, "figure", None),
-            "low": getattr(verdict, "low", None),
-            "high": getattr(verdict, "high", None),
-            "threshold": getattr(verdict, "threshold", None),
-            "summary": getattr(verdict, "summary", None) or message,
-            "deployment": self.deployment_for(case),
-            "samples": details.get("answers_per_prompt") or self.samples_of(case),
-            "p_value": details.get("p_value"),
-            "evidence": list(getattr(verdict, "evidence", ()) or ()),
-            "details": json.dumps(details, sort_keys=True, default=str),
-        }
+        row = VerdictRow(
+            run_id=self.run_id,
+            case_file=self.relative(case.path),
+            case_id=case.id,
+            check=check,
+            outcome=outcome,
+            figure=getattr(verdict, "figure", None),
+            low=getattr(verdict, "low", None),
+            high=getattr(verdict, "high", None),
+            threshold=getattr(verdict, "threshold", None),
+            summary=getattr(verdict, "summary", None) or message,
+            deployment=self.deployment_for(case),
+            samples=details.get("answers_per_prompt") or self.samples_of(case),
+            p_value=details.get("p_value"),
+            evidence=tuple(getattr(verdict, "evidence", ()) or ()),
+            details=json.dumps(details, sort_keys=True, default=str),
+        ).as_dict()
         with self._lock:
             self.verdict_rows.append(row)
 
@@ -541,12 +542,12 @@ class LLMSession:
             self._spark.start()
 
     def answers_dataframe(self) -> Any:
-        from .results import ANSWER_COLUMNS, SparkStarter, to_dataframe
+        from .results import SparkStarter, to_dataframe
 
         self.start_spark()
         if not isinstance(self._spark, SparkStarter):
             raise RuntimeError("llm_answers needs Spark, and llmbias_spark is false")
-        return to_dataframe(self._spark.result(), self.answer_rows(), ANSWER_COLUMNS)
+        return to_dataframe(self._spark.result(), self.answer_rows(), AnswerRow)
 
     def finish(self, *, interrupted: bool = False, give_up: threading.Event | None = None) -> Any:
         """Build the run's DataFrames (and write Parquet) from what was gathered, even if interrupted:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from pytest_llmbias import databricks
+from pytest_llmbias.results import catalog_schema
+from pytest_llmbias.rows import AnswerRow, VerdictRow, schema_ddl, table_columns
 from pytest_llmbias.standin import Planted
 from tests.conftest import NURSE_CASES, TEST_KEY, run_inner
 
@@ -177,7 +180,7 @@ def test_bad_option_values_are_usage_errors(project: pytest.Pytester, flag: str,
 def test_results_table_needs_spark(project: pytest.Pytester) -> None:
     result = run_inner(project, "--llm-results-table", "main.bias.runs")  # the ini turns Spark off
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --llm-results-table writes through Spark, and ini llmbias_spark is false"])
+    result.stderr.fnmatch_lines(["ERROR: --llm-results-table writes tables through Spark, and ini llmbias_spark is false"])
 
 
 def test_table_names_quote_each_part() -> None:
@@ -254,7 +257,8 @@ def test_failed_table_write_is_reported_and_the_local_copy_can_be_appended_later
     name = f"spark_catalog.{missing}.bias"
     result = project.runpytest("-p", "pytest_llmbias.plugin", "-p", "no:cacheprovider", "--llm-live",
                                "--llm-results-table", name, plugins=[ProvideSpark(spark)])
-    assert result.ret == 0  # the tests passed; the sink's failure is reported, not hidden
+    # the tests passed; the output asked for is not written: exit 3, as for a Parquet folder or MLflow
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR, result.stdout.str()
     result.stdout.fnmatch_lines([
         f"results table NOT written: `spark_catalog`.`{missing}`.`bias_answers`: AnalysisException:*"
         "SCHEMA_NOT_FOUND*",
@@ -273,6 +277,132 @@ def test_failed_table_write_is_reported_and_the_local_copy_can_be_appended_later
         assert not kept.exists()
     finally:
         spark.sql(f"DROP DATABASE IF EXISTS {missing} CASCADE")
+
+
+README_QUERIES = re.search(r"```sql\n(.*?)```", (Path(__file__).parents[1] / "README.md").read_text(), re.S)[1]
+RESULTS_CONFTEST = """\
+import json
+
+def pytest_llmbias_results(results, config):
+    (config.rootpath / f"results-{results.run_id}.json").write_text(json.dumps(results.verdict_rows))
+"""
+
+
+@pytest.mark.spark
+def test_results_given_a_catalog_schema_appends_runs_that_the_readme_queries_chart(
+        project: pytest.Pytester, unbiased, spark: Any, schema: str) -> None:
+    _spark_project(project)
+    project.makeconftest(RESULTS_CONFTEST)
+    database = schema.split(".")[1]
+    first = project.runpytest("-p", "pytest_llmbias.plugin", "-p", "no:cacheprovider", "--llm-live",
+                              "--llm-results", schema, plugins=[ProvideSpark(spark)])
+    assert first.ret == 0, first.stdout.str()
+    first.stdout.fnmatch_lines([f"results table: 8 rows appended to `spark_catalog`.`{database}`.`llmbias_answers`, "
+                                f"2 to `spark_catalog`.`{database}`.`llmbias_verdicts` (run *)"])
+    # the second run names the schema in the ini file, as a scheduled job's project does
+    project.makeini(f"[pytest]\nllmbias_max_samples = 1\nllmbias_spark = true\nllmbias_results = {schema}\n")
+    second = project.runpytest("-p", "pytest_llmbias.plugin", "-p", "no:cacheprovider", "--llm-live",
+                               plugins=[ProvideSpark(spark)])
+    assert second.ret == 0, second.stdout.str()
+    second.stdout.fnmatch_lines(["results table: 8 rows appended to *`llmbias_answers`, 2 to *`llmbias_verdicts` (run *)"])
+    assert not (project.path / schema).exists() and not any(project.path.glob("*/answers"))  # no folder of that name
+
+    verdicts = spark.table(f"{schema}.llmbias_verdicts")
+    assert [(field.name, field.dataType.simpleString()) for field in verdicts.schema.fields] == \
+        list(table_columns(VerdictRow))
+    assert [(field.name, field.dataType.simpleString()) for field in spark.table(f"{schema}.llmbias_answers").schema.fields] == \
+        list(table_columns(AnswerRow))
+    ran = {path.name[len("results-"):-len(".json")]: json.loads(path.read_text())
+           for path in project.path.glob("results-*.json")}
+    assert len(ran) == 2
+
+    figures, per_run = (spark.sql(query.replace("main.bias_suite", schema)).collect()
+                        for query in README_QUERIES.split(";") if query.strip())
+    # the check's figure across both runs, oldest first, each as that run reported it
+    assert sorted(row.run_id for row in figures) == sorted(ran)
+    assert figures[0].run_time < figures[1].run_time
+    for row in figures:
+        reported = next(verdict for verdict in ran[row.run_id] if verdict["check"] == "gender_assumption")
+        assert (row.case_id, row.outcome, row.figure, row.high, row.model) == \
+            ("nurse", reported["outcome"], reported["figure"], reported["high"], unbiased.model_name)
+        assert row.git_commit == SHA
+    assert {row.run_id: (row.tests, row.failed, row.answers) for row in per_run} == \
+        {run_id: (2, 0, 8) for run_id in ran}
+    assert all(row.tokens > 0 for row in per_run)
+
+
+@pytest.mark.spark
+def test_results_to_a_missing_schema_is_one_red_line_and_keeps_the_answers_and_reports(
+        project: pytest.Pytester, unbiased, spark: Any) -> None:
+    _spark_project(project)
+    project.makeconftest(RESULTS_CONFTEST)
+    missing = f"spark_catalog.llmbias_missing_{uuid.uuid4().hex[:8]}"
+    result = project.runpytest("-p", "pytest_llmbias.plugin", "-p", "no:cacheprovider", "--llm-live",
+                               "--llm-results", missing, "--llm-html", "report.html", plugins=[ProvideSpark(spark)])
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR, result.stdout.str()
+    assert result.parseoutcomes().get("failed") is None  # the bias tests themselves did not fail
+    problems = [line for line in result.outlines if "NOT written" in line]
+    assert len(problems) == 1 and "llmbias_answers`: AnalysisException:" in problems[0], problems
+    assert "SCHEMA_NOT_FOUND" in problems[0]
+    assert "Traceback" not in result.stdout.str()
+    assert (project.path / "report.html").is_file()
+    assert [len(json.loads(path.read_text())) for path in project.path.glob("results-*.json")] == [2]
+    kept = next((project.path / "llm-results" / "unsaved").iterdir())
+    assert sorted(path.name for path in kept.iterdir()) == ["answers.parquet", "verdicts.parquet"]
+
+
+def test_results_tables_without_spark_are_one_red_line_and_keep_the_answers_and_reports(
+        project: pytest.Pytester, unbiased, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No Java here: local Spark does not start; the run still ends with its verdicts and reports."""
+    _spark_project(project)
+    project.makeconftest(RESULTS_CONFTEST)
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-java"))
+    monkeypatch.setenv("PYTEST_LLMBIAS_CACHE", "off")
+    monkeypatch.delenv("SPARK_REMOTE", raising=False)
+    # a process of its own: this one may hold an active session, which the run would use
+    result = project.runpytest_subprocess("-p", "pytest_llmbias.plugin", "-p", "no:cacheprovider", "--llm-live",
+                                          "--llm-results", "main.bias", "--llm-html", "report.html")
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR, result.stdout.str()
+    assert result.parseoutcomes().get("failed") is None  # the bias tests themselves did not fail
+    result.stdout.fnmatch_lines(["results table NOT written: no Spark session (*)"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert (project.path / "report.html").is_file()
+    assert [len(json.loads(path.read_text())) for path in project.path.glob("results-*.json")] == [2]
+
+
+def test_results_naming_tables_twice_is_a_usage_error(project: pytest.Pytester) -> None:
+    result = run_inner(project, "--llm-results", "main.bias", "--llm-results-table", "main.bias.runs")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --llm-results main.bias and --llm-results-table main.bias.runs both "
+                                 "name result tables: give one"])
+    off = run_inner(project, "--llm-results", "main.bias")  # the hermetic ini turns Spark off
+    off.stderr.fnmatch_lines(["ERROR: --llm-results main.bias writes tables through Spark, and ini "
+                              "llmbias_spark is false"])
+
+
+def test_only_two_names_and_a_dot_are_a_catalog_schema() -> None:
+    assert catalog_schema("main.bias_suite") == "main.bias_suite"
+    assert catalog_schema("spark_catalog.llmbias-1") == "spark_catalog.llmbias-1"
+    for folder in ("llm-results", "./results.v2", "out/main.bias", "a.b.c", "/dbfs/runs.v1", "", None):
+        assert catalog_schema(folder) is None, folder
+
+
+@pytest.mark.spark
+def test_a_table_from_before_a_column_was_added_gets_it_and_keeps_its_rows(spark: Any, schema: str) -> None:
+    answer = {"run_id": "r1", "case_file": "cases/a.yaml", "case_id": "nurse", "variant": "neutral",
+              "prompt": "Describe a nurse.", "sample": 0, "answer": "x", "used_by": ["gender_assumption"]}
+    older = [(name, kind) for name, kind in databricks.ANSWER_TABLE_COLUMNS if name != "used_by"]
+    old_rows = databricks.table_rows([{**answer, "run_id": "r0"}], [], run_time=datetime.now(timezone.utc),
+                                     git_commit=None)
+    # the table as the version before used_by made it, holding one of its runs
+    spark.createDataFrame([row[:-1] for row in old_rows.answers], schema=schema_ddl(older)) \
+        .write.mode("append").saveAsTable(f"{schema}.llmbias_answers")
+    rows = databricks.table_rows([answer], [], run_time=datetime.now(timezone.utc), git_commit=None)
+    write = databricks.append_rows(spark, f"{schema}.llmbias", rows)
+    assert write.ok, write.problem
+    table = spark.table(f"{schema}.llmbias_answers")
+    assert table.columns == [name for name, _ in databricks.ANSWER_TABLE_COLUMNS]
+    assert {row.run_id: row.used_by for row in table.collect()} == {"r0": None, "r1": ["gender_assumption"]}
 
 
 @pytest.mark.spark

@@ -217,11 +217,13 @@ def test_loading_the_plugin_imports_no_mlflow(tmp_path: Path) -> None:
 
 def test_rows_become_table_columns_with_every_key_and_a_shown_uri_has_no_credentials() -> None:
     from pytest_llmbias.mlflow_log import _one_line, _shown_uri, run_metrics, table_columns
+    from pytest_llmbias.rows import VerdictRow, column_names
 
     rows = [{"case_id": "nurse", "outcome": "failed", "evidence": ["a", "b"]},
-            {"case_id": "chef", "outcome": "quarantined", "new_column": {"x": 1}}]  # rows gain columns
-    columns = table_columns(rows)
-    assert list(columns) == ["case_id", "outcome", "evidence", "new_column"]
+            {"case_id": "chef", "outcome": "quarantined", "new_column": {"x": 1}}]  # a key the record lacks
+    columns = table_columns(rows, VerdictRow)
+    assert list(columns) == [*column_names(VerdictRow), "new_column"]  # the record's order, then the rest
+    assert columns["run_id"] == [None, None]
     assert columns["evidence"] == [["a", "b"], None] and columns["new_column"] == [None, '{"x": 1}']
     metrics = run_metrics([{"prompt_tokens": 3, "completion_tokens": 4}], rows)
     assert metrics["failed"] == 1 and metrics["quarantined"] == 1 and metrics["passed"] == 0
@@ -230,3 +232,107 @@ def test_rows_become_table_columns_with_every_key_and_a_shown_uri_has_no_credent
     assert _shown_uri("sqlite:////tmp/x/mlflow.db") == "sqlite:////tmp/x/mlflow.db"
     error = ConnectionError("cannot reach https://me:s3cret@mlflow.example/api\nmore")
     assert _one_line(error) == "ConnectionError: cannot reach https://mlflow.example/api"
+
+
+# A notebook kernel of its own: a real IPython shell in a fresh process, so the notebook's MLflow state
+# (tracking URI, active experiment, autolog) is its own and leaves this process untouched.
+KERNEL = """\
+import json, sys
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+
+import mlflow
+
+uri, experiment, autolog = sys.argv[1:4]
+config = Config()
+config.HistoryManager.enabled = False
+shell = InteractiveShell.instance(config=config)
+shell.run_line_magic("load_ext", "pytest_llmbias")
+mlflow.set_tracking_uri(uri)                 # the notebook's own MLflow set-up
+mlflow.set_experiment(experiment)
+if autolog == "autolog":
+    mlflow.autolog()
+outcome = shell.run_cell("results = %pytest --llm-live --llm-mlflow -k nurse cases/")
+results = shell.user_ns.get("results")
+with mlflow.start_run(run_name="the notebook's next cell") as after:  # the notebook's state after the magic
+    pass
+print("KERNEL " + json.dumps({"error": repr(outcome.error_in_exec) if outcome.error_in_exec else None,
+                              "exit_code": results.exit_code, "run_id": results.run_id,
+                              "next_cell_experiment": mlflow.get_experiment(after.info.experiment_id).name}))
+"""
+
+
+def _kernel(suite: pytest.Pytester, tmp_path: Path, uri: str, experiment: str, autolog: str) -> tuple[dict, str]:
+    env = {**os.environ, "IPYTHONDIR": str(tmp_path / "ipython")}
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"):
+        env.pop(name, None)
+    done = subprocess.run([sys.executable, "-c", KERNEL, uri, experiment, autolog], cwd=suite.path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    printed = [line for line in done.stdout.splitlines() if line.startswith("KERNEL ")]
+    assert done.returncode == 0 and printed, done.stdout + done.stderr
+    return json.loads(printed[-1].removeprefix("KERNEL ")), done.stdout
+
+
+@pytest.mark.parametrize("autolog, ini_experiment", [("plain", None), ("autolog", None), ("plain", "bias")])
+def test_pytest_magic_logs_to_the_notebooks_experiment_also_with_autolog_on(
+        suite: pytest.Pytester, tmp_path: Path, autolog: str, ini_experiment: str | None) -> None:
+    if ini_experiment:  # the project names its experiment: it wins over the notebook's
+        suite.makeini(f"[pytest]\nllmbias_spark = false\nllmbias_max_samples = 1\n"
+                      f"llmbias_mlflow_experiment = {ini_experiment}\n")
+    store = tmp_path / "tracking"
+    store.mkdir()
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    client = _client(uri)
+    kernel, printed = _kernel(suite, tmp_path, uri, "notebook-experiment", autolog)
+    assert kernel["error"] is None and kernel["exit_code"] == pytest.ExitCode.TESTS_FAILED, printed
+    assert kernel["next_cell_experiment"] == "notebook-experiment"  # the notebook's own state is put back
+
+    experiment = ini_experiment or "notebook-experiment"
+    found = client.get_experiment_by_name(experiment)
+    (run,) = client.search_runs([found.experiment_id], filter_string=f"tags.`llmbias.run_id` = '{kernel['run_id']}'")
+    assert client.get_experiment_by_name("pytest-llmbias") is None
+    assert run.info.status == "FINISHED" and run.info.run_name == kernel["run_id"]
+    assert run.data.metrics["tests"] == 2 and run.data.metrics["failed"] >= 1
+    assert run.data.metrics["answers"] == 30  # three prompts, ten answers each
+    ours = client.search_traces(locations=[found.experiment_id], run_id=run.info.run_id)
+    assert sorted(item.value for trace in ours for item in trace.info.assessments
+                  if item.name == "llmbias_verdict") == sorted(
+        row["outcome"].upper() for row in _table(client, run.info.run_id, "llmbias/verdicts.json", store))
+    assert f"MLflow run: {run.info.run_id} (experiment '{experiment}' at {uri})" in printed
+    session = printed[printed.index("test session starts"):]
+    assert [line for line in session.splitlines() if "mlflow" in line.lower()] == \
+        [f"MLflow run: {run.info.run_id} (experiment '{experiment}' at {uri})"]
+    every_trace = client.search_traces(locations=[found.experiment_id])
+    if autolog == "autolog":  # autolog's own traces of the live requests sit beside the run, not in it
+        assert len(every_trace) > len(ours)
+    else:
+        assert len(every_trace) == len(ours)
+    # the notebook's store, not the local one; an experiment the plugin made keeps its artifacts under .llmbias/
+    assert run.info.artifact_uri.startswith((suite.path / ".llmbias" / "mlflow" / "artifacts").as_uri()) == \
+        bool(ini_experiment)
+    assert not (suite.path / ".llmbias" / "mlflow" / "mlflow.db").exists()
+
+
+NO_URI_SCRIPT = """\
+import sys, pytest, mlflow
+mlflow.set_experiment("mine")          # a notebook using MLflow's default store: no tracking URI set
+code = pytest.main(["-p", "pytest_llmbias.plugin", "-p", "no:cacheprovider", "--llm-live", "--llm-mlflow",
+                    "-k", "nurse", "cases/"])
+print("DONE", int(code), mlflow.get_tracking_uri())
+"""
+
+
+def test_an_experiment_set_without_a_tracking_uri_gets_the_run_in_mlflows_default_store(
+        suite: pytest.Pytester) -> None:
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("MLFLOW_") or name == "MLFLOW_DISABLE_TELEMETRY"}
+    done = subprocess.run([sys.executable, "-c", NO_URI_SCRIPT], cwd=suite.path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    (last,) = [line for line in done.stdout.splitlines() if line.startswith("DONE ")]
+    code, uri = last.split()[1:]
+    assert int(code) == pytest.ExitCode.TESTS_FAILED and "MLflow run not logged" not in done.stdout, done.stdout
+    client = _client(uri)  # MLflow's default store, which the notebook's set_experiment made
+    run = _only_run(client, "mine")
+    assert run.info.status == "FINISHED" and run.data.metrics["tests"] == 2
+    assert f"MLflow run: {run.info.run_id} (experiment 'mine' at {uri})" in done.stdout
+    assert not (suite.path / ".llmbias" / "mlflow").exists()  # no second store beside the notebook's

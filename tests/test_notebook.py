@@ -238,7 +238,7 @@ def test_the_example_notebook_runs_in_jupyter_against_the_standin(
     run_outputs = outputs_of("%pytest")
     printed = "".join(output.get("text", "") for output in run_outputs if output.output_type == "stream")
     assert "llm bias results" in printed
-    assert re.search(r"results table: [1-9]\d* rows appended to `spark_catalog`.`bias_suite`.`runs_answers`", printed)
+    assert re.search(r"results table: [1-9]\d* rows appended to `spark_catalog`.`bias_suite`.`llmbias_answers`", printed)
     tables = [output.data["text/html"] for output in run_outputs
               if output.output_type == "display_data" and "text/html" in output.get("data", {})]
     assert len(tables) == 3 and "<th>check</th>" in tables[0] and "<th>answer</th>" in tables[1]

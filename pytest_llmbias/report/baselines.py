@@ -6,8 +6,8 @@ DataFrames to keep a Parquet copy. The comparison reads the JSON rows, so it nee
 A stored baseline is a folder:
 
     baseline.json        what it is: format, name, run id, time, row counts, whether Parquet was written
-    answers.jsonl        one answer row per line (the columns of results.ANSWER_COLUMNS)
-    verdicts.jsonl       one verdict row per line (results.VERDICT_COLUMNS)
+    answers.jsonl        one answer row per line (the columns of rows.AnswerRow)
+    verdicts.jsonl       one verdict row per line (rows.VerdictRow)
     answers/ verdicts/   the same rows as Parquet, written by Spark when the run had DataFrames
 
 Indicators are recomputed from the stored answer texts with the current rules, for both runs, so

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ..plugin import SESSION_KEY, CheckItem
+from ..keys import BIAS_TEST_KEY, SESSION_KEY
 
 GROUP_DESCRIPTION = "LLM bias tests (pytest-llmbias)"
 
@@ -122,11 +122,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         del config.stash[STATE_KEY]
 
 
-def _verdict_row(item: CheckItem) -> dict[str, Any] | None:
+def _verdict_row(item: pytest.Item) -> dict[str, Any] | None:
     llm_session = item.config.stash.get(SESSION_KEY, None)
-    if llm_session is None:
+    bias_test = item.stash.get(BIAS_TEST_KEY, None)
+    if llm_session is None or bias_test is None:
         return None
-    key = (llm_session.relative(item.case.path), item.case.id, item.check.name)
+    case, check = bias_test
+    key = (llm_session.relative(case.path), case.id, check.name)
     return next((row for row in reversed(llm_session.verdict_rows)
                  if (row["case_file"], row["case_id"], row["check"]) == key), None)
 
@@ -134,7 +136,7 @@ def _verdict_row(item: CheckItem) -> dict[str, Any] | None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
-    if call.when != "call" or not isinstance(item, CheckItem):
+    if call.when != "call":
         return report
     row = _verdict_row(item)
     if row is None:
@@ -187,12 +189,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         state.regression_failed = True
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    if (state.problems or results.write_problem) and session.exitstatus == pytest.ExitCode.OK:
+    table_failed = results.table is not None and not results.table.ok
+    if (state.problems or results.write_problem or table_failed) and session.exitstatus == pytest.ExitCode.OK:
         # an output that was asked for and not written fails the run, as pytest's own --junitxml does
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
-    from ..mlflow_log import log_finished_session  # --llm-mlflow: after every report is written
 
-    log_finished_session(session, llm_session, state.html_written)
+
+def html_written(config: pytest.Config) -> Path | None:
+    """The HTML page this run wrote (--llm-html), once the session has finished."""
+    state = config.stash.get(STATE_KEY, None)
+    return state.html_written if state is not None else None
 
 
 def _save(state: ReportingState, results: Any, exitstatus: int) -> None:
