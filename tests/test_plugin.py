@@ -510,9 +510,9 @@ def test_the_readmes_first_command_installs_only_what_the_main_job_needs() -> No
     assert not any(word in first for word in ("apt-get", "chromium", "[dev]", "sudo"))
     extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert not any(tool in " ".join(extras["spark"]) for tool in ("pytest-html", "ipykernel", "nbclient", "websocket"))
-    assert '-e ".[dev]"' in second and "chromium" in second and second.endswith("python3 -m pytest tests/")
+    assert '-e ".[dev]"' in second and "chromium" in second and second.endswith("python3 -m pytest -n 2 tests/")
     ci = (root / ".ci" / "run").read_text()  # CI runs the second: the same extra, the browser, the tests
-    assert '-e ".[dev]"' in ci and "apt-get install -y -qq chromium" in ci and "python -m pytest tests/" in ci
+    assert '-e ".[dev]"' in ci and "apt-get install -y -qq chromium" in ci and "python -m pytest -n 2 tests/" in ci
 
 
 def test_the_start_ups_objects_are_frozen_for_the_run_and_thawed_after(
