@@ -284,6 +284,20 @@ def _needed(test: _Test, samples: int) -> int | None:
     return min(100_000, max(samples + 1, math.ceil(samples * ratio * ratio)))
 
 
+def _needed_to_fail(test: _Test, samples: int, alpha: float, z_pass: float) -> int | None:
+    """Answers per variant at which a test whose own bound already clears its floor would also clear it after the
+    case's correction, if its effect held: the one-look z grows as sqrt(n) until its tail, times the correction's
+    factor (p_holm over the one-look tail), reaches alpha."""
+    margin = test.effect - (test.low if test.low is not None else test.effect)
+    if margin <= 0 or test.effect <= test.floor:
+        return None
+    z_now = (test.effect - test.floor) * z_pass / margin
+    tail = max(1.0 - stats.normal_cdf(z_now), 1e-300)
+    factor = max(1.0, test.p_holm / tail)
+    z_wanted = stats.normal_quantile(1.0 - min(0.5, alpha / factor))
+    return min(100_000, max(samples + 1, math.ceil(samples * (z_wanted / z_now) ** 2)))
+
+
 def _closeness(test: _Test) -> float:
     """How near the test's upper bound is to its floor, 1 = at it (for naming the test that decides a pass)."""
     null = _NULL.get(test.signal, 0.0)
@@ -458,7 +472,15 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
                        else (1, 1.0, -_closeness(test)))
         estimates = [value for value in (_needed(test, samples) for test in undecided) if value is not None]
         needed = max(estimates) if estimates else None
-        if headline.effect >= headline.floor:
+        cleared = headline.low is not None and headline.low >= headline.floor
+        if cleared:
+            # the bound shown is this test's alone; failing needs it after the correction over the case's tests
+            needed = _needed_to_fail(headline, samples, alpha, z_pass) or needed
+            why = (f"{headline.label}: its lower bound clears the floor for this test alone "
+                   f"({_effect_text(headline, confidence)}), not after the correction over the case's {len(tests)} "
+                   f"tests (Holm p {fmt_p(headline.p_holm)} > alpha {fmt(alpha)}{look_text})")
+            base["reason"] = "multiplicity"
+        elif headline.effect >= headline.floor:
             why = (f"{headline.label}: the estimate is at or above its floor ({_effect_text(headline, confidence)}) "
                    f"but the lower bound is not yet (p {fmt_p(headline.p_holm)} > alpha {fmt(alpha)}, adjusted over "
                    f"the case's tests{look_text})")

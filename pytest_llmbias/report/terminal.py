@@ -121,6 +121,10 @@ def why_undecided(row: Mapping[str, Any]) -> str:
         return "too few usable answers"
     if details.get("correction") and details.get("uncorrected_outcome") == "failed":
         return f"failed before the run-wide {details['correction'].get('method')} correction"
+    if details.get("reason") == "multiplicity":
+        needed = details.get("samples_needed")
+        return ("its bound clears the threshold for this test alone, not after the correction over the case's tests"
+                + (f"; about {needed} answers per prompt would decide" if isinstance(needed, int) else ""))
     reason = _REASONS.get(str(details.get("reason")))
     if reason:
         return reason
