@@ -70,6 +70,7 @@ class Fetcher:
         self.library: Any = None
         self.stopped: str | None = None   # why no request of the run can succeed (credentials, refusals)
         self.resumed_from: tuple[Path, int] | None = None  # --llm-resume's journal, and how many of its answers were used
+        self.interrupted = False  # the run was stopped (Ctrl-C): the summary says how to resume it
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -343,6 +344,11 @@ class Fetcher:
                  for name, (asked, got) in sorted(ignored.items())]
         lines += [f"deployment {name!r} refuses n > 1: every prompt's samples were asked as single seeded requests"
                   for name in sorted(refused - set(ignored))]
+        journal = self._journal.path if self._journal is not None else None
+        if self.interrupted and self.config.mode == "live" and journal is not None and journal.is_file():
+            kept = sum(1 for _ in journal.open(encoding="utf-8"))
+            lines.append(f"interrupted: {kept} requests' answers are kept in {self._relative(journal)}; run again "
+                         "with --llm-resume (and the same arguments) to ask only for the rest")
         if self.config.resume:
             path, used = self.resumed_from or (None, 0)
             lines.append(f"--llm-resume: {used} requests answered from {self._relative(path)}, the rest asked"

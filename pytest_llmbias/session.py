@@ -554,6 +554,7 @@ class LLMSession:
         then answers still in flight and a Spark still starting are not waited for."""
         from .results import RunResults
 
+        self.fetcher.interrupted = interrupted
         self.stop_fetching(timeout=1.0 if interrupted else 30.0)
         self.results = RunResults.build(self.run_id, self.answer_rows(), self.verdict_rows,
                                         self._spark, self.config.results_dir, spark=self.config.spark,

@@ -99,6 +99,8 @@ def test_resume_asks_only_what_the_interrupted_run_did_not_get(hermetic: pytest.
     journal = list((hermetic.path / ".llmbias" / "journal").glob("*.jsonl"))
     assert len(journal) == 1 and len(journal[0].read_text().splitlines()) == first
     assert 5 <= first < 16, output
+    assert (f"interrupted: {first} requests' answers are kept in .llmbias/journal/{journal[0].name}; run again "
+            "with --llm-resume (and the same arguments) to ask only for the rest") in output, output
 
     azure_env.latency = 0.0
     resumed = _live_run(hermetic.path, "--llm-resume")
