@@ -161,10 +161,21 @@ def load(folder: str | Path) -> Attribute:
 
 
 class Registry:
-    """Attributes by name: the built-in folders, then any a user adds."""
+    """Attributes by name: the built-in folders (read on first use, not at import: every pytest start would
+    pay for parsing them), then any a user adds."""
 
-    def __init__(self) -> None:
-        self._attributes: dict[str, Attribute] = {}
+    def __init__(self, builtin: Path | None = None) -> None:
+        self._builtin = builtin
+        self._loaded: dict[str, Attribute] = {}
+
+    @property
+    def _attributes(self) -> dict[str, Attribute]:
+        if self._builtin is not None:
+            folder, self._builtin = self._builtin, None
+            for child in sorted(folder.iterdir()):
+                if child.is_dir() and not child.name.startswith(("_", ".")):
+                    self.add(child)
+        return self._loaded
 
     def add(self, attribute: Attribute | str | Path) -> Attribute:
         if not isinstance(attribute, Attribute):
@@ -172,7 +183,7 @@ class Registry:
         known = self._attributes.get(attribute.name)
         if known is not None and known.folder != attribute.folder:
             raise ValueError(f"an attribute named {attribute.name!r} is already registered (from {known.folder})")
-        self._attributes[attribute.name] = attribute
+        self._loaded[attribute.name] = attribute
         return attribute
 
     def remove(self, name: str) -> None:
@@ -197,7 +208,4 @@ class Registry:
         return {attribute.name: attribute.groups for attribute in self}
 
 
-REGISTRY = Registry()
-for _folder in sorted(Path(__file__).parent.iterdir()):
-    if _folder.is_dir() and not _folder.name.startswith(("_", ".")):
-        REGISTRY.add(_folder)
+REGISTRY = Registry(Path(__file__).parent)

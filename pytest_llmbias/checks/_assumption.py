@@ -26,7 +26,7 @@ from pytest_llmbias.checks._common import (
     too_many_copies,
     unusable_note,
 )
-from pytest_llmbias.checks.base import CaseAnswers, Setting, Verdict
+from pytest_llmbias.checks.base import CaseAnswers, Marks, Setting, Verdict
 from pytest_llmbias.text import Language
 
 
@@ -173,3 +173,9 @@ def samples_needed(rate: float, samples: int, max_rate: float, pass_level: float
     z = stats.normal_quantile(1.0 - level)
     spread = max(rate * (1.0 - rate), max_rate * (1.0 - max_rate) / 4.0)  # a rate of 0 still needs answers
     return min(100_000, max(samples + 1, math.ceil(z * z * spread / (distance * distance))))
+
+
+def subject_marks(found: Sequence[Any], label: str | None) -> Marks:
+    """One neutral answer's marks: the group its references give the subject (`label`), and their words."""
+    return Marks(label is not None, "assigns", label,
+                 tuple((ref.start, ref.end, ref.word) for ref in found if ref.about_subject))

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_llmbias.checks._assumption import Assigned, Wording, options as assumption_options, rate_verdict
+from pytest_llmbias.checks._assumption import Assigned, Wording, options as assumption_options, rate_verdict, subject_marks
 from pytest_llmbias.checks._common import MAX_EXCERPTS, NEUTRAL, fmt, rules_for
 from pytest_llmbias.checks.base import CaseAnswers, MarkContext, Marks, Verdict
 from pytest_llmbias.text import Language, Reference, assumed_gender, excerpt
@@ -103,9 +103,7 @@ class GenderAssumption:
             return None
         rules = rules_for(context.language, text)
         references = rules.gendered_references(text) if rules is not None else []
-        gender = assumed_gender(references)
-        return Marks(gender is not None, "assigns", gender,
-                     tuple((ref.start, ref.end, ref.word) for ref in references if ref.about_subject))
+        return subject_marks(references, assumed_gender(references))
 
 
 CHECK = GenderAssumption()

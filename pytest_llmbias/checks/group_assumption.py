@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_llmbias import attributes
-from pytest_llmbias.checks._assumption import Assigned, Wording, options as assumption_options, rate_verdict
+from pytest_llmbias.checks._assumption import Assigned, Wording, options as assumption_options, rate_verdict, subject_marks
 from pytest_llmbias.checks._common import MAX_EXCERPTS, NEUTRAL, case_attributes, rules_for
 from pytest_llmbias.checks.base import CaseAnswers, MarkContext, Marks, Setting, Verdict
 from pytest_llmbias.text import Language, assumed_gender, assumed_group, excerpt
@@ -108,8 +108,7 @@ class GroupAssumption:
         else:
             found = list(rules.group_references(text, data.references, ambiguous=data.ambiguous))
             label = assumed_group(found)
-        return Marks(label is not None, "assigns", label,
-                     tuple((ref.start, ref.end, ref.word) for ref in found if ref.about_subject))
+        return subject_marks(found, label)
 
 
 CHECK = GroupAssumption()
