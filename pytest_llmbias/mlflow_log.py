@@ -15,8 +15,9 @@ import json
 import logging
 import os
 import re
+import sys
 import warnings
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ class MlflowState:
     where: str = ""                          # tracking URI and experiment, as shown
     problem: str | None = None               # one line, shown in red
     logged: bool = False
+    put_back: Callable[[], None] | None = None  # MLflow's loggers as they were before the session
 
 
 STATE_KEY = pytest.StashKey[MlflowState]()
@@ -74,12 +76,20 @@ def pytest_configure(config: pytest.Config) -> None:
     # before anything is asked: a live run must not spend its quota on a run it cannot log
     if importlib.util.find_spec("mlflow") is None:
         raise pytest.UsageError(f"--llm-mlflow needs MLflow, which is not installed: {EXTRA_HINT}")
-    config.stash[STATE_KEY] = MlflowState(experiment=config.getini("llmbias_mlflow_experiment").strip() or None,
-                                          rootdir=Path(config.rootpath))
+    state = MlflowState(experiment=config.getini("llmbias_mlflow_experiment").strip() or None,
+                        rootdir=Path(config.rootpath))
+    if "mlflow" in sys.modules:  # a notebook's MLflow (autolog) logs and warns during the session
+        state.put_back = _log_to_file(state.rootdir / MLFLOW_LOG)
+        # MLflow's own warnings (MLflow 2.x's autolog imports pydantic models that warn) are not the suite's
+        config.addinivalue_line("filterwarnings", "ignore:::mlflow")
+    config.stash[STATE_KEY] = state
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if STATE_KEY in config.stash:
+        state = config.stash[STATE_KEY]
+        if state.put_back is not None:
+            state.put_back()
         del config.stash[STATE_KEY]
 
 
@@ -434,12 +444,7 @@ def _quiet(log_path: Path) -> Iterator[Any]:
         except ImportError as error:
             _restore_environment(saved_environment)
             raise MlflowLogError(f"MLflow is not installed: {EXTRA_HINT}") from error
-        loggers = [logging.getLogger(name) for name in ("mlflow", "alembic", "pytest_llmbias.mlflow")]
-        handler = logging.StreamHandler(log)
-        handler.setFormatter(_CredentialFreeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        saved_loggers = [(logger, logger.handlers[:], logger.propagate) for logger in loggers]
-        for logger in loggers:
-            logger.handlers, logger.propagate = [handler], False
+        put_back = _swap_loggers(log)
         try:
             with warnings.catch_warnings(record=True) as caught, \
                     contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
@@ -449,10 +454,38 @@ def _quiet(log_path: Path) -> Iterator[Any]:
                 finally:
                     _write_warnings(log, caught)
         finally:
-            for logger, handlers, propagate in saved_loggers:
-                logger.handlers, logger.propagate = handlers, propagate
+            put_back()
             _restore_environment(saved_environment)
             log.flush()
+
+
+def _swap_loggers(stream: Any) -> Callable[[], None]:
+    """MLflow's (and alembic's) log records go to `stream` only; returns what puts the loggers back."""
+    loggers = [logging.getLogger(name) for name in ("mlflow", "alembic", "pytest_llmbias.mlflow")]
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(_CredentialFreeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    saved = [(logger, logger.handlers[:], logger.propagate) for logger in loggers]
+    for logger in loggers:
+        logger.handlers, logger.propagate = [handler], False
+
+    def put_back() -> None:
+        for logger, handlers, propagate in saved:
+            logger.handlers, logger.propagate = handlers, propagate
+    return put_back
+
+
+def _log_to_file(log_path: Path) -> Callable[[], None]:
+    """For the session: records of an MLflow already imported (autolog tracing our requests) go to
+    `log_path`, not to pytest's terminal; returns what puts them back and closes the file."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    _ignore_in_git(log_path.parent)
+    log = log_path.open("a", encoding="utf-8")
+    put_back = _swap_loggers(log)
+
+    def close() -> None:
+        put_back()
+        log.close()
+    return close
 
 
 def _write_warnings(log: Any, caught: list[warnings.WarningMessage]) -> None:
