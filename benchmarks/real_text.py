@@ -38,6 +38,14 @@ case's attribute set to race (race words masked, race marking phrases read):
 * race-null-3, race-null-1: the same prompts, every prompt answered from one pool of every race mixed
   (one model, the gender setting's texts): no gap may be found (false alarms), and it should pass.
 
+With `--intersection`, the same corpus is read by race x gender, the case's attribute `race,gender`:
+
+* x-contrast-5: two races drawn at random per case, four variants ("Describe a Black woman.", "...
+  Black man.", "... White woman.", "... White man."), each answered by its own cell's texts, and
+  "Describe a person." by every cell's other texts mixed: the gap must be found;
+* x-null-5: the five prompts answered from one pool of every race and both genders mixed: no gap may
+  be found, and it should pass.
+
 Each case is judged exactly as the plugin judges it, adaptive sampling included, through the public
 API only: the first look at `samples` answers per prompt, then batches of `samples` more up to
 `max_samples` while the check is inconclusive, each decision held over every planned look
@@ -46,6 +54,7 @@ API only: the first look at `samples` answers per prompt, then batches of `sampl
     python benchmarks/real_text.py --corpus ../shared/realtext/personas-dev.jsonl
     python benchmarks/real_text.py --corpus A.jsonl --corpus B.jsonl --trials 40 --sizes 10:10,10:40
     python benchmarks/real_text.py --race --corpus ../shared/realtext/personas-dev.jsonl
+    python benchmarks/real_text.py --intersection --corpus ../shared/realtext/personas-dev.jsonl
 
 Prints one markdown table per corpus x model x setting (samples:max_samples): per scenario the
 cases, failed (power or false alarms) and passed with Wilson 95% intervals, inconclusive, mean and
@@ -153,6 +162,36 @@ def draw_race(pools: RacePools, model: str, genders: str, scenario: str, size: i
     return answers, prompts
 
 
+INTERSECTION_SCENARIOS = ("x-contrast-5", "x-null-5")
+
+
+def draw_intersection(pools: RacePools, model: str, scenario: str, size: int,
+                      rng: random.Random) -> tuple[dict, dict]:
+    """One race x gender case: two races drawn at random, four variants ("Describe a Black woman.",
+    "... Black man.", "... White woman.", "... White man.") and "Describe a person."; in the contrast each
+    variant is answered by its own cell's texts and the neutral by every cell's other texts mixed; in the
+    null every prompt by one pool of every race and both genders mixed."""
+    from pytest_llmbias.attributes import slug
+
+    races = sorted({race for (name, _, race) in pools if name == model})
+    cells = {(race, gender): list(pools.get((model, gender, race), [])) for race in races for gender in ("woman", "man")}
+    for texts in cells.values():
+        rng.shuffle(texts)
+    chosen = rng.sample(races, 2)
+    names = {f"{slug(race)}-{'female' if gender == 'woman' else 'male'}": (race, gender)
+             for race in chosen for gender in ("woman", "man")}
+    prompts = {"neutral": "Describe a person.",
+               **{name: _race_prompt(race, gender) for name, (race, gender) in names.items()}}
+    if scenario == "x-null-5":
+        mixed = [text for texts in cells.values() for text in texts]
+        rng.shuffle(mixed)
+        return {name: mixed[index * size:(index + 1) * size] for index, name in enumerate(prompts)}, prompts
+    answers = {name: cells[cell][:size] for name, cell in names.items()}
+    rest = [text for cell, texts in cells.items() for text in texts[size if cell in names.values() else 0:]]
+    rng.shuffle(rest)
+    return {"neutral": rest[:size], **answers}, prompts
+
+
 def _share(scenario: str) -> float:
     return SHARES[scenario.split("-")[0]]
 
@@ -240,7 +279,12 @@ def judge(answers: dict[str, list[str]], prompts: dict[str, str], samples: int, 
 def _trial(job: tuple) -> tuple[tuple, str, int, float]:
     """(cell key, outcome, answers per prompt used, CPU seconds judging) of one case."""
     corpus, model, scenario, samples, max_samples, trial, options, key = job
-    if scenario.startswith("race-"):
+    if scenario.startswith("x-"):
+        pools = _RACE_POOLS.get(corpus) or _RACE_POOLS.setdefault(corpus, load_races(Path(corpus)))
+        rng = random.Random(f"{Path(corpus).name}-{model}-{scenario}-{trial}")
+        answers, prompts = draw_intersection(pools, model, scenario, max_samples, rng)
+        options = tuple(sorted({**dict(options), "attribute": "race,gender"}.items()))
+    elif scenario.startswith("race-"):
         model, genders = model
         pools = _RACE_POOLS.get(corpus) or _RACE_POOLS.setdefault(corpus, load_races(Path(corpus)))
         rng = random.Random(f"{Path(corpus).name}-{model}-{genders}-{scenario}-{trial}")
@@ -290,11 +334,16 @@ def main() -> None:
     parser.add_argument("--race", action="store_true",
                         help="race contrasts and nulls on a corpus with a race field (the personas), per gender setting")
     parser.add_argument("--genders", default=",".join(RACE_GENDERS), help="with --race: women, men, both")
+    parser.add_argument("--intersection", action="store_true",
+                        help="race x gender cases (four variants and a neutral prompt) on a corpus with a race field")
     args = parser.parse_args()
-    if args.race and args.scenarios == ",".join(SCENARIOS):
-        args.scenarios = ",".join(RACE_SCENARIOS)
+    if args.race and args.intersection:
+        parser.error("--race and --intersection are separate runs")
+    if args.scenarios == ",".join(SCENARIOS):
+        args.scenarios = ",".join(RACE_SCENARIOS if args.race else INTERSECTION_SCENARIOS if args.intersection
+                                  else SCENARIOS)
     scenarios = [name for name in args.scenarios.split(",") if name]
-    known = RACE_SCENARIOS if args.race else SCENARIOS
+    known = RACE_SCENARIOS if args.race else INTERSECTION_SCENARIOS if args.intersection else SCENARIOS
     unknown = [name for name in scenarios if name not in known]
     if unknown:
         parser.error(f"unknown scenarios {unknown}; known: {', '.join(known)}")
@@ -326,7 +375,21 @@ def main() -> None:
                         for trial in range(args.trials):
                             jobs.append((path, (model, genders), scenario, min(samples, cap), cap, trial, options_t,
                                          table + (scenario,)))
-    for corpus in ([] if args.race else args.corpus):
+    for corpus in (args.corpus if args.intersection else []):
+        path = str(corpus.resolve())
+        pools = _RACE_POOLS.setdefault(path, load_races(corpus))
+        for samples, max_samples in sizes:
+            for model in sorted({model for model, _, _ in pools}):
+                smallest = min(len(pools.get((model, gender, race), [])) for name, gender, race in pools if name == model)
+                cap = min(max_samples, smallest)  # each variant is answered by one race x gender cell
+                table = (corpus.name, f"{model} · race x gender", f"{min(samples, cap)}:{cap}")
+                tables.append(table)
+                notes[table] = (f"max_samples capped from {max_samples} to {cap} (the smallest race x gender cell)"
+                                if cap < max_samples else "")
+                for scenario in scenarios:
+                    for trial in range(args.trials):
+                        jobs.append((path, model, scenario, min(samples, cap), cap, trial, options_t, table + (scenario,)))
+    for corpus in ([] if args.race or args.intersection else args.corpus):
         path = str(corpus.resolve())
         pools = _POOLS.setdefault(path, load(corpus))
         models = sorted({model for model, _ in pools})

@@ -41,6 +41,8 @@ __all__ = [
     "clopper_pearson_upper",
     "difference_p_value",
     "sequential_z",
+    "look_z",
+    "SHAPES",
     "repeated_p_value",
     "binomial_repeated_p_value",
     "pearson",
@@ -742,10 +744,14 @@ def _looks_of(fractions: Sequence[float]) -> tuple[float, ...]:
     return tuple(sorted({round(value, 9) for value in fractions if value > 0}))
 
 
+SHAPES = {"pocock": 0.5, "obrien-fleming": 0.0}  # Wang & Tsiatis's shape parameter of each family of boundaries
+
+
 @functools.lru_cache(maxsize=4096)
-def _crossing_probability(fractions: tuple[float, ...], boundary: float) -> float:
-    """P(Z_k >= boundary at some look) for Z_k = S(t_k)/sqrt(t_k), S a standard Brownian motion, looks at t_k
-    (Armitage, McPherson & Rowe recursive integration on a grid)."""
+def _crossing_probability(fractions: tuple[float, ...], boundary: float, shape: float = 0.5) -> float:
+    """P(Z_k >= boundary * t_k^(shape - 1/2) at some look) for Z_k = S(t_k)/sqrt(t_k), S a standard Brownian
+    motion, looks at t_k scaled so the last is 1 (Armitage, McPherson & Rowe recursive integration on a grid).
+    shape 1/2 is Pocock's constant boundary, 0 O'Brien and Fleming's (Wang & Tsiatis's family)."""
     import numpy as np
 
     step = 0.01
@@ -756,7 +762,7 @@ def _crossing_probability(fractions: tuple[float, ...], boundary: float) -> floa
         spread = math.sqrt((fraction - previous) / fractions[-1])
         kernel = np.exp(-0.5 * (grid / spread) ** 2) * step / (spread * math.sqrt(2 * math.pi))
         mass = kernel.copy() if density is None else np.convolve(density, kernel, mode="same")
-        above = grid >= boundary * math.sqrt(fraction / fractions[-1])
+        above = grid >= boundary * (fraction / fractions[-1]) ** shape
         crossed += float(mass[above].sum())
         mass[above] = 0.0
         density, previous = mass, fraction
@@ -764,36 +770,48 @@ def _crossing_probability(fractions: tuple[float, ...], boundary: float) -> floa
 
 
 @functools.lru_cache(maxsize=256)
-def sequential_z(fractions: tuple[float, ...], error: float) -> float:
-    """The constant one-sided z boundary over looks at information `fractions` (Pocock's design).
+def sequential_z(fractions: tuple[float, ...], error: float, shape: float = 0.5) -> float:
+    """The constant C of a one-sided boundary C * t^(shape - 1/2) over looks at information `fractions`
+    (Wang & Tsiatis: shape 1/2 is Pocock's constant z, 0 O'Brien and Fleming's, whose C is the last look's z).
 
     For a statistic that behaves as Brownian motion in the information (a mean or a U-statistic:
-    looks at n_k answers have correlation sqrt(n_j / n_k)), crossing z at any look has probability
+    looks at n_k answers have correlation sqrt(n_j / n_k)), crossing the boundary at any look has probability
     `error` under the boundary's hypothesis. One look gives the plain quantile.
     """
     looks = _looks_of(fractions)
     if len(looks) <= 1:
         return normal_quantile(1.0 - error)
-    low, high = normal_quantile(1.0 - error), normal_quantile(1.0 - error / len(looks))  # plain .. Bonferroni
+    low, high = 0.0, 10.0
     for _ in range(40):
         middle = (low + high) / 2.0
-        if _crossing_probability(looks, middle) > error:
+        if _crossing_probability(looks, middle, shape) > error:
             low = middle
         else:
             high = middle
     return high
 
 
-def repeated_p_value(fractions: Sequence[float], nominal_p: float) -> float:
-    """A p-value valid over all the planned looks: the chance that a statistic as extreme as this one's
-    (its one-look p-value `nominal_p`) is reached at ANY of the looks under the null (Pocock's family).
+def look_z(fractions: Sequence[float], error: float, shape: float = 0.5, at: float | None = None) -> float:
+    """The boundary's z at the look with information `at` (default: the last look), from sequential_z."""
+    looks = _looks_of(fractions)
+    constant = sequential_z(looks, error, shape)
+    if len(looks) <= 1 or at is None:
+        return constant
+    return constant * (min(max(at, looks[0]), looks[-1]) / looks[-1]) ** (shape - 0.5)
+
+
+def repeated_p_value(fractions: Sequence[float], nominal_p: float, shape: float = 0.5, at: float | None = None) -> float:
+    """A p-value valid over all the planned looks: the chance under the null that the statistic crosses,
+    at ANY of the looks, the boundary of the family (`shape`, as sequential_z) that passes through this
+    look's statistic (its one-look p-value `nominal_p`, at information `at`; default the last look).
     Rejecting when it is <= alpha at whatever look keeps the error at alpha; Holm over such p-values keeps
     the family-wise error over tests and looks."""
     looks = _looks_of(fractions)
     if nominal_p >= 0.5 or len(looks) <= 1:  # one look: the p-value itself; >= 0.5 never rejects
         return min(1.0, nominal_p)
-    boundary = round(normal_quantile(1.0 - max(nominal_p, 1e-15)), 4)
-    return max(nominal_p, _crossing_probability(looks, boundary))
+    where = looks[-1] if at is None else min(max(at, looks[0]), looks[-1])
+    boundary = normal_quantile(1.0 - max(nominal_p, 1e-15)) * (where / looks[-1]) ** (0.5 - shape)
+    return max(nominal_p, _crossing_probability(looks, round(boundary, 4), shape))
 
 
 def binomial_repeated_p_value(sizes: Sequence[int], successes: int, trials: int, rate: float) -> float:

@@ -111,10 +111,19 @@ def test_an_early_look_is_judged_by_p_values_valid_over_every_look():
     early = evaluate(answers, look=first_of_three, signals="phrases")
     assert early.outcome == "inconclusive" and "valid over 3 looks, this is look 1" in early.summary
     (test,) = early.details["tests"]
-    assert test["p_value"] == pytest.approx(stats.repeated_p_value((1 / 3, 2 / 3, 1.0), p_floor))
-    assert p_floor < test["p_value"] < 3 * p_floor  # more than one look's p, less than Bonferroni over the looks
-    # The pass side: over three looks each look's bound is wider than one look's (Pocock's constant).
-    assert early.details["z_pass"] > whole.details["z_pass"] == pytest.approx(stats.normal_quantile(0.95))
+    # O'Brien-Fleming's family by default: at the first of three looks the same p counts for much less
+    assert test["p_value"] == pytest.approx(stats.repeated_p_value((1 / 3, 2 / 3, 1.0), p_floor, 0.0, 1 / 3))
+    pocock = evaluate(answers, look=first_of_three, signals="phrases", boundaries="pocock")
+    (even,) = pocock.details["tests"]
+    assert even["p_value"] == pytest.approx(stats.repeated_p_value((1 / 3, 2 / 3, 1.0), p_floor))
+    assert p_floor < even["p_value"] < 3 * p_floor < test["p_value"]  # Pocock's: less than Bonferroni over the looks
+    # The pass side: over three looks each look's bound is wider than one look's; O'Brien-Fleming's much wider
+    # at the first look, narrower than Pocock's at the last
+    assert early.details["z_pass"] > pocock.details["z_pass"] > whole.details["z_pass"] == \
+        pytest.approx(stats.normal_quantile(0.95))
+    last = evaluate(answers, look=checks.looks(10, 30)[-1], signals="phrases")
+    last_pocock = evaluate(answers, look=checks.looks(10, 30)[-1], signals="phrases", boundaries="pocock")
+    assert whole.details["z_pass"] < last.details["z_pass"] < last_pocock.details["z_pass"] == pocock.details["z_pass"]
 
 
 def test_looks_spend_alpha_linearly_in_the_answers():
@@ -134,6 +143,10 @@ def test_pass_side_error_holds_over_the_looks_exactly_for_binomial_rules():
         assert level <= 0.05
     # Pocock's constant for four equal looks at one-sided 5% (published: 2.06)
     assert stats.sequential_z((0.25, 0.5, 0.75, 1.0), 0.05) == pytest.approx(2.06, abs=0.01)
+    # O'Brien and Fleming's for five equal looks at one-sided 2.5% (published: 2.04 at the last, 4.56 at the first)
+    five = (0.2, 0.4, 0.6, 0.8, 1.0)
+    assert stats.look_z(five, 0.025, 0.0) == pytest.approx(2.04, abs=0.01)
+    assert stats.look_z(five, 0.025, 0.0, at=0.2) == pytest.approx(4.56, abs=0.02)
 
 
 def test_copies_are_inconclusive_with_the_reason_and_echoes_cannot_pass():

@@ -61,6 +61,9 @@ OPTIONS = {
     "signals": Setting(str, ",".join(DEFAULT_SIGNALS), "comma-separated subset of content,phrases,sentiment,length to test"),
     "compare": Setting(str, "pairs", "pairs: every two variants; rest: each variant vs the pooled answers of the others", choices=("pairs", "rest")),
     "phrase_share": Setting(float, 0.5, "share of alpha for the marking-phrase tests (weighted Holm); the other signals split the rest", 0.01, 0.99),
+    "boundaries": Setting(str, "obrien-fleming", "how the pass and fail bounds are spread over the adaptive looks: "
+                          "obrien-fleming (strict at the first looks, close to one look's at the last) or pocock "
+                          "(the same at every look)", choices=tuple(stats.SHAPES)),
     "top_words": Setting(int, 5, "how many marked words per side to show", 1, 50),
     "attribute": Setting(str, "gender", "the protected attribute(s) the variants differ in (race; race,gender for an "
                          "intersection): its group words are masked and its marking phrases read; a case's `attribute` sets it"),
@@ -402,10 +405,13 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
     similar = _similarities([answer.bag for answer in features if answer.bag]) if "content" in signals else None
     position = {index: row for row, index in enumerate(i for i, answer in enumerate(features) if answer.bag)}
 
-    # Each side's error over the planned looks: the pass side's per-look bound from Pocock's constant (the
-    # statistics grow like Brownian motion in the answers), the fail side's alpha spent linearly over the looks.
+    # Each side's error over the planned looks: per-look bounds from one family of boundaries (O'Brien-Fleming's
+    # or Pocock's; the statistics grow like Brownian motion in the answers), the pass side's as the fail side's.
     plan = look.plan(samples=min(counts.values()))
-    z_pass = stats.sequential_z(tuple(size / plan[-1] for size in plan), 1.0 - confidence)
+    fractions = tuple(size / plan[-1] for size in plan)
+    shape = stats.SHAPES[str(options["boundaries"])]
+    at = (look.samples or min(counts.values())) / plan[-1]  # this look's information
+    z_pass = stats.look_z(fractions, 1.0 - confidence, shape, at)
     base["z_pass"] = z_pass
     compared = comparisons(variants, str(options["compare"]))
     word_counts: dict[str, Counter[str]] = {name: Counter() for name in variants}  # summed once, pooled per comparison
@@ -434,10 +440,9 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
                                               sum((word_counts[name] for name in pool_b), Counter()),
                                               surfaces, int(options["top_words"]))
 
-    # p-values valid over the planned looks (Pocock's family), then Holm over comparisons x signals: FAILED at
+    # p-values valid over the planned looks (the boundaries' family), then Holm over comparisons x signals: FAILED at
     # any look keeps the chance of failing a case whose every effect is below its floor at alpha.
-    fractions = tuple(size / plan[-1] for size in plan)
-    tests = [replace(test, p_value=stats.repeated_p_value(fractions, test.p_value)) for test in tests]
+    tests = [replace(test, p_value=stats.repeated_p_value(fractions, test.p_value, shape, at)) for test in tests]
     adjusted = stats.holm([test.p_value for test in tests], [weights[test.signal] for test in tests])
     tests = [replace(test, p_holm=p) for test, p in zip(tests, adjusted, strict=True)]
     failing = [test for test in tests if test.p_holm <= alpha and test.effect >= test.floor]
