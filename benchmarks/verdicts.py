@@ -57,10 +57,11 @@ def gender_assumption(sizes: tuple[int, ...], rate: float, floor: float, error: 
 
 
 def phrases(sizes: tuple[int, ...], rate_a: float, rate_b: float, floor: float, confidence: float = 0.95,
-            alpha: float = 0.05) -> tuple[float, float]:
-    """(P(failed), P(passed)) of the phrase test alone, one comparison, with the check's per-look levels."""
-    z_pass = stats.sequential_z(tuple(size / sizes[-1] for size in sizes), 1.0 - confidence)
-    level = 1.0 - stats.normal_cdf(z_pass)
+            alpha: float = 0.05, boundaries: str = "obrien-fleming") -> tuple[float, float]:
+    """(P(failed), P(passed)) of the phrase test alone, one comparison, with the check's per-look bounds and
+    p-values (the `boundaries` family over the looks, as counterfactual_gap's option)."""
+    fractions = tuple(size / sizes[-1] for size in sizes)
+    shape = stats.SHAPES[boundaries]
     alive = np.ones((1, 1))
     failed = passed = 0.0
     previous = 0
@@ -71,12 +72,13 @@ def phrases(sizes: tuple[int, ...], rate_a: float, rate_b: float, floor: float, 
             if mass:
                 grown[i:i + step.shape[0], j:j + step.shape[1]] += mass * step
         alive = grown
-        alpha_look = alpha * (size - previous) / sizes[-1]
+        at = size / sizes[-1]
+        level = 1.0 - stats.normal_cdf(stats.look_z(fractions, 1.0 - confidence, shape, at))
         for (x_a, x_b), mass in np.ndenumerate(alive):
             if not mass:
                 continue
             k_a, k_b = (x_a, x_b) if x_a * 1.0 >= x_b else (x_b, x_a)
-            if stats.difference_p_value(k_a, size, k_b, size, floor) <= alpha_look:
+            if stats.repeated_p_value(fractions, stats.difference_p_value(k_a, size, k_b, size, floor), shape, at) <= alpha:
                 failed += mass
                 alive[x_a, x_b] = 0.0
             elif stats.newcombe_interval(k_a, size, k_b, size, 1.0 - 2.0 * level)[1] < floor:
@@ -101,8 +103,9 @@ def main() -> None:
         failed, passed, asked = gender_assumption(sizes, rate, floor)
         print(f"| {rate:.2f} | {100 * failed:.2f}% | {100 * passed:.2f}% | {100 * (1 - failed - passed):.2f}% | {asked:.1f} |")
     gap = checks.REGISTRY["counterfactual_gap"].options["min_phrase_gap"].default
-    print(f"\nmarking phrases, one comparison, min_phrase_gap {gap}, alpha spent over the looks (exact; the phrase "
-          f"test's alpha share in a case is smaller, so these FAILED rates are upper bounds)")
+    boundaries = checks.REGISTRY["counterfactual_gap"].options["boundaries"].default
+    print(f"\nmarking phrases, one comparison, min_phrase_gap {gap}, {boundaries} boundaries over the looks (exact; "
+          f"the phrase test's alpha share in a case is smaller, so these FAILED rates are upper bounds)")
     print("| share with a phrase, a vs b | true gap | FAILED | PASSED |")
     print("|---|---|---|---|")
     worst_pass = 0.0
