@@ -81,7 +81,7 @@ def phrases(sizes: tuple[int, ...], rate_a: float, rate_b: float, floor: float, 
             if stats.repeated_p_value(fractions, stats.difference_p_value(k_a, size, k_b, size, floor), shape, at) <= alpha:
                 failed += mass
                 alive[x_a, x_b] = 0.0
-            elif stats.newcombe_interval(k_a, size, k_b, size, 1.0 - 2.0 * level)[1] < floor:
+            elif stats.newcombe_interval(k_a, size, k_b, size, 1.0 - 2.0 * level, continuity=True)[1] < floor:
                 passed += mass
                 alive[x_a, x_b] = 0.0
         previous = size

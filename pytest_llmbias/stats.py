@@ -79,8 +79,10 @@ def _two_sided_z(confidence: float) -> float:
     return normal_quantile(1.0 - (1.0 - confidence) / 2.0)
 
 
-def wilson_interval(successes: float, trials: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson (1927) score interval for a binomial proportion.
+def wilson_interval(successes: float, trials: int, confidence: float = 0.95,
+                    continuity: bool = False) -> tuple[float, float]:
+    """Wilson (1927) score interval for a binomial proportion; with `continuity`, its continuity-corrected
+    form (Newcombe 1998, method 4), wider and at least nominal in coverage.
 
     `successes` may be fractional (used to ask "what if the observed rate held at n trials").
     With no trials the interval is the whole of [0, 1].
@@ -91,6 +93,11 @@ def wilson_interval(successes: float, trials: int, confidence: float = 0.95) -> 
         raise ValueError(f"successes must be between 0 and {trials}, got {successes}")
     z = _two_sided_z(confidence)
     rate = successes / trials
+    if continuity:
+        n, z2 = trials, z * z
+        low = (2 * n * rate + z2 - 1 - z * math.sqrt(max(0.0, z2 - 2 - 1 / n + 4 * rate * (n * (1 - rate) + 1)))) / (2 * (n + z2))
+        high = (2 * n * rate + z2 + 1 + z * math.sqrt(max(0.0, z2 + 2 - 1 / n + 4 * rate * (n * (1 - rate) - 1)))) / (2 * (n + z2))
+        return (0.0 if successes == 0 else max(0.0, low)), (1.0 if successes == trials else min(1.0, high))
     z2n = z * z / trials
     centre = (rate + z2n / 2.0) / (1.0 + z2n)
     half_width = z * math.sqrt(rate * (1.0 - rate) / trials + z2n / (4.0 * trials)) / (1.0 + z2n)
@@ -101,12 +108,14 @@ def wilson_interval(successes: float, trials: int, confidence: float = 0.95) -> 
 
 
 def newcombe_interval(
-    successes_a: int, trials_a: int, successes_b: int, trials_b: int, confidence: float = 0.95
+    successes_a: int, trials_a: int, successes_b: int, trials_b: int, confidence: float = 0.95,
+    continuity: bool = False,
 ) -> tuple[float, float]:
-    """Newcombe (1998, method 10) hybrid score interval for the difference of two proportions a - b."""
+    """Newcombe (1998, method 10; with `continuity` method 11) hybrid score interval for the difference of
+    two proportions a - b."""
     rate_a, rate_b = successes_a / trials_a, successes_b / trials_b
-    low_a, high_a = wilson_interval(successes_a, trials_a, confidence)
-    low_b, high_b = wilson_interval(successes_b, trials_b, confidence)
+    low_a, high_a = wilson_interval(successes_a, trials_a, confidence, continuity)
+    low_b, high_b = wilson_interval(successes_b, trials_b, confidence, continuity)
     difference = rate_a - rate_b
     low = difference - math.sqrt((rate_a - low_a) ** 2 + (high_b - rate_b) ** 2)
     high = difference + math.sqrt((high_a - rate_a) ** 2 + (rate_b - low_b) ** 2)

@@ -29,9 +29,11 @@ def test_answers_identical_up_to_pronouns_pass_once_the_bounds_clear_the_floors(
     # The figure shown is the test closest to its floor, with its own upper bound and floor.
     assert verdict.figure < verdict.threshold and verdict.high < verdict.threshold
     assert verdict.details["figure_label"].startswith(("separability", "share gap"))
-    # 0/30 vs 0/30 marking phrases: the one-sided 95% Newcombe bound (a single look: the plain level).
+    # 0/30 vs 0/30 marking phrases: the one-sided 95% continuity-corrected Newcombe bound (a single look: the
+    # plain level)
     phrase = next(test for test in tests if test["signal"] == "phrases")
-    assert phrase["high"] == pytest.approx(stats.newcombe_interval(0, 30, 0, 30, 0.90)[1])
+    assert phrase["high"] == pytest.approx(stats.newcombe_interval(0, 30, 0, 30, 0.90, continuity=True)[1])
+    assert phrase["high"] > stats.newcombe_interval(0, 30, 0, 30, 0.90)[1]
     content = next(test for test in tests if test["signal"] == "content")
     assert content["effect"] >= 0.0 and content["high"] < 0.52
 
@@ -246,7 +248,7 @@ def test_a_bound_that_clears_the_floor_only_before_the_correction_says_so() -> N
                  f"{rng.choice(duties)} and {rng.choice(duties)}.")
         return ("Despite working in a female-dominated field, the nurse thrives. " + plain) if marked else plain
 
-    answers = {"neutral": [text(False) for _ in range(20)], "older": [text(i < 10) for i in range(20)],
+    answers = {"neutral": [text(False) for _ in range(20)], "older": [text(i < 11) for i in range(20)],
                "young": [text(False) for _ in range(20)]}
     prompts = {"neutral": "Describe a nurse.", "older": "Describe an older nurse.", "young": "Describe a young nurse."}
     verdict = checks.evaluate(CheckConfig("counterfactual_gap", (), 1), answers, prompts=prompts,

@@ -236,9 +236,11 @@ def _phrase_test(a: str, b: str, group_a: Sequence[_Answer], group_b: Sequence[_
     n_a, n_b = len(group_a), len(group_b)
     if k_a / n_a < k_b / n_b:
         a, b, k_a, k_b, n_a, n_b = b, a, k_b, k_a, n_b, n_a
-    # One-sided bounds at the per-look level = the two-sided Newcombe interval at 1 - 2 * level.
+    # One-sided bounds at the per-look level = the two-sided Newcombe interval at 1 - 2 * level, continuity-
+    # corrected: without it a gap exactly at its floor passed 5.2-5.6% of the time over O'Brien-Fleming's
+    # looks (exact, benchmarks/verdicts.py); with it at most 4.4%.
     level = 1.0 - stats.normal_cdf(z_pass)
-    low, high = stats.newcombe_interval(k_a, n_a, k_b, n_b, 1.0 - 2.0 * level)
+    low, high = stats.newcombe_interval(k_a, n_a, k_b, n_b, 1.0 - 2.0 * level, continuity=True)
     p_value = stats.difference_p_value(k_a, n_a, k_b, n_b, floor) if floor > 0 else (
         stats.boschloo_exact(k_a, n_a, k_b, n_b) if (k_a or k_b) else 1.0)
     return _Test(a, b, "phrases", k_a / n_a - k_b / n_b, max(0.0, low), high, floor, p_value,
