@@ -143,7 +143,7 @@ def test_the_summary_is_coloured_where_the_terminal_supports_it(suite: pytest.Py
         "---*",
         "cases/suite.yaml::nurse     gender_assumption     1.00 *?0.7*, 1.00?       0.30        FAILED",
         "    measures: share of neutral answers assuming a gender, threshold: max_rate",
-        "cases/suite.yaml::engineer  counterfactual_gap    0.90 *?0.57, 0.98?       0.25        FAILED",
+        "cases/suite.yaml::engineer  counterfactual_gap    0.90 *?0.48, 0.99?       0.25        FAILED",  # continuity-corrected
         "    measures: share gap of answers with a marking phrase, female vs male, threshold: min_phrase_gap",
         "cases/suite.yaml::pilot     counterfactual_gap       - *-          -      FILTERED",
         "cases/suite.yaml::pilot     gender_assumption        - *-          -      FILTERED",
