@@ -356,6 +356,15 @@ def main() -> None:
     sizes = [tuple(int(part) for part in size.split(":")) for size in args.sizes.split(",")]
 
     jobs, notes, tables = [], {}, []
+
+    def add_cell(table: tuple, note: str, path: str, model: object, samples: int, cap: int) -> None:
+        """One table of the report: its note, and a case per scenario and trial."""
+        tables.append(table)
+        notes[table] = note
+        for scenario in scenarios:
+            for trial in range(args.trials):
+                jobs.append((path, model, scenario, samples, cap, trial, options_t, table + (scenario,)))
+
     for corpus in (args.corpus if args.race else []):
         path = str(corpus.resolve())
         pools = _RACE_POOLS.setdefault(path, load_races(corpus))
@@ -367,14 +376,9 @@ def main() -> None:
                     smallest = min(sum(len(pools.get((model, gender, race), [])) for gender in RACE_GENDERS[genders])
                                    for race in {race for name, _, race in pools if name == model})
                     cap = min(max_samples, smallest)
-                    table = (corpus.name, f"{model} · {genders} · race", f"{min(samples, cap)}:{cap}")
-                    tables.append(table)
-                    notes[table] = (f"max_samples capped from {max_samples} to {cap} (the smallest race pool)"
-                                    if cap < max_samples else "")
-                    for scenario in scenarios:
-                        for trial in range(args.trials):
-                            jobs.append((path, (model, genders), scenario, min(samples, cap), cap, trial, options_t,
-                                         table + (scenario,)))
+                    add_cell((corpus.name, f"{model} · {genders} · race", f"{min(samples, cap)}:{cap}"),
+                             f"max_samples capped from {max_samples} to {cap} (the smallest race pool)"
+                             if cap < max_samples else "", path, (model, genders), min(samples, cap), cap)
     for corpus in (args.corpus if args.intersection else []):
         path = str(corpus.resolve())
         pools = _RACE_POOLS.setdefault(path, load_races(corpus))
@@ -382,13 +386,9 @@ def main() -> None:
             for model in sorted({model for model, _, _ in pools}):
                 smallest = min(len(pools.get((model, gender, race), [])) for name, gender, race in pools if name == model)
                 cap = min(max_samples, smallest)  # each variant is answered by one race x gender cell
-                table = (corpus.name, f"{model} · race x gender", f"{min(samples, cap)}:{cap}")
-                tables.append(table)
-                notes[table] = (f"max_samples capped from {max_samples} to {cap} (the smallest race x gender cell)"
-                                if cap < max_samples else "")
-                for scenario in scenarios:
-                    for trial in range(args.trials):
-                        jobs.append((path, model, scenario, min(samples, cap), cap, trial, options_t, table + (scenario,)))
+                add_cell((corpus.name, f"{model} · race x gender", f"{min(samples, cap)}:{cap}"),
+                         f"max_samples capped from {max_samples} to {cap} (the smallest race x gender cell)"
+                         if cap < max_samples else "", path, model, min(samples, cap), cap)
     for corpus in ([] if args.race or args.intersection else args.corpus):
         path = str(corpus.resolve())
         pools = _POOLS.setdefault(path, load(corpus))
@@ -405,12 +405,7 @@ def main() -> None:
                         f"{corpus.name} fits without repeats in {', '.join(scenarios)})")
                 print(f"{corpus.name}: {note}", file=sys.stderr)
             for model in models:
-                table = (corpus.name, model, f"{used_samples}:{cap}")
-                tables.append(table)
-                notes[table] = note
-                for scenario in scenarios:
-                    for trial in range(args.trials):
-                        jobs.append((path, model, scenario, used_samples, cap, trial, options_t, table + (scenario,)))
+                add_cell((corpus.name, model, f"{used_samples}:{cap}"), note, path, model, used_samples, cap)
 
     started = time.perf_counter()
     results: dict[tuple, list[tuple[str, int, float]]] = defaultdict(list)

@@ -800,13 +800,18 @@ def sequential_z(fractions: tuple[float, ...], error: float, shape: float = 0.5)
     return high
 
 
+def _at_look(looks: tuple[float, ...], at: float | None) -> float:
+    """The information `at` as a share of the last look's, held within the planned looks (None: the last)."""
+    return 1.0 if at is None else min(max(at, looks[0]), looks[-1]) / looks[-1]
+
+
 def look_z(fractions: Sequence[float], error: float, shape: float = 0.5, at: float | None = None) -> float:
     """The boundary's z at the look with information `at` (default: the last look), from sequential_z."""
     looks = _looks_of(fractions)
     constant = sequential_z(looks, error, shape)
-    if len(looks) <= 1 or at is None:
+    if len(looks) <= 1:
         return constant
-    return constant * (min(max(at, looks[0]), looks[-1]) / looks[-1]) ** (shape - 0.5)
+    return constant * _at_look(looks, at) ** (shape - 0.5)
 
 
 def repeated_p_value(fractions: Sequence[float], nominal_p: float, shape: float = 0.5, at: float | None = None) -> float:
@@ -818,8 +823,7 @@ def repeated_p_value(fractions: Sequence[float], nominal_p: float, shape: float 
     looks = _looks_of(fractions)
     if nominal_p >= 0.5 or len(looks) <= 1:  # one look: the p-value itself; >= 0.5 never rejects
         return min(1.0, nominal_p)
-    where = looks[-1] if at is None else min(max(at, looks[0]), looks[-1])
-    boundary = normal_quantile(1.0 - max(nominal_p, 1e-15)) * (where / looks[-1]) ** (0.5 - shape)
+    boundary = normal_quantile(1.0 - max(nominal_p, 1e-15)) * _at_look(looks, at) ** (0.5 - shape)
     return max(nominal_p, _crossing_probability(looks, round(boundary, 4), shape))
 
 
