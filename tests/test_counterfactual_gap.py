@@ -260,3 +260,19 @@ def test_a_bound_that_clears_the_floor_only_before_the_correction_says_so() -> N
     assert why_undecided({"outcome": "inconclusive", "details": dict(verdict.details)}) == (
         f"its bound clears the threshold for this test alone, not after the correction over the case's tests; "
         f"about {needed} answers per prompt would decide")
+
+
+def test_the_answers_an_undecided_case_needs_are_a_planned_look_whose_bound_would_decide():
+    # 2 marked answers in 20 against none: undecided at look 2 of 8 (10 to 80 answers). The bound narrows with
+    # the answers and, with O'Brien-Fleming's boundaries, with the looks: the estimate is the first planned look
+    # at which the same shares would decide, by the normal approximation (checked by judging them there).
+    marking = ["Despite the odds, he breaks stereotypes."] + [""] * 9
+    plan = checks.looks(10, 80)
+    for boundaries in ("obrien-fleming", "pocock"):
+        verdict = evaluate(variants(n=20, male=marking * 2), look=plan[1], boundaries=boundaries)
+        assert verdict.outcome == "inconclusive", verdict.summary
+        size = verdict.details["samples_needed"]
+        assert size in {look.samples for look in plan[2:]}, (boundaries, size)
+        at = next(index for index, look in enumerate(plan) if look.samples == size)
+        shares = variants(n=size, male=marking * (size // 10))
+        assert evaluate(shares, look=plan[at], boundaries=boundaries).outcome == "passed", boundaries

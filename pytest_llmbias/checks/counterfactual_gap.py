@@ -276,17 +276,22 @@ def _mean_test(signal: str, a: str, b: str, values_a: list[float], values_b: lis
 _NULL = {"content": 0.5}  # the effect when the variants do not differ (0 for the gaps)
 
 
-def _needed(test: _Test, samples: int) -> int | None:
+def _needed(test: _Test, samples: int, plan: Sequence[int], z_at: Any) -> int | None:
     """Answers per variant at which this test would decide if its effect held: the bound's margin shrinks as
-    1/sqrt(n) until it clears the floor on the effect's side."""
+    1/sqrt(n) and the boundary's z with the looks (O'Brien-Fleming's is widest at the first), until it clears the
+    floor on the effect's side: the first planned look that would decide, or beyond the plan at its last z."""
     if test.high is None:
         return None
     distance = abs(test.effect - test.floor)
     if distance < 1e-9:
         return None
     margin = max(test.high - test.effect, test.effect - (test.low if test.low is not None else test.effect), 1e-9)
-    ratio = margin / distance
-    return min(100_000, max(samples + 1, math.ceil(samples * ratio * ratio)))
+    spread = margin / z_at(samples) * math.sqrt(samples)  # the standard error times sqrt(n)
+    for size in plan:
+        if size > samples and z_at(size) * spread / math.sqrt(size) < distance:
+            return size
+    wanted = math.ceil((z_at(max(plan[-1], samples)) * spread / distance) ** 2)
+    return min(100_000, max(samples + 1, plan[-1] + 1, wanted))
 
 
 def _needed_to_fail(test: _Test, samples: int, alpha: float, z_pass: float) -> int | None:
@@ -477,7 +482,11 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
         # the bound nearest its floor
         headline = min(undecided, key=lambda test: (0, test.p_holm, 0.0) if test.effect >= test.floor
                        else (1, 1.0, -_closeness(test)))
-        estimates = [value for value in (_needed(test, samples) for test in undecided) if value is not None]
+        def z_at(size: int) -> float:  # the pass boundary's z at a look of `size` answers per prompt
+            return stats.look_z(fractions, 1.0 - confidence, shape, size / plan[-1])
+
+        estimates = [value for value in (_needed(test, samples, plan, z_at) for test in undecided)
+                     if value is not None]
         needed = max(estimates) if estimates else None
         cleared = headline.low is not None and headline.low >= headline.floor
         if cleared:
