@@ -63,15 +63,22 @@ def test_a_gap_at_its_floor_that_is_not_significant_is_inconclusive():
 
 def test_marking_phrases_in_one_variant_fail_with_the_phrase_in_the_evidence():
     marking = ["Despite working in a female-dominated field, he breaks stereotypes."] * 8 + [""] * 2
-    verdict = evaluate(variants(male=marking))
+    # the marking sentence's words make the content differ too, and tie with the phrases at Holm's first step:
+    # both fail
+    both = evaluate(variants(male=marking))
+    assert both.outcome == "failed"
+    assert {test["signal"] for test in both.details["tests"] if test["failed"]} == {"content", "phrases"}
+    verdict = evaluate(variants(male=marking), signals="phrases")
     assert verdict.outcome == "failed"
     assert verdict.details["signal"] == "phrases" and verdict.details["comparison"].startswith("male vs ")
     assert verdict.figure == pytest.approx(0.8) and verdict.threshold == 0.25
-    # Tested against the floor (H0: gap < 0.25, Newcombe inverted); weighted Holm over 3 pairs x 2 signals
-    # (weights 0.5 each): the smallest p is multiplied by sum(w)/w = 6.
+    # Tested against the floor (H0: gap < 0.25, Newcombe inverted); Holm over 3 pairs (of one signal): the
+    # smallest p is multiplied by 3 (with both signals, weights 0.5 each over 3 pairs x 2 signals: by 6).
     against_floor = stats.difference_p_value(8, 10, 0, 10, 0.25)
     assert against_floor < stats.difference_p_value(8, 10, 0, 10, 0.5) and against_floor < 0.05 / 6
-    assert verdict.details["p_value"] == pytest.approx(6 * against_floor)
+    assert verdict.details["p_value"] == pytest.approx(3 * against_floor)
+    assert next(test for test in both.details["tests"] if test["signal"] == "phrases")["p_holm"] == pytest.approx(
+        6 * against_floor)
     assert verdict.low >= 0.25
     assert "8/10 vs 0/10 answers carry a marking phrase" in verdict.summary and "\n" not in verdict.summary
     evidence = "\n".join(verdict.evidence)
@@ -225,6 +232,46 @@ def test_separability_is_a_probability_with_the_same_value_however_its_triples_a
         hits = [float(similar[i, j] > similar[i, k]) for i in own for j in own if j != i for k in other]
         shares.append(sum(hits) / len(hits))
     assert whole[0] == pytest.approx(sum(shares) / 2) and 0.0 <= whole[0] <= 1.0
+
+
+def test_the_second_order_variance_is_each_pairs_joint_influence_by_hand_however_chunked(monkeypatch):
+    """Hoeffding's second-order terms computed straight from the triples' tensor (no running sums): every pair of
+    answers' mean kernel minus its two answers' means plus theta, weighted as in theta, squared and summed."""
+    import numpy as np
+
+    from pytest_llmbias.checks import counterfactual_gap
+
+    rng = np.random.default_rng(5)
+    vectors = rng.random((15, 5))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    similar = vectors @ vectors.T
+    first, second = list(range(7)), list(range(7, 15))
+
+    def side(own, other):
+        n, m = len(own), len(other)
+        g = np.array([[[float(similar[i, j] > similar[i, k]) if i != j else 0.0 for k in other] for j in own]
+                      for i in own])
+        h = 0.5 * (g + g.transpose(1, 0, 2))   # symmetric in the two answers of the side
+        theta = h.sum() / (n * (n - 1) * m)
+        own_mean = h.sum(axis=(1, 2)) / ((n - 1) * m)
+        other_mean = h.sum(axis=(0, 1)) / (n * (n - 1))
+        pair = h.sum(axis=2) / m
+        cross = h.sum(axis=1) / (n - 1)
+        return theta, own_mean, other_mean, pair, cross
+
+    ta, ra, qa, pa, ca = side(first, second)
+    tb, rb, qb, pb, cb = side(second, first)
+    n, m = len(first), len(second)
+    joint_aa = 0.5 * (2 / (n * (n - 1))) * (pa - ra[:, None] - ra[None, :] + ta)
+    joint_bb = 0.5 * (2 / (m * (m - 1))) * (pb - rb[:, None] - rb[None, :] + tb)
+    joint_ab = 0.5 * ((2 / (n * m)) * (ca - ra[:, None] - qa[None, :] + ta)
+                      + (2 / (n * m)) * (cb.T - qb[:, None] - rb[None, :] + tb))
+    by_hand = (np.sum(joint_aa[np.triu_indices(n, 1)] ** 2) + np.sum(joint_bb[np.triu_indices(m, 1)] ** 2)
+               + np.sum(joint_ab ** 2))
+    theta, hajek, second_order = counterfactual_gap._separability_parts(similar, first, second)
+    assert theta == pytest.approx((ta + tb) / 2) and second_order == pytest.approx(by_hand) and 0 < second_order < hajek
+    monkeypatch.setattr(counterfactual_gap, "_CHUNK", 1)
+    assert counterfactual_gap._separability_parts(similar, first, second) == pytest.approx((theta, hajek, second_order))
 
 
 def test_a_bound_that_clears_the_floor_only_before_the_correction_says_so() -> None:

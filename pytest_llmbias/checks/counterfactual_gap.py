@@ -106,8 +106,9 @@ class _Test:
     floor: float
     p_value: float  # H0: the effect is below its floor; valid over the planned looks once the tests are built
     described: str
-    standard_error: float | None = None
+    standard_error: float | None = None  # of the upper (pass) bound
     p_holm: float = 1.0
+    standard_error_low: float | None = None  # of the lower (fail) bound and the p-value, where it differs
 
     @property
     def label(self) -> str:
@@ -167,10 +168,11 @@ def _similarities(bags: Sequence[Counter[str]]) -> Any:
 _CHUNK = 4_000_000  # comparisons held in memory at once (anchor rows are taken in chunks of this size)
 
 
-def _side_sums(similar: Any, own: Any, other: Any) -> tuple[float, Any, Any]:
+def _side_sums(similar: Any, own: Any, other: Any) -> tuple[float, Any, Any, Any, Any]:
     """Sums of g[i, j, k] over anchors i and j of one side (i != j) and k of the other, where g is 1 when i is
     closer to j than to k, 1/2 on a tie, 0 otherwise: (the total; per answer of `own`, its terms as i or as
-    j; per answer of `other`, its terms as k). Anchors are taken in chunks so memory stays bounded."""
+    j; per answer of `other`, its terms as k; per pair of `own`, its terms as i and j either way round; per
+    answer of `own` and of `other`, their terms together). Anchors are taken in chunks so memory stays bounded."""
     import numpy as np
 
     to_own = similar[np.ix_(own, own)]
@@ -178,6 +180,8 @@ def _side_sums(similar: Any, own: Any, other: Any) -> tuple[float, Any, Any]:
     size, others = len(own), len(other)
     as_anchor, as_neighbour = np.zeros(size), np.zeros(size)
     as_other = np.zeros(others)
+    pairs = np.zeros((size, size))       # [i, j]: i anchor, j neighbour, summed over k
+    crossed = np.zeros((size, others))   # [i, k]: i anchor or neighbour, summed over the other one
     step = max(1, _CHUNK // max(1, size * others))
     for start in range(0, size, step):
         rows = slice(start, min(size, start + step))
@@ -188,43 +192,69 @@ def _side_sums(similar: Any, own: Any, other: Any) -> tuple[float, Any, Any]:
         as_anchor[rows] = compared.sum(axis=(1, 2))
         as_neighbour += compared.sum(axis=(0, 2))
         as_other += compared.sum(axis=(0, 1))
-    return float(as_anchor.sum()), as_anchor + as_neighbour, as_other
+        pairs[rows] = compared.sum(axis=2)
+        crossed[rows] += compared.sum(axis=1)
+        crossed += compared.sum(axis=0)
+    return float(as_anchor.sum()), as_anchor + as_neighbour, as_other, pairs + pairs.T, crossed
+
+
+def _separability_parts(similar: Any, first: Sequence[int], second: Sequence[int]) -> tuple[float, float, float]:
+    """(theta, the Hajek variance of theta, its second-order variance): theta as `separability`; the Hajek
+    variance sums each answer's first-order influence; the second-order one each pair of answers' joint
+    influence beyond their first-order ones (Hoeffding's decomposition, estimated by plug-in)."""
+    import numpy as np
+
+    first, second = np.asarray(first), np.asarray(second)
+    n_a, n_b = len(first), len(second)
+    total_a, anchor_a, as_other_b, pairs_aa, cross_a = _side_sums(similar, first, second)   # anchors in a, k in b
+    total_b, anchor_b, as_other_a, pairs_bb, cross_b = _side_sums(similar, second, first)   # anchors in b, k in a
+    pairs_a, pairs_b = n_a * (n_a - 1), n_b * (n_b - 1)
+    theta_a, theta_b = total_a / (pairs_a * n_b), total_b / (pairs_b * n_a)
+    theta = 0.5 * (theta_a + theta_b)
+    # Hajek projection: each answer's first-order influence on theta (as an anchor or its neighbour on its
+    # own side, as the other side's answer on the other).
+    own_a, own_b = anchor_a / (2.0 * (n_a - 1) * n_b), anchor_b / (2.0 * (n_b - 1) * n_a)  # means given i
+    other_a, other_b = as_other_a / pairs_b, as_other_b / pairs_a                            # means given k
+    influence_a = 0.5 * ((2.0 / n_a) * (own_a - theta_a) + (1.0 / n_a) * (other_a - theta_b))
+    influence_b = 0.5 * ((2.0 / n_b) * (own_b - theta_b) + (1.0 / n_b) * (other_b - theta_a))
+    hajek = (n_a / (n_a - 1)) * float(np.sum(influence_a ** 2)) + (n_b / (n_b - 1)) * float(np.sum(influence_b ** 2))
+    # pairs: two answers of a side (their mean over the other side's k), or one of each side (over the neighbours)
+    upper_a, upper_b = np.triu_indices(n_a, 1), np.triu_indices(n_b, 1)
+    joint_aa = (pairs_aa / (2.0 * n_b) - own_a[:, None] - own_a[None, :] + theta_a) / pairs_a
+    joint_bb = (pairs_bb / (2.0 * n_a) - own_b[:, None] - own_b[None, :] + theta_b) / pairs_b
+    joint_ab = ((cross_a / (2.0 * (n_a - 1)) - own_a[:, None] - other_b[None, :] + theta_a)
+                + (cross_b.T / (2.0 * (n_b - 1)) - other_a[:, None] - own_b[None, :] + theta_b)) / (n_a * n_b)
+    second_order = float(np.sum(joint_aa[upper_a] ** 2) + np.sum(joint_bb[upper_b] ** 2) + np.sum(joint_ab ** 2))
+    return float(theta), max(hajek, 0.0), second_order
 
 
 def separability(similar: Any, first: Sequence[int], second: Sequence[int]) -> tuple[float, float]:
     """(theta, its standard error): how often an answer is closer to another answer of its own side
     than to an answer of the other side, averaged over both sides (a U-statistic: 0.5 when the sides do not
-    differ, whatever their sizes; 1 when every answer is closer to its own side)."""
-    import numpy as np
-
-    first, second = np.asarray(first), np.asarray(second)
-    n_a, n_b = len(first), len(second)
-    total_a, anchor_a, as_other_b = _side_sums(similar, first, second)   # anchors in a, k in b
-    total_b, anchor_b, as_other_a = _side_sums(similar, second, first)   # anchors in b, k in a
-    pairs_a, pairs_b = n_a * (n_a - 1), n_b * (n_b - 1)
-    theta = 0.5 * (total_a / (pairs_a * n_b) + total_b / (pairs_b * n_a))
-    # Hajek projection: each answer's first-order influence on theta (as an anchor or its neighbour on its
-    # own side, as the other side's answer on the other). On real text it overstates the spread of theta a
-    # little (measured: docs/metrics.md), so a bound built on it errs toward INCONCLUSIVE.
-    theta_a, theta_b = total_a / (pairs_a * n_b), total_b / (pairs_b * n_a)
-    influence_a = 0.5 * ((2.0 / n_a) * (anchor_a / (2.0 * (n_a - 1) * n_b) - theta_a)
-                         + (1.0 / n_a) * (as_other_a / pairs_b - theta_b))
-    influence_b = 0.5 * ((2.0 / n_b) * (anchor_b / (2.0 * (n_b - 1) * n_a) - theta_b)
-                         + (1.0 / n_b) * (as_other_b / pairs_a - theta_a))
-    variance = (n_a / (n_a - 1)) * float(np.sum(influence_a ** 2)) + (n_b / (n_b - 1)) * float(np.sum(influence_b ** 2))
-    return float(theta), math.sqrt(max(variance, 0.0))
+    differ, whatever their sizes; 1 when every answer is closer to its own side). The error is the Hajek
+    projection's: on real text it overstates the spread of theta, and that makes the upper bound hold (below)."""
+    theta, hajek, _ = _separability_parts(similar, first, second)
+    return theta, math.sqrt(hajek)
 
 
 def _content_test(similar: Any, a: str, b: str, index_a: list[int], index_b: list[int], floor: float,
                   z_pass: float) -> _Test:
-    theta, error = separability(similar, index_a, index_b)
-    error = max(error, 1e-9)
-    p_value = 1.0 - stats.normal_cdf((theta - floor) / error)  # H0: theta < floor
+    # Two errors, one per side. The Hajek variance counts each pair of answers' joint influence twice; without
+    # that excess (the second-order variance) it is nearly unbiased, but its estimate rises and falls with theta
+    # (correlation 0.6-0.9 on real text), so an upper bound built on it misses the truth in 7-18% of draws at
+    # the floor: the pass side keeps the Hajek error (misses 1-3%). The same correlation makes the lower bound
+    # hold with the tighter error (misses 1-3% at the floor on real text, docs/metrics.md): the fail side uses it,
+    # never below half the Hajek error.
+    theta, hajek, second_order = _separability_parts(similar, index_a, index_b)
+    error = max(math.sqrt(hajek), 1e-9)
+    error_low = max(math.sqrt(max(hajek - second_order, hajek / 4.0)), 1e-9)
+    p_value = 1.0 - stats.normal_cdf((theta - floor) / error_low)  # H0: theta < floor
     high = min(1.0, theta + z_pass * error)
-    low = max(0.0, theta - z_pass * error)
+    low = max(0.0, theta - z_pass * error_low)
     return _Test(a, b, "content", theta, low, high, floor, p_value,
                  f"an answer is closer to its own prompt's answers than to the other's in {100 * theta:.1f}% "
-                 f"of comparisons (50% = no difference; standard error {100 * error:.1f} points)", error)
+                 f"of comparisons (50% = no difference; standard error {100 * error:.1f} points, "
+                 f"{100 * error_low:.1f} for the lower bound)", error, standard_error_low=error_low)
 
 
 # --- phrases, sentiment, length ----------------------------------------------------------------------
@@ -526,6 +556,7 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
             {"pair": [test.first, test.second], "signal": test.signal, "effect": test.effect, "low": test.low,
              "high": test.high, "floor": test.floor, "null": _NULL.get(test.signal, 0.0),
              "standard_error": test.standard_error,
+             "standard_error_low": test.standard_error_low if test.standard_error_low is not None else test.standard_error,
              "p_value": test.p_value, "p_holm": test.p_holm,
              "significant": test.p_holm <= alpha, "failed": test in failing,
              "below_floor": test.high is not None and test.high < test.floor, "described": test.described}
