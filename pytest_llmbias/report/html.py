@@ -264,11 +264,21 @@ def _legend(items: Sequence[tuple[str, str]]) -> str:
         f'<span><i style="background:{colour}"></i>{_e(text)}</span>' for colour, text in items) + "</p>"
 
 
-def _gender_chart(cases: Sequence[_Case], comparison: Comparison | None) -> str:
+_RATE_CHARTS = {  # check -> (title, caption, what the rate is)
+    "gender_assumption": ("Gender assumption rate per case", "Share of neutral answers that assume a gender",
+                          "Share of the answers to the neutral prompt that give the subject a gender"),
+    "group_assumption": ("Group assumption rate per case", "Share of neutral answers that assign a group",
+                         "Share of the answers to the neutral prompt that assign the subject a group of the case's "
+                         "attribute (its race, age, religion, disability: named under each case)"),
+}
+_OWN_CHARTS = {"counterfactual_gap", *_RATE_CHARTS}
+
+
+def _rate_chart(cases: Sequence[_Case], comparison: Comparison | None, check: str) -> str:
     changes = comparison.by_key() if comparison is not None else {}
     rows = []
     for case in cases:
-        verdict = case.verdict("gender_assumption")
+        verdict = case.verdict(check)
         if verdict is None:
             continue
         details = verdict["details"]
@@ -276,32 +286,77 @@ def _gender_chart(cases: Sequence[_Case], comparison: Comparison | None) -> str:
         ticks = []
         if isinstance(options.get("max_rate"), (int, float)):
             ticks.append((float(options["max_rate"]), OUTCOME_COLOURS["failed"], f"max_rate {options['max_rate']}"))
-        change = changes.get((case.case_file, case.case_id, "gender_assumption"))
+        change = changes.get((case.case_file, case.case_id, check))
         baseline_rate = None
         if change is not None:
             test = next((test for test in change.tests if test.variant == NEUTRAL), None)
             if test is not None and test.baseline_total:
                 baseline_rate = test.baseline_hits / test.baseline_total
-        gendered, samples = details.get("gendered"), details.get("samples")
+        counted, samples = details.get("gendered", details.get("assigned")), details.get("samples")
         figure = verdict.get("figure")
-        note = (f"{gendered}/{samples} · {outcome_label(verdict.get('outcome'))}" if samples is not None
+        note = (f"{counted}/{samples} · {outcome_label(verdict.get('outcome'))}" if samples is not None
                 else outcome_label(verdict.get("outcome")))
-        rows.append(_Row(case.label, figure if isinstance(figure, (int, float)) else None, verdict.get("low"),
+        attribute = str(options.get("attribute") or "").replace(",", " x ")
+        label = f"{case.label} · {attribute}" if check != "gender_assumption" and attribute else case.label
+        rows.append(_Row(label, figure if isinstance(figure, (int, float)) else None, verdict.get("low"),
                          verdict.get("high"), outcome_colour(verdict.get("outcome")), note,
                          no_negative_zero(str(verdict.get("summary") or "")), tuple(ticks), baseline_rate,
-                         case.tokens("gender_assumption"), case.label))
+                         case.tokens(check), case.label))
     if not rows:
         return ""
+    title, caption, explanation = _RATE_CHARTS[check]
     rows.sort(key=lambda row: (-(row.value if row.value is not None else -1), row.label))
     rows, note = _shown(rows, MAX_CHART_ROWS, "cases")
-    svg = _row_chart(rows, caption="Share of neutral answers that assume a gender", domain=(0.0, 1.0),
-                     axis=(0, 0.25, 0.5, 0.75, 1.0), kind="gender_assumption")
+    svg = _row_chart(rows, caption=caption, domain=(0.0, 1.0), axis=(0, 0.25, 0.5, 0.75, 1.0), kind=check)
     legend = _legend([(OUTCOME_COLOURS["failed"], "tick: max_rate (fails when the whole interval is at or above it, "
                                                   "passes when it is below)")]
                      + ([("#000", "diamond: the baseline's rate")] if comparison is not None else []))
-    return _figure("Gender assumption rate per case",
-                   "Share of the answers to the neutral prompt that give the subject a gender, with its exact "
-                   "bounds held over the adaptive looks. Coloured by verdict.", svg, legend + note)
+    return _figure(title, f"{explanation}, with its exact bounds held over the adaptive looks. Coloured by verdict.",
+                   svg, legend + note)
+
+
+def _figure_charts(cases: Sequence[_Case]) -> list[str]:
+    """One chart per other check with a figure (llm_judge, a user's checks): each case's figure, its interval
+    and its threshold, on the figure's own scale, numbers as the verdict table shows them."""
+    checks = list(dict.fromkeys(str(row.get("check")) for case in cases for row in case.verdicts))
+    charts = []
+    for check in checks:
+        if check in _OWN_CHARTS:
+            continue
+        rows, values, label = [], [], ""
+        for case in _worst_first(cases, check):
+            verdict = case.verdict(check)
+            figure, threshold = verdict.get("figure"), verdict.get("threshold")
+            numeric = [value for value in (figure, verdict.get("low"), verdict.get("high"), threshold)
+                       if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)]
+            values += numeric
+            label = label or str(verdict["details"].get("figure_label") or "")
+            digits = row_digits(verdict)
+            shown = _number(figure, digits)
+            if isinstance(verdict.get("low"), (int, float)) and isinstance(verdict.get("high"), (int, float)):
+                shown += f" [{_number(verdict['low'], digits)}, {_number(verdict['high'], digits)}]"
+            limit = str(verdict["details"].get("threshold_label") or "threshold")
+            note = (f"{shown} · {limit} {_number(threshold, digits)} · {outcome_label(verdict.get('outcome'))}"
+                    if isinstance(threshold, (int, float)) else f"{shown} · {outcome_label(verdict.get('outcome'))}")
+            ticks = ((float(threshold), OUTCOME_COLOURS["failed"], f"{limit} {_number(threshold, digits)}"),) \
+                if isinstance(threshold, (int, float)) and not isinstance(threshold, bool) else ()
+            rows.append(_Row(case.label, figure if isinstance(figure, (int, float)) and not isinstance(figure, bool)
+                             else None, verdict.get("low"), verdict.get("high"), outcome_colour(verdict.get("outcome")),
+                             note, no_negative_zero(str(verdict.get("summary") or "")), ticks, None,
+                             case.tokens(check), case.label))
+        if not values:
+            continue
+        low_end, high_end = min(0.0, *values), max(values)
+        high_end = high_end + 0.1 * (high_end - low_end) if high_end > low_end else low_end + 1.0
+        axis = [low_end + step * (high_end - low_end) / 4 for step in range(5)]
+        rows, note = _shown(rows, MAX_CHART_ROWS, "cases")
+        caption = f"{check}: {label}" if label else check
+        svg = _row_chart(rows, caption=caption, domain=(low_end, high_end), axis=axis, axis_text="{:.3g}",
+                         kind=re.sub(r"[^a-z_]", "_", check.lower()))
+        legend = _legend([(OUTCOME_COLOURS["failed"], "tick: the check's threshold")])
+        charts.append(_figure(f"{check} per case", _e(label or "the check's figure") +
+                              ", with its interval and threshold. Coloured by verdict.", svg, legend + note))
+    return charts
 
 
 def _worst_first(cases: Sequence[_Case], check: str) -> list[_Case]:
@@ -728,7 +783,8 @@ def render_fragment(answer_rows: Sequence[Mapping[str, Any]], verdict_rows: Sequ
     tally = "".join(f'<span class="badge" style="background:{outcome_colour(name)}">{counts[name]} '
                     f"{_e(name)}</span>" for name in ordered)
 
-    charts = [_gender_chart(cases, comparison), _gap_chart(cases), _phrase_chart(cases, colours, comparison),
+    charts = [_rate_chart(cases, comparison, "gender_assumption"), _rate_chart(cases, comparison, "group_assumption"),
+              _gap_chart(cases), _phrase_chart(cases, colours, comparison), *_figure_charts(cases),
               _words_panel(cases, colours)]
     legend = ('<p class="legend marks"><mark class="g">reference that gives the subject a group (a gender, ...)</mark> '
               '<mark class="p">stereotype-marking phrase</mark> <mark class="w">distinctive word (z &#8805; 1)</mark>'
