@@ -42,6 +42,13 @@ SCENARIOS = {0.0: "null-1", 0.5: "partial50-1", 0.75: "partial75-1", 1.0: "contr
 FLOOR, LAST_Z, Z = 0.52, 1.79, 1.645
 
 
+def _correlation(first: list[float], second: list[float]) -> float:
+    try:
+        return statistics.correlation(first, second)
+    except statistics.StatisticsError:  # one of them constant (every draw the same): no correlation to show
+        return float("nan")
+
+
 def measure(pools, model: str, share: float, size: int, draws: int) -> dict[str, float]:
     config = CheckConfig("counterfactual_gap", (("signals", "content"),), 1)
     rows = []
@@ -56,7 +63,7 @@ def measure(pools, model: str, share: float, size: int, draws: int) -> dict[str,
     return {
         "mean": mean, "sd": spread,
         "se": statistics.fmean(row[1] for row in rows), "se_low": statistics.fmean(row[2] for row in rows),
-        "corr": statistics.correlation(theta, [row[1] ** 2 for row in rows]),
+        "corr": _correlation(theta, [row[1] ** 2 for row in rows]),
         "miss_up": sum(t + Z * se < mean for t, se, _ in rows) / draws,
         "miss_up_low_error": sum(t + Z * low < mean for t, _, low in rows) / draws,
         "miss_low": sum(t - Z * low > mean for t, _, low in rows) / draws,
