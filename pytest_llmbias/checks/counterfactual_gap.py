@@ -240,11 +240,11 @@ def separability(similar: Any, first: Sequence[int], second: Sequence[int]) -> t
 def _content_test(similar: Any, a: str, b: str, index_a: list[int], index_b: list[int], floor: float,
                   z_pass: float) -> _Test:
     # Two errors, one per side. The Hajek variance counts each pair of answers' joint influence twice; without
-    # that excess (the second-order variance) it is nearly unbiased, but its estimate rises and falls with theta
-    # (correlation 0.6-0.9 on real text), so an upper bound built on it misses the truth in 7-18% of draws at
-    # the floor: the pass side keeps the Hajek error (misses 1-3%). The same correlation makes the lower bound
-    # hold with the tighter error (misses 1-3% at the floor on real text, docs/metrics.md): the fail side uses it,
-    # never below half the Hajek error.
+    # that excess (the second-order variance) it is close to theta's true spread, but its estimate rises and falls
+    # with theta (correlation 0.4-0.85 on real text), so an upper bound built on it misses the truth in 10-20% of
+    # draws at the floor: the pass side keeps the Hajek error (misses 3-4%). The same correlation makes the lower
+    # bound hold with the tighter error (at most 3.3% misses at or below the floor; benchmarks/content_error.py,
+    # docs/metrics.md): the fail side uses it, never below half the Hajek error.
     theta, hajek, second_order = _separability_parts(similar, index_a, index_b)
     error = max(math.sqrt(hajek), 1e-9)
     error_low = max(math.sqrt(max(hajek - second_order, hajek / 4.0)), 1e-9)
