@@ -315,8 +315,9 @@ def _needed(test: _Test, samples: int, plan: Sequence[int], z_at: Any) -> int | 
     distance = abs(test.effect - test.floor)
     if distance < 1e-9:
         return None
-    margin = max(test.high - test.effect, test.effect - (test.low if test.low is not None else test.effect), 1e-9)
-    spread = margin / z_at(samples) * math.sqrt(samples)  # the standard error times sqrt(n)
+    # the margin of the bound that would decide: the upper one below the floor, the lower one at or above it
+    margin = (test.high - test.effect if test.effect < test.floor or test.low is None else test.effect - test.low)
+    spread = max(margin, 1e-9) / z_at(samples) * math.sqrt(samples)  # the standard error times sqrt(n)
     for size in plan:
         if size > samples and z_at(size) * spread / math.sqrt(size) < distance:
             return size
