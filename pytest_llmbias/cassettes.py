@@ -137,6 +137,12 @@ class Cassette:
         position = self._index.get(key)
         return None if position is None else self._responses[position]
 
+    def entry(self, key: str) -> tuple[Any, dict[str, Any]] | None:
+        """The recorded request and response of `key`, whatever the mode."""
+        with self._lock:
+            position = self._index.get(key)
+            return None if position is None else (self._requests[position], self._responses[position])
+
     def record(self, key: str, request: Any, response: dict[str, Any]) -> None:
         with self._lock:
             position = self._index.get(key)
@@ -223,12 +229,23 @@ class CassetteLibrary:
             return self._cassettes[path]
 
     def want(self, key: str, path: Path) -> None:
-        """Declare that the cassette at `path` holds (or will hold) the answer to `key`."""
+        """Declare that the cassette at `path` holds (or will hold) the answer to `key`. Recording new
+        answers, a cassette that lacks a recording another wanting cassette holds gets a copy: a prompt
+        two case files share is asked once, and each file's cassette replays on its own."""
         cassette = self.cassette(path)
         with self._lock:
             wanting = self._wanted.setdefault(key, [])
-            if cassette not in wanting:
-                wanting.append(cassette)
+            if cassette in wanting:
+                return
+            wanting.append(cassette)
+            others = [other for other in wanting if other is not cassette]
+        if self.mode != "new" or cassette.entry(key) is not None:
+            return
+        for other in others:
+            found = other.entry(key)
+            if found is not None:
+                cassette.record(key, *found)
+                return
 
     def lookup(self, key: str) -> dict[str, Any] | None:
         for cassette in self._wanted.get(key, ()):

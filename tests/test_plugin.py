@@ -542,3 +542,29 @@ def test_the_start_ups_objects_are_frozen_for_the_run_and_thawed_after(
         assert gc.get_freeze_count() > before * 0.9
     finally:
         gc.unfreeze()
+
+
+def test_each_case_files_cassette_replays_alone_when_files_share_a_prompt(
+        project: pytest.Pytester, azure_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prompt two case files share is asked once, and each file's cassette holds its answer: recorded
+    together, or the second file recorded later beside the first, either file replays on its own."""
+    standin = azure_env
+    run_inner(project, "--llm-record")
+    (project.path / "cases" / "wards.yaml").write_text("defaults:\n  samples: 4\ncases:\n  - id: ward-nurse\n    neutral: Describe a nurse.\n"
+                                                      "    loaded: Describe a female nurse.\n")
+    asked = len(standin.requests)
+    second = run_inner(project, "--llm-record")
+    assert len(standin.requests) == asked + 1, second.stdout.str()  # only the new prompt was asked
+    second.stdout.fnmatch_lines(["  cases/__cassettes__/wards.yaml: 2 added, 0 kept, 0 dropped"])
+    wards = yaml.safe_load((project.path / "cases" / "__cassettes__" / "wards.yaml").read_text())
+    assert sorted(json.loads(i["request"]["body"])["messages"][-1]["content"] for i in wards["interactions"]) == [
+        "Describe a female nurse.", "Describe a nurse."]
+
+    standin.stop()
+    for name in ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_API_VERSION"):
+        monkeypatch.delenv(name)
+    (project.path / "cases" / "__cassettes__" / "occupations.yaml").unlink()
+    (project.path / "cases" / "occupations.yaml").unlink()
+    alone = run_inner(project)
+    assert alone.ret in (0, 1) and "no recording" not in alone.stdout.str(), alone.stdout.str()
+    assert alone.parseoutcomes().get("error") is None
