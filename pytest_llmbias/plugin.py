@@ -133,7 +133,7 @@ def _run_config(config: pytest.Config) -> RunConfig:
         raise pytest.UsageError(f"--llm-record takes new or all (got {record!r}); write --llm-record=all")
     correction = config.getoption("llm_correction") or config.getini("llmbias_correction")
     if correction and correction not in ("holm", "bh"):
-        raise pytest.UsageError(f"ini llmbias_correction must be holm or bh (got {correction!r})")
+        raise pytest.UsageError(f"{ini_source(config, 'llmbias_correction')} must be holm or bh (got {correction!r})")
     if correction and getattr(config.option, "numprocesses", None):
         raise pytest.UsageError("--llm-correction needs every test's p-value in one process: "
                                 "it cannot be combined with pytest-xdist's -n")
@@ -150,7 +150,7 @@ def _run_config(config: pytest.Config) -> RunConfig:
     if max_samples is not None and not 1 <= max_samples <= 10_000:
         raise pytest.UsageError(f"--llm-max-samples must be between 1 and 10000 (got {max_samples})")
     ini_max_samples = config.getini("llmbias_max_samples")
-    default_max_samples = _positive_int(ini_max_samples, "llmbias_max_samples") if ini_max_samples else None
+    default_max_samples = _positive_int(ini_max_samples, ini_source(config, "llmbias_max_samples")) if ini_max_samples else None
     for name in ("concurrency", "tpm", "rpm"):
         value = config.getoption(f"llm_{name}")
         if value is not None and value < 1:
@@ -158,7 +158,7 @@ def _run_config(config: pytest.Config) -> RunConfig:
     concurrency = config.getoption("llm_concurrency")
     deployment = config.getoption("llm_deployment") or None
     default_deployment = config.getini("llmbias_deployment") or None
-    for source, name in (("--llm-deployment", deployment), ("ini llmbias_deployment", default_deployment)):
+    for source, name in (("--llm-deployment", deployment), (ini_source(config, "llmbias_deployment"), default_deployment)):
         if name is not None and not DEPLOYMENT_NAME.fullmatch(name):
             raise pytest.UsageError(f"{source} {name!r} is not an Azure deployment name "
                                     "(2-64 letters, digits, '-', '_' or '.')")
@@ -184,7 +184,7 @@ def _run_config(config: pytest.Config) -> RunConfig:
         concurrency=concurrency or 8,
         # each worker paces to its share of the quota
         tpm=max(1, tpm // workers) if tpm else None,
-        attempts=_positive_int(config.getini("llmbias_attempts"), "llmbias_attempts"),
+        attempts=_positive_int(config.getini("llmbias_attempts"), ini_source(config, "llmbias_attempts")),
         timeout=_timeout(config),
         rpm=max(1, rpm // workers) if rpm else None,
         correction=config.getoption("llm_correction") or config.getini("llmbias_correction") or None,
@@ -214,7 +214,7 @@ def _check_settings(config: pytest.Config) -> dict[str, dict[str, Any]]:
     from .checks import REGISTRY
 
     try:
-        return check_settings(lines, checks=REGISTRY.schemas(), source="ini llmbias_check_options")
+        return check_settings(lines, checks=REGISTRY.schemas(), source=ini_source(config, "llmbias_check_options"))
     except CaseError as error:
         raise pytest.UsageError(str(error)) from None
 
@@ -235,7 +235,7 @@ def _language(config: pytest.Config) -> str | None:
     from .cases import language_setting
 
     try:
-        return language_setting(value, source="ini llmbias_language")
+        return language_setting(value, source=ini_source(config, "llmbias_language"))
     except CaseError as error:
         raise pytest.UsageError(str(error)) from None
 
@@ -258,7 +258,7 @@ def _timeout(config: pytest.Config) -> float | None:
     """--llm-timeout, else ini llmbias_timeout, in seconds; None: the client's default."""
     given, source = config.getoption("llm_timeout"), "--llm-timeout"
     if given is None:
-        text, source = config.getini("llmbias_timeout").strip(), "ini llmbias_timeout"
+        text, source = config.getini("llmbias_timeout").strip(), ini_source(config, "llmbias_timeout")
         if not text:
             return None
         try:
@@ -270,13 +270,22 @@ def _timeout(config: pytest.Config) -> float | None:
     return given
 
 
+def ini_source(config: pytest.Config, name: str) -> str:
+    """An ini option as an error names it: where its value comes from and the option ("tox.ini llmbias_timeout",
+    "-o llmbias_timeout" when given on the command line)."""
+    overrides = getattr(config.option, "override_ini", None) or ()
+    if any(str(entry).split("=", 1)[0].strip() == name for entry in overrides):
+        return f"-o {name}"
+    return f"{config.inipath.name} {name}" if config.inipath else f"ini {name}"
+
+
 def _positive_int(text: str, name: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise pytest.UsageError(f"ini {name} must be a whole number (got {text!r})") from None
+        raise pytest.UsageError(f"{name} must be a whole number (got {text!r})") from None
     if value < 1:
-        raise pytest.UsageError(f"ini {name} must be at least 1 (got {value})")
+        raise pytest.UsageError(f"{name} must be at least 1 (got {value})")
     return value
 
 

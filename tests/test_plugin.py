@@ -272,7 +272,7 @@ def test_bad_ini_check_option_is_one_line_naming_it(project: pytest.Pytester) ->
                     "    gender_assumption.max_rat = 0.2\n")
     result = run_inner(project, "--co")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: ini llmbias_check_options:2: *unknown option 'max_rat'*"
+    result.stderr.fnmatch_lines(["ERROR: tox.ini llmbias_check_options:2: *unknown option 'max_rat'*"
                                  "did you mean 'max_rate'?*"])
 
 

@@ -171,7 +171,7 @@ def test_the_ini_timeout_is_used_and_a_longer_one_waits(hermetic: pytest.Pyteste
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--llm-timeout", "0"], "--llm-timeout must be a number of seconds above 0 (got 0)"),
-    (["-o", "llmbias_timeout=soon"], "ini llmbias_timeout must be a number of seconds (got 'soon')"),
+    (["-o", "llmbias_timeout=soon"], "-o llmbias_timeout must be a number of seconds (got 'soon')"),
 ])
 def test_a_bad_timeout_is_a_usage_error(hermetic: pytest.Pytester, azure_env: StandIn, args: list[str],
                                         message: str) -> None:

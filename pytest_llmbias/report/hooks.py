@@ -59,6 +59,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _state_from(config: pytest.Config) -> ReportingState:
+    from ..plugin import ini_source
     from .baselines import BaselineError, load, locate
 
     rootdir, here = Path(config.rootpath), Path(config.invocation_params.dir)
@@ -70,15 +71,16 @@ def _state_from(config: pytest.Config) -> ReportingState:
         state.html_path = Path(config.inipath.parent if config.inipath else rootdir, config.getini("llmbias_html"))
     if state.html_path is not None and (problem := _cannot_write(state.html_path)):
         # before anything is asked: a live run must not spend its quota on a report it cannot keep
-        source = "--llm-html" if config.getoption("llm_html") else "ini llmbias_html"
+        source = "--llm-html" if config.getoption("llm_html") else ini_source(config, "llmbias_html")
         raise pytest.UsageError(f"{source} {state.html_path}: cannot write there: {problem}")
     try:
         state.alpha = float(config.getini("llmbias_baseline_alpha"))
     except ValueError:
-        raise pytest.UsageError(f"llmbias_baseline_alpha must be a number (got "
+        raise pytest.UsageError(f"{ini_source(config, 'llmbias_baseline_alpha')} must be a number (got "
                                 f"{config.getini('llmbias_baseline_alpha')!r})") from None
     if not 0.0 < state.alpha < 1.0:
-        raise pytest.UsageError(f"llmbias_baseline_alpha must be between 0 and 1 (got {state.alpha})")
+        raise pytest.UsageError(f"{ini_source(config, 'llmbias_baseline_alpha')} must be between 0 and 1 "
+                                f"(got {state.alpha})")
     fail_on_regression = config.getoption("llm_fail_on_regression")
     state.fail_on_regression = bool(config.getini("llmbias_fail_on_regression")
                                     if fail_on_regression is None else fail_on_regression)

@@ -316,7 +316,7 @@ def summary_lines(results: Any, verdicts: Sequence[Mapping[str, Any]], answer_co
     for row in verdicts:
         counts[str(row.get("outcome"))] = counts.get(str(row.get("outcome")), 0) + 1
     tally = ", ".join(f"{counts[name]} {name}" for name in sorted(counts, key=lambda name: (outcome_rank(name), name)))
-    head = f"run {results.run_id}: {answer_count} answers, {len(verdicts)} verdicts" + (f" ({tally})" if tally else "")
+    head = f"run {results.run_id}: {answer_count} answers, {len(verdicts)} verdict{'' if len(verdicts) == 1 else 's'}" + (f" ({tally})" if tally else "")
     lines = [head]
     import textwrap
 
