@@ -241,6 +241,9 @@ def test_the_summary_says_what_a_run_of_its_size_expects_by_chance_and_why_rows_
     assert multiplicity_lines(corrected) == ["FAILED verdicts corrected over the run's 50 tests (holm, alpha 0.05)"]
     assert multiplicity_lines(rows[:1]) == []
     assert why_undecided({"outcome": "inconclusive", "details": '{"samples_needed": 52}'}).endswith(
-        "about 52 answers per prompt would decide (max_samples)")
+        "about 52 answers per prompt would decide")
+    beyond = '{"samples_needed": 339, "plan": [10, 20, 30, 40, 50, 60, 70, 80]}'  # past the plan's last look
+    assert why_undecided({"outcome": "inconclusive", "details": beyond}).endswith(
+        "about 339 answers per prompt would decide (max_samples is 80: raise it to ask them)")
     assert "same answers again" in why_undecided({"outcome": "inconclusive", "details": '{"reason": "copies"}'})
     assert why_undecided({"outcome": "passed", "details": "{}"}) == ""

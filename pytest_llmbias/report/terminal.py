@@ -124,7 +124,7 @@ def why_undecided(row: Mapping[str, Any]) -> str:
     if details.get("reason") == "multiplicity":
         needed = details.get("samples_needed")
         return ("its bound clears the threshold for this test alone, not after the correction over the case's tests"
-                + (f"; about {needed} answers per prompt would decide" if isinstance(needed, int) else ""))
+                + (f"; {_would_decide(needed, details)}" if isinstance(needed, int) else ""))
     reason = _REASONS.get(str(details.get("reason")))
     if reason:
         return reason
@@ -132,8 +132,17 @@ def why_undecided(row: Mapping[str, Any]) -> str:
     if isinstance(needed, int):
         if needed > 1000:
             return "the effect sits close to its threshold: over 1,000 answers per prompt would decide"
-        return f"its interval straddles the threshold; about {needed} answers per prompt would decide (max_samples)"
+        return f"its interval straddles the threshold; {_would_decide(needed, details)}"
     return "its interval straddles the threshold; more answers would not decide at this effect"
+
+
+def _would_decide(needed: int, details: Mapping[str, Any]) -> str:
+    """"about N answers per prompt would decide", and when N is past the plan's last look, the setting that asks them."""
+    plan = details.get("plan")
+    ceiling = plan[-1] if isinstance(plan, list) and plan and isinstance(plan[-1], int) else None
+    if ceiling is not None and needed > ceiling:
+        return f"about {needed} answers per prompt would decide (max_samples is {ceiling}: raise it to ask them)"
+    return f"about {needed} answers per prompt would decide"
 
 
 def _signal(row: Mapping[str, Any]) -> str:
@@ -228,13 +237,21 @@ def verdict_table(verdicts: Sequence[Mapping[str, Any]], width: int = WIDTH, *,
             parts.append(paint(text, style[i]) if style.get(i) else text)
         lines.append("  ".join(parts).rstrip())
         if below and index and signals[index - 1]:
-            lines.append("    measures: " + signals[index - 1])
+            lines.extend(_under_row("measures: " + signals[index - 1], width))
         if index and why_undecided(ordered[index - 1]):
-            lines.append("    why: " + why_undecided(ordered[index - 1]))
+            lines.extend(_under_row("why: " + why_undecided(ordered[index - 1]), width))
     lines.insert(top + 1, "-" * min(width, sum(sizes[:fitted]) + 2 * (fitted - 1)))
     if any(str(row.get("outcome")) == "error" for row in ordered):
         lines.append("FAILED without a figure: the answers could not be had (the test's message says why)")
     return lines
+
+
+def _under_row(text: str, width: int) -> list[str]:
+    """A line under a table row (what it measures, why it is undecided), wrapped to the table's width."""
+    import textwrap
+
+    return textwrap.wrap(text, max(40, width), initial_indent="    ", subsequent_indent="      ",
+                         break_long_words=False, break_on_hyphens=False) or ["    " + text]
 
 
 def _shared_folder(rows: Sequence[Mapping[str, Any]]) -> tuple[str, list[str]]:
