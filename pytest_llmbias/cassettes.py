@@ -26,12 +26,27 @@ from .wire import RECORDED_HEADER, request_key
 # Beside each case file, like syrupy's __snapshots__: easy to find, review and delete, never collected.
 CASSETTE_DIR = "__cassettes__"
 MODES = ("replay", "new", "all")
-# Answers worth replaying: 200, and the content-filter 400 (a stable outcome). Throttling, auth
-# failures and server faults would replay as faults, so they are never written.
-RECORDABLE_STATUS = {200, 400}
 KEPT_REQUEST_HEADERS = {"content-type"}
 KEPT_RESPONSE_HEADERS = {"content-type"}
 RECORDED_ORIGIN = "https://azure-openai.invalid"
+
+
+def _recordable(status: int, content: bytes) -> bool:
+    """Answers worth replaying: 200, and the content-filter 400 (a stable outcome). Throttling, auth
+    failures, server faults and other 400s (a parameter the deployment refuses: the run stops, or asks
+    again another way) would replay as faults, so they are never written."""
+    if status == 200:
+        return True
+    if status != 400:
+        return False
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return False
+    inner = body.get("error", body) if isinstance(body, dict) else None
+    return isinstance(inner, dict) and inner.get("code") == "content_filter"
+
+
 # Batching of incremental writes: a killed run loses at most this much of what it recorded.
 FLUSH_SECONDS = 1.0
 
@@ -305,7 +320,7 @@ def make_transport(library: CassetteLibrary, httpx_module: Any, network: Any = N
             response = network.handle_request(request)
             content = response.read()
             response.close()
-            if response.status_code in RECORDABLE_STATUS:
+            if _recordable(response.status_code, content):
                 library.record(key, _scrubbed_request(request.method, str(request.url), body, request.headers),
                                _stored_response(response.status_code, response.reason_phrase,
                                                 response.headers, content))

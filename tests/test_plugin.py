@@ -568,3 +568,22 @@ def test_each_case_files_cassette_replays_alone_when_files_share_a_prompt(
     alone = run_inner(project)
     assert alone.ret in (0, 1) and "no recording" not in alone.stdout.str(), alone.stdout.str()
     assert alone.parseoutcomes().get("error") is None
+
+
+def test_a_refused_parameter_is_not_recorded_only_answers_and_filter_outcomes_are(
+        project: pytest.Pytester, azure_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_llmbias.standin import Fault
+
+    refusal = {"error": {"message": "Unsupported value: 'n' does not support 4 with this model.", "param": "n",
+                         "code": "unsupported_value", "type": "invalid_request_error"}}
+    azure_env.inject(Fault(status=400, body=refusal, count=1))
+    recorded = run_inner(project, "--llm-record")
+    assert recorded.ret in (0, 1), recorded.stdout.str()
+    cassette = yaml.safe_load((project.path / "cases" / "__cassettes__" / "occupations.yaml").read_text())
+    codes = [interaction["response"]["status"]["code"] for interaction in cassette["interactions"]]
+    assert codes and set(codes) == {200}  # the refusal was asked again another way, not kept
+    azure_env.stop()
+    for name in ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_API_VERSION"):
+        monkeypatch.delenv(name)
+    replayed = run_inner(project)
+    assert replayed.ret == recorded.ret and "no recording" not in replayed.stdout.str(), replayed.stdout.str()
