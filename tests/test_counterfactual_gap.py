@@ -306,7 +306,7 @@ def test_a_bound_that_clears_the_floor_only_before_the_correction_says_so() -> N
     assert isinstance(needed, int) and 20 < needed < 1000
     assert why_undecided({"outcome": "inconclusive", "details": dict(verdict.details)}) == (
         f"its bound clears the threshold for this test alone, not after the correction over the case's tests; "
-        f"about {needed} answers per prompt would decide")
+        f"about {needed} answers per prompt would decide (max_samples is 20: raise it to ask them)")
 
 
 def test_the_answers_an_undecided_case_needs_are_a_planned_look_whose_bound_would_decide():

@@ -151,8 +151,18 @@ def _segmenter() -> Any:
 
 def _normalise(text: str) -> str:
     # Full-width Latin letters, digits and slashes ("ＴＡ", "／") read as their plain forms; lengths stay equal.
-    return "".join(unicodedata.normalize("NFKC", char) if len(unicodedata.normalize("NFKC", char)) == 1 else char
-                   for char in text)
+    return "".join(map(_normalise_char, text))
+
+
+@functools.lru_cache(maxsize=None)  # the characters of the texts seen: a few thousand at most
+def _normalise_char(char: str) -> str:
+    normal = unicodedata.normalize("NFKC", char)
+    return normal if len(normal) == 1 else char
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalised_lower(word: str) -> str:
+    return _normalise(word).lower()
 
 
 def segment(text: str) -> list[str]:
@@ -394,20 +404,28 @@ def _split_prefix(word: str) -> list[str]:
     return [word]
 
 
+@functools.lru_cache(maxsize=1)
+def _mask_words_lower() -> frozenset[str]:
+    return frozenset(word.lower() for word in mask_words())
+
+
 def _content_words(text: str, masked: Iterable[str] = ()) -> list[str]:
     """Content words of `text` in order: segmented, NFKC-normalised, lower-cased; stop words, punctuation,
     the `masked` words and mask_words() left out."""
-    hidden = {_normalise(word).lower() for word in masked} | {word.lower() for word in mask_words()}
+    hidden = {_normalised_lower(word) for word in masked} | _mask_words_lower()
+    return [word for word in _words_of(text or "") if word not in hidden]
+
+
+@functools.lru_cache(maxsize=16384)  # a case's answers are read again at every adaptive look
+def _words_of(text: str) -> tuple[str, ...]:
+    """The words of `text` in order, segmented, normalised and lower-cased, without stop words and punctuation."""
     stopwords = _stopwords()
     words: list[str] = []
-    for token in segment(_normalise(text or "")):
+    for token in segment(_normalise(text)):
         for word in _split_prefix(token.strip().lower()):
-            if not word or not any(char.isalnum() for char in word):
-                continue
-            if word in hidden or word in stopwords:
-                continue
-            words.append(word)
-    return words
+            if word and word not in stopwords and any(char.isalnum() for char in word):
+                words.append(word)
+    return tuple(words)
 
 
 def prompt_group_words(neutral: str, loaded: str) -> set[str]:
@@ -446,6 +464,13 @@ def _phrase_pattern(group_words: frozenset[str], extra: tuple[str, ...] = ()) ->
     return re.compile("|".join(parts))
 
 
+@functools.lru_cache(maxsize=256)
+def _slot_words(group_words: frozenset[str]) -> frozenset[str]:
+    """What fills a phrase's {group}: the case's group words and the gendered words, normalised."""
+    return frozenset(_normalise(word) for word in group_words if word) | frozenset(
+        word for word in mask_words() if _IS_HAN.search(word) and "/" not in word)
+
+
 def marking_phrases(text: str, group_words: Iterable[str] = (), extra: Sequence[str] = ()
                     ) -> tuple[tuple[str, int, int], ...]:
     """Stereotype-marking phrases in `text`: (phrase as written, start, end), left to right, not overlapping.
@@ -453,10 +478,12 @@ def marking_phrases(text: str, group_words: Iterable[str] = (), extra: Sequence[
     {group} in a phrase matches any of `group_words` or of the gendered words (男, 女性, 男人, ...); `extra`:
     an attribute's phrases beside the language's own.
     """
-    text = _normalise(text or "")
-    words = frozenset(_normalise(word) for word in group_words if word) | frozenset(
-        word for word in mask_words() if _IS_HAN.search(word) and "/" not in word
-    )
+    return _phrases_in(text or "", _slot_words(frozenset(group_words)), tuple(extra))
+
+
+@functools.lru_cache(maxsize=16384)  # a case's answers are read again at every adaptive look
+def _phrases_in(text: str, words: frozenset[str], extra: tuple[str, ...]) -> tuple[tuple[str, int, int], ...]:
+    text = _normalise(text)
     exceptions = [match.span() for match in _phrase_exceptions().finditer(text)]
     found = []
     for match in _phrase_pattern(words, tuple(extra)).finditer(text):
@@ -472,6 +499,9 @@ def sentiment(text: str) -> float | None:
     return None
 
 
+_ADDED_WORDS: set[str] = set()  # attribute words given to the segmenter in this process
+
+
 def case_masks(texts: Sequence[str], prompts: Mapping[str, str] | None,
                variants: Iterable[str], group_words: Iterable[str] = ()) -> tuple[set[str], set[str]]:
     """(group words filling a phrase's {group} slot, every word masked from content) for one case's answers:
@@ -480,8 +510,10 @@ def case_masks(texts: Sequence[str], prompts: Mapping[str, str] | None,
     护士): an answer repeating the prompt is not saying something else."""
     attribute_words = {_normalise(word).lower() for word in group_words}
     for word in attribute_words:  # the segmenter must keep an attribute's word whole to mask it (黑人, 穆斯林)
-        if _IS_HAN.search(word):
+        if _IS_HAN.search(word) and word not in _ADDED_WORDS:
             _segmenter().add_word(word, None, None)
+            _ADDED_WORDS.add(word)
+            _words_of.cache_clear()  # texts segmented before may cut differently now
     group_words = set(mask_words()) | attribute_words | {name for name in variants if name not in ("neutral", "loaded")}
     if prompts and "neutral" in prompts:
         for name, prompt in prompts.items():
