@@ -78,7 +78,8 @@ ROLES: dict[str, tuple[str, str]] = {
 RATES = (0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
 KINDS = ("assume", "marked")
 TARGET = {"assume": "gender_assumption", "marked": "counterfactual_gap"}
-_GENDERED_ZH = re.compile(r"(?<!其)[他她](?!们)")  # ungendered Chinese answers use TA or repeat the noun; 其他 is "other"
+# ungendered Chinese answers use TA or repeat the noun; 其他 is "other", 他人 "others", 他们/她们 a group
+_GENDERED_ZH = re.compile(r"(?<!其)[他她](?![们人])")
 _GENDERED_PRONOUN = re.compile(r"\b(?:she|he|her|hers|him|his|herself|himself)\b", re.IGNORECASE)
 
 
