@@ -150,7 +150,8 @@ def _run_config(config: pytest.Config) -> RunConfig:
     if max_samples is not None and not 1 <= max_samples <= 10_000:
         raise pytest.UsageError(f"--llm-max-samples must be between 1 and 10000 (got {max_samples})")
     ini_max_samples = config.getini("llmbias_max_samples")
-    default_max_samples = _positive_int(ini_max_samples, ini_source(config, "llmbias_max_samples")) if ini_max_samples else None
+    default_max_samples = (_positive_int(ini_max_samples, ini_source(config, "llmbias_max_samples"))
+                           if ini_max_samples else None)
     for name in ("concurrency", "tpm", "rpm"):
         value = config.getoption(f"llm_{name}")
         if value is not None and value < 1:
@@ -158,7 +159,8 @@ def _run_config(config: pytest.Config) -> RunConfig:
     concurrency = config.getoption("llm_concurrency")
     deployment = config.getoption("llm_deployment") or None
     default_deployment = config.getini("llmbias_deployment") or None
-    for source, name in (("--llm-deployment", deployment), (ini_source(config, "llmbias_deployment"), default_deployment)):
+    for source, name in (("--llm-deployment", deployment),
+                         (ini_source(config, "llmbias_deployment"), default_deployment)):
         if name is not None and not DEPLOYMENT_NAME.fullmatch(name):
             raise pytest.UsageError(f"{source} {name!r} is not an Azure deployment name "
                                     "(2-64 letters, digits, '-', '_' or '.')")

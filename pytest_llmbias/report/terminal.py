@@ -137,7 +137,8 @@ def why_undecided(row: Mapping[str, Any]) -> str:
 
 
 def _would_decide(needed: int, details: Mapping[str, Any]) -> str:
-    """"about N answers per prompt would decide", and when N is past the plan's last look, the setting that asks them."""
+    """"about N answers per prompt would decide", and when N is past the plan's last look, the setting that
+    asks them."""
     plan = details.get("plan")
     ceiling = plan[-1] if isinstance(plan, list) and plan and isinstance(plan[-1], int) else None
     if ceiling is not None and needed > ceiling:
