@@ -106,7 +106,9 @@ def pytest_configure(config: pytest.Config) -> None:
             table_names(name)
         except ValueError as problem:
             raise pytest.UsageError(str(problem)) from None
-        if not config.getini("llmbias_spark"):
+        from .plugin import ini_bool
+
+        if not ini_bool(config, "llmbias_spark"):
             option = "--llm-results-table" if table else f"--llm-results {schema}"
             raise pytest.UsageError(f"{option} writes tables through Spark, and ini llmbias_spark is false")
     secret = secret_name(config)
@@ -123,7 +125,9 @@ def pytest_llmbias_spark_session(config: pytest.Config) -> Any:
     None lets results.get_spark connect to SPARK_REMOTE or start an embedded local session.
     trylast: a user's own implementation of this hook wins.
     """
-    if not config.getini("llmbias_spark"):
+    from .plugin import ini_bool
+
+    if not ini_bool(config, "llmbias_spark"):
         return None
     notebook = config.stash.get(NOTEBOOK_KEY, None)
     if notebook is not None and notebook.spark is not None:

@@ -66,8 +66,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from .plugin import ini_bool
+
     wanted = config.getoption("llm_mlflow")
-    if not (config.getini("llmbias_mlflow") if wanted is None else wanted):
+    if not (ini_bool(config, "llmbias_mlflow") if wanted is None else wanted):
         return
     if hasattr(config, "workerinput"):  # pytest-xdist workers hand their rows to the controller, which logs
         return

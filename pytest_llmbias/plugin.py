@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +168,7 @@ def _run_config(config: pytest.Config) -> RunConfig:
     results_dir = config.getoption("llm_results") or _ini_path(config, "llmbias_results")
     if catalog_schema(config.getoption("llm_results") or config.getini("llmbias_results")):
         results_dir = None  # tables, written by the databricks feature plugin
-    if results_dir and not config.getini("llmbias_spark"):
+    if results_dir and not ini_bool(config, "llmbias_spark"):
         raise pytest.UsageError("--llm-results writes Parquet through Spark, and llmbias_spark is false")
     worker = getattr(config, "workerinput", None)  # set on pytest-xdist workers
     workers = int(worker.get("workercount", 1)) if worker else 1
@@ -191,12 +192,22 @@ def _run_config(config: pytest.Config) -> RunConfig:
         rpm=max(1, rpm // workers) if rpm else None,
         correction=config.getoption("llm_correction") or config.getini("llmbias_correction") or None,
         results_dir=results_dir,
-        spark=config.getini("llmbias_spark"),
+        spark=ini_bool(config, "llmbias_spark"),
         rootdir=Path(config.rootpath),
-        provider=config.getini("llmbias_provider") or None,
+        provider=_provider(config),
         token_scope=config.getini("llmbias_token_scope") or None,
         resume=resume,
     )
+
+
+def _provider(config: pytest.Config) -> str | None:
+    from .providers import PROVIDERS
+
+    provider = config.getini("llmbias_provider").strip() or None
+    if provider is not None and provider not in PROVIDERS:
+        raise pytest.UsageError(f"{ini_source(config, 'llmbias_provider')} must be one of {', '.join(PROVIDERS)} "
+                                f"(got {provider!r})")
+    return provider
 
 
 def _ini_path(config: pytest.Config, name: str) -> str | None:
@@ -216,9 +227,10 @@ def _check_settings(config: pytest.Config) -> dict[str, dict[str, Any]]:
     from .checks import REGISTRY
 
     try:
-        return check_settings(lines, checks=REGISTRY.schemas(), source=ini_source(config, "llmbias_check_options"))
+        return check_settings(lines, checks=REGISTRY.schemas(), source="llmbias_check_options")
     except CaseError as error:
-        raise pytest.UsageError(str(error)) from None
+        line = lines[error.line - 1] if 1 <= error.line <= len(lines) else None
+        raise pytest.UsageError(f"{ini_source(config, 'llmbias_check_options', line)}: {error.message}") from None
 
 
 def _with_ini_options(case: Case, settings: dict[str, dict[str, Any]]) -> Case:
@@ -237,9 +249,9 @@ def _language(config: pytest.Config) -> str | None:
     from .cases import language_setting
 
     try:
-        return language_setting(value, source=ini_source(config, "llmbias_language"))
+        return language_setting(value)
     except CaseError as error:
-        raise pytest.UsageError(str(error)) from None
+        raise pytest.UsageError(f"{ini_source(config, 'llmbias_language')}: {error.message}") from None
 
 
 def _register_user_checks(config: pytest.Config) -> list[str]:
@@ -272,13 +284,61 @@ def _timeout(config: pytest.Config) -> float | None:
     return given
 
 
-def ini_source(config: pytest.Config, name: str) -> str:
-    """An ini option as an error names it: where its value comes from and the option ("tox.ini llmbias_timeout",
-    "-o llmbias_timeout" when given on the command line)."""
+def ini_source(config: pytest.Config, name: str, value_line: str | None = None) -> str:
+    """An ini option as an error names it: the file and line its value comes from, and the option
+    ("tox.ini:7 llmbias_timeout"; "-o llmbias_timeout" when given on the command line). `value_line`:
+    one line of a multi-line value, to point at that line rather than the option's first."""
     overrides = getattr(config.option, "override_ini", None) or ()
     if any(str(entry).split("=", 1)[0].strip() == name for entry in overrides):
         return f"-o {name}"
-    return f"{config.inipath.name} {name}" if config.inipath else f"ini {name}"
+    if not config.inipath:
+        return f"ini {name}"
+    line = _ini_file_line(config.inipath, name, value_line)
+    return f"{config.inipath.name}:{line} {name}" if line else f"{config.inipath.name} {name}"
+
+
+def _ini_file_line(path: Path, name: str, value_line: str | None) -> int | None:
+    """The line of `path` where option `name` is set (ini `name =`/`name:`, TOML `name =`), or where
+    `value_line` of its value appears after it; None when it cannot be found (never an error)."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    key = re.compile(rf"^\s*{re.escape(name)}\s*[=:]")
+    for index, line in enumerate(lines):
+        if key.match(line):
+            if value_line is None or not value_line.strip():
+                return index + 1
+            wanted = value_line.strip()
+            for offset, later in enumerate(lines[index:]):
+                if wanted in later:
+                    return index + offset + 1
+            return index + 1
+    return None
+
+
+def ini_bool(config: pytest.Config, name: str) -> bool:
+    """A type="bool" ini option; a value pytest cannot read as true or false is a one-line error
+    naming the file, line and option (pytest's own says only "invalid truth value")."""
+    try:
+        return bool(config.getini(name))
+    except (ValueError, pytest.UsageError) as error:  # pytest 9 raises UsageError
+        raise pytest.UsageError(f"{ini_source(config, name)} must be true or false ({error})") from None
+
+
+def _progress_seconds(config: pytest.Config) -> float | None:
+    """ini llmbias_progress_seconds: seconds between progress updates; None: the default pace."""
+    text = config.getini("llmbias_progress_seconds").strip()
+    if not text:
+        return None
+    try:
+        every = float(text)
+    except ValueError:
+        every = float("nan")
+    if not 0 < every < float("inf"):
+        raise pytest.UsageError(f"{ini_source(config, 'llmbias_progress_seconds')} must be a number of "
+                                f"seconds above 0 (got {text!r})")
+    return every
 
 
 def _positive_int(text: str, name: str) -> int:
@@ -294,6 +354,7 @@ def _positive_int(text: str, name: str) -> int:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "llmbias: a bias check generated from a YAML case file")
+    _progress_seconds(config)  # a mistake stops the run before anything is asked, not mid-run
     config.stash[SESSION_KEY] = LLMSession(_run_config(config))
     config.stash[USER_CHECKS_KEY] = _register_user_checks(config)
     config.stash[CHECK_SETTINGS_KEY] = _check_settings(config)
@@ -683,10 +744,10 @@ def _progress(config: pytest.Config) -> Any:
             from .report.progress import ProgressDisplay
 
             on_terminal = writer.isatty() and not os.environ.get("CI")
-            every = config.getini("llmbias_progress_seconds")
+            every = _progress_seconds(config)
             display = ProgressDisplay(writer, config.pluginmanager.get_plugin("capturemanager"),
                                       status_line=on_terminal,
-                                      every=float(every) if every else (1.0 if on_terminal else 15.0),
+                                      every=every if every else (1.0 if on_terminal else 15.0),
                                       describe=llm_session.progress_line,
                                       width=lambda: config.get_terminal_writer().fullwidth)
         config.stash[PROGRESS_KEY] = display

@@ -19,6 +19,7 @@ from .verdicts import Verdicts
 from .client import DEFAULT_DEPLOYMENT, RunStopped, Settings, estimate_tokens
 from .fetching import NO_RECORDING, Fetcher
 from .wire import ChatRequest, Completion
+from .text import word_count
 
 MODES = ("replay", "new", "all", "live")
 
@@ -62,8 +63,9 @@ class PromptFiltered(Exception):
 
 
 # A variant needs at least this share of its answers usable (non-empty) for a check to judge it.
-# An answer cut at the token limit with fewer words than this is "truncated to nothing": it cannot
-# show whether the model assumed a gender, so it is never judged as a neutral answer.
+# An answer cut at the token limit with fewer words than this (text.word_count: Chinese counts half a
+# word per character) is "truncated to nothing": it cannot show whether the model assumed a gender, so
+# it is never judged as a neutral answer.
 MIN_TRUNCATED_WORDS = 8
 
 
@@ -605,7 +607,7 @@ def _split(total: int, parts: int) -> list[int]:
 
 def is_unusable(text: str, finish_reason: str) -> bool:
     """Empty, or cut at the token limit before saying anything (a content-filtered one is counted apart)."""
-    return not text.strip() or (finish_reason == "length" and len(text.split()) < MIN_TRUNCATED_WORDS)
+    return not text.strip() or (finish_reason == "length" and word_count(text) < MIN_TRUNCATED_WORDS)
 
 
 def empty_answers_reason(outcome: Completion) -> str:

@@ -256,7 +256,7 @@ def test_openai_compatible_server_by_provider(hermetic: pytest.Pytester, standin
 def test_unknown_provider_is_a_usage_error(hermetic: pytest.Pytester, azure_env: StandIn) -> None:
     result = run_inner(nurse_project(hermetic), "--llm-live", "-o", "llmbias_provider=bedrock")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: llmbias_provider must be one of azure, openai, databricks*"])
+    result.stderr.fnmatch_lines(["ERROR: -o llmbias_provider must be one of azure, openai, databricks*"])
 
 
 # -- reasoning models ---------------------------------------------------------------------------

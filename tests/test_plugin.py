@@ -272,8 +272,27 @@ def test_bad_ini_check_option_is_one_line_naming_it(project: pytest.Pytester) ->
                     "    gender_assumption.max_rat = 0.2\n")
     result = run_inner(project, "--co")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: tox.ini llmbias_check_options:2: *unknown option 'max_rat'*"
+    # the file's own line (5), not the line within the option's value
+    result.stderr.fnmatch_lines(["ERROR: tox.ini:5 llmbias_check_options: unknown option 'max_rat'*"
                                  "did you mean 'max_rate'?*"])
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("llmbias_spark = maybe", "tox.ini:3 llmbias_spark must be true or false (invalid truth value 'maybe')"),
+    ("llmbias_fail_on_regression = perhaps", "tox.ini:3 llmbias_fail_on_regression must be true or false"),
+    ("llmbias_mlflow = si", "tox.ini:3 llmbias_mlflow must be true or false"),
+    ("llmbias_progress_seconds = x", "tox.ini:3 llmbias_progress_seconds must be a number of seconds above 0 "
+                                     "(got 'x')"),
+    ("llmbias_provider = aws", "tox.ini:3 llmbias_provider must be one of azure, openai, databricks (got 'aws')"),
+    ("llmbias_language = chinese", "tox.ini:3 llmbias_language: language must be one of: en, zh; got 'chinese'"),
+])
+def test_a_bad_ini_value_is_one_line_naming_the_file_line_and_option(project: pytest.Pytester, line: str,
+                                                                      message: str) -> None:
+    project.makeini(f"[pytest]\nllmbias_max_samples = 1\n{line}\n")
+    result = run_inner(project, "--co")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [text for text in result.stderr.lines if text.strip()]
+    assert len(errors) == 1 and errors[0].startswith(f"ERROR: {message}"), errors
 
 
 def test_record_drops_recordings_of_changed_prompts_unless_tests_were_deselected(

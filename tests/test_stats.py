@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
+import statistics
 import os
 import subprocess
 import sys
@@ -243,18 +245,35 @@ def test_pearson_by_hand():
     result = stats.pearson([1, 2, 3, 4, 5], [2, 4, 5, 4, 5])
     r = 6 / math.sqrt(60)
     assert result.coefficient == pytest.approx(r)
-    t = r * math.sqrt(3 / (1 - r * r))
-    # Student t with 3 df in closed form: two-sided p = 1 - 2/pi (atan(t/sqrt3) + (t/sqrt3) / (1 + t^2/3))
-    u = t / math.sqrt(3)
-    assert result.p_value == pytest.approx(1 - 2 / math.pi * (math.atan(u) + u / (1 + u * u)), rel=1e-9)
+    # five pairs: the exact p-value, the share of the 120 orderings of y with |r| at least as large
+    orderings = list(itertools.permutations([2, 4, 5, 4, 5]))
+    as_extreme = sum(1 for order in orderings if abs(statistics.correlation([1, 2, 3, 4, 5], order)) >= r - 1e-12)
+    assert result.p_value == pytest.approx(as_extreme / 120)
     assert result.low < r < result.high
     assert result.n == 5
+
+
+def test_student_t_by_hand():
+    # Student t with 3 df in closed form: two-sided p = 1 - 2/pi (atan(t/sqrt3) + (t/sqrt3) / (1 + t^2/3))
+    for t in (0.5, 1.7, 4.0):
+        u = t / math.sqrt(3)
+        assert stats.student_t_two_sided_p(t, 3) == pytest.approx(1 - 2 / math.pi * (math.atan(u) + u / (1 + u * u)),
+                                                                  rel=1e-9)
+    # above EXACT_CORRELATION_N pairs the p-value is the t-test's
+    x, y = list(range(10)), [0, 2, 1, 4, 3, 6, 5, 9, 7, 8]
+    result = stats.pearson(x, y)
+    t = result.coefficient * math.sqrt(8 / (1 - result.coefficient ** 2))
+    assert result.p_value == pytest.approx(stats.student_t_two_sided_p(t, 8), rel=1e-12)
 
 
 def test_pearson_degenerate_cases():
     assert stats.pearson([1, 2], [2, 3]).coefficient is None
     assert stats.pearson([1, 1, 1], [1, 2, 3]).coefficient is None
-    assert stats.pearson([1, 2, 3], [2, 4, 6]).coefficient == pytest.approx(1.0)
+    perfect = stats.pearson([1, 2, 3], [2, 4, 6])
+    # three points in line: 2 of the 6 orderings are as extreme (both signs), never p = 0
+    assert perfect.coefficient == pytest.approx(1.0) and perfect.p_value == pytest.approx(1 / 3)
+    assert stats.spearman([1, 2, 3], [10, 20, 30]).p_value == pytest.approx(1 / 3)
+    assert stats.pearson(list(range(10)), list(range(10))).p_value == pytest.approx(2 / math.factorial(10))
     with pytest.raises(ValueError):
         stats.pearson([1, 2, 3], [1, 2])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pytest_llmbias.client import Completion
 from pytest_llmbias.metrics import Verdict
 from pytest_llmbias.session import empty_answers_reason, is_unusable
+from pytest_llmbias.text import word_count
 from pytest_llmbias.verdicts import inconclusive_verdict, too_few_usable, with_unusable_noted
 
 PARAGRAPH = "A nurse is a caring professional who looks after patients in a busy hospital ward."
@@ -19,6 +20,16 @@ def test_what_is_unusable() -> None:
     assert is_unusable("A nurse is", "length")  # cut at the limit before saying anything
     assert not is_unusable("A nurse is", "stop")  # short, but the model meant it
     assert not is_unusable(PARAGRAPH, "length")
+
+
+def test_a_chinese_answer_cut_at_the_limit_is_judged_by_its_characters_not_its_spaces() -> None:
+    # Chinese has no spaces: split() would count a whole paragraph as one word and drop every answer
+    # cut at max_tokens (Chinese spends its tokens fast), leaving the case inconclusive.
+    paragraph = "这位护士是一位细心的专业人员，每天在繁忙的病房里照顾病人，并且耐心地回答家属的问题。"
+    assert word_count(paragraph) >= 20 and word_count("护士是一位") == 2.5
+    assert not is_unusable(paragraph, "length")
+    assert is_unusable("护士是一位", "length")
+    assert word_count("护士 nurse") == 2.0 and word_count("A nurse is") == 3.0
 
 
 def test_the_reason_says_what_happened_and_what_to_do() -> None:

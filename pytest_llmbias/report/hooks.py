@@ -59,7 +59,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _state_from(config: pytest.Config) -> ReportingState:
-    from ..plugin import ini_source
+    from ..plugin import ini_bool, ini_source
     from .baselines import BaselineError, load, locate
 
     rootdir, here = Path(config.rootpath), Path(config.invocation_params.dir)
@@ -82,7 +82,7 @@ def _state_from(config: pytest.Config) -> ReportingState:
         raise pytest.UsageError(f"{ini_source(config, 'llmbias_baseline_alpha')} must be between 0 and 1 "
                                 f"(got {state.alpha})")
     fail_on_regression = config.getoption("llm_fail_on_regression")
-    state.fail_on_regression = bool(config.getini("llmbias_fail_on_regression")
+    state.fail_on_regression = (ini_bool(config, "llmbias_fail_on_regression")
                                     if fail_on_regression is None else fail_on_regression)
     try:
         if config.getoption("llm_save"):
