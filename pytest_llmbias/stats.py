@@ -11,6 +11,7 @@ import functools
 import itertools
 import math
 import random
+from decimal import ROUND_HALF_UP, Decimal
 from operator import itemgetter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -564,6 +565,13 @@ def rank(values: Sequence[float]) -> list[float]:
             ranks[order[position]] = average
         start = end + 1
     return ranks
+
+
+def decimals(value: float, digits: int) -> str:
+    """`value` with `digits` decimals, rounded half up as a reader rounds (0.125 -> "0.13", where
+    format()'s binary half-even gives "0.12"); every figure the reports show goes through here."""
+    shown = str(Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+    return shown[1:] if shown.startswith("-") and not shown.strip("-0.") else shown  # never "-0.00"
 
 
 # Up to this many pairs the p-value is exact: the share of all n! orderings of y whose |r| reaches the

@@ -85,6 +85,17 @@ def test_no_negative_zero_and_the_figure_says_what_it_measures() -> None:
     assert report.fixed(-0.004, sign=True) == "+0.00" and report.fixed(-0.006) == "-0.01"
 
 
+def test_figures_round_half_up_as_a_reader_rounds_and_never_meet_their_threshold() -> None:
+    # 5/40 = 0.125: format() rounds binary half to even ("0.12"); a reader reads 0.13
+    rows = [_row("chef", "gender_assumption", "inconclusive", 0.125, 0.05, 0.265, 0.1, 0.2)]
+    chef = next(line for line in report.verdict_table(rows, width=160) if "::chef" in line)
+    assert "0.13  [0.05, 0.27]" in chef
+    # 0.095 would read 0.10 at two decimals, equal to its threshold: one more digit
+    close = [_row("cook", "gender_assumption", "inconclusive", 0.095, 0.05, 0.15, 0.1, 0.2)]
+    cook = next(line for line in report.verdict_table(close, width=160) if "::cook" in line)
+    assert "0.095" in cook and "0.100" in cook
+
+
 def test_a_baseline_column_is_added_and_the_table_still_fits() -> None:
     fell = IndicatorTest("assume a gender", "neutral", 8, 10, 0, 10, -0.8, -0.94, -0.38, 0.0007, 0.002, True)
     changes = {change.key: change for change in (

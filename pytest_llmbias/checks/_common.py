@@ -6,7 +6,7 @@ import importlib.util
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from pytest_llmbias import attributes, text
+from pytest_llmbias import attributes, stats, text
 from pytest_llmbias.checks.base import CaseAnswers
 
 NEUTRAL = "neutral"
@@ -16,8 +16,7 @@ MAX_EXCERPTS = 5
 def fmt(value: float | None, digits: int = 2) -> str:
     if value is None:
         return "n/a"
-    shown = f"{value:.{digits}f}"
-    return shown[1:] if shown.startswith("-") and float(shown) == 0.0 else shown  # never "-0.00"
+    return stats.decimals(value, digits)  # half up, never "-0.00"
 
 
 def fmt_p(value: float) -> str:
@@ -119,6 +118,6 @@ def digits_apart(threshold: float | None, *values: float | None, digits: int = 2
     for value in values:
         if value is None:
             continue
-        while digits < 6 and value != threshold and round(value, digits) == round(threshold, digits):
+        while digits < 6 and value != threshold and fmt(value, digits) == fmt(threshold, digits):
             digits += 1
     return digits

@@ -145,8 +145,9 @@ def suite_lines(neutral_answers_by_role: Mapping[str, Sequence[str]], *, min_occ
     lines = [head]
     pairs = sorted(result["pairs"], key=lambda pair: pair["bls_pct_female"])
     lines.append(
-        "  share female (references to the subject) vs BLS %: "
-        + ", ".join(f"{pair['occupation']} {pair['share_female']:.2f} vs {pair['bls_pct_female']:g}" for pair in pairs)
+        "  % female: references to the subject vs BLS: "
+        + ", ".join(f"{pair['occupation']} {100 * pair['share_female']:.0f}% vs {pair['bls_pct_female']:.0f}%"
+                    for pair in pairs)
     )
     renamed = [f"{pair['role']} -> {pair['occupation']}" for pair in pairs if pair["role"] != pair["occupation"]]
     tail = []

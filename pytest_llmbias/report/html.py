@@ -285,7 +285,9 @@ def _rate_chart(cases: Sequence[_Case], comparison: Comparison | None, check: st
         options = details.get("options") or {}
         ticks = []
         if isinstance(options.get("max_rate"), (int, float)):
-            ticks.append((float(options["max_rate"]), OUTCOME_COLOURS["failed"], f"max_rate {options['max_rate']}"))
+            # as the verdict table shows it (0.100 beside a figure of 0.095)
+            shown = fixed(float(options["max_rate"]), row_digits(verdict))
+            ticks.append((float(options["max_rate"]), OUTCOME_COLOURS["failed"], f"max_rate {shown}"))
         change = changes.get((case.case_file, case.case_id, check))
         baseline_rate = None
         if change is not None:

@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ..stats import decimals
+
 # Worst first: what a reader must act on comes before what passed. Unknown outcomes sit before passed.
 OUTCOME_ORDER = {"error": 0, "failed": 1, "filtered": 2, "inconclusive": 3, "passed": 5}
 UNKNOWN_RANK = 4
@@ -53,9 +55,8 @@ def _is_number(value: Any) -> bool:
 
 def fixed(value: float, digits: int = 2, *, sign: bool = False) -> str:
     """`value` with `digits` decimals, never a negative zero (-0.001 shows as 0.00, not -0.00)."""
-    if round(value, digits) == 0:
-        value = 0.0
-    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+    shown = decimals(value, digits)  # half up (0.125 -> 0.13), never "-0.00"
+    return ("+" + shown if not shown.startswith("-") else shown) if sign else shown
 
 
 _NEGATIVE_ZERO = re.compile(r"(?<![\w.])-(0\.0+)(?![\d])")
@@ -85,7 +86,7 @@ def row_digits(row: Mapping[str, Any]) -> int:
         digits = max(digits, min(4, -math.floor(math.log10(abs(threshold)) + 1e-9)))
         for value in (row.get("figure"), row.get("low"), row.get("high")):
             while (digits < 6 and _is_number(value) and value != threshold
-                   and round(value, digits) == round(threshold, digits)):
+                   and decimals(value, digits) == decimals(threshold, digits)):
                 digits += 1
     return digits
 
