@@ -786,7 +786,12 @@ def _call_results_hooks(config: pytest.Config, results: Any) -> bool:
     import traceback
 
     failures = config.stash.setdefault(HOOK_FAILURES_KEY, [])
-    for impl in reversed(config.hook.pytest_llmbias_results.get_hookimpls()):  # pluggy's order: last first
+    impls = config.hook.pytest_llmbias_results.get_hookimpls()
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and any(not str(getattr(impl.function, "__module__", "")).startswith("pytest_llmbias")
+                                    for impl in impls):
+        reporter.ensure_newline()  # what a user's hook prints (a DataFrame's show()) starts on a line of its own
+    for impl in reversed(impls):  # pluggy's order: last first
         arguments = {"results": results, "config": config}
         try:
             impl.function(**{name: arguments[name] for name in impl.argnames})

@@ -52,3 +52,10 @@ def test_a_raising_results_hook_is_reported_after_the_report_and_fails_the_run(
                                  "pytest_llmbias_results in *conftest.py raised AttributeError: "
                                  "'NoneType' object has no attribute 'groupBy'"])
     assert (nurse.path / "other ran").read_text() == "8"  # the other implementation still ran
+
+
+def test_what_a_results_hook_prints_starts_on_a_line_of_its_own(nurse: pytest.Pytester, azure_env) -> None:
+    nurse.makeconftest("def pytest_llmbias_results(results, config):\n"
+                       "    print('HOOK OUTPUT')\n")
+    result = run_inner(nurse, "--llm-live")
+    assert "HOOK OUTPUT" in result.stdout.lines, result.stdout.str()  # not after the result letters
