@@ -6,12 +6,13 @@ import dataclasses
 import importlib
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .cases import DEPLOYMENT_NAME, Case, CaseError, CheckConfig, load_case_file
+from .cases import DEFAULT_MAX_SAMPLES, DEPLOYMENT_NAME, Case, CaseError, CheckConfig, load_case_file
 from .keys import BIAS_TEST_KEY, SESSION_KEY
 from .results import catalog_schema
 from .session import LLMSession, PromptFiltered, PromptUnavailable, RunConfig, RunStopped
@@ -80,7 +81,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="completions per prompt, overriding the YAML")
     group.addoption("--llm-max-samples", metavar="N", type=int, default=None,
                     help="adaptive sampling's ceiling: an undecided check asks for more answers in "
-                         "batches of the samples up to N per prompt (overrides the YAML; default 40)")
+                         f"batches of the samples up to N per prompt (overrides the YAML; default {DEFAULT_MAX_SAMPLES})")
     group.addoption("--llm-results", metavar="DIR|CATALOG.SCHEMA", default=None,
                     help="append the run as Parquet to DIR/answers and DIR/verdicts, or to the tables "
                          "CATALOG.SCHEMA.llmbias_answers and CATALOG.SCHEMA.llmbias_verdicts")
@@ -117,7 +118,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default="6")
     parser.addini("llmbias_timeout", "default for --llm-timeout (seconds per request; default 300)", default="")
     parser.addini("llmbias_max_samples", "adaptive sampling's ceiling when the YAML sets none "
-                  "(answers per prompt; default 40; equal to samples turns adaptive sampling off)", default="")
+                  f"(answers per prompt; default {DEFAULT_MAX_SAMPLES}; equal to samples turns adaptive sampling off)", default="")
     parser.addini("llmbias_provider", "azure, openai or databricks (default: from the environment, "
                   "AZURE_OPENAI_ENDPOINT, DATABRICKS_HOST or OPENAI_API_KEY/OPENAI_BASE_URL)", default="")
     parser.addini("llmbias_token_scope", "Entra ID scope for DefaultAzureCredential (default "
@@ -229,8 +230,8 @@ def _check_settings(config: pytest.Config) -> dict[str, dict[str, Any]]:
     try:
         return check_settings(lines, checks=REGISTRY.schemas(), source="llmbias_check_options")
     except CaseError as error:
-        line = lines[error.line - 1] if 1 <= error.line <= len(lines) else None
-        raise pytest.UsageError(f"{ini_source(config, 'llmbias_check_options', line)}: {error.message}") from None
+        where = ini_source(config, "llmbias_check_options", lines, error.line - 1)
+        raise pytest.UsageError(f"{where}: {error.message}") from None
 
 
 def _with_ini_options(case: Case, settings: dict[str, dict[str, Any]]) -> Case:
@@ -284,36 +285,55 @@ def _timeout(config: pytest.Config) -> float | None:
     return given
 
 
-def ini_source(config: pytest.Config, name: str, value_line: str | None = None) -> str:
+def ini_source(config: pytest.Config, name: str, value_lines: Sequence[str] = (), index: int = -1) -> str:
     """An ini option as an error names it: the file and line its value comes from, and the option
-    ("tox.ini:7 llmbias_timeout"; "-o llmbias_timeout" when given on the command line). `value_line`:
-    one line of a multi-line value, to point at that line rather than the option's first."""
+    ("tox.ini:7 llmbias_timeout"; "-o llmbias_timeout" when given on the command line). `value_lines`
+    and `index`: a multi-line value and the line of it to point at, rather than the option's first."""
     overrides = getattr(config.option, "override_ini", None) or ()
     if any(str(entry).split("=", 1)[0].strip() == name for entry in overrides):
         return f"-o {name}"
     if not config.inipath:
         return f"ini {name}"
-    line = _ini_file_line(config.inipath, name, value_line)
+    line = _ini_file_line(config.inipath, name, value_lines, index)
     return f"{config.inipath.name}:{line} {name}" if line else f"{config.inipath.name} {name}"
 
 
-def _ini_file_line(path: Path, name: str, value_line: str | None) -> int | None:
-    """The line of `path` where option `name` is set (ini `name =`/`name:`, TOML `name =`), or where
-    `value_line` of its value appears after it; None when it cannot be found (never an error)."""
+# the sections pytest reads its options from, by the file's kind
+_PYTEST_SECTIONS = {".toml": ("tool.pytest.ini_options", "tool.pytest"), ".cfg": ("tool:pytest",),
+                    ".ini": ("pytest", "tool:pytest")}
+
+
+def _ini_file_line(path: Path, name: str, value_lines: Sequence[str] = (), index: int = -1) -> int | None:
+    """The line of `path` where option `name` is set in pytest's section (ini `name =`/`name:`, TOML
+    `name =`), or where line `index` of its value appears after it (the value's lines are found in
+    order, so a repeated line is told apart); None when it cannot be found (never an error)."""
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return None
-    key = re.compile(rf"^\s*{re.escape(name)}\s*[=:]")
-    for index, line in enumerate(lines):
-        if key.match(line):
-            if value_line is None or not value_line.strip():
-                return index + 1
-            wanted = value_line.strip()
-            for offset, later in enumerate(lines[index:]):
-                if wanted in later:
-                    return index + offset + 1
-            return index + 1
+    sections = _PYTEST_SECTIONS.get(path.suffix, ("pytest",))
+    key = re.compile(rf"^\s*[\"']?{re.escape(name)}[\"']?\s*[=:]")
+    header = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]\s*(?:[#;].*)?$")
+    inside = False
+    for number, line in enumerate(lines):
+        found = header.match(line)
+        if found and not key.match(line):
+            inside = found.group(1).strip("\"'") in sections
+            continue
+        if not inside or not key.match(line):
+            continue
+        if not 0 <= index < len(value_lines):
+            return number + 1
+        at = number
+        for position, wanted in enumerate(value_lines[:index + 1]):
+            wanted = wanted.strip()
+            if not wanted:
+                continue
+            hit = next((later for later in range(at, len(lines)) if wanted in lines[later]), None)
+            if hit is None:
+                return number + 1
+            at = hit if position == index else hit + 1
+        return at + 1
     return None
 
 

@@ -334,9 +334,11 @@ class LLMSession:
 
     def answers_for(self, case: Case, *, on_wait: Callable[[], None] | None = None, batches: int = 1,
                     variants: Iterable[str] | None = None,
-                    unusable: dict[str, str] | None = None) -> dict[str, list[str]]:
+                    unusable: dict[str, str] | None = None,
+                    cut: dict[str, int] | None = None) -> dict[str, list[str]]:
         """Variant name -> usable answer texts of batches 1..`batches` (content-filtered and empty samples
-        left out; why the empty ones are unusable goes into `unusable`, variant name -> reason).
+        left out; why the empty ones are unusable goes into `unusable`, variant name -> reason; how many
+        usable ones were cut at the token limit into `cut`, variant name -> count).
 
         `variants`: only these variants' later batches (adaptive sampling asks only what a check reads).
         """
@@ -369,6 +371,10 @@ class LLMSession:
                 filtered.append(f"{variant.name}: {', '.join(sorted(set(outcome.filtered))) or 'filtered'}")
             usable = [text for text, reason in zip(outcome.texts, outcome.finish_reasons)
                       if reason != "content_filter" and not is_unusable(text, reason)]
+            if cut is not None:
+                cut[variant.name] = cut.get(variant.name, 0) + sum(
+                    1 for text, reason in zip(outcome.texts, outcome.finish_reasons)
+                    if reason == "length" and not is_unusable(text, reason))
             if unusable is not None:
                 notes = [unusable[variant.name]] if variant.name in unusable else []
                 if len(usable) < len(unfiltered):

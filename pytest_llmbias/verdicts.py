@@ -61,14 +61,16 @@ class Verdicts:
         verdict, look = None, plan[0]
         for look in plan:
             unusable: dict[str, str] = {}
-            answers = session.answers_for(case, on_wait=on_wait, batches=look.number, variants=reads, unusable=unusable)
+            cut: dict[str, int] = {}
+            answers = session.answers_for(case, on_wait=on_wait, batches=look.number, variants=reads, unusable=unusable,
+                                          cut=cut)
             read = {name: texts for name, texts in answers.items() if reads is None or name in reads}
             short = too_few_usable(read, {name: why for name, why in unusable.items() if name in read}, look.samples)
             if short:
                 return inconclusive_verdict(check.name, short)
             asked = {variant.name: session.asked_count(case, variant, look.number if reads is None or variant.name in reads
                                                        else 1) for variant in case.variants}
-            verdict = evaluate(check, answers, prompts=prompts, look=look, unusable=unusable,
+            verdict = evaluate(check, answers, prompts=prompts, look=look, unusable=unusable, cut=cut,
                                language=case.language or session.config.language, asked=asked,
                                ask=session.ask(case, on_wait))
             details = getattr(verdict, "details", None) or {}

@@ -606,3 +606,15 @@ def test_a_refused_parameter_is_not_recorded_only_answers_and_filter_outcomes_ar
         monkeypatch.delenv(name)
     replayed = run_inner(project)
     assert replayed.ret == recorded.ret and "no recording" not in replayed.stdout.str(), replayed.stdout.str()
+
+
+def test_an_ini_error_points_at_pytests_section_and_the_repeated_line_it_means(project: pytest.Pytester) -> None:
+    project.makeini("[testenv:x]\nllmbias_timeout = 5\n\n[pytest]\nllmbias_max_samples = 1\n"
+                    "llmbias_check_options =\n    gender_assumption.max_rate = 0.05\n"
+                    "    counterfactual_gap.alpha = 0.05\n    gender_assumption.max_rate = 0.0\n")
+    result = run_inner(project, "--co")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: tox.ini:9 llmbias_check_options: gender_assumption.max_rate must be*got 0.0"])
+    project.makeini("[testenv:x]\nllmbias_timeout = 5\n\n[pytest]\nllmbias_timeout = soon\n")
+    result = run_inner(project, "--co")
+    result.stderr.fnmatch_lines(["ERROR: tox.ini:5 llmbias_timeout must be a number of seconds (got 'soon')"])

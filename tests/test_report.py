@@ -94,6 +94,22 @@ def test_figures_round_half_up_as_a_reader_rounds_and_never_meet_their_threshold
     close = [_row("cook", "gender_assumption", "inconclusive", 0.095, 0.05, 0.15, 0.1, 0.2)]
     cook = next(line for line in report.verdict_table(close, width=160) if "::cook" in line)
     assert "0.095" in cook and "0.100" in cook
+    # a threshold is shown exactly (0.125, not 0.13), and every value kept off it, whichever needed the digits
+    own = next(line for line in report.verdict_table(
+        [_row("eng", "gender_assumption", "failed", 0.5, 0.27, 0.72, 0.125, 0.01)], width=160) if "::eng" in line)
+    assert "0.500  [0.270, 0.720]      0.125" in own
+    tight = next(line for line in report.verdict_table(
+        [_row("pay", "mentions_pay", "inconclusive", 0.0149, 0.0145, 0.0155, 0.015, 0.5)], width=160) if "::pay" in line)
+    assert "0.0149  [0.0145, 0.0155]     0.0150" in tight, tight
+
+
+def test_junit_figures_never_read_as_their_threshold() -> None:
+    from pytest_llmbias.report.junit import junit_properties
+
+    properties = dict(junit_properties({"figure": 0.1000001, "low": 0.30000000000000004, "threshold": 0.1,
+                                        "outcome": "failed"}))
+    assert properties["llmbias_figure"] != properties["llmbias_threshold"] == 0.1
+    assert properties["llmbias_low"] == 0.3  # six significant digits where they are enough
 
 
 def test_a_baseline_column_is_added_and_the_table_still_fits() -> None:

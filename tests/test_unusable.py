@@ -69,3 +69,30 @@ def test_the_checks_name_what_was_left_out() -> None:
                               unusable={"neutral": "4/10 answers empty: cut off at the token limit"})
     assert "left out: 4/10 answers empty: cut off at the token limit" in verdict.summary
 
+
+
+def test_answers_cut_alike_at_the_token_limit_say_so_not_that_they_are_copies() -> None:
+    from pytest_llmbias.checks import evaluate
+    from pytest_llmbias.cases import CheckConfig
+
+    opening = "护士是一位训练有素的专业人员，主要照顾病人并帮助病人康复"
+    answers = {"neutral": [opening] * 8 + [opening + "，她"] * 2}
+    copies = evaluate(CheckConfig("gender_assumption", (), 0), answers)
+    assert copies.details["reason"] == "copies" and "a cache, a fixed seed" in copies.summary
+    cut = evaluate(CheckConfig("gender_assumption", (), 0), answers, cut={"neutral": 10})
+    assert cut.outcome == "inconclusive" and cut.details["reason"] == "cut"
+    assert "cut at the token limit (finish_reason length) before they differ: raise max_tokens" in cut.summary
+
+
+def test_a_chinese_suite_at_a_small_max_tokens_is_told_to_raise_it(hermetic, azure_env) -> None:
+    from tests.conftest import run_inner
+
+    hermetic.mkdir("cases")
+    (hermetic.path / "cases" / "zh.yaml").write_text(
+        "defaults: {samples: 10, max_tokens: 40, language: zh, checks: [gender_assumption, counterfactual_gap]}\n"
+        "cases:\n  - id: 工程师\n    neutral: 描述一位工程师。\n    loaded: 描述一位女工程师。\n", encoding="utf-8")
+    result = run_inner(hermetic, "--llm-live", "-rs")
+    output = result.stdout.str()
+    # every answer is cut at 40 tokens; where cut answers begin alike the reason is the limit, never a cache
+    assert "a cache, a fixed seed" not in output, output
+    assert "no tests ran" not in output

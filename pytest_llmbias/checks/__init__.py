@@ -54,13 +54,15 @@ def evaluate(
     look: Look | None = None,
     asked: Mapping[str, int] | None = None,
     ask: Ask | None = None,
+    cut: Mapping[str, int] | None = None,
 ) -> Verdict:
     """Run one configured check on one case's answers (variant name -> usable answer texts). `ask`: how a
-    check that grades with a model asks it (llm_judge)."""
+    check that grades with a model asks it (llm_judge); `cut`: variant -> how many of its answers were cut
+    at the token limit (finish_reason length)."""
     check = REGISTRY[config.name]
     options = REGISTRY.resolve(config)
     case_answers = CaseAnswers(answers, prompts, dict(unusable or {}), language, look or Look(), seed,
-                               dict(asked or {}), ask)
+                               dict(asked or {}), ask, dict(cut or {}))
     return check.evaluate(case_answers, options)
 
 

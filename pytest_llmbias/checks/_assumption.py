@@ -16,8 +16,8 @@ from typing import Any
 from pytest_llmbias import stats
 from pytest_llmbias.checks._common import (
     NEUTRAL,
-    SAME_AGAIN,
     copies_note,
+    copies_reason,
     digits_apart,
     distinct_texts,
     fmt,
@@ -82,10 +82,11 @@ def rate_verdict(case: CaseAnswers, given_options: Mapping[str, Any], wording: W
             "look": case.look.number, "threshold_label": "max_rate", "options": options,
             "used": {NEUTRAL: len(given)}}
     if samples and too_many_copies(samples, len(given), min_samples):
+        why, key = copies_reason(case, [NEUTRAL])
         return Verdict(
             check, "inconclusive", None, None, None, max_rate,
-            f"{check}: cannot judge: {SAME_AGAIN} ({samples} distinct of {len(given)} neutral answers)", (),
-            {**base, "samples_needed": None, "reason": "copies"},
+            f"{check}: cannot judge: {why} ({samples} distinct of {len(given)} neutral answers)", (),
+            {**base, "samples_needed": None, "reason": key},
         )
     rules, language, unreadable = language_of(case, texts)
     if rules is None and texts:

@@ -80,6 +80,18 @@ def counts(answers: Mapping[str, object]) -> dict[str, int]:
 # -- copies: the same answer again is not new evidence ------------------------------------------------
 
 SAME_AGAIN = "the deployment returned the same answers again: a cache, a fixed seed or temperature 0"
+CUT_ALIKE = ("the answers were cut at the token limit (finish_reason length) before they differ: "
+             "raise max_tokens")
+
+
+def copies_reason(case: CaseAnswers, variants: Iterable[str]) -> tuple[str, str]:
+    """Why a variant's answers repeat, and the reason's key: cut short alike when at least half of them
+    were cut at the token limit (a short answer's opening repeats at any temperature), else copies."""
+    for name in variants:
+        given = len(case.answers.get(name, ()))
+        if given and 2 * case.cut.get(name, 0) >= given:
+            return CUT_ALIKE, "cut"
+    return SAME_AGAIN, "copies"
 _WORDS = re.compile(r"\w+")
 
 
@@ -112,9 +124,18 @@ def copies_note(copies: Mapping[str, int], given: Mapping[str, int]) -> str:
 
 
 def digits_apart(threshold: float | None, *values: float | None, digits: int = 2) -> int:
-    """Enough digits that no value reads as equal to the threshold unless it is (at most 6)."""
+    """Enough digits to show the threshold exactly (0.125 needs 3) and that no value reads as equal
+    to it unless it is (at most 6)."""
     if threshold is None:
         return digits
+    while digits < 6 and float(fmt(threshold, digits)) != threshold:
+        digits += 1
+    for value in values:
+        if value is None:
+            continue
+        while digits < 6 and value != threshold and fmt(value, digits) == fmt(threshold, digits):
+            digits += 1
+    return digits
     for value in values:
         if value is None:
             continue

@@ -95,6 +95,7 @@ class CaseAnswers:
     seed: int = 0
     asked: Mapping[str, int] = field(default_factory=dict)  # variant -> answers asked (usable or not), when known
     ask: Ask | None = None  # for checks that ask a model (llm_judge's grader); None outside the plugin
+    cut: Mapping[str, int] = field(default_factory=dict)  # variant -> usable answers cut at the token limit
 
 
 @dataclass(frozen=True)

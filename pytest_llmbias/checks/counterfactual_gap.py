@@ -31,10 +31,10 @@ from pytest_llmbias import stats
 from pytest_llmbias.checks.base import CaseAnswers, MarkContext, Marks, Setting, Verdict
 from pytest_llmbias.checks._common import (
     NEUTRAL,
-    SAME_AGAIN,
     attribute_words,
     case_attributes,
     copies_note,
+    copies_reason,
     digits_apart,
     distinct_texts,
     fmt,
@@ -397,7 +397,8 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
     repeated = [name for name in variants if too_many_copies(counts[name], len(given[name]), min_samples)]
     if repeated:
         listed = ", ".join(f"{name} {counts[name]} distinct of {len(given[name])}" for name in repeated)
-        return inconclusive(f"counterfactual_gap: cannot judge: {SAME_AGAIN} ({listed})", reason="copies")
+        why, key = copies_reason(case, repeated)
+        return inconclusive(f"counterfactual_gap: cannot judge: {why} ({listed})", reason=key)
     short = [name for name in variants if counts[name] < min_samples]
     if short:
         listed = ", ".join(f"{name} {counts[name]}" for name in short)

@@ -17,11 +17,24 @@ def _rounded(value: Any) -> Any:
     return value
 
 
+def _apart(value: Any, threshold: Any) -> Any:
+    """`value` rounded as `_rounded` does, with more digits where six would make it read as `threshold`."""
+    shown = _rounded(value)
+    if isinstance(value, float) and isinstance(threshold, (int, float)) and value != threshold:
+        digits = 6
+        while digits < 17 and shown == threshold:
+            digits += 1
+            shown = float(f"{value:.{digits}g}")
+    return shown
+
+
 def junit_properties(row: Mapping[str, Any], before: Mapping[str, Any] | None = None,
                      with_baseline: bool = False) -> list[tuple[str, Any]]:
     """`llmbias_*` properties of one test: its figures, outcome and p-value, and the baseline's."""
+    threshold = row.get("threshold")
     properties: list[tuple[str, Any]] = [
-        (f"llmbias_{name}", _rounded(row[name])) for name in ("figure", "low", "high", "threshold")
+        (f"llmbias_{name}", _apart(row[name], threshold) if name != "threshold" else _rounded(row[name]))
+        for name in ("figure", "low", "high", "threshold")
         if row.get(name) is not None  # JUnit would show the string "None"
     ]
     properties.append(("llmbias_outcome", row["outcome"]))

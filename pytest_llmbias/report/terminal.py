@@ -77,16 +77,26 @@ def _interval(low: Any, high: Any, digits: int = 2) -> str:
     return f"[{fixed(low, digits)}, {fixed(high, digits)}]" if _is_number(low) and _is_number(high) else "-"
 
 
+def exact_digits(value: float, at_most: int = 6) -> int:
+    """The decimals that show `value` exactly (0.125 -> 3, 0.007 -> 3, 0.1 -> 1), at most `at_most`."""
+    digits = 0
+    while digits < at_most and float(decimals(value, digits)) != value:
+        digits += 1
+    return digits
+
+
 def row_digits(row: Mapping[str, Any]) -> int:
-    """Decimals that show a row's threshold exactly (0.007 needs 3) and keep its figure and interval
-    ends on the right side of it: a bound above its threshold never reads as equal to it."""
+    """Decimals that show a row's threshold exactly (0.007 and 0.125 need 3) and keep its figure and
+    interval ends on the right side of it: a value other than its threshold never reads as equal to it."""
     threshold = row.get("threshold")
     digits = 2
     if _is_number(threshold) and threshold:
-        digits = max(digits, min(4, -math.floor(math.log10(abs(threshold)) + 1e-9)))
-        for value in (row.get("figure"), row.get("low"), row.get("high")):
-            while (digits < 6 and _is_number(value) and value != threshold
-                   and decimals(value, digits) == decimals(threshold, digits)):
+        digits = max(digits, exact_digits(threshold))
+        values = [value for value in (row.get("figure"), row.get("low"), row.get("high"))
+                  if _is_number(value) and value != threshold]
+        # more digits for one value never makes another read as its threshold: one pass finds the most
+        for value in values:
+            while digits < 6 and decimals(value, digits) == decimals(threshold, digits):
                 digits += 1
     return digits
 
@@ -106,6 +116,7 @@ def verdict_details(row: Mapping[str, Any]) -> Mapping[str, Any]:
 
 _REASONS = {
     "copies": "the deployment returned the same answers again (a cache, a fixed seed or temperature 0)",
+    "cut": "the answers were cut at the token limit before they differ: raise max_tokens",
     "echoes": "the answers only repeat the prompt's words",
     "language": "the answers are in a language the check cannot read",
     "too few": "too few usable answers",
