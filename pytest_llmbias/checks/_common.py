@@ -136,9 +136,3 @@ def digits_apart(threshold: float | None, *values: float | None, digits: int = 2
         while digits < 6 and value != threshold and fmt(value, digits) == fmt(threshold, digits):
             digits += 1
     return digits
-    for value in values:
-        if value is None:
-            continue
-        while digits < 6 and value != threshold and fmt(value, digits) == fmt(threshold, digits):
-            digits += 1
-    return digits
