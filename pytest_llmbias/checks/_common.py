@@ -20,7 +20,9 @@ def fmt(value: float | None, digits: int = 2) -> str:
 
 
 def fmt_p(value: float) -> str:
-    return f"{value:.2g}" if value >= 0.001 else f"{value:.1e}"
+    """A p-value as the reports show it: two significant digits (1 reads "1.0", never a bare "1")."""
+    shown = f"{value:.2g}" if value >= 0.001 else f"{value:.1e}"
+    return shown + ".0" if shown.isdigit() else shown
 
 
 def percent(confidence: float) -> str:

@@ -67,7 +67,8 @@ def _number(value: Any, digits: int = 2) -> str:
 def _p(value: Any) -> str:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return "-"
-    return f"{value:.2g}" if value >= 0.001 else f"{value:.1e}"
+    shown = f"{value:.2g}" if value >= 0.001 else f"{value:.1e}"
+    return shown + ".0" if shown.isdigit() else shown  # 1.0, never a bare 1
 
 
 def outcome_colour(outcome: Any) -> str:

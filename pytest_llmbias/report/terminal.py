@@ -166,6 +166,8 @@ def _signal(row: Mapping[str, Any]) -> str:
         return ""
     label, unit, threshold = details.get("figure_label"), details.get("figure_unit"), details.get("threshold_label")
     figure = " ".join(str(part) for part in (label, f"({unit})" if unit else None) if part)
+    if not figure:  # no figure (an undecided row that could not measure): a threshold alone says nothing
+        return ""
     return ", ".join(part for part in (figure, f"threshold: {threshold}" if threshold else "") if part)
 
 
