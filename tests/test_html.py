@@ -606,3 +606,17 @@ def test_every_check_gets_a_chart_with_the_numbers_of_its_verdict_table_row(herm
     assert any(isinstance(row.get("figure"), (int, float)) for row in verdicts if row["check"] == "llm_judge")
     ticks = [item for row in _rows(charts["llm_judge"]) for item in row if item.get("class") == "tick"]
     assert ticks and all("max_score_gap" in "".join(tick.itertext()) for tick in ticks)
+
+
+def test_a_long_chart_label_keeps_its_end_and_names_itself_in_full() -> None:
+    from pytest_llmbias.report.html import _Row, _row_chart
+
+    long = "some/deep/folder/of/cases/age.yaml::engineer-race-gender · black-female"
+    chart = _row_chart([_Row(long, 0.2, 0.1, 0.3), _Row("cases/a.yaml::nurse", 0.1)], caption="rates",
+                       domain=(0.0, 1.0), axis=(0.0, 1.0))
+    labels = [text for text in re.findall(r'<text class="label"[^>]*>(.*?)</text>', chart)]
+    shown = re.sub(r"<title>.*?</title>", "", labels[0])
+    assert shown.startswith("…") and shown.endswith("engineer-race-gender · black-female")
+    assert f"<title>{long}</title>" in labels[0] and labels[1] == "cases/a.yaml::nurse"
+    width = float(re.search(r'<text class="label" x="([\d.]+)"', chart).group(1))
+    assert len(shown) * 6.6 <= width  # it fits left of the plot: nothing drawn past the chart's edge

@@ -220,8 +220,10 @@ def _row_chart(rows: Sequence[_Row], *, caption: str, domain: tuple[float, float
         middle = y + row_height / 2
         parts.append(f'<g class="row" data-outcomes="{_e(row.outcomes)}" data-case="{_e(row.case)}">'
                      f"<title>{_e(row.title or row.note)}</title>")
+        fits = int((label_width - 16) / _CHAR)  # a longer label loses its start (the folder), never its end
+        shown = row.label if len(row.label) <= fits else "…" + row.label[len(row.label) - fits + 1:]
         parts.append(f'<text class="label" x="{label_width - 8}" y="{middle + 4:.1f}" text-anchor="end">'
-                     f"{_e(row.label)}</text>")
+                     + (f"<title>{_e(row.label)}</title>" if shown != row.label else "") + f"{_e(shown)}</text>")
         if row.value is not None:
             start, end = x(max(low_end, 0.0)), x(row.value)
             parts.append(f'<rect class="mark bar" x="{min(start, end):.1f}" y="{middle - 6:.1f}" '
