@@ -52,6 +52,7 @@ CHANGE_TEXT = {"new failure": "new failure", "fixed": "fixed", "worse": "worse",
 SMALL_SUITE = 12  # up to this many cases, the gap chart shows every signal and the words of every case
 MAX_CHART_ROWS = 60  # a chart of a suite of hundreds of cases shows the worst rows and says so
 _CHAR = 6.6  # average width of a 12px system-ui character, for laying out labels
+_LABEL_MAX = 300  # the widest a chart's label column gets, in pixels
 
 
 def _e(value: Any) -> str:
@@ -187,7 +188,8 @@ class _Row:
 def _row_chart(rows: Sequence[_Row], *, caption: str, domain: tuple[float, float], axis: Sequence[float],
                axis_text: str = "{:.0%}", reference: tuple[float, str] | None = None, kind: str = "") -> str:
     """Horizontal rows: a light bar from 0, the interval as a whisker, the figure as a dot."""
-    label_width = min(300, max(80, int(max((len(row.label) for row in rows), default=8) * _CHAR) + 16))
+    fits = int((_LABEL_MAX - 16) / _CHAR)  # a longer label loses its start (the folder), never its end
+    label_width = min(_LABEL_MAX, max(80, int(max((len(row.label) for row in rows), default=8) * _CHAR) + 16))
     plot_width, note_width, row_height, top = 380, 250, 22, 30
     gaps = sum(8 for row in rows[1:] if row.group_start)
     height = top + row_height * len(rows) + gaps + 12
@@ -220,7 +222,6 @@ def _row_chart(rows: Sequence[_Row], *, caption: str, domain: tuple[float, float
         middle = y + row_height / 2
         parts.append(f'<g class="row" data-outcomes="{_e(row.outcomes)}" data-case="{_e(row.case)}">'
                      f"<title>{_e(row.title or row.note)}</title>")
-        fits = int((label_width - 16) / _CHAR)  # a longer label loses its start (the folder), never its end
         shown = row.label if len(row.label) <= fits else "…" + row.label[len(row.label) - fits + 1:]
         parts.append(f'<text class="label" x="{label_width - 8}" y="{middle + 4:.1f}" text-anchor="end">'
                      + (f"<title>{_e(row.label)}</title>" if shown != row.label else "") + f"{_e(shown)}</text>")
