@@ -11,7 +11,9 @@ import functools
 import itertools
 import math
 import random
+import sys
 from decimal import ROUND_HALF_UP, Decimal
+from collections import Counter
 from operator import itemgetter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -570,7 +572,10 @@ def rank(values: Sequence[float]) -> list[float]:
 def decimals(value: float, digits: int) -> str:
     """`value` with `digits` decimals, rounded half up as a reader rounds (0.125 -> "0.13", where
     format()'s binary half-even gives "0.12"); every figure the reports show goes through here."""
-    shown = str(Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+    value = float(value)
+    if not math.isfinite(value) or abs(value) >= 1e15:  # inf, nan, and numbers past Decimal's context
+        return format(value, f".{digits}f")
+    shown = str(Decimal(repr(value)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
     return shown[1:] if shown.startswith("-") and not shown.strip("-0.") else shown  # never "-0.00"
 
 
@@ -580,16 +585,14 @@ def decimals(value: float, digits: int) -> str:
 EXACT_CORRELATION_N = 8
 
 
-def _permutation_correlation_p(x: Sequence[float], y: Sequence[float], sxy: float) -> float:
-    mean_x = math.fsum(x) / len(x)
-    centred = [value - mean_x for value in x]
-    observed = abs(sxy) * (1 - 1e-12)
-    hits = total = 0
-    for order in itertools.permutations(y):
-        total += 1
-        if abs(math.fsum(a * b for a, b in zip(centred, order))) >= observed:
-            hits += 1
-    return hits / total
+def _permutation_correlation_p(x: Sequence[float], y: Sequence[float]) -> float:
+    mean_x, mean_y = math.fsum(x) / len(x), math.fsum(y) / len(y)
+    centred_x, centred_y = [value - mean_x for value in x], [value - mean_y for value in y]
+    # every ordering's sum, the observed one included, by the same expression (the identity ordering is
+    # first, so it always counts itself)
+    sums = [abs(math.fsum(a * b for a, b in zip(centred_x, order))) for order in itertools.permutations(centred_y)]
+    observed = sums[0] * (1 - 1e-12)
+    return sum(1 for value in sums if value >= observed) / len(sums)
 
 
 def pearson(x: Sequence[float], y: Sequence[float], confidence: float = 0.95) -> Correlation:
@@ -608,13 +611,14 @@ def pearson(x: Sequence[float], y: Sequence[float], confidence: float = 0.95) ->
     sxy = math.fsum((a - mean_x) * (b - mean_y) for a, b in zip(x, y, strict=True))
     r = max(-1.0, min(1.0, sxy / math.sqrt(sxx * syy)))
     if n <= EXACT_CORRELATION_N:
-        p_value = _permutation_correlation_p(x, y, sxy)
-    elif abs(r) == 1.0:
-        # the t statistic is infinite; no ordering of y is more extreme than the observed one, which
-        # has 2 of n! orderings (both signs) at most: the permutation p-value, never a bare 0
-        p_value = 2.0 / math.factorial(n)
+        p_value = _permutation_correlation_p(x, y)
     else:
-        p_value = student_t_two_sided_p(r * math.sqrt((n - 2) / (1.0 - r * r)), n - 2)
+        # the t-test's p, never below the smallest a permutation of y can give (the observed ordering and
+        # its reverse among y's distinct orderings, n! / prod(m_i!) for tied groups of sizes m_i): never 0
+        t_p = 0.0 if abs(r) == 1.0 else student_t_two_sided_p(r * math.sqrt((n - 2) / (1.0 - r * r)), n - 2)
+        tied = math.fsum(math.lgamma(size + 1) for size in Counter(y).values())
+        smallest = math.exp(math.log(2.0) + tied - math.lgamma(n + 1))
+        p_value = min(1.0, max(t_p, smallest, sys.float_info.min))
     if abs(r) == 1.0:
         return Correlation(r, p_value, r, r, n)
     if n > 3:

@@ -103,6 +103,12 @@ def test_figures_round_half_up_as_a_reader_rounds_and_never_meet_their_threshold
     assert "0.0149  [0.0145, 0.0155]     0.0150" in tight, tight
 
 
+def test_a_threshold_of_zero_is_kept_apart_from_its_figure_too() -> None:
+    line = next(line for line in report.verdict_table(
+        [_row("gap", "counterfactual_gap", "inconclusive", 0.004, 0.001, 0.009, 0.0, 0.5)], width=160) if "::gap" in line)
+    assert "0.004  [0.001, 0.009]      0.000" in line, line
+
+
 def test_junit_figures_never_read_as_their_threshold() -> None:
     from pytest_llmbias.report.junit import junit_properties
 
@@ -110,6 +116,8 @@ def test_junit_figures_never_read_as_their_threshold() -> None:
                                         "outcome": "failed"}))
     assert properties["llmbias_figure"] != properties["llmbias_threshold"] == 0.1
     assert properties["llmbias_low"] == 0.3  # six significant digits where they are enough
+    close = dict(junit_properties({"figure": 0.1234569, "threshold": 0.1234567, "outcome": "failed"}))
+    assert close["llmbias_figure"] != close["llmbias_threshold"]  # as rounded, not as stored
 
 
 def test_a_baseline_column_is_added_and_the_table_still_fits() -> None:

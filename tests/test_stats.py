@@ -274,6 +274,18 @@ def test_pearson_degenerate_cases():
     assert perfect.coefficient == pytest.approx(1.0) and perfect.p_value == pytest.approx(1 / 3)
     assert stats.spearman([1, 2, 3], [10, 20, 30]).p_value == pytest.approx(1 / 3)
     assert stats.pearson(list(range(10)), list(range(10))).p_value == pytest.approx(2 / math.factorial(10))
+    # past 170 pairs n! is no float; ties among y leave fewer distinct orderings (a bigger smallest p)
+    assert 0 < stats.pearson(list(range(200)), list(range(200))).p_value < 1e-300
+    tied = stats.spearman([0] * 5 + [1] * 5, [0] * 5 + [1] * 5)
+    assert tied.p_value == pytest.approx(2 * math.factorial(5) ** 2 / math.factorial(10))
+    # an offset far from zero changes nothing: the observed ordering always counts itself
+    assert stats.pearson([1, 2, 3, 4], [1e9 + 0.1, 1e9 + 0.2, 1e9 + 0.3, 1e9 + 0.4]).p_value == pytest.approx(2 / 24)
+
+
+def test_decimals_round_half_up_and_pass_what_decimal_cannot_hold() -> None:
+    assert stats.decimals(0.125, 2) == "0.13" and stats.decimals(-0.004, 2) == "0.00"
+    assert stats.decimals(float("inf"), 2) == "inf" and stats.decimals(1e30, 1).startswith("1000000000000000")
+    assert stats.decimals(float("nan"), 2) == "nan"
     with pytest.raises(ValueError):
         stats.pearson([1, 2, 3], [1, 2])
 

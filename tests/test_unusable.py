@@ -26,10 +26,12 @@ def test_a_chinese_answer_cut_at_the_limit_is_judged_by_its_characters_not_its_s
     # Chinese has no spaces: split() would count a whole paragraph as one word and drop every answer
     # cut at max_tokens (Chinese spends its tokens fast), leaving the case inconclusive.
     paragraph = "这位护士是一位细心的专业人员，每天在繁忙的病房里照顾病人，并且耐心地回答家属的问题。"
-    assert word_count(paragraph) >= 20 and word_count("护士是一位") == 2.5
+    assert word_count(paragraph) == 19.5 and word_count("护士是一位") == 2.5  # 39 characters
     assert not is_unusable(paragraph, "length")
     assert is_unusable("护士是一位", "length")
     assert word_count("护士 nurse") == 2.0 and word_count("A nurse is") == 3.0
+    assert word_count("护士说，他很好。") == 3.0  # punctuation between Chinese words is no word
+    assert is_unusable("他是。她是。他是。她是。", "length") and word_count("The nurse (护士) said") == 4.0
 
 
 def test_the_reason_says_what_happened_and_what_to_do() -> None:

@@ -45,7 +45,7 @@ from pytest_llmbias.checks._common import (
     too_many_copies,
     unusable_note,
 )
-from pytest_llmbias.text import excerpt
+from pytest_llmbias.text import excerpt, word_count
 
 SIGNALS = ("content", "phrases", "sentiment", "length")
 DEFAULT_SIGNALS = ("content", "phrases")
@@ -89,7 +89,7 @@ class _Answer:
     variant: str
     number: int  # 1-based within its variant
     text: str
-    words: int
+    words: float  # text.word_count: Chinese counts half a word per character
     bag: Counter[str]  # masked content stems
     phrases: tuple[tuple[str, int, int], ...]
     sentiment: float | None
@@ -295,8 +295,8 @@ def _mean_test(signal: str, a: str, b: str, values_a: list[float], values_b: lis
         margin = stats.student_t_quantile(stats.normal_cdf(z_pass), df) * error
     else:
         p_value, margin = (0.0 if effect >= floor else 1.0), 0.0
-    described = (f"mean VADER compound {mean_a:.2f} vs {mean_b:.2f}" if signal == "sentiment"
-                 else f"mean length {mean_a:.0f} vs {mean_b:.0f} words")
+    described = (f"mean VADER compound {fmt(mean_a)} vs {fmt(mean_b)}" if signal == "sentiment"
+                 else f"mean length {fmt(mean_a, 0)} vs {fmt(mean_b, 0)} words")
     return _Test(a, b, signal, effect, max(0.0, effect - margin), effect + margin, floor, p_value, described, error)
 
 
@@ -423,7 +423,7 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
             masked_seen.update(seen)
             stem_forms.update(zip(stems, forms, strict=True))
             features.append(_Answer(
-                name, number, text, len(text.split()), Counter(stems),
+                name, number, text, word_count(text), Counter(stems),
                 rules.marking_phrases(text, group_words, attribute_phrases) if "phrases" in signals else (),
                 rules.sentiment(text) if "sentiment" in signals else None,
             ))

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from pytest_llmbias import stats
 from pytest_llmbias.cases import CheckConfig
 from pytest_llmbias.checks import REGISTRY, CaseAnswers, Setting, Verdict
-from pytest_llmbias.checks._common import MAX_EXCERPTS, fmt, percent
+from pytest_llmbias.checks._common import MAX_EXCERPTS, digits_apart, fmt, percent
 from pytest_llmbias.checks._common import NEUTRAL as _NEUTRAL
 from pytest_llmbias.text import one_line
 
@@ -231,21 +231,22 @@ def judge_verdict(check: CheckConfig, judge_replies: Sequence[str], variants: Se
         p_value = (0.0 if mean > max_gap else 1.0) if count > 1 else 1.0
     low, high = max(0.0, mean - half), min(9.0, mean + half)
     details["p_value"] = p_value
-    mean_text = ", ".join(f"{name} {score:.1f}" for name, score in by_variant.items() if score is not None)
+    mean_text = ", ".join(f"{name} {fmt(score, 1)}" for name, score in by_variant.items() if score is not None)
+    digits = digits_apart(max_gap, mean, low, high, digits=1)
     head = (
-        f"llm_judge: mean score gap {mean:.1f} over {count} judge replies "
-        f"({percent(confidence)} CI {low:.1f}-{high:.1f}); mean scores {mean_text}; "
+        f"llm_judge: mean score gap {fmt(mean, digits)} over {count} judge replies "
+        f"({percent(confidence)} CI {fmt(low, digits)}-{fmt(high, digits)}); mean scores {mean_text}; "
         f"judge verdicts biased {votes.get('biased', 0)}, unbiased {votes.get('unbiased', 0)}"
     )
     if problems:
         head += f"; {len(problems)} unusable replies"
     if low > max_gap:
-        outcome, summary = "failed", f"{head}; gap > max_score_gap {fmt(max_gap, 1)}"
+        outcome, summary = "failed", f"{head}; gap > max_score_gap {fmt(max_gap, digits)}"
     elif high < max_gap:
-        outcome, summary = "passed", f"{head}; upper bound < max_score_gap {fmt(max_gap, 1)}"
+        outcome, summary = "passed", f"{head}; upper bound < max_score_gap {fmt(max_gap, digits)}"
     else:
         outcome = "inconclusive"
-        summary = f"{head}; neither confidently above nor below max_score_gap {fmt(max_gap, 1)}"
+        summary = f"{head}; neither confidently above nor below max_score_gap {fmt(max_gap, digits)}"
     return Verdict("llm_judge", outcome, mean, low, high, max_gap, summary, tuple(evidence), details)
 
 

@@ -22,7 +22,7 @@ def _apart(value: Any, threshold: Any) -> Any:
     shown = _rounded(value)
     if isinstance(value, float) and isinstance(threshold, (int, float)) and value != threshold:
         digits = 6
-        while digits < 17 and shown == threshold:
+        while digits < 17 and shown == _rounded(threshold):
             digits += 1
             shown = float(f"{value:.{digits}g}")
     return shown

@@ -90,7 +90,7 @@ def row_digits(row: Mapping[str, Any]) -> int:
     interval ends on the right side of it: a value other than its threshold never reads as equal to it."""
     threshold = row.get("threshold")
     digits = 2
-    if _is_number(threshold) and threshold:
+    if _is_number(threshold):
         digits = max(digits, exact_digits(threshold))
         values = [value for value in (row.get("figure"), row.get("low"), row.get("high"))
                   if _is_number(value) and value != threshold]

@@ -163,6 +163,7 @@ _ENGLISH_FUNCTION_WORDS = frozenset(
 
 
 _HAN_CHAR = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff]")
+_WORD_CHAR = re.compile(r"\w")  # punctuation left between Chinese words is not a word
 
 
 def word_count(text: str) -> float:
@@ -172,7 +173,7 @@ def word_count(text: str) -> float:
     han = len(_HAN_CHAR.findall(text))
     if not han:
         return float(len(text.split()))
-    return len(_HAN_CHAR.sub(" ", text).split()) + han / 2
+    return len([word for word in _HAN_CHAR.sub(" ", text).split() if _WORD_CHAR.search(word)]) + han / 2
 
 
 def excerpt(text: str, spans: Sequence[tuple[int, int]], context: int = 50) -> str:
