@@ -299,7 +299,8 @@ def ini_source(config: pytest.Config, name: str, value_lines: Sequence[str] = ()
 
 
 # the sections pytest reads its options from, by the file's kind
-_PYTEST_SECTIONS = {".toml": ("tool.pytest.ini_options", "tool.pytest"), ".cfg": ("tool:pytest",),
+# (pytest 9's pytest.toml holds a [pytest] table)
+_PYTEST_SECTIONS = {".toml": ("tool.pytest.ini_options", "tool.pytest", "pytest"), ".cfg": ("tool:pytest",),
                     ".ini": ("pytest", "tool:pytest")}
 
 

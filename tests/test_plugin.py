@@ -618,3 +618,12 @@ def test_an_ini_error_points_at_pytests_section_and_the_repeated_line_it_means(p
     project.makeini("[testenv:x]\nllmbias_timeout = 5\n\n[pytest]\nllmbias_timeout = soon\n")
     result = run_inner(project, "--co")
     result.stderr.fnmatch_lines(["ERROR: tox.ini:5 llmbias_timeout must be a number of seconds (got 'soon')"])
+
+
+@pytest.mark.skipif(int(pytest.__version__.split(".")[0]) < 9, reason="pytest.toml is read from pytest 9 on")
+def test_an_ini_error_in_pytest_toml_names_its_line(project: pytest.Pytester) -> None:
+    (project.path / "tox.ini").unlink(missing_ok=True)
+    project.makefile(".toml", pytest='[pytest]\nllmbias_max_samples = "1"\nllmbias_spark = "maybe"\n')
+    result = run_inner(project, "--co")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: pytest.toml:3 llmbias_spark must be true or false*"])
