@@ -369,12 +369,11 @@ class LLMSession:
                           if reason != "content_filter"]
             if not unfiltered and variant.name not in answers:
                 filtered.append(f"{variant.name}: {', '.join(sorted(set(outcome.filtered))) or 'filtered'}")
-            usable = [text for text, reason in zip(outcome.texts, outcome.finish_reasons)
-                      if reason != "content_filter" and not is_unusable(text, reason)]
+            kept = [(text, reason) for text, reason in zip(outcome.texts, outcome.finish_reasons)
+                    if reason != "content_filter" and not is_unusable(text, reason)]
+            usable = [text for text, _ in kept]
             if cut is not None:
-                cut[variant.name] = cut.get(variant.name, 0) + sum(
-                    1 for text, reason in zip(outcome.texts, outcome.finish_reasons)
-                    if reason == "length" and not is_unusable(text, reason))
+                cut[variant.name] = cut.get(variant.name, 0) + sum(1 for _, reason in kept if reason == "length")
             if unusable is not None:
                 notes = [unusable[variant.name]] if variant.name in unusable else []
                 if len(usable) < len(unfiltered):

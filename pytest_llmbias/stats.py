@@ -579,6 +579,33 @@ def decimals(value: float, digits: int) -> str:
     return shown[1:] if shown.startswith("-") and not shown.strip("-0.") else shown  # never "-0.00"
 
 
+def digits_apart(threshold: float | None, *values: float | None, digits: int = 2, at_most: int = 6) -> int:
+    """Decimals that show `threshold` exactly (0.125 and 0.007 need 3) and keep every other value from
+    reading as equal to it (0.0149 against 0.015 needs 4): at least `digits`, at most `at_most`.
+    Values that are not finite numbers are left out."""
+    if not _finite_number(threshold):
+        return digits
+    while digits < at_most and float(decimals(threshold, digits)) != threshold:
+        digits += 1
+    for value in values:
+        if not _finite_number(value) or value == threshold:
+            continue
+        while digits < at_most and decimals(value, digits) == decimals(threshold, digits):
+            digits += 1
+    return digits
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def p_text(value: float) -> str:
+    """A p-value as the reports show it: two significant digits, below 0.001 in exponent form; 1 reads
+    "1.0", never a bare "1"."""
+    shown = f"{value:.2g}" if value >= 0.001 else f"{value:.1e}"
+    return shown + ".0" if shown.isdigit() else shown
+
+
 # Up to this many pairs the p-value is exact: the share of all n! orderings of y whose |r| reaches the
 # observed one (8! = 40,320 orderings, a few milliseconds); the t approximation is poor that small
 # (for n = 3 it gives p = 0 at r = 1, where a third of the orderings of three points are as extreme).

@@ -19,10 +19,7 @@ def fmt(value: float | None, digits: int = 2) -> str:
     return stats.decimals(value, digits)  # half up, never "-0.00"
 
 
-def fmt_p(value: float) -> str:
-    """A p-value as the reports show it: two significant digits (1 reads "1.0", never a bare "1")."""
-    shown = f"{value:.2g}" if value >= 0.001 else f"{value:.1e}"
-    return shown + ".0" if shown.isdigit() else shown
+fmt_p = stats.p_text
 
 
 def percent(confidence: float) -> str:
@@ -94,6 +91,8 @@ def copies_reason(case: CaseAnswers, variants: Iterable[str]) -> tuple[str, str]
         if given and 2 * case.cut.get(name, 0) >= given:
             return CUT_ALIKE, "cut"
     return SAME_AGAIN, "copies"
+
+
 _WORDS = re.compile(r"\w+")
 
 
@@ -125,16 +124,4 @@ def copies_note(copies: Mapping[str, int], given: Mapping[str, int]) -> str:
     return ("; counted once: " + ", ".join(noted)) if noted else ""
 
 
-def digits_apart(threshold: float | None, *values: float | None, digits: int = 2) -> int:
-    """Enough digits to show the threshold exactly (0.125 needs 3) and that no value reads as equal
-    to it unless it is (at most 6)."""
-    if threshold is None:
-        return digits
-    while digits < 6 and float(fmt(threshold, digits)) != threshold:
-        digits += 1
-    for value in values:
-        if value is None:
-            continue
-        while digits < 6 and value != threshold and fmt(value, digits) == fmt(threshold, digits):
-            digits += 1
-    return digits
+digits_apart = stats.digits_apart  # the threshold shown exactly, no value reading as equal to it

@@ -32,6 +32,7 @@ from .baselines import (
     load,
     locate,
 )
+from ..stats import p_text
 from .terminal import fixed, no_negative_zero, outcome_label, outcome_rank, row_digits, verdict_details, worst_first
 
 OUTCOME_COLOURS = {
@@ -68,8 +69,7 @@ def _number(value: Any, digits: int = 2) -> str:
 def _p(value: Any) -> str:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return "-"
-    shown = f"{value:.2g}" if value >= 0.001 else f"{value:.1e}"
-    return shown + ".0" if shown.isdigit() else shown  # 1.0, never a bare 1
+    return p_text(value)
 
 
 def outcome_colour(outcome: Any) -> str:

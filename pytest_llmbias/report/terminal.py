@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..stats import decimals
+from ..stats import decimals, digits_apart, p_text
 
 # Worst first: what a reader must act on comes before what passed. Unknown outcomes sit before passed.
 OUTCOME_ORDER = {"error": 0, "failed": 1, "filtered": 2, "inconclusive": 3, "passed": 5}
@@ -77,28 +77,10 @@ def _interval(low: Any, high: Any, digits: int = 2) -> str:
     return f"[{fixed(low, digits)}, {fixed(high, digits)}]" if _is_number(low) and _is_number(high) else "-"
 
 
-def exact_digits(value: float, at_most: int = 6) -> int:
-    """The decimals that show `value` exactly (0.125 -> 3, 0.007 -> 3, 0.1 -> 1), at most `at_most`."""
-    digits = 0
-    while digits < at_most and float(decimals(value, digits)) != value:
-        digits += 1
-    return digits
-
-
 def row_digits(row: Mapping[str, Any]) -> int:
     """Decimals that show a row's threshold exactly (0.007 and 0.125 need 3) and keep its figure and
-    interval ends on the right side of it: a value other than its threshold never reads as equal to it."""
-    threshold = row.get("threshold")
-    digits = 2
-    if _is_number(threshold):
-        digits = max(digits, exact_digits(threshold))
-        values = [value for value in (row.get("figure"), row.get("low"), row.get("high"))
-                  if _is_number(value) and value != threshold]
-        # more digits for one value never makes another read as its threshold: one pass finds the most
-        for value in values:
-            while digits < 6 and decimals(value, digits) == decimals(threshold, digits):
-                digits += 1
-    return digits
+    interval ends from reading as equal to it (stats.digits_apart)."""
+    return digits_apart(row.get("threshold"), row.get("figure"), row.get("low"), row.get("high"))
 
 
 def verdict_details(row: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -391,8 +373,7 @@ def summary_lines(results: Any, verdicts: Sequence[Mapping[str, Any]], answer_co
 # --- baselines ---------------------------------------------------------------------------------------
 
 
-def _p(value: float) -> str:
-    return f"{value:.2g}" if value >= 0.001 else f"{value:.1e}"
+_p = p_text
 
 
 def _plural(count: int, word: str, plural: str | None = None) -> str:
