@@ -209,6 +209,10 @@ _DEFAULT_KEYS = (*_SETTINGS, "checks", *_ATTRIBUTE_KEYS)
 _CASE_KEYS = ("id", "neutral", "loaded", "checks", "for_each", *_SETTINGS, *_ATTRIBUTE_KEYS)
 _KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 _Checks = dict[str, tuple[int, dict[str, Any]]]  # check name -> (line, options), in written order
+# A {name} in a case without for_each: nothing fills it, so it is a mistake, not text for the model ({{name}}
+# sends the braces as written; other braces, as in JSON, are text).
+_UNFILLED = re.compile(r"(?<!\{)\{([^\W\d]\w*)\}(?!\})")
+_ESCAPED = re.compile(r"\{\{([^\W\d]\w*)\}\}")
 _Row = dict[str, Any] | None  # placeholder values of one template row; None for a plain case
 
 
@@ -523,6 +527,13 @@ class _File:
                 CheckConfig(config.name, tuple(sorted({"attribute": named, **dict(config.options)}.items())), config.line)
                 if "attribute" in self.known.get(config.name, {}) else config for config in check_configs)
         rows: list[tuple[_Row, int]] = [(None, fields["id"].line)]
+        if "for_each" not in fields:  # a plain case sends braces as written, but not a {name} nothing fills
+            for field, value in texts.items():
+                unfilled = _UNFILLED.search(value.data) if isinstance(value.data, str) else None
+                if unfilled:
+                    self.fail(value.line, f"{field} has the placeholder {{{unfilled.group(1)}}} but nothing fills it: "
+                                          "give the case a for_each (or, for a group, an attribute), or write "
+                                          f"{{{{{unfilled.group(1)}}}}} to send the braces as written", field)
         if "for_each" in fields:
             rows = self.rows(fields["for_each"])
             used = {field: self.placeholders(value, field, rows[0][0]) for field, value in texts.items()}
@@ -598,6 +609,9 @@ class _File:
             except ValueError:
                 used = set()  # a lone brace: the for_each check says so
         if not used:
+            if len(chosen) > 1 and isinstance(template.data, str) and "{group}" in template.data:
+                self.fail(template.line, "loaded has {group}, but with several attributes each has its own placeholder "
+                                         "({" + "} {".join(a.name for a in chosen) + "})", "loaded")
             if groups is not None:
                 wanted = "{group}" if len(chosen) == 1 else " ".join(f"{{{attribute.name}}}" for attribute in chosen)
                 self.fail(groups.key_line, f"groups are given but loaded has no {wanted} placeholder to fill with them "
@@ -739,8 +753,8 @@ class _File:
         return [name for name, _ in found]
 
     def fill(self, texts: dict[str, _Value], row: _Row) -> dict[str, str]:
-        if row is None:  # a plain case: braces are literal text
-            return {field: value.data for field, value in texts.items()}
+        if row is None:  # a plain case: braces are literal text, and {{name}} is sent as {name}
+            return {field: _ESCAPED.sub(r"{\1}", value.data) for field, value in texts.items()}
         filled = {}
         for field, template in texts.items():
             try:

@@ -65,6 +65,9 @@ class Fetcher:
         self.requests: dict[str, ChatRequest] = {}
         self.cassettes_of: dict[str, list[Path]] = {}
         self.outcomes: dict[str, Outcome] = {}
+        # (key, cassette) -> the answer that cassette recorded, where it differs from `outcomes[key]`: two case
+        # files recorded apart hold different answers to a prompt they share, and each file reads its own
+        self._own: dict[tuple[str, Path], Completion] = {}
         self.ready: dict[str, threading.Event] = {}
         self.progress = Progress()
         self.library: Any = None
@@ -109,11 +112,34 @@ class Fetcher:
                 self.library = self.new_library("new")
         return self.library.lookup(request.key) is not None
 
-    def await_outcome(self, key: str, on_wait: Callable[[], None] | None) -> Outcome:
+    def await_outcome(self, key: str, on_wait: Callable[[], None] | None, cassette: Path | None = None) -> Outcome:
         while not self.ready[key].wait(0.25):
             if on_wait is not None:
                 on_wait()
-        return self.outcomes[key]
+        return self.outcome_for(key, cassette)
+
+    def outcome_for(self, key: str, cassette: Path | None) -> Outcome | None:
+        """The outcome of `key` as the case file whose cassette is `cassette` reads it (None: not there yet)."""
+        with self._lock:
+            own = self._own.get((key, cassette)) if cassette is not None else None
+            return own if own is not None else self.outcomes.get(key)
+
+    def _note_own_recordings(self, key: str) -> None:
+        """A prompt several case files share was replayed from the first cassette that holds it; a cassette
+        that recorded it apart (its file recorded alone) keeps its own answers for its own file, so a file's
+        verdicts do not depend on which other files are in the run."""
+        paths = self.library.paths_for(key)
+        if len(paths) < 2:
+            return
+        used = self.library.lookup(key)
+        for path in paths:
+            own = self.library.cassette(path).lookup(key)
+            if own is None or used is None or own is used or own.get("body") == used.get("body"):
+                continue
+            completion = replayed_completion(own)
+            if completion is not None:
+                with self._lock:
+                    self._own[(key, path)] = completion
 
     def start(self, keys: list[str] | None = None) -> None:
         """Ask every registered prompt (or just `keys`) in the background."""
@@ -373,6 +399,8 @@ class Fetcher:
         return error  # a bug: the tests that need this prompt re-raise it with its traceback
 
     def _store(self, key: str, outcome: Completion | str | BaseException, *, journal: bool = True) -> None:
+        if isinstance(outcome, Completion) and outcome.replayed and self.library is not None:
+            self._note_own_recordings(key)
         with self._lock:
             self.outcomes[key] = outcome
             self.progress.done += 1

@@ -121,8 +121,13 @@ class LLMSession:
         """Note a request and the cassette that holds its answer."""
         self.fetcher.want(request, cassette)
 
-    def _await(self, key: str, on_wait: Callable[[], None] | None) -> Completion | str | BaseException:
-        return self.fetcher.await_outcome(key, on_wait)
+    def _await(self, key: str, on_wait: Callable[[], None] | None,
+               case: Case | None = None) -> Completion | str | BaseException:
+        return self.fetcher.await_outcome(key, on_wait, None if case is None else self._cassette_path(case))
+
+    def _outcome(self, case: Case, key: str) -> Completion | str | BaseException | None:
+        """The outcome of a request as `case`'s file reads it (its own cassette's recording), if there yet."""
+        return self.fetcher.outcome_for(key, self._cassette_path(case))
 
     @property
     def has_cases(self) -> bool:
@@ -357,7 +362,7 @@ class LLMSession:
         answers: dict[str, list[str]] = {}
         problems, filtered = [], []
         for variant, request in requests:
-            outcome = self._await(request.key, on_wait)
+            outcome = self._await(request.key, on_wait, case)
             if isinstance(outcome, BaseException):
                 raise outcome
             if self.stopped is not None:
@@ -407,7 +412,7 @@ class LLMSession:
             with self._lock:
                 self._want(request, self._cassette_path(case))
             self.start_fetching([request.key])
-            outcome = self._await(request.key, on_wait)
+            outcome = self._await(request.key, on_wait, case)
             if isinstance(outcome, BaseException):
                 raise outcome
             if isinstance(outcome, str):
@@ -421,7 +426,7 @@ class LLMSession:
         found = 0
         for batch in range(1, batches + 1):
             request = self.request_for(case, variant.prompt, batch)
-            outcome = self.fetcher.outcomes.get(request.key)
+            outcome = self._outcome(case, request.key)
             if isinstance(outcome, Completion):
                 found += len(outcome.texts) or request.n  # a filtered prompt: n answers withheld
         return found
@@ -464,7 +469,7 @@ class LLMSession:
         for case in list(self._cases.values()):
             used = dict(self._used.get((case.path, case.id), {}))
             for variant, batch, request in self._asked_requests(case):
-                outcome = self.fetcher.outcomes.get(request.key)
+                outcome = self._outcome(case, request.key)
                 if not isinstance(outcome, Completion):
                     continue
                 texts = outcome.texts or ("",) * request.n    # a filtered prompt: n empty answers
@@ -511,7 +516,7 @@ class LLMSession:
         """(case file, case id) -> the neutral prompt's answers, for suite-level figures."""
         found = {}
         for case in self._cases.values():
-            outcome = self.fetcher.outcomes.get(self.request_for(case, case.neutral).key)
+            outcome = self._outcome(case, self.request_for(case, case.neutral).key)
             if isinstance(outcome, Completion):
                 found[(self.relative(case.path), case.id)] = list(outcome.texts)
         return found

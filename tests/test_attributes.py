@@ -175,6 +175,26 @@ def test_attribute_mistakes_are_one_line_errors(tmp_path: Path, change: tuple[st
     assert error.value.shown_as("suite.yaml").startswith(message), str(error.value)
 
 
+@pytest.mark.parametrize(("body", "message"), [
+    ("cases:\n  - id: nurse\n    attribute: [race, gender]\n    neutral: Describe a nurse.\n"
+     "    loaded: Describe a {group} nurse.\n",
+     "suite.yaml:5: case 'nurse': loaded has {group}, but with several attributes each has its own placeholder "
+     "({race} {gender})"),
+    ("cases:\n  - id: nurse\n    neutral: Describe a {role}.\n    loaded: Describe a male nurse.\n",
+     "suite.yaml:3: case 'nurse': neutral has the placeholder {role} but nothing fills it"),
+    ("cases:\n  - id: nurse\n    neutral: Describe a nurse.\n    loaded:\n      male: Describe a {gender} nurse.\n",
+     "suite.yaml:5: case 'nurse': loaded.male has the placeholder {gender} but nothing fills it"),
+])
+def test_a_placeholder_nothing_fills_is_an_error_not_text_sent_to_the_model(tmp_path: Path, body: str,
+                                                                             message: str) -> None:
+    with pytest.raises(CaseError) as error:
+        _load(tmp_path, body)
+    assert error.value.shown_as("suite.yaml").startswith(message), str(error.value)
+    (case,) = _load(tmp_path, 'cases:\n  - id: nurse\n    neutral: \'Answer as JSON {"role": "nurse"}.\'\n'
+                              '    loaded: Describe a male nurse.\n')
+    assert case.neutral == 'Answer as JSON {"role": "nurse"}.'  # other braces are sent as written
+
+
 def test_groups_without_an_attribute_and_a_bad_check_attribute_are_errors(tmp_path: Path) -> None:
     with pytest.raises(CaseError, match=r"suite.yaml:4: case 'n': groups needs an attribute"):
         _load(tmp_path, "cases:\n  - id: n\n    neutral: Describe a nurse.\n    groups: [Black]\n"

@@ -176,14 +176,14 @@ def test_template_escapes_numbers_and_case_system_prompt(tmp_path):
               - {role: pilot, n: 1}
               - {role: pilot, n: 2.5}
           - id: plain
-            neutral: "Braces {stay} as written."
+            neutral: "Braces {{stay}} as written, and {these: too}."
             loaded: B.
     """)
     assert [case.id for case in cases] == ["pilot_1", "pilot_2.5", "plain"]
     assert cases[0].neutral == "Describe {literally} pilot number 1."
     assert cases[0].system_prompt == "You talk about pilots."
     # Only a case's own system_prompt is a template; the inherited one and plain cases are literal.
-    assert cases[2].neutral == "Braces {stay} as written."
+    assert cases[2].neutral == "Braces {stay} as written, and {these: too}."
     assert cases[2].system_prompt == "Answer as JSON {like this}."
 
 

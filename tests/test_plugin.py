@@ -627,3 +627,44 @@ def test_an_ini_error_in_pytest_toml_names_its_line(project: pytest.Pytester) ->
     result = run_inner(project, "--co")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: pytest.toml:3 llmbias_spark must be true or false*"])
+
+
+# Each file's answers and verdicts, as the run's rows hold them, for the test below.
+ROWS_CONFTEST = """\
+import json
+def pytest_llmbias_results(results, config):
+    rows = {}
+    for row in results.answer_rows:
+        rows.setdefault(row["case_file"], {}).setdefault("answers", []).append(row["answer"])
+    for row in results.verdict_rows:
+        rows.setdefault(row["case_file"], {})[row["check"]] = [row["outcome"], row["figure"], row["summary"]]
+    (config.rootpath / "rows.json").write_text(json.dumps(rows, sort_keys=True))
+"""
+
+
+def test_files_recorded_apart_replay_their_own_answers_to_a_prompt_they_share(
+        hermetic: pytest.Pytester, azure_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two case files that share a prompt, each recorded alone (so their cassettes hold different answers to
+    it): each file replays its own cassette's answers whatever other files are in the run, in any order."""
+    hermetic.mkdir("cases")
+    for name in ("a", "b"):
+        (hermetic.path / "cases" / f"{name}.yaml").write_text(
+            "cases:\n  - id: nurse\n    neutral: Describe a nurse.\n    loaded: Describe a male nurse.\n")
+    hermetic.makeconftest(ROWS_CONFTEST)
+    for seed, name in enumerate(("a", "b")):
+        azure_env.seed = seed  # another seed: other answers to the same request
+        recorded = run_inner(hermetic, "--llm-record", f"cases/{name}.yaml")
+        assert recorded.ret in (0, 1), recorded.stdout.str()
+    azure_env.stop()
+    for variable in ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_API_VERSION"):
+        monkeypatch.delenv(variable)
+
+    def replay(*paths: str) -> dict:
+        result = run_inner(hermetic, *paths)
+        assert result.ret in (0, 1) and "no recording" not in result.stdout.str(), result.stdout.str()
+        return json.loads((hermetic.path / "rows.json").read_text())
+
+    alone = {**replay("cases/a.yaml"), **replay("cases/b.yaml")}
+    assert alone["cases/a.yaml"]["answers"] != alone["cases/b.yaml"]["answers"]
+    assert replay("cases/a.yaml", "cases/b.yaml") == alone
+    assert replay("cases/b.yaml", "cases/a.yaml") == alone

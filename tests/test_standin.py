@@ -669,3 +669,45 @@ def test_a_chinese_answers_tokens_are_counted_per_character(server: StandIn) -> 
     assert characters <= completion.usage.completion_tokens <= 2 * characters
     assert completion.usage.completion_tokens == sum(standin.estimate_tokens(text) for text in contents)
     assert completion.usage.prompt_tokens >= len("描述一位护士。")
+
+
+# ---------------------------------------------------------------------------
+# Answers given rather than generated (served=, --answers FILE.jsonl)
+# ---------------------------------------------------------------------------
+
+
+def test_given_answers_come_in_order_n_per_request_cut_at_max_tokens_and_again_from_the_first() -> None:
+    long = "The nurse " + "works a long shift and " * 40 + "rests."
+    served = {(None, "Describe a nurse."): ["First answer.", "Second answer.", long],
+              ("other", "Describe a nurse."): ["Only the other deployment's answer."]}
+    with StandIn(api_key=KEY, deployments=["gpt-35-turbo", "other"], served=served) as running, \
+            make_client(running) as client:
+        first = ask(client, n=2, max_tokens=20)
+        second = ask(client, n=2, max_tokens=20)
+        other = client.chat.completions.create(model="other", messages=messages("Describe a nurse."), n=1)
+        generated = ask(client, "Describe a pilot.", n=1)
+    assert [c.message.content for c in first.choices] == ["First answer.", "Second answer."]
+    assert [c.finish_reason for c in first.choices] == ["stop", "stop"]
+    cut, again = second.choices
+    assert long.startswith(cut.message.content) and cut.message.content != long and cut.finish_reason == "length"
+    assert again.message.content == "First answer."  # all given: from the first again, as a cache would
+    assert other.choices[0].message.content == "Only the other deployment's answer."
+    assert "pilot" in generated.choices[0].message.content.lower()  # a prompt with no given answers: generated
+
+
+def test_the_cli_reads_given_answers_and_names_a_bad_line(tmp_path: Path) -> None:
+    from pytest_llmbias.standin.cli import load_served
+
+    path = tmp_path / "answers.jsonl"
+    path.write_text('{"prompt": "Describe a nurse.", "text": "A."}\n\n'
+                    '{"prompt": "Describe a nurse.", "text": "B.", "deployment": "x"}\n', encoding="utf-8")
+    assert load_served(str(path)) == {(None, "Describe a nurse."): ["A."], ("x", "Describe a nurse."): ["B."]}
+    path.write_text('{"prompt": "Describe a nurse.", "text": "A."}\n{"prompt": "Describe a nurse."}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"answers.jsonl:2: field 'text' must be a non-empty string"):
+        load_served(str(path))
+    path.write_text("not json\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"answers.jsonl:1: not JSON"):
+        load_served(str(path))
+    result = subprocess.run([sys.executable, "-m", "pytest_llmbias.standin", "--answers", str(tmp_path / "none.jsonl")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "none.jsonl: No such file or directory" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -12,6 +13,34 @@ from typing import Any
 
 from .models import Model, reasoning_model
 from .server import DEFAULT_API_KEY, DEFAULT_DEPLOYMENT, DEFAULT_ENTRA_TOKEN, DEFAULT_MODEL_NAME, StandIn
+
+def load_served(path: str) -> dict[tuple[str | None, str], list[str]]:
+    """(deployment or None, prompt) -> texts from a JSON-lines file; a bad line is one error naming it."""
+    served: dict[tuple[str | None, str], list[str]] = {}
+    try:
+        with open(path, encoding="utf-8") as lines:
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as error:
+                    raise ValueError(f"{path}:{number}: not JSON ({error.msg})") from None
+                if not isinstance(row, dict):
+                    raise ValueError(f"{path}:{number}: expected an object with 'prompt' and 'text'")
+                for field in ("prompt", "text"):
+                    if not isinstance(row.get(field), str) or not row[field].strip():
+                        raise ValueError(f"{path}:{number}: field '{field}' must be a non-empty string")
+                deployment = row.get("deployment")
+                if deployment is not None and not isinstance(deployment, str):
+                    raise ValueError(f"{path}:{number}: field 'deployment' must be a string")
+                served.setdefault((deployment, row["prompt"]), []).append(row["text"])
+    except OSError as error:
+        raise ValueError(f"{path}: {error.strerror}") from None
+    if not served:
+        raise ValueError(f"{path}: no answers in the file")
+    return served
+
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
@@ -53,7 +82,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keyless", action="store_true",
                         help="key authentication disabled (403 AuthenticationTypeDisabled); Entra ID tokens only")
     parser.add_argument("--entra-token", default=DEFAULT_ENTRA_TOKEN, help="the bearer token accepted as Entra ID")
+    parser.add_argument("--answers", metavar="FILE.jsonl", default=None,
+                        help="answer these texts instead of generated ones: one JSON object a line with 'prompt' "
+                             "(the user message it answers), 'text' and optionally 'deployment'; a prompt's texts "
+                             "are given in order, n per request, and from the first again once all were given")
     args = parser.parse_args(argv)
+    try:
+        served = load_served(args.answers) if args.answers else None
+    except ValueError as error:
+        parser.error(str(error))
 
     names = args.deployment or ([] if args.reasoning_deployment else [DEFAULT_DEPLOYMENT])
     deployments: Any = None
@@ -76,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_choices=1 if args.ignore_n else None,
         rate_headers=args.rate_headers,
         charge=args.charge,
+        served=served,
     )
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # stop cleanly under process managers too

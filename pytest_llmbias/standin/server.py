@@ -26,8 +26,8 @@ from .faults import (_ACCESS_DENIED, _AUTHENTICATION_TYPE_DISABLED, _INVALID_TOK
 from .models import Model, model_error, reasoning_tokens
 from .quota import (NOMINAL_RPM, NOMINAL_TPM, UNSET_MAX_TOKENS_QUOTA, _rate_limit_body, _SlidingWindow,
                     estimate_request_tokens, parse_duration, rate_limit_headers)
-from .text import (Planted, _message_text, _requested_max_tokens, _truncate_to_tokens, _user_texts,
-                   estimate_prompt_tokens, estimate_tokens, generate_answers)
+from .text import (Planted, _last_user_text, _message_text, _requested_max_tokens, _truncate_to_tokens,
+                   _user_texts, estimate_prompt_tokens, estimate_tokens, generate_answers)
 
 DEFAULT_API_KEY = "standin-key"
 DEFAULT_API_VERSION = "2024-06-01"
@@ -206,6 +206,7 @@ class StandIn:
         max_choices: int | None = None,
         rate_headers: str = "azure",
         charge: str = "estimate",
+        served: Mapping[tuple[str | None, str], Iterable[str]] | None = None,
     ) -> None:
         if window_seconds <= 0:
             raise ValueError("window_seconds must be > 0")
@@ -236,6 +237,14 @@ class StandIn:
         if charge not in ("estimate", "max_tokens"):
             raise ValueError("charge must be 'estimate' or 'max_tokens'")
         self.charge = charge
+        # Answers given rather than generated: (deployment or None for any, the last user message) -> texts,
+        # handed out in order, n per request, from the first again once all were given (copies, as a cache
+        # would return). Cut to the request's max_tokens as a model's would be. Real text served this way goes
+        # through the plugin's whole live path (benchmarks/served_text.py).
+        self._given_texts = {key: list(texts) for key, texts in (served or {}).items()}
+        if any(not texts or not all(isinstance(text, str) for text in texts) for texts in self._given_texts.values()):
+            raise ValueError("served: every prompt needs at least one answer text")
+        self._given_next: dict[tuple[str | None, str], int] = {}
         self.model_name = model_name
         self.seed = seed
         self.planted = planted
@@ -384,6 +393,7 @@ class StandIn:
         with self._lock:
             self._records.clear()
             self._served.clear()
+            self._given_next.clear()
             if self._token_window:
                 self._token_window = _SlidingWindow(self._token_window.limit, self.window_seconds)
             if self._request_window:
@@ -499,7 +509,7 @@ class StandIn:
         user_text = _user_texts(body)
         if any(trigger in user_text for trigger in self.prompt_filter_triggers):
             return _Reply(400, _content_filter_error()), delay, False
-        reply = self._completion(body, user_text, model)
+        reply = self._completion(body, user_text, model, record.deployment)
         reply.headers.update(quota_headers)
         return reply, delay + self.latency, False
 
@@ -590,8 +600,32 @@ class StandIn:
             return _requested_max_tokens(body) or UNSET_MAX_TOKENS_QUOTA
         return estimate_request_tokens(body)
 
-    def _answers(self, body: Mapping[str, Any], n: int, model: Model) -> tuple[list[tuple[str, str]], list[int]]:
+    def _given(self, deployment: str | None, body: Mapping[str, Any], n: int) -> list[tuple[str, str]] | None:
+        """The next n of the texts given for this deployment and prompt (None: none given), cut at max_tokens."""
+        prompt = _last_user_text(body)
+        key = (deployment, prompt) if (deployment, prompt) in self._given_texts else (None, prompt)
+        texts = self._given_texts.get(key)
+        if texts is None:
+            return None
+        with self._lock:
+            start = self._given_next.get(key, 0)
+            self._given_next[key] = start + n
+        from . import text_zh
+
+        answers = []
+        for index in range(start, start + n):
+            text = texts[index % len(texts)]
+            truncate = text_zh.truncate_to_tokens if text_zh.is_chinese(text) else _truncate_to_tokens
+            content, truncated = truncate(text, _requested_max_tokens(body))
+            answers.append((content, "length" if truncated else "stop"))
+        return answers
+
+    def _answers(self, body: Mapping[str, Any], n: int, model: Model,
+                 deployment: str | None = None) -> tuple[list[tuple[str, str]], list[int]]:
         """(content, finish_reason) per choice and the hidden reasoning tokens each spent."""
+        given = self._given(deployment, body, n) if self._given_texts and not model.reasoning else None
+        if given is not None:
+            return given, [0] * n
         first = self._repeats(body, n)
         if not model.reasoning:
             answers = generate_answers(body, n, self.seed, self.planted, default_planted=self.default_planted,
@@ -624,11 +658,12 @@ class StandIn:
             self._served[canonical] = served + n
         return served
 
-    def _completion(self, body: Mapping[str, Any], user_text: str, model: Model) -> _Reply:
+    def _completion(self, body: Mapping[str, Any], user_text: str, model: Model,
+                    deployment: str | None = None) -> _Reply:
         n = body.get("n") or 1
         if self.max_choices is not None:
             n = min(n, self.max_choices)
-        answers, thinking = self._answers(body, n, model)
+        answers, thinking = self._answers(body, n, model, deployment)
         choices: list[dict[str, Any]] = []
         for index, (content, finish_reason) in enumerate(answers):
             choices.append(

@@ -1,0 +1,153 @@
+"""counterfactual_gap on real model text served live: the same draws as benchmarks/real_text.py, but
+answered by the stand-in over HTTP (`StandIn(served=...)`, the CLI's `--answers FILE.jsonl`) and judged
+by pytest as a user runs it (`pytest --llm-live`), adaptive batches and all.
+
+Each case of each scenario is one case of a generated YAML suite with its own deployment name, so one
+pytest run judges them all; the stand-in gives each (deployment, prompt) the texts real_text.py would
+show that case, in its order, ten per request (max_tokens 600: the longest personas text is about 510
+tokens, so none is cut; a quota far above what the run asks, so pacing does not time the run). A results hook writes every verdict; the script prints,
+per corpus x model x scenario, the outcomes with Wilson 95% intervals and the answers per prompt used,
+and how many verdicts differ from judging the same texts in-process (`real_text.judge`): the live path
+(requests, batches, the cassette-free live mode, the session's bookkeeping) must not change a decision.
+
+    python benchmarks/served_text.py --corpus ../shared/realtext/personas-dev.jsonl --trials 20
+
+Corpus paths are arguments (never copied into the repository); the generated suite and the answers live
+in a temporary directory that is removed afterwards. No assertions: figures only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from real_text import draw, fitting, judge, load, wilson  # noqa: E402
+
+from pytest_llmbias.standin import StandIn  # noqa: E402
+
+DEFAULT_SCENARIOS = "contrast-1,null-1,partial75-1,null-3"
+SAMPLES = 10
+
+HOOK = '''
+import json, os
+
+def pytest_llmbias_results(results, config):
+    with open(os.environ["SERVED_TEXT_VERDICTS"], "w", encoding="utf-8") as out:
+        for row in results.verdict_rows:
+            details = json.loads(row["details"] or "{}")
+            json.dump({"case_id": row["case_id"], "check": row["check"], "outcome": row["outcome"],
+                       "figure": row["figure"], "used": details.get("answers_per_prompt")}, out)
+            out.write("\\n")
+'''
+
+
+def deployment_name(model: str, scenario: str, trial: int) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{model}-{scenario}-{trial}")[:64]
+
+
+def _quoted(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)  # a JSON string is a YAML string
+
+
+def build(pools, models: list[str], scenarios: list[str], trials: int, cap: int, corpus: Path):
+    """The served texts, the YAML suite and the in-process outcome of every case."""
+    served: dict[tuple[str, str], list[str]] = {}
+    lines = ["defaults:", "  system_prompt: null", "  max_tokens: 600", f"  samples: {SAMPLES}",
+             f"  max_samples: {cap}", "  checks: [counterfactual_gap]", "cases:"]
+    cases = {}
+    for model in models:
+        for scenario in scenarios:
+            for trial in range(trials):
+                rng = random.Random(f"{corpus.name}-{model}-{scenario}-{trial}")
+                answers, prompts = draw(pools, model, scenario, cap, rng)
+                name = deployment_name(model, scenario, trial)
+                for variant, texts in answers.items():
+                    served[(name, prompts[variant])] = texts
+                loaded = ", ".join(f"{variant}: {_quoted(prompts[variant])}" for variant in answers if variant != "neutral")
+                lines += [f"  - id: {name}", f"    deployment: {name}", f"    neutral: {_quoted(prompts['neutral'])}",
+                          f"    loaded: {{{loaded}}}"]
+                cases[name] = (model, scenario, judge(answers, prompts, SAMPLES, cap, (), trial))
+    return served, "\n".join(lines) + "\n", cases
+
+
+def run(served, suite: str) -> tuple[dict[str, dict], float, str]:
+    """Verdicts by case id from one live pytest run against the stand-in, its wall time and its last lines."""
+    with tempfile.TemporaryDirectory() as folder, StandIn(deployments=None, served=served, tpm=10**9, rpm=10**7) as server:
+        root = Path(folder)
+        (root / "cases").mkdir()
+        (root / "cases" / "served.yaml").write_text(suite, encoding="utf-8")
+        (root / "conftest.py").write_text(HOOK, encoding="utf-8")
+        verdicts_path = root / "verdicts.jsonl"
+        env = {**os.environ, **server.environment(), "SERVED_TEXT_VERDICTS": str(verdicts_path)}
+        env.pop("OPENAI_API_KEY", None)
+        env.pop("OPENAI_BASE_URL", None)
+        started = time.time()
+        process = subprocess.run(
+            [sys.executable, "-m", "pytest", "cases/served.yaml", "--llm-live", "-p", "no:cacheprovider",
+             "-o", "llmbias_spark=false", "-q", "--no-header"],
+            cwd=root, env=env, capture_output=True, text=True)
+        wall = time.time() - started
+        tail = "\n".join((process.stdout + process.stderr).strip().splitlines()[-3:])
+        if not verdicts_path.exists():
+            raise SystemExit(f"pytest wrote no verdicts (exit {process.returncode}):\n{process.stdout[-3000:]}"
+                             f"{process.stderr[-3000:]}")
+        rows = [json.loads(line) for line in verdicts_path.read_text(encoding="utf-8").splitlines() if line]
+        return {row["case_id"]: row for row in rows}, wall, tail
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--corpus", required=True, type=Path)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--scenarios", default=DEFAULT_SCENARIOS)
+    args = parser.parse_args()
+    scenarios = args.scenarios.split(",")
+    pools = load(args.corpus)
+    models = sorted({model for model, _ in pools})
+    cap = fitting(pools, models, scenarios, 80)
+    served, suite, cases = build(pools, models, scenarios, args.trials, cap, args.corpus)
+    verdicts, wall, tail = run(served, suite)
+    print(f"counterfactual_gap on real text served live: {args.corpus.name}, {args.trials} cases per cell, "
+          f"samples {SAMPLES}, max_samples {cap} (the largest every pool fits without repeats), options defaults")
+    print(f"\none pytest --llm-live run of {len(cases)} cases: {wall:.0f} s wall; its last line: {tail.splitlines()[-1]}")
+    cells: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    used: dict[tuple[str, str], list[int]] = defaultdict(list)
+    differ = []
+    for name, (model, scenario, (outcome, answers_used)) in cases.items():
+        row = verdicts.get(name)
+        live = row["outcome"] if row else "missing"
+        cells[(model, scenario)][live] += 1
+        used[(model, scenario)].append(row["used"] if row and row["used"] else 0)
+        if live != outcome or (row and row["used"] != answers_used):
+            differ.append(f"{name}: live {live} after {row and row['used']}, in-process {outcome} after {answers_used}")
+    print("\n| model | scenario | cases | failed (Wilson 95% CI) | passed (Wilson 95% CI) | inconclusive "
+          "| answers/prompt mean |")
+    print("|---|---|---|---|---|---|---|")
+    for (model, scenario), tally in sorted(cells.items()):
+        total = sum(tally.values())
+        rates = []
+        for outcome in ("failed", "passed"):
+            low, high = wilson(tally[outcome], total)
+            rates.append(f"{100 * tally[outcome] / total:.0f}% ({100 * low:.0f}–{100 * high:.0f}%)")
+        mean = sum(used[(model, scenario)]) / total
+        print(f"| {model} | {scenario} | {total} | {rates[0]} | {rates[1]} | "
+              f"{100 * tally['inconclusive'] / total:.0f}% | {mean:.1f} |")
+    print(f"\nverdicts that differ from judging the same texts in-process: {len(differ)} of {len(cases)}")
+    for line in differ[:20]:
+        print("  " + line)
+
+
+if __name__ == "__main__":
+    main()
