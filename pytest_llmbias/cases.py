@@ -230,6 +230,7 @@ class _Value(NamedTuple):
     data: Any  # str | int | float | bool | None | list[_Value] | dict[str, _Value]
     line: int  # 1-based line of the value
     key_line: int  # line of the mapping key holding it (the value's own line otherwise)
+    written: str | None = None  # a scalar's text as written (010 for the int 8)
 
 
 def _describe(data: Any) -> str:
@@ -280,7 +281,11 @@ class _File:
         raise CaseError(self.path, line, message, case_id=self.case_id, field=field)
 
     def expect(self, value: _Value, name: str, what: str, field: str | None = None) -> NoReturn:
-        self.fail(value.line, f"{name} must be {what}, got {_describe(value.data)}", field or name)
+        got = _describe(value.data)
+        if isinstance(value.data, (int, float)) and not isinstance(value.data, bool) and value.written is not None \
+                and value.written != str(value.data):  # 010, 1.50, 1_000: not what the reader sees in the file
+            got = f"{value.written} (the number {value.data} in YAML; quote it if you meant text)"
+        self.fail(value.line, f"{name} must be {what}, got {got}", field or name)
 
     # --- reading: bytes -> text -> YAML nodes -> _Value tree ---------------------------
 
@@ -326,7 +331,7 @@ class _File:
             return _Value(node.value.strip(), line, key_line)
         if isinstance(node, ScalarNode) and node.tag in _CONVERTERS:
             try:
-                return _Value(_CONVERTERS[node.tag](node), line, key_line)
+                return _Value(_CONVERTERS[node.tag](node), line, key_line, node.value.strip())
             except (ValueError, KeyError, IndexError):
                 self.fail(line, f"{node.value!r} is not a valid {_tag_name(node.tag)} value")
         if isinstance(node, SequenceNode) and node.tag == _CORE + "seq":
@@ -734,7 +739,16 @@ class _File:
                       f"for_each.{name}")
         if not isinstance(cell.data, (str, int, float)) or isinstance(cell.data, bool):
             self.expect(cell, f"for_each value for {name!r}", "a string or number", f"for_each.{name}")
+        self.as_written(cell, f"for_each value for {name!r}", f"for_each.{name}")
         return cell.data
+
+    def as_written(self, value: _Value, what: str, field: str) -> None:
+        """A number YAML reads other than as written (010 is 8 in YAML 1.1, 1.50 is 1.5, 1_000 is 1000) would
+        reach a prompt or an id changed: say so rather than send it."""
+        if isinstance(value.data, (int, float)) and not isinstance(value.data, bool) and value.written is not None \
+                and value.written != str(value.data):
+            self.fail(value.line, f"{what} {value.written} reads as the number {value.data} in YAML: quote it "
+                                  f"('{value.written}') to keep it as written", field)
 
     def placeholders(self, template: _Value, field: str, row: dict[str, Any]) -> list[str]:
         """The placeholder names of a template, each checked to have a value in the row."""

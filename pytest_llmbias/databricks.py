@@ -85,7 +85,8 @@ def secret_name(config: pytest.Config) -> str | None:
 def table_names(name: str) -> tuple[str, str]:
     """`catalog.schema.name` -> the quoted names of its answers and verdicts tables."""
     parts = name.split(".")
-    if not 1 <= len(parts) <= 3 or not all(_NAME_PART.match(part) for part in parts):
+    if not 2 <= len(parts) <= 3 or not all(_NAME_PART.match(part) for part in parts):
+        # one bare name would land in whatever database is current (a local default one): say where instead
         raise ValueError(f"--llm-results-table: {name!r} is not a table name: use catalog.schema.name "
                          "(or schema.name), each part letters, digits, '_' or '-'")
     quoted = ".".join(f"`{part}`" for part in parts[:-1])
@@ -105,15 +106,29 @@ def pytest_configure(config: pytest.Config) -> None:
         try:
             table_names(name)
         except ValueError as problem:
-            raise pytest.UsageError(str(problem)) from None
+            from .plugin import ini_source
+
+            message = str(problem)
+            if table and not config.getoption("llm_results_table"):
+                message = message.replace("--llm-results-table", ini_source(config, "llmbias_results_table"), 1)
+            raise pytest.UsageError(message) from None
         from .plugin import ini_bool
 
         if not ini_bool(config, "llmbias_spark"):
             option = "--llm-results-table" if table else f"--llm-results {schema}"
             raise pytest.UsageError(f"{option} writes tables through Spark, and ini llmbias_spark is false")
+    from .plugin import ini_source
+
+    results = config.getoption("llm_results") or config.getini("llmbias_results") or ""
+    if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]*(\.[A-Za-z0-9_][A-Za-z0-9_-]*){2,}", results):
+        # three dotted names read as a table, not the folder they would make
+        source = "--llm-results" if config.getoption("llm_results") else ini_source(config, "llmbias_results")
+        raise pytest.UsageError(f"{source}: {results!r} names neither a folder nor CATALOG.SCHEMA: for tables of that "
+                                f"name give --llm-results-table {results}; for a folder, ./{results}")
     secret = secret_name(config)
     if secret and not _SECRET.match(secret):
-        raise pytest.UsageError(f"--llm-key-secret: {secret!r} is not SCOPE/KEY (e.g. bias-suite/azure-openai-key)")
+        source = "--llm-key-secret" if config.getoption("llm_key_secret") else ini_source(config, "llmbias_key_secret")
+        raise pytest.UsageError(f"{source}: {secret!r} is not SCOPE/KEY (e.g. bias-suite/azure-openai-key)")
 
 
 # -- Spark session ----------------------------------------------------------------------------

@@ -789,12 +789,20 @@ def _settle_progress(config: pytest.Config, nodeid: str) -> None:
 @pytest.fixture(scope="session")
 def llm_answers(request: pytest.FixtureRequest) -> Any:
     """All answers of the run's selected cases as a Spark DataFrame (fetched now if need be)."""
+    from .results import SparkUnavailable
+
     llm_session = request.config.stash[SESSION_KEY]
+    if not llm_session.config.spark:  # one line at the test's setup, not a traceback; nothing asked for it
+        pytest.fail(f"llm_answers needs Spark, and {ini_source(request.config, 'llmbias_spark')} is false (without "
+                    "Spark the rows are in the pytest_llmbias_results hook's results.answer_rows)", pytrace=False)
     try:
         llm_session.fetch_all(on_wait=_on_wait(request.config))
     finally:
         _settle_progress(request.config, request.node.nodeid)
-    return llm_session.answers_dataframe()
+    try:
+        return llm_session.answers_dataframe()
+    except SparkUnavailable as problem:
+        pytest.fail(f"llm_answers needs Spark: {problem}", pytrace=False)
 
 
 HOOK_FAILURES_KEY = pytest.StashKey[list]()
@@ -836,7 +844,17 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(headline, red=True)
 
 
+def _stopped_by_the_deployment(session: pytest.Session) -> bool:
+    """Whether pytest-xdist's controller stopped the run because a worker met a deployment no request can reach."""
+    dsession = session.config.pluginmanager.getplugin("dsession")
+    return str(getattr(dsession, "shouldstop", "") or "").startswith("pytest-llmbias: ")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if exitstatus == pytest.ExitCode.INTERRUPTED and _stopped_by_the_deployment(session):
+        # pytest-xdist turns a worker's stop into an interruption (exit 2): the deployment stopped the run, as
+        # serially, and a run it stopped exits 1
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     llm_session = session.config.stash.get(SESSION_KEY, None)
     if (llm_session is None or not llm_session.has_cases or session.config.option.collectonly
             or session.config.getoption("llm_plan") or exitstatus == pytest.ExitCode.USAGE_ERROR

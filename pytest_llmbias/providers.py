@@ -6,6 +6,7 @@ plugin sees only `Settings` and the client a provider builds."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -84,15 +85,17 @@ def provider_from_env(env: Any, provider: str | None = None) -> str:
     return next((name for name, candidate in REGISTRY.items() if candidate.detected(env)), "azure")
 
 
-def _check_url(name: str, value: str) -> Any:
-    from urllib.parse import urlsplit
+def _check_url(name: str, value: str, *, api_version_query: bool = False) -> Any:
+    from urllib.parse import parse_qs, urlsplit
 
     try:
         parts = urlsplit(value)
         valid = parts.scheme in ("https", "http") and bool(parts.hostname) and (parts.port or 0) >= 0
+        # The portal's Target URI ends in ?api-version=...: a query of that alone carries no credential
+        query_ok = not parts.query or (api_version_query and set(parse_qs(parts.query)) == {"api-version"})
     except ValueError:  # unbalanced brackets, a port that is not a number
-        valid = False
-    if not valid or parts.query or parts.fragment or parts.username or parts.password:
+        valid = query_ok = False
+    if not valid or not query_ok or parts.fragment or parts.username or parts.password:
         # The value may carry credentials: show its scheme and length only.
         raise ConfigError(f"{name} is not a URL like https://my-resource.openai.azure.com/ "
                           f"({len(value)} characters, starting {value[:8]!r})")
@@ -101,13 +104,27 @@ def _check_url(name: str, value: str) -> Any:
 
 def azure_shape(endpoint: str) -> tuple[str, str]:
     """("classic", resource URL) or ("v1", base URL ending /openai/v1/) for AZURE_OPENAI_ENDPOINT."""
-    parts = _check_url("AZURE_OPENAI_ENDPOINT", endpoint)
+    from urllib.parse import parse_qs
+
+    parts = _check_url("AZURE_OPENAI_ENDPOINT", endpoint, api_version_query=True)
     origin = f"{parts.scheme}://{parts.netloc}/"
     path = "/" + "/".join(segment for segment in parts.path.split("/") if segment)
-    if path in ("/", "/openai"):
+    if path in ("/", "/openai") and not parts.query:
         return "classic", origin
-    if path == "/openai/v1":
+    if path == "/openai/v1" and not parts.query:
         return "v1", origin + "openai/v1/"
+    if path in ("/", "/openai", "/openai/v1"):  # with ?api-version=...
+        base = origin + ("openai/v1/" if path == "/openai/v1" else "")
+        raise ConfigError(f"AZURE_OPENAI_ENDPOINT ends in an api-version query: give {base} without it"
+                          + (" (the v1 API takes no api-version)" if path == "/openai/v1" else
+                             " and the version in AZURE_OPENAI_API_VERSION"))
+    deployment = re.fullmatch(r"/openai/deployments/([^/]+)(?:/chat/completions)?", path)
+    if deployment:  # the portal's Target URI: a deployment's full URL
+        version = parse_qs(parts.query).get("api-version", [""])[0]
+        raise ConfigError(f"AZURE_OPENAI_ENDPOINT is a deployment's full URL: give its resource, {origin}, with "
+                          f"AZURE_OPENAI_API_VERSION={version or 'its api-version'}, and the deployment "
+                          f"({deployment.group(1)[:64]}) in --llm-deployment or the YAML's deployment; or the v1 "
+                          f"API, {origin}openai/v1/")
     shown = path if len(path) <= 60 else path[:57] + "..."
     raise ConfigError(f"AZURE_OPENAI_ENDPOINT has a path this tool does not understand ({shown}): give the "
                       "resource, https://RESOURCE.openai.azure.com/ (with AZURE_OPENAI_API_VERSION), or the v1 "

@@ -3,6 +3,8 @@ group_assumption, counterfactual_gap's attribute awareness, and planted age/reli
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import pytest
@@ -228,6 +230,12 @@ def test_group_assumption_fails_passes_and_says_when_it_does_not_apply() -> None
         verdict = _assumption(attribute, assigned)
         assert verdict.outcome == "inconclusive" and verdict.details["reason"] == "does not apply"
         assert "does not apply" in verdict.summary
+        # the table's why: line says so too, not "its interval straddles the threshold"
+        from pytest_llmbias.report.terminal import why_undecided
+
+        row = {"outcome": "inconclusive", "details": json.dumps(verdict.details)}
+        assert why_undecided(row) == f"does not apply: {verdict.details['does_not_apply']}"
+        assert why_undecided(row).startswith("does not apply: a neutral description does not show")
 
 
 def test_group_assumption_on_gender_decides_as_gender_assumption_does() -> None:
@@ -373,3 +381,15 @@ def test_the_readme_race_age_and_religion_suites_record_and_replay(hermetic: pyt
     assert len(azure_env.requests) == requests  # offline
     assert _outcomes(hermetic.path / "replayed.xml") == outcomes and replayed.ret == recorded.ret
     replayed.stdout.fnmatch_lines(["*by attribute: *age 2 (*religion 2 (*"])
+
+
+def test_group_assumption_on_an_intersection_is_labelled_with_the_attribute_it_read() -> None:
+    from pytest_llmbias.report.terminal import attribute_lines, verdict_attribute
+
+    assigned = [f"Maria is a Latina nurse who works {word} shifts." for word in ("long", "night", "day", "busy", "quiet",
+                                                                                  "weekend", "early", "late", "double", "split")]
+    verdict = checks.evaluate(CheckConfig("group_assumption", (("attribute", "race,gender"),), 1), {"neutral": assigned})
+    gap = {"outcome": "passed", "details": json.dumps({"options": {"attribute": "race,gender"}})}
+    row = {"outcome": verdict.outcome, "details": json.dumps(verdict.details)}
+    assert verdict_attribute(row) == "race" and verdict_attribute(gap) == "race x gender"
+    assert attribute_lines([row, gap]) == ["by attribute: race 1 (1 failed); race x gender 1 (1 passed)"]

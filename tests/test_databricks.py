@@ -169,12 +169,27 @@ def test_replay_reads_no_secret(project: pytest.Pytester, workspace: WorkspaceSt
     ("--llm-key-secret", "no-slash", "--llm-key-secret: 'no-slash' is not SCOPE/KEY*"),
     ("--llm-results-table", "a.b.c.d", "--llm-results-table: 'a.b.c.d' is not a table name*"),
     ("--llm-results-table", "main.bias;drop", "--llm-results-table: 'main.bias;drop' is not a table name*"),
+    ("--llm-results-table", "onlyone", "--llm-results-table: 'onlyone' is not a table name*"),
 ])
 def test_bad_option_values_are_usage_errors(project: pytest.Pytester, flag: str, value: str,
                                             message: str) -> None:
     result = run_inner(project, flag, value)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
+
+
+def test_a_bad_secret_or_table_name_in_the_ini_names_its_file_and_line(project: pytest.Pytester) -> None:
+    project.makeini("[pytest]\nllmbias_spark = true\nllmbias_key_secret = no-slash\n")
+    result = run_inner(project)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: tox.ini:3 llmbias_key_secret: 'no-slash' is not SCOPE/KEY*"])
+    project.makeini("[pytest]\nllmbias_spark = true\nllmbias_results_table = runs\n")
+    result = run_inner(project)
+    result.stderr.fnmatch_lines(["ERROR: tox.ini:3 llmbias_results_table: 'runs' is not a table name*"])
+    project.makeini("[pytest]\nllmbias_spark = true\n")
+    result = run_inner(project, "--llm-results", "main.bias_suite.results")
+    result.stderr.fnmatch_lines(["ERROR: --llm-results: 'main.bias_suite.results' names neither a folder nor "
+                                 "CATALOG.SCHEMA: for tables of that name give --llm-results-table*"])
 
 
 def test_results_table_needs_spark(project: pytest.Pytester) -> None:
@@ -186,7 +201,9 @@ def test_results_table_needs_spark(project: pytest.Pytester) -> None:
 def test_table_names_quote_each_part() -> None:
     assert databricks.table_names("main.bias.runs") == ("`main`.`bias`.`runs_answers`",
                                                         "`main`.`bias`.`runs_verdicts`")
-    assert databricks.table_names("runs") == ("`runs_answers`", "`runs_verdicts`")
+    assert databricks.table_names("bias.runs") == ("`bias`.`runs_answers`", "`bias`.`runs_verdicts`")
+    with pytest.raises(ValueError, match="is not a table name"):  # a bare name: in whatever database is current
+        databricks.table_names("runs")
 
 
 # -- result tables ----------------------------------------------------------------------------

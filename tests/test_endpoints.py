@@ -3,6 +3,8 @@ pytester against the stand-in over real HTTP, through the real openai SDK and re
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -202,10 +204,23 @@ def test_endpoint_shapes(endpoint: str, shape: str, url: str) -> None:
     assert azure_shape(endpoint) == (shape, url)
 
 
-@pytest.mark.parametrize("endpoint", [
-    "https://res.openai.azure.com/openai/deployments/gpt-4o/chat/completions",
-    "https://res.cognitiveservices.azure.com/something/else/",
+@pytest.mark.parametrize(("endpoint", "message"), [
+    ("https://res.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version=2024-06-01",
+     "is a deployment's full URL: give its resource, https://res.openai.azure.com/, with "
+     "AZURE_OPENAI_API_VERSION=2024-06-01, and the deployment (gpt-4o) in --llm-deployment"),
+    ("https://res.openai.azure.com/openai/deployments/gpt-4o/chat/completions", "is a deployment's full URL"),
+    ("https://res.openai.azure.com/openai/v1/?api-version=preview",
+     "ends in an api-version query: give https://res.openai.azure.com/openai/v1/ without it (the v1 API"),
 ])
+def test_a_deployments_full_url_as_the_portal_shows_it_names_what_to_give_instead(endpoint: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)) as caught:
+        azure_shape(endpoint)
+    assert "\n" not in str(caught.value) and "openai/v1/" in str(caught.value)
+    with pytest.raises(ConfigError, match=re.escape("give https://res.openai.azure.com/ without it and the version")):
+        azure_shape("https://res.openai.azure.com/?api-version=2024-06-01")
+
+
+@pytest.mark.parametrize("endpoint", ["https://res.cognitiveservices.azure.com/something/else/"])
 def test_an_endpoint_path_the_tool_does_not_understand_is_one_line(endpoint: str) -> None:
     with pytest.raises(ConfigError, match="has a path this tool does not understand.*openai/v1/") as caught:
         azure_shape(endpoint)
@@ -363,6 +378,7 @@ def test_under_xdist_each_worker_stops_at_its_first_request(hermetic: pytest.Pyt
     assert len(keyless.requests) <= 2 and "INTERNALERROR" not in output
     assert result.parseoutcomes()["failed"] <= 2
     result.stdout.fnmatch_lines(["*Interrupted: pytest-llmbias: HTTP 403 AuthenticationTypeDisabled*Entra ID*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # as serially: the deployment stopped it, no one interrupted
 
 
 @pytest.mark.parametrize("body", [

@@ -668,3 +668,13 @@ def test_files_recorded_apart_replay_their_own_answers_to_a_prompt_they_share(
     assert alone["cases/a.yaml"]["answers"] != alone["cases/b.yaml"]["answers"]
     assert replay("cases/a.yaml", "cases/b.yaml") == alone
     assert replay("cases/b.yaml", "cases/a.yaml") == alone
+
+
+def test_llm_answers_without_spark_is_one_line_at_setup_and_asks_nothing(project: pytest.Pytester, azure_env) -> None:
+    project.makepyfile(test_mine="def test_rows(llm_answers):\n    assert llm_answers.count()\n")
+    result = run_inner(project, "--llm-live", "test_mine.py")
+    output = result.stdout.str() + result.stderr.str()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*llm_answers needs Spark, and tox.ini:2 llmbias_spark is false (without Spark*"])
+    assert "Traceback" not in output and "RuntimeError" not in output
+    assert azure_env.requests == []

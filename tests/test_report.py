@@ -239,6 +239,11 @@ def test_an_html_path_that_cannot_be_written_stops_the_run_before_anything_is_as
     result.stderr.fnmatch_lines(["ERROR: --llm-html */notes.txt/report.html: cannot write there: "
                                  "*notes.txt is a file, not a folder"])
     assert len(azure_env.requests) == 0
+    # a folder no one can write in, root included (root passes every permission check, not a real write)
+    result = run_inner(suite, "--llm-live", "--llm-html", "/proc/llmbias/report.html")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --llm-html /proc/llmbias/report.html: cannot write there: /proc is not writable*"])
+    assert len(azure_env.requests) == 0
 
 
 def test_a_report_that_fails_to_be_written_at_the_end_fails_the_run(suite: pytest.Pytester) -> None:

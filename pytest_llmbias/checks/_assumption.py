@@ -98,7 +98,8 @@ def rate_verdict(case: CaseAnswers, given_options: Mapping[str, Any], wording: W
     found = classify(rules, texts)
     if isinstance(found, str):
         return Verdict(check, "inconclusive", None, None, None, max_rate, f"{check}: does not apply: {found}{left_out}",
-                       (), {**base, "language": language or None, "reason": "does not apply", "samples_needed": None})
+                       (), {**base, "language": language or None, "reason": "does not apply", "does_not_apply": found,
+                        "samples_needed": None})
     # Exact binomial decisions against the one floor, each side's error held over every planned look:
     # the constant per-look level is calibrated by enumerating the running counts (stats.binomial_sequential_level).
     plan = tuple(size for size in case.look.plan(samples))

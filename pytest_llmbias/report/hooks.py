@@ -8,7 +8,7 @@ Nothing heavy is imported here.
 
 from __future__ import annotations
 
-import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,8 +109,12 @@ def _cannot_write(target: Path) -> str | None:
         folder = folder.parent
     if not folder.is_dir():
         return f"{folder} is a file, not a folder"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"{folder} is not writable"
+    try:  # a real write, not os.access: root passes every permission check and still cannot write /proc or a
+        # read-only mount
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        return f"{folder} is not writable ({error.strerror or error})"
     return None
 
 

@@ -33,7 +33,8 @@ from .baselines import (
     locate,
 )
 from ..stats import p_text
-from .terminal import fixed, no_negative_zero, outcome_label, outcome_rank, row_digits, verdict_details, worst_first
+from .terminal import (fixed, no_negative_zero, outcome_label, outcome_rank, row_digits, verdict_attribute,
+                       verdict_details, worst_first)
 
 OUTCOME_COLOURS = {
     "error": "#6a1b9a",
@@ -132,9 +133,8 @@ class _Case:
 
 def _attribute_note(row: Mapping[str, Any]) -> str:
     """The attribute under the check's name for a verdict on one other than gender (the case's `attribute`)."""
-    options = verdict_details(row).get("options")
-    attribute = str(options.get("attribute") or "") if isinstance(options, Mapping) else ""
-    return f'<br><span class="attribute">{_e(attribute.replace(",", " x "))}</span>' if attribute not in ("", "gender") else ""
+    attribute = verdict_attribute(row)
+    return f'<br><span class="attribute">{_e(attribute)}</span>' if attribute not in ("", "gender") else ""
 
 
 def _cases(answer_rows: Sequence[Mapping[str, Any]], verdict_rows: Sequence[Mapping[str, Any]]) -> list[_Case]:
@@ -302,7 +302,7 @@ def _rate_chart(cases: Sequence[_Case], comparison: Comparison | None, check: st
         figure = verdict.get("figure")
         note = (f"{counted}/{samples} · {outcome_label(verdict.get('outcome'))}" if samples is not None
                 else outcome_label(verdict.get("outcome")))
-        attribute = str(options.get("attribute") or "").replace(",", " x ")
+        attribute = verdict_attribute(verdict)
         label = f"{case.label} · {attribute}" if check != "gender_assumption" and attribute else case.label
         rows.append(_Row(label, figure if isinstance(figure, (int, float)) else None, verdict.get("low"),
                          verdict.get("high"), outcome_colour(verdict.get("outcome")), note,

@@ -83,6 +83,16 @@ def row_digits(row: Mapping[str, Any]) -> int:
     return digits_apart(row.get("threshold"), row.get("figure"), row.get("low"), row.get("high"))
 
 
+def verdict_attribute(row: Mapping[str, Any]) -> str:
+    """The attribute a verdict measured ("race x gender" for an intersection; "" when none was named): the one
+    its check reports having read (group_assumption reads an intersection's first), else the case's."""
+    details = verdict_details(row)
+    if isinstance(details.get("attribute"), str) and details["attribute"]:
+        return details["attribute"]
+    options = details.get("options")
+    return str(options.get("attribute") or "").replace(",", " x ") if isinstance(options, Mapping) else ""
+
+
 def verdict_details(row: Mapping[str, Any]) -> Mapping[str, Any]:
     """A verdict row's details, whether the row holds a mapping or its JSON text ({} when neither)."""
     details = row.get("details")
@@ -119,6 +129,8 @@ def why_undecided(row: Mapping[str, Any]) -> str:
         needed = details.get("samples_needed")
         return ("its bound clears the threshold for this test alone, not after the correction over the case's tests"
                 + (f"; {_would_decide(needed, details)}" if isinstance(needed, int) else ""))
+    if details.get("reason") == "does not apply":
+        return f"does not apply: {details['does_not_apply']}" if details.get("does_not_apply") else "does not apply"
     reason = _REASONS.get(str(details.get("reason")))
     if reason:
         return reason
@@ -239,7 +251,7 @@ def verdict_table(verdicts: Sequence[Mapping[str, Any]], width: int = WIDTH, *,
             lines.extend(_under_row("why: " + why_undecided(ordered[index - 1]), width))
     lines.insert(top + 1, "-" * min(width, sum(sizes[:fitted]) + 2 * (fitted - 1)))
     if any(str(row.get("outcome")) == "error" for row in ordered):
-        lines.append("FAILED without a figure: the answers could not be had (the test's message says why)")
+        lines.append("FAILED without a figure: the answers could not be had (the test's message or the stop line says why)")
     return lines
 
 
@@ -310,9 +322,7 @@ def attribute_lines(verdicts: Sequence[Mapping[str, Any]]) -> list[str]:
     """'by attribute: race 6 (2 failed, 4 passed); gender 2 (...)' when a run holds attributes other than gender."""
     by_attribute: dict[str, dict[str, int]] = {}
     for row in verdicts:
-        options = verdict_details(row).get("options")
-        attribute = str(options.get("attribute") or "gender") if isinstance(options, Mapping) else "gender"
-        tally = by_attribute.setdefault(attribute.replace(",", " x "), {})
+        tally = by_attribute.setdefault(verdict_attribute(row) or "gender", {})
         tally[str(row.get("outcome"))] = tally.get(str(row.get("outcome")), 0) + 1
     if set(by_attribute) <= {"gender"}:
         return []
