@@ -726,11 +726,13 @@ class _File:
             for name, column in data.items():
                 if not isinstance(column.data, list) or not column.data:
                     self.expect(column, f"for_each.{name}", "a non-empty list of values")
-                columns[name] = [self.row_value(name, cell, column.key_line) for cell in column.data]
+                columns[name] = [(self.row_value(name, cell, column.key_line), cell.line) for cell in column.data]
             total = math.prod(map(len, columns.values()))
             if total > MAX_CASES:  # checked before building anything
                 self.fail(value.key_line, f"for_each expands to {total} cases, more than {MAX_CASES}", "for_each")
-            return [(dict(zip(columns, combo)), value.key_line) for combo in itertools.product(*columns.values())]
+            # a case of the product points at the line of its last value (one list: the value's own line)
+            return [({name: cell for name, (cell, _) in zip(columns, combo)}, max(line for _, line in combo))
+                    for combo in itertools.product(*columns.values())]
         self.expect(value, "for_each", "a non-empty list of rows or a mapping of name to list of values")
 
     def row_value(self, name: str, cell: _Value, key_line: int) -> str | int | float:

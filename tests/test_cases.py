@@ -534,7 +534,7 @@ def test_duplicate_id_across_template_and_plain_case(tmp_path):
             for_each:
               role: [nurse, teacher]
     """)
-    assert err.line == 8  # the for_each of the product form
+    assert err.line == 9  # the line of the value that makes the id (a product case points at its last value)
     assert err.message == "duplicate id 'teacher' (first used at line 2)"
 
 

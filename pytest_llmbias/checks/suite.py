@@ -145,7 +145,8 @@ def suite_lines(neutral_answers_by_role: Mapping[str, Sequence[str]], *, min_occ
     lines = [head]
     pairs = sorted(result["pairs"], key=lambda pair: pair["bls_pct_female"])
     lines.append(
-        "  % female: references to the subject vs BLS: "
+        "  % female: references to the subject in every neutral answer asked (a verdict decided early read fewer) "
+        "vs BLS: "
         + ", ".join(f"{pair['occupation']} {100 * pair['share_female']:.0f}% vs {pair['bls_pct_female']:.0f}%"
                     for pair in pairs)
     )
