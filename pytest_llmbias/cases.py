@@ -433,6 +433,13 @@ class _File:
                 found[name] = None
                 continue
             found[name] = self.convert(value, _SETTINGS[name], field)
+            if name == "system_prompt" and prefix:  # the defaults' is sent as written to every case, never filled
+                unfilled = _UNFILLED.search(found[name])
+                if unfilled:
+                    self.fail(value.line, f"{field} has the placeholder {{{unfilled.group(1)}}}, but the defaults' "
+                                          "system_prompt is never filled: give the cases with for_each their own "
+                                          f"system_prompt, or write {{{{{unfilled.group(1)}}}}} to send the braces", field)
+                found[name] = _ESCAPED.sub(r"{\1}", found[name])
             if name == "deployment" and not _DEPLOYMENT.fullmatch(found[name]):
                 self.fail(value.line, f"{field} {found[name]!r} is not an Azure deployment name "
                                       "(2-64 letters, digits, '-', '_' or '.')", field)

@@ -65,8 +65,8 @@ class Fetcher:
         self.requests: dict[str, ChatRequest] = {}
         self.cassettes_of: dict[str, list[Path]] = {}
         self.outcomes: dict[str, Outcome] = {}
-        # (key, cassette) -> the answer that cassette recorded, where it differs from `outcomes[key]`: two case
-        # files recorded apart hold different answers to a prompt they share, and each file reads its own
+        # (key, cassette) -> the answer that case file reads (its cassette's own recording, where files recorded
+        # apart hold different answers to a prompt they share): outcome_for
         self._own: dict[tuple[str, Path], Completion] = {}
         self.ready: dict[str, threading.Event] = {}
         self.progress = Progress()
@@ -119,27 +119,27 @@ class Fetcher:
         return self.outcome_for(key, cassette)
 
     def outcome_for(self, key: str, cassette: Path | None) -> Outcome | None:
-        """The outcome of `key` as the case file whose cassette is `cassette` reads it (None: not there yet)."""
+        """The outcome of `key` as the case file whose cassette is `cassette` reads it (None: not there yet).
+        A prompt several case files share is replayed once, from the first cassette that holds it; a cassette
+        that recorded it apart (its file recorded alone) gives its own file its own answers, so a file's
+        verdicts do not depend on which other files are in the run. Looked at when a file reads the answer,
+        not when it arrives: a later batch is asked by one file before another file wants it."""
         with self._lock:
+            outcome = self.outcomes.get(key)
             own = self._own.get((key, cassette)) if cassette is not None else None
-            return own if own is not None else self.outcomes.get(key)
-
-    def _note_own_recordings(self, key: str) -> None:
-        """A prompt several case files share was replayed from the first cassette that holds it; a cassette
-        that recorded it apart (its file recorded alone) keeps its own answers for its own file, so a file's
-        verdicts do not depend on which other files are in the run."""
-        paths = self.library.paths_for(key)
-        if len(paths) < 2:
-            return
+        if own is not None:
+            return own
+        if (cassette is None or self.library is None or not isinstance(outcome, Completion)
+                or not outcome.replayed):
+            return outcome
         used = self.library.lookup(key)
-        for path in paths:
-            own = self.library.cassette(path).lookup(key)
-            if own is None or used is None or own is used or own.get("body") == used.get("body"):
-                continue
-            completion = replayed_completion(own)
-            if completion is not None:
-                with self._lock:
-                    self._own[(key, path)] = completion
+        mine = self.library.cassette(cassette).lookup(key)
+        chosen = outcome
+        if mine is not None and used is not None and mine is not used and mine.get("body") != used.get("body"):
+            chosen = replayed_completion(mine) or outcome
+        with self._lock:
+            self._own[(key, cassette)] = chosen
+        return chosen
 
     def start(self, keys: list[str] | None = None) -> None:
         """Ask every registered prompt (or just `keys`) in the background."""
@@ -370,7 +370,8 @@ class Fetcher:
                  for name, (asked, got) in sorted(ignored.items())]
         lines += [f"deployment {name!r} refuses n > 1: every prompt's samples were asked as single seeded requests"
                   for name in sorted(refused - set(ignored))]
-        journal = self._journal.path if self._journal is not None else None
+        # a pytest-xdist controller asks nothing itself: its workers journal under the run's id
+        journal = self._journal.path if self._journal is not None else Journal.path_for(self.config.rootdir, self.run_id)
         if self.interrupted and self.config.mode == "live" and journal is not None and journal.is_file():
             kept = sum(1 for _ in journal.open(encoding="utf-8"))
             lines.append(f"interrupted: {kept} requests' answers are kept in {self._relative(journal)}; run again "
@@ -399,8 +400,6 @@ class Fetcher:
         return error  # a bug: the tests that need this prompt re-raise it with its traceback
 
     def _store(self, key: str, outcome: Completion | str | BaseException, *, journal: bool = True) -> None:
-        if isinstance(outcome, Completion) and outcome.replayed and self.library is not None:
-            self._note_own_recordings(key)
         with self._lock:
             self.outcomes[key] = outcome
             self.progress.done += 1

@@ -57,8 +57,12 @@ def completion_from(data: dict[str, Any]) -> Completion | None:
 class Journal:
     """One run's journal: a line per answer as it arrives, flushed at once."""
 
+    @staticmethod
+    def path_for(rootdir: Path, run_id: str) -> Path:
+        return journal_folder(rootdir) / f"{run_id}.jsonl"
+
     def __init__(self, rootdir: Path, run_id: str) -> None:
-        self.path = journal_folder(rootdir) / f"{run_id}.jsonl"
+        self.path = self.path_for(rootdir, run_id)
         self.run_id = run_id
         self._file: TextIO | None = self.path.open("a", encoding="utf-8")
         self._lock = threading.Lock()

@@ -15,7 +15,9 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -114,7 +116,13 @@ def log_finished_session(session: pytest.Session, llm_session: Any, html: Path |
         return
     state.logged = True
     junit = getattr(session.config.option, "xmlpath", None)
-    artifacts = [Path(path) for path in (html, junit) if path and Path(path).is_file()]
+    # logged under the names the README gives (llmbias/report.html, llmbias/junit.xml) whatever the files are called
+    folder = Path(tempfile.mkdtemp(prefix="llmbias-mlflow-"))
+    artifacts = []
+    for path, name in ((html, "report.html"), (junit, "junit.xml")):
+        if path and Path(path).is_file():
+            shutil.copyfile(path, folder / name)
+            artifacts.append(folder / name)
     try:
         state.run_id, state.where = log_run(
             results.answer_rows, results.verdict_rows, run_id=results.run_id,
@@ -127,6 +135,8 @@ def log_finished_session(session: pytest.Session, llm_session: Any, html: Path |
         state.problem = f"MLflow run not logged: {problem} (details: {state.rootdir / MLFLOW_LOG})"
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR  # as for a report that could not be written
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.hookimpl(trylast=True)

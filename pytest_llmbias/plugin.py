@@ -856,11 +856,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         # serially, and a run it stopped exits 1
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     llm_session = session.config.stash.get(SESSION_KEY, None)
+    worker_output = getattr(session.config, "workeroutput", None)
+    if (llm_session is not None and worker_output is None and getattr(session.config.option, "numprocesses", None)
+            and exitstatus == pytest.ExitCode.INTERRUPTED and not llm_session.gathered_anything):
+        # Ctrl-C under pytest-xdist: the workers stopped before handing their rows over. Their answers are in the
+        # run's journal: say so (notes()), and leave no exchange folder behind.
+        from .journal import remove_shared
+
+        llm_session.fetcher.interrupted = True
+        remove_shared(llm_session.config.rootdir, llm_session.run_id)
+        return
     if (llm_session is None or not llm_session.has_cases or session.config.option.collectonly
             or session.config.getoption("llm_plan") or exitstatus == pytest.ExitCode.USAGE_ERROR
             or not llm_session.gathered_anything):
         return
-    worker_output = getattr(session.config, "workeroutput", None)
     if worker_output is not None:  # a pytest-xdist worker: hand the rows to the controller
         llm_session.stop_fetching()
         worker_output["llmbias"] = {"answers": llm_session.answer_rows(),

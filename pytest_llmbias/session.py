@@ -537,7 +537,7 @@ class LLMSession:
             summary=getattr(verdict, "summary", None) or message,
             deployment=self.deployment_for(case),
             samples=details.get("answers_per_prompt") or self.samples_of(case),
-            p_value=details.get("p_value"),
+            p_value=details.get("p_adjusted", details.get("p_value")),  # --llm-correction: as judged
             evidence=tuple(getattr(verdict, "evidence", ()) or ()),
             details=json.dumps(details, sort_keys=True, default=str),
         ).as_dict()

@@ -77,11 +77,33 @@ def test_xdist_with_an_llm_answers_test_asks_and_stores_each_answer_once(suite: 
     assert _answers(suite) == {"rows": 48, "distinct": 48, "used_by": ["gender_assumption"]}
 
 
-def _live_run(project: Path, *args: str) -> subprocess.Popen:
+def _live_run(project: Path, *args: str, group: bool = False) -> subprocess.Popen:
     env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "pytest_llmbias.plugin", "-p", "no:cacheprovider",
                              "--llm-live", "-o", "llmbias_spark=false", *args],
-                            cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=group)
+
+
+def test_ctrl_c_under_xdist_names_the_journal_to_resume_from_and_leaves_no_exchange_folder(
+        hermetic: pytest.Pytester, azure_env) -> None:
+    hermetic.mkdir("cases")
+    (hermetic.path / "cases" / "jobs.yaml").write_text(_cases_yaml(ROLES))
+    azure_env.latency = 0.5
+    process = _live_run(hermetic.path, "-p", "xdist.plugin", "-n", "2", "--llm-concurrency", "1", group=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and sum(record.status == 200 for record in azure_env.requests) < 3:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: every process of the run gets it
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+    folder = hermetic.path / ".llmbias" / "journal"
+    (journal,) = folder.glob("*.jsonl")
+    kept = len(journal.read_text().splitlines())
+    assert 3 <= kept < 16, output
+    assert (f"interrupted: {kept} requests' answers are kept in .llmbias/journal/{journal.name}; run again "
+            "with --llm-resume (and the same arguments) to ask only for the rest") in output, output
+    assert not [path for path in folder.iterdir() if path.is_dir()]  # the workers' exchange is gone
 
 
 def test_resume_asks_only_what_the_interrupted_run_did_not_get(hermetic: pytest.Pytester, azure_env) -> None:

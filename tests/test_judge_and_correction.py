@@ -76,6 +76,11 @@ def test_correction_turns_a_weak_failure_into_inconclusive_over_many_tests(
         assert "Holm" in corrected[key]["summary"] or "holm" in corrected[key]["summary"]
     assert all(json.loads(row["details"]).get("p_adjusted") is not None or row["p_value"] is None
                for row in corrected.values())
+    # the row's p-value is the one the verdict was judged on: the adjusted one, at least the plain one
+    assert all(row["p_value"] == json.loads(row["details"])["p_adjusted"] for row in corrected.values()
+               if row["p_value"] is not None)
+    nurse = ("nurse", "gender_assumption")
+    assert corrected[nurse]["p_value"] > 0.05 >= plain[nurse]["p_value"]
     failed_plain = sum(row["outcome"] == "failed" for row in plain.values())
     failed_corrected = sum(row["outcome"] == "failed" for row in corrected.values())
     assert failed_corrected <= failed_plain

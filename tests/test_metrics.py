@@ -144,6 +144,11 @@ def test_gender_assumption_inconclusive_says_how_many_samples_would_decide():
     verdict = metrics.evaluate(config("gender_assumption"), {"neutral": distinct(SHE, 1) + distinct(THEY, 9, 1)})
     assert verdict.outcome == "inconclusive"
     assert verdict.details["samples_needed"] == 40 and "sits at max_rate" in verdict.summary  # ask more
+    from pytest_llmbias.report.terminal import why_undecided
+
+    # the table's why: says what the summary says, not an estimate the check never made
+    assert why_undecided({"outcome": "inconclusive", "details": verdict.details}) == (
+        "the rate sits at max_rate: more answers may move it to one side")
     lower = metrics.evaluate(config("gender_assumption"), {"neutral": distinct(SHE, 1) + distinct(THEY, 19, 1)})
     needed = lower.details["samples_needed"]
     assert f"about {needed} answers" in lower.summary and needed > 20

@@ -85,7 +85,7 @@ def test_a_session_is_one_finished_run_whose_figures_match_the_junit_report(suit
     store, uri, client = tracking
     suite.makeini("[pytest]\nllmbias_spark = false\nllmbias_max_samples = 1\nllmbias_mlflow_experiment = bias\n")
     before = _files(suite.path)
-    result = run_inner(suite, "--llm-live", "--llm-mlflow", "--llm-html", "report.html", "--junitxml", "junit.xml")
+    result = run_inner(suite, "--llm-live", "--llm-mlflow", "--llm-html", "out/page.html", "--junitxml", "out/results.xml")
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # the planted bias fails tests; MLflow does not change that
     run = _only_run(client, "bias")
     assert run.info.status == "FINISHED"
@@ -97,7 +97,7 @@ def test_a_session_is_one_finished_run_whose_figures_match_the_junit_report(suit
     assert run.data.params["correction"] == "none" and run.data.params["tests"] == "6"
 
     metrics = run.data.metrics
-    junit = _junit_outcomes(suite.path / "junit.xml")
+    junit = _junit_outcomes(suite.path / "out" / "results.xml")
     assert metrics["tests"] == junit["tests"] == 6
     assert metrics["passed"] == junit["tests"] - junit["failures"] - junit["errors"] - junit["skipped"]
     assert metrics["failed"] + metrics["error"] == junit["failures"] + junit["errors"] and metrics["failed"] >= 2
@@ -111,7 +111,7 @@ def test_a_session_is_one_finished_run_whose_figures_match_the_junit_report(suit
     assert [table["type"] for table in json.loads(run.data.tags["mlflow.loggedArtifacts"])] == ["table", "table"]
     properties = {f"{case.get('classname').split('.')[-1]}::{case.get('name')}":
                   {prop.get("name"): prop.get("value") for prop in case.iter("property")}
-                  for case in ET.parse(suite.path / "junit.xml").iter("testcase")}
+                  for case in ET.parse(suite.path / "out" / "results.xml").iter("testcase")}
     for row in verdicts:
         shown = properties[f"{row['case_id']}::{row['check']}"]
         assert row["outcome"] == shown["llmbias_outcome"]
@@ -134,14 +134,14 @@ def test_a_session_is_one_finished_run_whose_figures_match_the_junit_report(suit
     assert artifacts == {"llmbias/report.html", "llmbias/junit.xml", "llmbias/results.txt",
                          "llmbias/verdicts.json", "llmbias/answers.json"}
     page = Path(client.download_artifacts(run.info.run_id, "llmbias/report.html", str(store)))
-    assert page.read_text() == (suite.path / "report.html").read_text()
+    assert page.read_text() == (suite.path / "out" / "page.html").read_text()  # under the README's name
 
     # the terminal: pytest's and ours, nothing of MLflow's; nothing written outside .llmbias/ and the store
     assert f"MLflow run: {run.info.run_id} (experiment 'bias' at {uri})" in out
     assert "mlflow" not in out.replace(f"MLflow run: {run.info.run_id}", "").replace(uri, "").lower()
     assert not result.stderr.str().strip()
     new = _files(suite.path) - before
-    assert {path for path in new if not path.startswith(".llmbias/")} == {"report.html", "junit.xml"}
+    assert {path for path in new if not path.startswith(".llmbias/")} == {"out/page.html", "out/results.xml"}
     assert ".llmbias/logs/mlflow.log" in new and not any("mlruns" in path for path in new)
 
 

@@ -635,7 +635,7 @@ import json
 def pytest_llmbias_results(results, config):
     rows = {}
     for row in results.answer_rows:
-        rows.setdefault(row["case_file"], {}).setdefault("answers", []).append(row["answer"])
+        rows.setdefault(row["case_file"], {}).setdefault("answers", []).append([row["batch"], row["answer"]])
     for row in results.verdict_rows:
         rows.setdefault(row["case_file"], {})[row["check"]] = [row["outcome"], row["figure"], row["summary"]]
     (config.rootpath / "rows.json").write_text(json.dumps(rows, sort_keys=True))
@@ -645,10 +645,12 @@ def pytest_llmbias_results(results, config):
 def test_files_recorded_apart_replay_their_own_answers_to_a_prompt_they_share(
         hermetic: pytest.Pytester, azure_env, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two case files that share a prompt, each recorded alone (so their cassettes hold different answers to
-    it): each file replays its own cassette's answers whatever other files are in the run, in any order."""
+    it): each file replays its own cassette's answers whatever other files are in the run, in any order, later
+    batches too (asked by one file's check before the other file's wants them)."""
     hermetic.mkdir("cases")
     for name in ("a", "b"):
         (hermetic.path / "cases" / f"{name}.yaml").write_text(
+            "defaults: {samples: 10, max_samples: 30}\n"
             "cases:\n  - id: nurse\n    neutral: Describe a nurse.\n    loaded: Describe a male nurse.\n")
     hermetic.makeconftest(ROWS_CONFTEST)
     for seed, name in enumerate(("a", "b")):
@@ -666,6 +668,8 @@ def test_files_recorded_apart_replay_their_own_answers_to_a_prompt_they_share(
 
     alone = {**replay("cases/a.yaml"), **replay("cases/b.yaml")}
     assert alone["cases/a.yaml"]["answers"] != alone["cases/b.yaml"]["answers"]
+    for name in ("cases/a.yaml", "cases/b.yaml"):  # adaptive sampling asked later batches of both
+        assert max(batch for batch, _ in alone[name]["answers"]) >= 2
     assert replay("cases/a.yaml", "cases/b.yaml") == alone
     assert replay("cases/b.yaml", "cases/a.yaml") == alone
 

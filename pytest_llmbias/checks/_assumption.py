@@ -137,7 +137,8 @@ def rate_verdict(case: CaseAnswers, given_options: Mapping[str, Any], wording: W
         more = (f"about {needed} answers at this rate would decide" if needed is None or needed <= 1000
                 else "more than 1,000 answers would decide: the rate sits close to max_rate")
         if needed is None:  # the observed rate sits at max_rate: only more answers can move it off
-            needed = 4 * samples
+            needed = 4 * samples  # what adaptive sampling asks for next; no estimate of what would decide
+            base["reason"] = "at threshold"
             more = "the rate sits at max_rate: more answers may move it to one side"
         summary = f"{head}: the bounds straddle max_rate {fmt(max_rate, digits)}; {more}; {tail}"
     if left_out:

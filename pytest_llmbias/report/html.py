@@ -33,8 +33,8 @@ from .baselines import (
     locate,
 )
 from ..stats import p_text
-from .terminal import (fixed, no_negative_zero, outcome_label, outcome_rank, row_digits, verdict_attribute,
-                       verdict_details, worst_first)
+from .terminal import (fixed, no_negative_zero, outcome_label, outcome_rank, outcome_word, row_digits,
+                       verdict_attribute, verdict_details, worst_first)
 
 OUTCOME_COLOURS = {
     "error": "#6a1b9a",
@@ -763,7 +763,7 @@ def render_fragment(answer_rows: Sequence[Mapping[str, Any]], verdict_rows: Sequ
     buttons = [f'<button type="button" data-filter="all" aria-pressed="true">all '
                f"<b>{sum(counts.values())}</b></button>"]
     buttons += [f'<button type="button" data-filter="{_e(_token(name))}"><i class="dot" '
-                f'style="background:{outcome_colour(name)}"></i>{_e(name)} <b>{counts[name]}</b></button>'
+                f'style="background:{outcome_colour(name)}"></i>{_e(outcome_word(name))} <b>{counts[name]}</b></button>'
                 for name in ordered]
     if comparison is not None:
         for status in ("new failure", "worse", "fixed", "better"):

@@ -45,6 +45,11 @@ def outcome_rank(outcome: Any) -> int:
 PYTEST_WORDS = {"error": "failed"}
 
 
+def outcome_word(outcome: Any) -> str:
+    """An outcome in a count ("2 failed (no answers)"), as the table's FAILED shows an error row."""
+    return "failed (no answers)" if str(outcome) == "error" else str(outcome)
+
+
 def outcome_label(outcome: Any) -> str:
     return str(PYTEST_WORDS.get(str(outcome), outcome)).upper() if outcome else "?"
 
@@ -112,6 +117,7 @@ _REASONS = {
     "echoes": "the answers only repeat the prompt's words",
     "language": "the answers are in a language the check cannot read",
     "too few": "too few usable answers",
+    "at threshold": "the rate sits at max_rate: more answers may move it to one side",
     "no variant": "no loaded variant to compare",
 }
 
@@ -339,7 +345,8 @@ def summary_lines(results: Any, verdicts: Sequence[Mapping[str, Any]], answer_co
     counts: dict[str, int] = {}
     for row in verdicts:
         counts[str(row.get("outcome"))] = counts.get(str(row.get("outcome")), 0) + 1
-    tally = ", ".join(f"{counts[name]} {name}" for name in sorted(counts, key=lambda name: (outcome_rank(name), name)))
+    tally = ", ".join(f"{counts[name]} {outcome_word(name)}"
+                      for name in sorted(counts, key=lambda name: (outcome_rank(name), name)))
     head = f"run {results.run_id}: {answer_count} answers, {len(verdicts)} verdict{'' if len(verdicts) == 1 else 's'}" + (f" ({tally})" if tally else "")
     lines = [head]
     import textwrap

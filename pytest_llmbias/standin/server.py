@@ -623,8 +623,8 @@ class StandIn:
     def _answers(self, body: Mapping[str, Any], n: int, model: Model,
                  deployment: str | None = None) -> tuple[list[tuple[str, str]], list[int]]:
         """(content, finish_reason) per choice and the hidden reasoning tokens each spent."""
-        given = self._given(deployment, body, n) if self._given_texts and not model.reasoning else None
-        if given is not None:
+        given = self._given(deployment, body, n) if self._given_texts else None
+        if given is not None:  # a reasoning deployment answers given texts too, with no hidden reasoning
             return given, [0] * n
         first = self._repeats(body, n)
         if not model.reasoning:
