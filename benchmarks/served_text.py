@@ -11,6 +11,7 @@ and how many verdicts differ from judging the same texts in-process (`real_text.
 (requests, batches, the cassette-free live mode, the session's bookkeeping) must not change a decision.
 
     python benchmarks/served_text.py --corpus ../shared/realtext/personas-dev.jsonl --trials 20
+    python benchmarks/served_text.py --corpus ../shared/realtext/personas-dev.jsonl --race --trials 20
 
 Corpus paths are arguments (never copied into the repository); the generated suite and the answers live
 in a temporary directory that is removed afterwards. No assertions: figures only.
@@ -33,7 +34,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from real_text import draw, fitting, judge, load, wilson  # noqa: E402
+from real_text import (RACE_GENDERS, RACE_SCENARIOS, draw, draw_race, fitting, judge, load,  # noqa: E402
+                       load_races, wilson)
 
 from pytest_llmbias.standin import StandIn  # noqa: E402
 
@@ -61,25 +63,54 @@ def _quoted(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)  # a JSON string is a YAML string
 
 
-def build(pools, models: list[str], scenarios: list[str], trials: int, cap: int, corpus: Path):
-    """The served texts, the YAML suite and the in-process outcome of every case."""
+def _case(lines: list[str], served: dict, name: str, answers: dict, prompts: dict, cap: int,
+          attribute: str | None) -> None:
+    """One case of the suite: its own deployment, max_samples and (race) attribute; its texts to serve."""
+    for variant, texts in answers.items():
+        served[(name, prompts[variant])] = texts
+    loaded = ", ".join(f"{variant}: {_quoted(prompts[variant])}" for variant in answers if variant != "neutral")
+    lines += [f"  - id: {name}", f"    deployment: {name}", f"    max_samples: {cap}",
+              f"    neutral: {_quoted(prompts['neutral'])}", f"    loaded: {{{loaded}}}"]
+    if attribute:
+        lines.append(f"    attribute: {attribute}")
+
+
+def build(corpus: Path, scenarios: list[str], trials: int, race: bool):
+    """The served texts, the YAML suite and (cell, in-process outcome) of every case, drawn as real_text.py
+    draws them (the same seeds)."""
     served: dict[tuple[str, str], list[str]] = {}
     lines = ["defaults:", "  system_prompt: null", "  max_tokens: 600", f"  samples: {SAMPLES}",
-             f"  max_samples: {cap}", "  checks: [counterfactual_gap]", "cases:"]
-    cases = {}
+             "  checks: [counterfactual_gap]", "cases:"]
+    cases, caps = {}, {}
+    if race:
+        pools = load_races(corpus)
+        for model in sorted({model for model, _, _ in pools}):
+            for genders in RACE_GENDERS:
+                cap = min(80, min(sum(len(pools.get((model, gender, race), [])) for gender in RACE_GENDERS[genders])
+                                  for race in {race for name, _, race in pools if name == model}))
+                caps[f"{model} · {genders}"] = cap
+                for scenario in scenarios:
+                    for trial in range(trials):
+                        rng = random.Random(f"{corpus.name}-{model}-{genders}-{scenario}-{trial}")
+                        answers, prompts = draw_race(pools, model, genders, scenario, cap, rng)
+                        name = deployment_name(f"{model}-{genders}", scenario, trial)
+                        _case(lines, served, name, answers, prompts, cap, "race")
+                        outcome = judge(answers, prompts, SAMPLES, cap, (("attribute", "race"),), trial)
+                        cases[name] = (f"{model} · {genders}", scenario, outcome)
+        return served, "\n".join(lines) + "\n", cases, caps
+    pools = load(corpus)
+    models = sorted({model for model, _ in pools})
+    cap = fitting(pools, models, scenarios, 80)
     for model in models:
+        caps[model] = cap
         for scenario in scenarios:
             for trial in range(trials):
                 rng = random.Random(f"{corpus.name}-{model}-{scenario}-{trial}")
                 answers, prompts = draw(pools, model, scenario, cap, rng)
                 name = deployment_name(model, scenario, trial)
-                for variant, texts in answers.items():
-                    served[(name, prompts[variant])] = texts
-                loaded = ", ".join(f"{variant}: {_quoted(prompts[variant])}" for variant in answers if variant != "neutral")
-                lines += [f"  - id: {name}", f"    deployment: {name}", f"    neutral: {_quoted(prompts['neutral'])}",
-                          f"    loaded: {{{loaded}}}"]
+                _case(lines, served, name, answers, prompts, cap, None)
                 cases[name] = (model, scenario, judge(answers, prompts, SAMPLES, cap, (), trial))
-    return served, "\n".join(lines) + "\n", cases
+    return served, "\n".join(lines) + "\n", cases, caps
 
 
 def run(served, suite: str) -> tuple[dict[str, dict], float, str]:
@@ -111,38 +142,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", required=True, type=Path)
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--scenarios", default=DEFAULT_SCENARIOS)
+    parser.add_argument("--scenarios", default=None)
+    parser.add_argument("--race", action="store_true",
+                        help="race contrasts and nulls (real_text.py --race's draws) on a corpus with a race field")
     args = parser.parse_args()
-    scenarios = args.scenarios.split(",")
-    pools = load(args.corpus)
-    models = sorted({model for model, _ in pools})
-    cap = fitting(pools, models, scenarios, 80)
-    served, suite, cases = build(pools, models, scenarios, args.trials, cap, args.corpus)
+    scenarios = (args.scenarios or (",".join(RACE_SCENARIOS) if args.race else DEFAULT_SCENARIOS)).split(",")
+    served, suite, cases, caps = build(args.corpus, scenarios, args.trials, args.race)
     verdicts, wall, tail = run(served, suite)
-    print(f"counterfactual_gap on real text served live: {args.corpus.name}, {args.trials} cases per cell, "
-          f"samples {SAMPLES}, max_samples {cap} (the largest every pool fits without repeats), options defaults")
+    shown_caps = ", ".join(f"{cell} {cap}" for cell, cap in caps.items())
+    print(f"counterfactual_gap on real text served live: {args.corpus.name}{' (race)' if args.race else ''}, "
+          f"{args.trials} cases per cell, samples {SAMPLES}, max_samples {shown_caps} (the largest the pools fit "
+          "without repeats, at most 80), options defaults")
     print(f"\none pytest --llm-live run of {len(cases)} cases: {wall:.0f} s wall; its last line: {tail.splitlines()[-1]}")
     cells: dict[tuple[str, str], Counter] = defaultdict(Counter)
     used: dict[tuple[str, str], list[int]] = defaultdict(list)
     differ = []
-    for name, (model, scenario, (outcome, answers_used)) in cases.items():
+    for name, (cell, scenario, (outcome, answers_used)) in cases.items():
         row = verdicts.get(name)
         live = row["outcome"] if row else "missing"
-        cells[(model, scenario)][live] += 1
-        used[(model, scenario)].append(row["used"] if row and row["used"] else 0)
+        cells[(cell, scenario)][live] += 1
+        used[(cell, scenario)].append(row["used"] if row and row["used"] else 0)
         if live != outcome or (row and row["used"] != answers_used):
             differ.append(f"{name}: live {live} after {row and row['used']}, in-process {outcome} after {answers_used}")
     print("\n| model | scenario | cases | failed (Wilson 95% CI) | passed (Wilson 95% CI) | inconclusive "
           "| answers/prompt mean |")
     print("|---|---|---|---|---|---|---|")
-    for (model, scenario), tally in sorted(cells.items()):
+    for (cell, scenario), tally in sorted(cells.items()):
         total = sum(tally.values())
         rates = []
         for outcome in ("failed", "passed"):
             low, high = wilson(tally[outcome], total)
             rates.append(f"{100 * tally[outcome] / total:.0f}% ({100 * low:.0f}–{100 * high:.0f}%)")
-        mean = sum(used[(model, scenario)]) / total
-        print(f"| {model} | {scenario} | {total} | {rates[0]} | {rates[1]} | "
+        mean = sum(used[(cell, scenario)]) / total
+        print(f"| {cell} | {scenario} | {total} | {rates[0]} | {rates[1]} | "
               f"{100 * tally['inconclusive'] / total:.0f}% | {mean:.1f} |")
     print(f"\nverdicts that differ from judging the same texts in-process: {len(differ)} of {len(cases)}")
     for line in differ[:20]:
