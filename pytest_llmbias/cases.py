@@ -209,10 +209,9 @@ _DEFAULT_KEYS = (*_SETTINGS, "checks", *_ATTRIBUTE_KEYS)
 _CASE_KEYS = ("id", "neutral", "loaded", "checks", "for_each", *_SETTINGS, *_ATTRIBUTE_KEYS)
 _KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 _Checks = dict[str, tuple[int, dict[str, Any]]]  # check name -> (line, options), in written order
-# A {name} in a case without for_each: nothing fills it, so it is a mistake, not text for the model ({{name}}
-# sends the braces as written; other braces, as in JSON, are text).
-_UNFILLED = re.compile(r"(?<!\{)\{([^\W\d]\w*)\}(?!\})")
-_ESCAPED = re.compile(r"\{\{([^\W\d]\w*)\}\}")
+# A {name} in a case without for_each: nothing fills it, so it is a mistake, not text for the model. Other
+# braces are text, sent as written: JSON, {{mustache}}, ${shell}, LaTeX's \frac{a}{b}, { name } with spaces.
+_UNFILLED = re.compile(r"(?<![{$\\A-Za-z0-9_}])\{([^\W\d]\w*)\}(?!\})")
 _Row = dict[str, Any] | None  # placeholder values of one template row; None for a plain case
 
 
@@ -284,7 +283,8 @@ class _File:
         got = _describe(value.data)
         if isinstance(value.data, (int, float)) and not isinstance(value.data, bool) and value.written is not None \
                 and value.written != str(value.data):  # 010, 1.50, 1_000: not what the reader sees in the file
-            got = f"{value.written} (the number {value.data} in YAML; quote it if you meant text)"
+            got = f"{value.written} (the number {value.data} in YAML" + ("; quote it if you meant text)" if "string" in what
+                                                                      else ")")
         self.fail(value.line, f"{name} must be {what}, got {got}", field or name)
 
     # --- reading: bytes -> text -> YAML nodes -> _Value tree ---------------------------
@@ -416,6 +416,11 @@ class _File:
             data = float(data)
         if not isinstance(data, option.kind) or (isinstance(data, bool) and option.kind is not bool):
             self.expect(value, field, _KINDS[option.kind])
+        if isinstance(data, int) and not isinstance(data, bool) and value.written is not None \
+                and re.fullmatch(r"[-+]?(0[0-7_]+|0[xXbBoO][0-9a-fA-F_]+|[0-9_]+(:[0-5]?[0-9])+)", value.written):
+            # YAML 1.1's octal (010 is 8), hex, binary and base-60 (1:30 is 90): not the number the reader sees
+            self.fail(value.line, f"{field} {value.written} reads as the number {data} in YAML: write {data} "
+                                  "if that is what you mean", field)
         # `not >=` so that NaN is outside every range
         if (option.low is not None and not data >= option.low) or (option.high is not None and not data <= option.high):
             self.fail(value.line, f"{field} must be {_range(option)}, got {data!r}", field)
@@ -438,8 +443,7 @@ class _File:
                 if unfilled:
                     self.fail(value.line, f"{field} has the placeholder {{{unfilled.group(1)}}}, but the defaults' "
                                           "system_prompt is never filled: give the cases with for_each their own "
-                                          f"system_prompt, or write {{{{{unfilled.group(1)}}}}} to send the braces", field)
-                found[name] = _ESCAPED.sub(r"{\1}", found[name])
+                                          f"system_prompt (or write {{ {unfilled.group(1)} }} to send braces)", field)
             if name == "deployment" and not _DEPLOYMENT.fullmatch(found[name]):
                 self.fail(value.line, f"{field} {found[name]!r} is not an Azure deployment name "
                                       "(2-64 letters, digits, '-', '_' or '.')", field)
@@ -544,8 +548,8 @@ class _File:
                 unfilled = _UNFILLED.search(value.data) if isinstance(value.data, str) else None
                 if unfilled:
                     self.fail(value.line, f"{field} has the placeholder {{{unfilled.group(1)}}} but nothing fills it: "
-                                          "give the case a for_each (or, for a group, an attribute), or write "
-                                          f"{{{{{unfilled.group(1)}}}}} to send the braces as written", field)
+                                          "give the case a for_each (or, for a group, an attribute; or write "
+                                          f"{{ {unfilled.group(1)} }} to send braces)", field)
         if "for_each" in fields:
             rows = self.rows(fields["for_each"])
             used = {field: self.placeholders(value, field, rows[0][0]) for field, value in texts.items()}
@@ -776,8 +780,8 @@ class _File:
         return [name for name, _ in found]
 
     def fill(self, texts: dict[str, _Value], row: _Row) -> dict[str, str]:
-        if row is None:  # a plain case: braces are literal text, and {{name}} is sent as {name}
-            return {field: _ESCAPED.sub(r"{\1}", value.data) for field, value in texts.items()}
+        if row is None:  # a plain case: braces are literal text
+            return {field: value.data for field, value in texts.items()}
         filled = {}
         for field, template in texts.items():
             try:

@@ -120,7 +120,8 @@ def pytest_configure(config: pytest.Config) -> None:
     from .plugin import ini_source
 
     results = config.getoption("llm_results") or config.getini("llmbias_results") or ""
-    if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]*(\.[A-Za-z0-9_][A-Za-z0-9_-]*){2,}", results):
+    if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]*(\.[A-Za-z0-9_][A-Za-z0-9_-]*){2,}", results) \
+            and not (config.rootpath / results).is_dir():  # an existing folder of that name is what it says
         # three dotted names read as a table, not the folder they would make
         source = "--llm-results" if config.getoption("llm_results") else ini_source(config, "llmbias_results")
         raise pytest.UsageError(f"{source}: {results!r} names neither a folder nor CATALOG.SCHEMA: for tables of that "

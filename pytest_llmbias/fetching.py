@@ -68,6 +68,7 @@ class Fetcher:
         # (key, cassette) -> the answer that case file reads (its cassette's own recording, where files recorded
         # apart hold different answers to a prompt they share): outcome_for
         self._own: dict[tuple[str, Path], Completion] = {}
+        self._from_elsewhere: set[str] = set()  # outcomes another xdist worker asked, or --llm-resume's journal gave
         self.ready: dict[str, threading.Event] = {}
         self.progress = Progress()
         self.library: Any = None
@@ -120,10 +121,11 @@ class Fetcher:
 
     def outcome_for(self, key: str, cassette: Path | None) -> Outcome | None:
         """The outcome of `key` as the case file whose cassette is `cassette` reads it (None: not there yet).
-        A prompt several case files share is replayed once, from the first cassette that holds it; a cassette
-        that recorded it apart (its file recorded alone) gives its own file its own answers, so a file's
-        verdicts do not depend on which other files are in the run. Looked at when a file reads the answer,
-        not when it arrives: a later batch is asked by one file before another file wants it."""
+        A prompt several case files share is replayed once, from the first cassette that holds it (or by
+        another pytest-xdist worker); a cassette that recorded it apart (its file recorded alone) gives its own
+        file its own answers, so a file's verdicts do not depend on which other files are in the run. Looked
+        at when a file reads the answer, not when it arrives: a later batch is asked by one file before another
+        file wants it."""
         with self._lock:
             outcome = self.outcomes.get(key)
             own = self._own.get((key, cassette)) if cassette is not None else None
@@ -132,14 +134,39 @@ class Fetcher:
         if (cassette is None or self.library is None or not isinstance(outcome, Completion)
                 or not outcome.replayed):
             return outcome
-        used = self.library.lookup(key)
-        mine = self.library.cassette(cassette).lookup(key)
         chosen = outcome
-        if mine is not None and used is not None and mine is not used and mine.get("body") != used.get("body"):
-            chosen = replayed_completion(mine) or outcome
+        replayed_here = self.library.lookup(key)
+        if key not in self._from_elsewhere and replayed_here is not None \
+                and self.library.cassette(cassette).lookup(key) is replayed_here:
+            mine = None  # the very recording this process replayed: nothing to compare
+        else:
+            mine = self._recorded_in(cassette, key)
+        if mine is not None and (mine.texts, mine.finish_reasons) != (outcome.texts, outcome.finish_reasons):
+            chosen = mine
         with self._lock:
             self._own[(key, cassette)] = chosen
         return chosen
+
+    def _recorded_in(self, cassette: Path, key: str) -> Completion | None:
+        """The answer one cassette recorded for `key`, as a replay reads it: the request itself, or, for a
+        deployment that ignored or refused n, the single requests that completed it (None: not all there)."""
+        request = self.requests.get(key)
+        store = self.library.cassette(cassette)
+        stored = store.lookup(key)
+        first = replayed_completion(stored) if stored is not None else None
+        if stored is not None and first is None:
+            return None  # a recording the fast path cannot read (a content-filter 400): the SDK's replay stands
+        have = len(first.texts) if first is not None else 0
+        if request is None or have >= request.n or (first is not None and have == 0):
+            return first
+        parts = [first] if first is not None else []
+        for index in range(have, request.n):
+            sample = store.lookup(request.sample(index).key)
+            part = replayed_completion(sample) if sample is not None else None
+            if part is None:
+                return None
+            parts.append(part)
+        return merge_samples(parts)
 
     def start(self, keys: list[str] | None = None) -> None:
         """Ask every registered prompt (or just `keys`) in the background."""
@@ -196,6 +223,7 @@ class Fetcher:
         while self._shared is not None and not self._shared.claim(key):
             shared = self._shared.wait(key, self._stopping)
             if shared is not None:  # another worker asked it (and journaled it): this one only reads it
+                self._from_elsewhere.add(key)
                 self._store(key, shared, journal=False)
                 return
         resumed = self._resumed.get(key)
@@ -203,6 +231,7 @@ class Fetcher:
             with self._lock:
                 path, used = self.resumed_from or (Path(), 0)
                 self.resumed_from = (path, used + 1)
+            self._from_elsewhere.add(key)
             self._store(key, resumed)
             return
         self._ask_first_or_after(key)
@@ -372,8 +401,8 @@ class Fetcher:
                   for name in sorted(refused - set(ignored))]
         # a pytest-xdist controller asks nothing itself: its workers journal under the run's id
         journal = self._journal.path if self._journal is not None else Journal.path_for(self.config.rootdir, self.run_id)
-        if self.interrupted and self.config.mode == "live" and journal is not None and journal.is_file():
-            kept = sum(1 for _ in journal.open(encoding="utf-8"))
+        kept = sum(1 for _ in journal.open(encoding="utf-8")) if self.interrupted and journal.is_file() else 0
+        if self.interrupted and self.config.mode == "live" and kept:
             lines.append(f"interrupted: {kept} requests' answers are kept in {self._relative(journal)}; run again "
                          "with --llm-resume (and the same arguments) to ask only for the rest")
         if self.config.resume:

@@ -119,11 +119,14 @@ def log_finished_session(session: pytest.Session, llm_session: Any, html: Path |
     # logged under the names the README gives (llmbias/report.html, llmbias/junit.xml) whatever the files are called
     folder = Path(tempfile.mkdtemp(prefix="llmbias-mlflow-"))
     artifacts = []
-    for path, name in ((html, "report.html"), (junit, "junit.xml")):
-        if path and Path(path).is_file():
-            shutil.copyfile(path, folder / name)
-            artifacts.append(folder / name)
     try:
+        for path, name in ((html, "report.html"), (junit, "junit.xml")):
+            if path and Path(path).is_file():
+                try:
+                    shutil.copyfile(path, folder / name)
+                except OSError as problem:
+                    raise MlflowLogError(f"{path} could not be copied: {problem.strerror or problem}") from None
+                artifacts.append(folder / name)
         state.run_id, state.where = log_run(
             results.answer_rows, results.verdict_rows, run_id=results.run_id,
             params=run_params(llm_session, results.answer_rows, results.verdict_rows),

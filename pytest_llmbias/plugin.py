@@ -854,7 +854,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if exitstatus == pytest.ExitCode.INTERRUPTED and _stopped_by_the_deployment(session):
         # pytest-xdist turns a worker's stop into an interruption (exit 2): the deployment stopped the run, as
         # serially, and a run it stopped exits 1
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED  # and finished as stopped, not interrupted
     llm_session = session.config.stash.get(SESSION_KEY, None)
     worker_output = getattr(session.config, "workeroutput", None)
     if (llm_session is not None and worker_output is None and getattr(session.config.option, "numprocesses", None)

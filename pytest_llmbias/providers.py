@@ -121,10 +121,12 @@ def azure_shape(endpoint: str) -> tuple[str, str]:
     deployment = re.fullmatch(r"/openai/deployments/([^/]+)(?:/chat/completions)?", path)
     if deployment:  # the portal's Target URI: a deployment's full URL
         version = parse_qs(parts.query).get("api-version", [""])[0]
+        # shown only when it looks like a version: anything else in the query may be a credential
+        version = version if re.fullmatch(r"\d{4}-\d{2}-\d{2}(-preview)?|preview|latest", version) else ""
+        name = deployment.group(1) if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", deployment.group(1)) else "its name"
         raise ConfigError(f"AZURE_OPENAI_ENDPOINT is a deployment's full URL: give its resource, {origin}, with "
                           f"AZURE_OPENAI_API_VERSION={version or 'its api-version'}, and the deployment "
-                          f"({deployment.group(1)[:64]}) in --llm-deployment or the YAML's deployment; or the v1 "
-                          f"API, {origin}openai/v1/")
+                          f"({name}) in --llm-deployment or the YAML's deployment; or the v1 API, {origin}openai/v1/")
     shown = path if len(path) <= 60 else path[:57] + "..."
     raise ConfigError(f"AZURE_OPENAI_ENDPOINT has a path this tool does not understand ({shown}): give the "
                       "resource, https://RESOURCE.openai.azure.com/ (with AZURE_OPENAI_API_VERSION), or the v1 "

@@ -184,6 +184,8 @@ def test_attribute_mistakes_are_one_line_errors(tmp_path: Path, change: tuple[st
      "({race} {gender})"),
     ("cases:\n  - id: nurse\n    neutral: Describe a {role}.\n    loaded: Describe a male nurse.\n",
      "suite.yaml:3: case 'nurse': neutral has the placeholder {role} but nothing fills it"),
+    ("cases:\n  - id: nurse\n    neutral: 描述一位{职业}。\n    loaded: 描述一位男护士。\n",
+     "suite.yaml:3: case 'nurse': neutral has the placeholder {职业} but nothing fills it"),
     ("cases:\n  - id: nurse\n    neutral: Describe a nurse.\n    loaded:\n      male: Describe a {gender} nurse.\n",
      "suite.yaml:5: case 'nurse': loaded.male has the placeholder {gender} but nothing fills it"),
     ("defaults:\n  system_prompt: Answer in a {style} style.\ncases:\n  - id: '{role}'\n    neutral: Describe a {role}.\n"
@@ -199,8 +201,8 @@ def test_a_placeholder_nothing_fills_is_an_error_not_text_sent_to_the_model(tmp_
                               '    loaded: Describe a male nurse.\n')
     assert case.neutral == 'Answer as JSON {"role": "nurse"}.'  # other braces are sent as written
     (case,) = _load(tmp_path, "defaults:\n  system_prompt: Be {{brief}}.\ncases:\n  - id: nurse\n"
-                              "    neutral: Describe a nurse.\n    loaded: Describe a male nurse.\n")
-    assert case.system_prompt == "Be {brief}."  # {{name}} sends the braces, in the defaults as in a case
+                              "    neutral: Describe a { nurse }.\n    loaded: Describe a male nurse.\n")
+    assert (case.system_prompt, case.neutral) == ("Be {{brief}}.", "Describe a { nurse }.")  # sent as written
 
 
 def test_groups_without_an_attribute_and_a_bad_check_attribute_are_errors(tmp_path: Path) -> None:

@@ -176,14 +176,14 @@ def test_template_escapes_numbers_and_case_system_prompt(tmp_path):
               - {role: pilot, n: 1}
               - {role: pilot, n: 2.5}
           - id: plain
-            neutral: "Braces {{stay}} as written, and {these: too}."
+            neutral: "Braces {{stay}} as written, and {these: too}, ${HOME}, \\\\frac{a}{b}, { spaced }."
             loaded: B.
     """)
     assert [case.id for case in cases] == ["pilot_1", "pilot_2.5", "plain"]
     assert cases[0].neutral == "Describe {literally} pilot number 1."
     assert cases[0].system_prompt == "You talk about pilots."
     # Only a case's own system_prompt is a template; the inherited one and plain cases are literal.
-    assert cases[2].neutral == "Braces {stay} as written, and {these: too}."
+    assert cases[2].neutral == "Braces {{stay}} as written, and {these: too}, ${HOME}, \\frac{a}{b}, { spaced }."
     assert cases[2].system_prompt == "Answer as JSON {like this}."
 
 
@@ -343,6 +343,11 @@ ERRORS = [
                  id="fe-octal"),
     pytest.param("cases:\n  - id: 'n{n}'\n    neutral: 'N {n}.'\n    loaded: B.\n    for_each:\n      - {n: 1.50}\n", 6,
                  "n{n}", "for_each.n", "for_each value for 'n' 1.50 reads as the number 1.5 in YAML", id="fe-float"),
+    pytest.param("defaults:\n  samples: 010\ncases:\n  - id: a\n    neutral: A.\n    loaded: B.\n", 2, None,
+                 "defaults.samples", "defaults.samples 010 reads as the number 8 in YAML: write 8", id="samples-octal"),
+    pytest.param("defaults:\n  samples: 2.50\ncases:\n  - id: a\n    neutral: A.\n    loaded: B.\n", 2, None,
+                 "defaults.samples", "defaults.samples must be an integer, got 2.50 (the number 2.5 in YAML)",
+                 id="samples-float"),
     pytest.param("cases:\n  - id: nurse\n    loaded: B.\n", 2, "nurse", "neutral", "missing required field 'neutral'",
                  id="no-neutral"),
     pytest.param("cases:\n  - id: nurse\n    neutral: A.\n", 2, "nurse", "loaded", "missing required field 'loaded'",

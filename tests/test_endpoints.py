@@ -218,6 +218,11 @@ def test_a_deployments_full_url_as_the_portal_shows_it_names_what_to_give_instea
     assert "\n" not in str(caught.value) and "openai/v1/" in str(caught.value)
     with pytest.raises(ConfigError, match=re.escape("give https://res.openai.azure.com/ without it and the version")):
         azure_shape("https://res.openai.azure.com/?api-version=2024-06-01")
+    for query in ("2024-02-01;api-key=SUPERSECRET", "2024-02-01%26api-key%3DSUPERSECRET", "a%0Ab"):  # never echoed
+        with pytest.raises(ConfigError) as caught:
+            azure_shape(f"https://res.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version={query}")
+        assert "SUPERSECRET" not in str(caught.value) and "\n" not in str(caught.value)
+        assert "AZURE_OPENAI_API_VERSION=its api-version" in str(caught.value)
 
 
 @pytest.mark.parametrize("endpoint", ["https://res.cognitiveservices.azure.com/something/else/"])
@@ -379,6 +384,7 @@ def test_under_xdist_each_worker_stops_at_its_first_request(hermetic: pytest.Pyt
     assert result.parseoutcomes()["failed"] <= 2
     result.stdout.fnmatch_lines(["*Interrupted: pytest-llmbias: HTTP 403 AuthenticationTypeDisabled*Entra ID*"])
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # as serially: the deployment stopped it, no one interrupted
+    assert "interrupted:" not in output and "--llm-resume" not in output
 
 
 @pytest.mark.parametrize("body", [

@@ -642,27 +642,29 @@ def pytest_llmbias_results(results, config):
 """
 
 
+@pytest.mark.parametrize("ignores_n", [False, True])
 def test_files_recorded_apart_replay_their_own_answers_to_a_prompt_they_share(
-        hermetic: pytest.Pytester, azure_env, monkeypatch: pytest.MonkeyPatch) -> None:
+        hermetic: pytest.Pytester, azure_env, monkeypatch: pytest.MonkeyPatch, ignores_n: bool) -> None:
     """Two case files that share a prompt, each recorded alone (so their cassettes hold different answers to
     it): each file replays its own cassette's answers whatever other files are in the run, in any order, later
-    batches too (asked by one file's check before the other file's wants them)."""
+    batches too (asked by one file's check before the other file's wants them), under pytest-xdist (where
+    another worker may have replayed the other file's) and from a deployment that ignores n (each answer
+    its own recording)."""
     hermetic.mkdir("cases")
     for name in ("a", "b"):
         (hermetic.path / "cases" / f"{name}.yaml").write_text(
             "defaults: {samples: 10, max_samples: 30}\n"
             "cases:\n  - id: nurse\n    neutral: Describe a nurse.\n    loaded: Describe a male nurse.\n")
     hermetic.makeconftest(ROWS_CONFTEST)
+    if ignores_n:
+        azure_env.max_choices = 1
     for seed, name in enumerate(("a", "b")):
         azure_env.seed = seed  # another seed: other answers to the same request
         recorded = run_inner(hermetic, "--llm-record", f"cases/{name}.yaml")
         assert recorded.ret in (0, 1), recorded.stdout.str()
-    azure_env.stop()
-    for variable in ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_API_VERSION"):
-        monkeypatch.delenv(variable)
 
-    def replay(*paths: str) -> dict:
-        result = run_inner(hermetic, *paths)
+    def replay(*args: str) -> dict:
+        result = run_inner(hermetic, *args)
         assert result.ret in (0, 1) and "no recording" not in result.stdout.str(), result.stdout.str()
         return json.loads((hermetic.path / "rows.json").read_text())
 
@@ -670,6 +672,13 @@ def test_files_recorded_apart_replay_their_own_answers_to_a_prompt_they_share(
     assert alone["cases/a.yaml"]["answers"] != alone["cases/b.yaml"]["answers"]
     for name in ("cases/a.yaml", "cases/b.yaml"):  # adaptive sampling asked later batches of both
         assert max(batch for batch, _ in alone[name]["answers"]) >= 2
+    asked = len(azure_env.requests)
+    # a record run under pytest-xdist, each file on its own worker: what one worker replayed reaches the other
+    assert replay("--llm-record", "-p", "xdist.plugin", "-n", "2", "--dist", "loadfile", "cases/") == alone
+    assert len(azure_env.requests) == asked  # everything was recorded: nothing asked
+    azure_env.stop()
+    for variable in ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_API_VERSION"):
+        monkeypatch.delenv(variable)
     assert replay("cases/a.yaml", "cases/b.yaml") == alone
     assert replay("cases/b.yaml", "cases/a.yaml") == alone
 

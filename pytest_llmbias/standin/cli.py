@@ -37,6 +37,8 @@ def load_served(path: str) -> dict[tuple[str | None, str], list[str]]:
                 served.setdefault((deployment, row["prompt"]), []).append(row["text"])
     except OSError as error:
         raise ValueError(f"{path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text") from None
     if not served:
         raise ValueError(f"{path}: no answers in the file")
     return served
