@@ -231,6 +231,12 @@ class _Value(NamedTuple):
     key_line: int  # line of the mapping key holding it (the value's own line otherwise)
     written: str | None = None  # a scalar's text as written (010 for the int 8)
 
+    @property
+    def misread(self) -> bool:
+        """A number YAML reads other than as written (010 is 8 in YAML 1.1, 1.50 is 1.5, 1_000 is 1000)."""
+        return (isinstance(self.data, (int, float)) and not isinstance(self.data, bool) and self.written is not None
+                and self.written != str(self.data))
+
 
 def _describe(data: Any) -> str:
     if isinstance(data, (list, dict)):
@@ -281,8 +287,7 @@ class _File:
 
     def expect(self, value: _Value, name: str, what: str, field: str | None = None) -> NoReturn:
         got = _describe(value.data)
-        if isinstance(value.data, (int, float)) and not isinstance(value.data, bool) and value.written is not None \
-                and value.written != str(value.data):  # 010, 1.50, 1_000: not what the reader sees in the file
+        if value.misread:  # not what the reader sees in the file
             got = f"{value.written} (the number {value.data} in YAML" + ("; quote it if you meant text)" if "string" in what
                                                                       else ")")
         self.fail(value.line, f"{name} must be {what}, got {got}", field or name)
@@ -756,10 +761,8 @@ class _File:
         return cell.data
 
     def as_written(self, value: _Value, what: str, field: str) -> None:
-        """A number YAML reads other than as written (010 is 8 in YAML 1.1, 1.50 is 1.5, 1_000 is 1000) would
-        reach a prompt or an id changed: say so rather than send it."""
-        if isinstance(value.data, (int, float)) and not isinstance(value.data, bool) and value.written is not None \
-                and value.written != str(value.data):
+        """A misread number would reach a prompt or an id changed: say so rather than send it."""
+        if value.misread:
             self.fail(value.line, f"{what} {value.written} reads as the number {value.data} in YAML: quote it "
                                   f"('{value.written}') to keep it as written", field)
 

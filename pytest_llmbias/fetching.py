@@ -401,8 +401,9 @@ class Fetcher:
                   for name in sorted(refused - set(ignored))]
         # a pytest-xdist controller asks nothing itself: its workers journal under the run's id
         journal = self._journal.path if self._journal is not None else Journal.path_for(self.config.rootdir, self.run_id)
-        kept = sum(1 for _ in journal.open(encoding="utf-8")) if self.interrupted and journal.is_file() else 0
-        if self.interrupted and self.config.mode == "live" and kept:
+        interrupted = self.interrupted and self.config.mode == "live" and journal.is_file()
+        kept = sum(1 for _ in journal.open(encoding="utf-8")) if interrupted else 0
+        if kept:
             lines.append(f"interrupted: {kept} requests' answers are kept in {self._relative(journal)}; run again "
                          "with --llm-resume (and the same arguments) to ask only for the rest")
         if self.config.resume:
