@@ -690,6 +690,9 @@ class _File:
         if isinstance(value.data, dict) and value.data:
             found = []
             for name, words in value.data.items():
+                if _attributes.slug(str(name)) == "neutral":
+                    self.fail(words.key_line, "group name 'neutral' is taken by the neutral prompt: name the group "
+                                              "otherwise", f"{field}.{name}")
                 if not isinstance(words.data, str) or not words.data:
                     self.expect(words, f"{field}.{name}", "the words a prompt names the group with")
                 found.append((name, words.data))

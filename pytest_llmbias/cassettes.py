@@ -146,6 +146,13 @@ class Cassette:
             return {"added": added, "re-recorded": rerecorded,
                     "kept": len(present) - added - rerecorded, "dropped": self.dropped}
 
+    def key_sets(self) -> dict[str, list[str]]:
+        """The request keys the file holds now, held before this run, and recorded by this run (a pytest-xdist
+        worker hands them to the controller, which counts the run's cassettes from every worker's)."""
+        with self._lock:
+            return {"present": sorted(self._index), "loaded": sorted(self._loaded),
+                    "recorded": sorted(self._replaced)}
+
     def lookup(self, key: str) -> dict[str, Any] | None:
         if self.mode == "all" and key not in self._replaced:
             return None

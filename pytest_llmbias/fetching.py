@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .client import DeploymentNotFound, NRefused, RequestFailed, RunStopped, Settings, ask, build_client, merge_samples
-from .cassettes import CassetteLibrary, is_cassette_miss
+from .cassettes import Cassette, CassetteLibrary, is_cassette_miss
 from .journal import JOURNAL_DIR, Journal, SharedOutcomes, earlier_answers
 from .throttle import RateLimiter, Stopped
 from .wire import ChatRequest, Completion, replayed_completion
@@ -224,6 +224,8 @@ class Fetcher:
             shared = self._shared.wait(key, self._stopping)
             if shared is not None:  # another worker asked it (and journaled it): this one only reads it
                 self._from_elsewhere.add(key)
+                if isinstance(shared, Completion):
+                    self._copy_recording(key, self._shared.recorded_in(key))
                 self._store(key, shared, journal=False)
                 return
         resumed = self._resumed.get(key)
@@ -440,8 +442,49 @@ class Fetcher:
         if journal and isinstance(outcome, Completion) and self._journal is not None:
             self._journal.write(key, self.requests[key], outcome)
         if journal and self._shared is not None:
-            self._shared.publish(key, outcome)
+            self._shared.publish(key, outcome, self._written_recordings(key) if isinstance(outcome, Completion) else ())
         self.ready[key].set()
+
+    def _recording_keys(self, key: str) -> list[str]:
+        """The request itself and, for a deployment that ignored or refused n, the single requests that completed it."""
+        request = self.requests.get(key)
+        return [key] + ([request.sample(index).key for index in range(request.n)] if request and request.n > 1 else [])
+
+    def _written_recordings(self, key: str) -> list[str]:
+        """Recording: the cassettes holding `key`'s recording, written to disk now (another pytest-xdist worker
+        copies it from there into its own case files' cassettes)."""
+        if self.library is None or self.library.mode == "replay":
+            return []
+        paths = []
+        for path in self.library.paths_for(key):
+            cassette = self.library.cassette(path)
+            if cassette.entry(key) is not None or any(cassette.entry(sample) is not None
+                                                       for sample in self._recording_keys(key)[1:]):
+                cassette.flush()
+                paths.append(str(path))
+        return paths
+
+    def _copy_recording(self, key: str, paths: list[str]) -> None:
+        """Recording under pytest-xdist: an answer another worker asked goes into this worker's cassettes that
+        want it too (copied from the cassette it was recorded in), so each case file replays on its own, as
+        `CassetteLibrary.want` does within one process."""
+        if self.library is None or self.library.mode == "replay" or not paths:
+            return
+        with self._lock:
+            own = list(self.cassettes_of.get(key, ()))
+        keys = self._recording_keys(key)
+        for path in paths:
+            source = Cassette(Path(path), "new")
+            for wanted in keys:
+                found = source.entry(wanted)
+                if found is None:
+                    continue
+                for target in own:
+                    with self._lock:
+                        self._want_key(wanted, target)
+                    cassette = self.library.cassette(target)
+                    if cassette.entry(wanted) is None:
+                        cassette.record(wanted, *found)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Ask nothing more; keep what arrived (cassettes flushed, journal closed)."""

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -128,9 +129,11 @@ class SharedOutcomes:
                 handle.write(str(os.getpid()))
             return True
 
-    def publish(self, key: str, outcome: Outcome) -> None:
+    def publish(self, key: str, outcome: Outcome, recorded_in: Sequence[str] = ()) -> None:
+        """`recorded_in`: the cassettes (written to disk first) that hold this answer's recording, for a worker
+        whose own case files share the request to copy it into theirs."""
         if isinstance(outcome, Completion):
-            data: dict[str, Any] = {"completion": completion_data(outcome)}
+            data: dict[str, Any] = {"completion": completion_data(outcome), "recorded_in": list(recorded_in)}
         elif isinstance(outcome, str):
             data = {"failure": outcome}
         else:  # a bug in the worker that asked: the tests of the other worker say so too
@@ -154,6 +157,15 @@ class SharedOutcomes:
             if completion is not None:
                 return completion
         return str(data.get("failure", "no answer"))
+
+
+    def recorded_in(self, key: str) -> list[str]:
+        """The cassettes the worker that asked `key` recorded its answer in (after `wait` returned it)."""
+        try:
+            data = json.loads(self._path(key, ".json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        return [str(path) for path in data.get("recorded_in", ())] if isinstance(data, dict) else []
 
 
 def shared_folder(rootdir: Path, run_id: str) -> Path:

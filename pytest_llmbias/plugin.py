@@ -388,6 +388,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("llm_plan") and getattr(config.option, "numprocesses", None):
         # a plan is counted in one process and runs no test: no pytest-xdist workers (as xdist does for --pdb)
         config.option.numprocesses, config.option.dist, config.option.tx = 0, "no", []
+    if (getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput")
+            and config.stash[SESSION_KEY].config.mode != "replay"):
+        # the controller collects no case: a missing endpoint or key would stop each worker at its collection,
+        # which pytest-xdist shows as an internal error; said here, it is one line
+        _check_settings_can_ask(config)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -408,6 +413,7 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     if gathered:
         node.config.stash[SESSION_KEY].merge(gathered["answers"], gathered["verdicts"])
         node.config.stash[SESSION_KEY].learned(gathered.get("deployments") or {})
+        node.config.stash[SESSION_KEY].merge_cassettes(gathered.get("cassettes") or {})
 
 
 SIGTERM_KEY = pytest.StashKey[Any]()
@@ -694,20 +700,27 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return  # pytest stops before the first test: ask nothing, start no JVM
     if session.config.getoption("llm_plan"):
         return  # pytest_runtestloop prints the plan instead of running the tests
+    _check_settings_can_ask(session.config)
+    if not hasattr(session.config, "workerinput"):  # workers fetch case by case and leave Spark to the controller
+        llm_session.start_fetching()
+        llm_session.start_spark(session.config.hook.pytest_llmbias_spark_session(config=session.config))
+    _freeze_what_is_loaded(session.config)
+
+
+def _check_settings_can_ask(config: pytest.Config) -> None:
+    """The deployment's settings (endpoint, key, version) and the cassette layer, before anything is asked: a
+    mistake is a one-line usage error."""
     from .cassettes import TransportNotIntercepted
     from .client import ConfigError, check_interception
 
-    llm_session.api_key = session.config.hook.pytest_llmbias_api_key(config=session.config)
+    llm_session = config.stash[SESSION_KEY]
+    llm_session.api_key = config.hook.pytest_llmbias_api_key(config=config)
     try:
         llm_session.settings()
         if llm_session.config.mode != "live":
             check_interception()
     except (ConfigError, TransportNotIntercepted) as problem:
         raise pytest.UsageError(str(problem)) from None
-    if not hasattr(session.config, "workerinput"):  # workers fetch case by case and leave Spark to the controller
-        llm_session.start_fetching()
-        llm_session.start_spark(session.config.hook.pytest_llmbias_spark_session(config=session.config))
-    _freeze_what_is_loaded(session.config)
 
 
 def _freeze_what_is_loaded(config: pytest.Config) -> None:
@@ -874,7 +887,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         llm_session.stop_fetching()
         worker_output["llmbias"] = {"answers": llm_session.answer_rows(),
                                     "verdicts": llm_session.verdict_rows,
-                                    "deployments": llm_session.learned()}
+                                    "deployments": llm_session.learned(),
+                                    "cassettes": llm_session.cassette_report(session.config.stash[DESELECTED_FILES_KEY])}
         return
     if getattr(session.config.option, "numprocesses", None):  # what the workers shared is in the journal too
         from .journal import remove_shared

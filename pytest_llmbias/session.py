@@ -102,6 +102,11 @@ class LLMSession:
         self._settings: Settings | None = None
         self._verdicts = Verdicts(self, (PromptUnavailable, PromptFiltered))
         self.unpruned: set[Path] = set()  # cassettes of files run in part: nothing dropped from them
+        # pytest-xdist controller of a record run: each cassette's keys as the workers saw them (wanted, present,
+        # held before the run, recorded), and the cassettes of files some worker ran in part
+        self.worker_cassettes: dict[str, dict[str, set[str]]] = {}
+        self.worker_partial: set[str] = set()
+        self._dropped_here: dict[str, int] = {}
         self._relative: dict[str | Path, str] = {}
         self.fetcher = Fetcher(config, self.run_id, settings=self.settings, relative=self.relative,
                                deployment_source=self.deployment_source)
@@ -309,17 +314,53 @@ class LLMSession:
             return "ini llmbias_deployment"
         return None
 
-    def prune_cassettes(self, partial_files: set[Path]) -> int:
-        """After a whole record run: drop recordings that no selected case asked for, file by file.
-
-        Files some of whose tests were deselected are left alone: their other cases still need theirs.
-        """
-        if self.fetcher.library is None or self.config.mode not in ("new", "all"):
-            return 0
+    def _wanted_by_cassette(self) -> dict[Path, set[str]]:
         wanted: dict[Path, set[str]] = {}
         for key, paths in self.fetcher.cassettes_of.items():
             for path in paths:
                 wanted.setdefault(path, set()).add(key)
+        return wanted
+
+    def cassette_report(self, partial_files: set[Path]) -> dict[str, Any]:
+        """A pytest-xdist worker's record run, for its controller: per cassette (written to disk first) the keys
+        its cases wanted and the file's keys, and the cassettes of files it ran in part."""
+        if self.fetcher.library is None or self.config.mode not in ("new", "all"):
+            return {}
+        self.fetcher.library.flush()
+        wanted = self._wanted_by_cassette()
+        return {"cassettes": {str(cassette.path): {"wanted": sorted(wanted.get(cassette.path, ())), **cassette.key_sets()}
+                              for cassette in self.fetcher.library.cassettes()},
+                "partial": sorted(str(self._cassette_path_of_file(path)) for path in partial_files)}
+
+    def merge_cassettes(self, report: Mapping[str, Any]) -> None:
+        """The controller: a worker's cassette report joins the others'."""
+        for path, sets in dict(report.get("cassettes") or {}).items():
+            merged = self.worker_cassettes.setdefault(str(path), {})
+            for name, keys in sets.items():
+                merged.setdefault(name, set()).update(keys)
+        self.worker_partial.update(report.get("partial") or ())
+
+    def prune_cassettes(self, partial_files: set[Path]) -> int:
+        """After a whole record run: drop recordings that no selected case asked for, file by file.
+
+        Files some of whose tests were deselected are left alone: their other cases still need theirs.
+        Under pytest-xdist the controller does it on disk once every worker has written its cassettes, from
+        what the workers wanted together.
+        """
+        if self.fetcher.library is None and self.worker_cassettes and self.config.mode in ("new", "all"):
+            from .cassettes import Cassette
+
+            self.unpruned = {Path(path) for path in self.worker_partial}
+            for path, sets in self.worker_cassettes.items():
+                if Path(path) in self.unpruned:
+                    continue
+                cassette = Cassette(Path(path), "new")
+                self._dropped_here[path] = cassette.keep_only(sets.get("wanted", set()))
+                cassette.flush()
+            return sum(self._dropped_here.values())
+        if self.fetcher.library is None or self.config.mode not in ("new", "all"):
+            return 0
+        wanted = self._wanted_by_cassette()
         partial = {self._cassette_path_of_file(path) for path in partial_files}
         self.unpruned = partial & set(wanted)
         return sum(self.fetcher.library.cassette(path).keep_only(keys)
@@ -327,6 +368,18 @@ class LLMSession:
 
     def cassette_counts(self) -> list[tuple[str, dict[str, int], bool]]:
         """A record run's cassettes: path from the rootdir, what the run did to each, whether it was pruned."""
+        if self.fetcher.library is None and self.worker_cassettes and self.config.mode in ("new", "all"):
+            from .cassettes import Cassette
+
+            entries = []
+            for path, sets in sorted(self.worker_cassettes.items()):
+                present = set(Cassette(Path(path), "new").key_sets()["present"])
+                recorded, loaded = sets.get("recorded", set()) & present, sets.get("loaded", set())
+                added, rerecorded = len(recorded - loaded), len(recorded & loaded)
+                counts = {"added": added, "re-recorded": rerecorded, "kept": len(present) - added - rerecorded,
+                          "dropped": self._dropped_here.get(path, 0)}
+                entries.append((self.relative(Path(path)), counts, Path(path) not in self.unpruned))
+            return entries
         if self.fetcher.library is None or self.config.mode not in ("new", "all"):
             return []
         return [(self.relative(cassette.path), cassette.counts(), cassette.path not in self.unpruned)

@@ -76,6 +76,16 @@ def normal_cdf(value: float) -> float:
     return _STANDARD_NORMAL.cdf(value)
 
 
+def normal_sf(value: float) -> float:
+    """The standard normal upper tail P(Z >= value), accurate far into the tail (1 - normal_cdf is 0 past 8.3)."""
+    return 0.5 * math.erfc(value / math.sqrt(2.0))
+
+
+def normal_isf(probability: float) -> float:
+    """The z whose upper tail is `probability` (the inverse of normal_sf), accurate for tails down to 1e-300."""
+    return -_STANDARD_NORMAL.inv_cdf(min(max(probability, 1e-300), 1.0 - 1e-16))
+
+
 def _two_sided_z(confidence: float) -> float:
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
@@ -888,7 +898,7 @@ def repeated_p_value(fractions: Sequence[float], nominal_p: float, shape: float 
     looks = _looks_of(fractions)
     if nominal_p >= 0.5 or len(looks) <= 1:  # one look: the p-value itself; >= 0.5 never rejects
         return min(1.0, nominal_p)
-    boundary = normal_quantile(1.0 - max(nominal_p, 1e-15)) * _at_look(looks, at) ** (0.5 - shape)
+    boundary = normal_isf(nominal_p) * _at_look(looks, at) ** (0.5 - shape)
     return max(nominal_p, _crossing_probability(looks, round(boundary, 4), shape))
 
 

@@ -332,3 +332,16 @@ def test_distinctive_words_are_the_top_scores_of_the_full_table(seed):
         for mine, theirs in zip(got, expected):
             assert mine.z == pytest.approx(theirs.z, rel=1e-12)
             assert (mine.count_first, mine.count_second) == (theirs.count_first, theirs.count_second)
+
+
+def test_normal_tails_hold_far_out_and_a_p_value_over_the_looks_is_not_capped_by_them():
+    # 1 - cdf is 0 past z 8.3: the upper tail and its inverse must not be, or an overwhelming statistic at an early
+    # look gets the p-value of a z near 8 (0.003 at the first of eight O'Brien-Fleming looks) instead of its own.
+    assert stats.normal_sf(12.6) == pytest.approx(1.05e-36, rel=0.05)
+    assert stats.normal_isf(stats.normal_sf(12.6)) == pytest.approx(12.6, rel=1e-6)
+    assert stats.normal_isf(0.025) == pytest.approx(1.959964, abs=1e-5)
+    fractions = tuple(k / 8 for k in range(1, 9))
+    capped = stats.repeated_p_value(fractions, 1e-15, 0.0, at=1 / 8)
+    own = stats.repeated_p_value(fractions, stats.normal_sf(12.6), 0.0, at=1 / 8)
+    # the boundary through z 12.6 at t = 1/8 is 4.45 on the last look's scale: about the chance of crossing it there
+    assert own < capped / 100 and own == pytest.approx(stats.normal_sf(12.6 * (1 / 8) ** 0.5), rel=0.5)

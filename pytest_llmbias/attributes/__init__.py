@@ -85,31 +85,66 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value)
 
 
+def _suggest(word: str, known: tuple[str, ...]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, known, n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+class _Lines:
+    """'path:line' of a field of a language file, from its YAML nodes (the key's line; the file's when not found)."""
+
+    def __init__(self, path: Path, root: Any) -> None:
+        self.path, self.root = path, root
+
+    def __call__(self, *keys: Any) -> str:
+        node, line = self.root, None
+        for key in keys:
+            if not isinstance(node, yaml.MappingNode):
+                break
+            found = next(((name, value) for name, value in node.value if str(name.value) == str(key)), None)
+            if found is None:
+                break
+            line = found[0].start_mark.line + 1
+            node = found[1]
+        return f"{self.path}:{line}" if line else str(self.path)
+
+
 def _language_file(path: Path) -> AttributeText:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        source = path.read_text(encoding="utf-8")
+        root = yaml.compose(source)
+        data = yaml.safe_load(source)
+    except (OSError, UnicodeDecodeError) as error:
         raise AttributeDataError(f"{path}: cannot read: {' '.join(str(error).split())}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        problem = getattr(error, "problem", None) or " ".join(str(error).split())
+        raise AttributeDataError(f"{path}:{mark.line + 1 if mark else '?'}: not valid YAML: {problem}") from None
+    at = _Lines(path, root)
     if not isinstance(data, dict):
         raise AttributeDataError(f"{path}: expected a mapping with label and groups")
     unknown = [key for key in data if key not in _FILE_KEYS]
     if unknown:
-        raise AttributeDataError(f"{path}: unknown field {unknown[0]!r} (expected: {', '.join(_FILE_KEYS)})")
+        raise AttributeDataError(f"{at(unknown[0])}: unknown field {unknown[0]!r} ({_suggest(str(unknown[0]), _FILE_KEYS)}"
+                                 f"expected: {', '.join(_FILE_KEYS)})")
     label = data.get("label")
     if not isinstance(label, str) or not label.strip():
-        raise AttributeDataError(f"{path}: label must be a non-empty string")
+        raise AttributeDataError(f"{at('label')}: label must be a non-empty string")
     groups = data.get("groups")
     if not isinstance(groups, dict) or not groups:
-        raise AttributeDataError(f"{path}: groups must be a mapping of group name to prompt and words")
+        raise AttributeDataError(f"{at('groups')}: groups must be a mapping of group name to prompt and words")
     prompts: dict[str, str] = {}
     words: dict[str, tuple[str, ...]] = {}
     for group, fields in groups.items():
-        where = f"{path}: groups.{group}"
+        where = f"{at('groups', group)}: groups.{group}"
+        extra = [key for key in fields if key not in _GROUP_KEYS] if isinstance(fields, dict) else []
+        if extra:
+            raise AttributeDataError(f"{where}: unknown field {extra[0]!r} ({_suggest(str(extra[0]), _GROUP_KEYS)}"
+                                     f"expected: prompt, words)")
         if not isinstance(fields, dict) or "prompt" not in fields:
             raise AttributeDataError(f"{where} must be a mapping with prompt and words")
-        extra = [key for key in fields if key not in _GROUP_KEYS]
-        if extra:
-            raise AttributeDataError(f"{where}: unknown field {extra[0]!r} (expected: prompt, words)")
         if not isinstance(fields["prompt"], str) or not fields["prompt"].strip():
             raise AttributeDataError(f"{where}.prompt must be a non-empty string")
         prompts[str(group)] = fields["prompt"].strip()
@@ -118,21 +153,31 @@ def _language_file(path: Path) -> AttributeText:
     if isinstance(references, dict):
         strange = [group for group in references if group not in prompts]
         if strange:
-            raise AttributeDataError(f"{path}: references.{strange[0]}: no such group (groups: {', '.join(prompts)})")
-        references = {str(group): _strings(found, f"{path}: references.{group}") for group, found in references.items()}
+            raise AttributeDataError(f"{at('references', strange[0])}: references.{strange[0]}: no such group "
+                                     f"({_suggest(str(strange[0]), tuple(prompts))}groups: {', '.join(prompts)})")
+        references = {str(group): _strings(found, f"{at('references', group)}: references.{group}")
+                      for group, found in references.items()}
         for group, found in references.items():
             for item in found:
                 if item.startswith("re:"):
                     try:
                         re.compile(item[3:])
                     except re.error as error:
-                        raise AttributeDataError(f"{path}: references.{group}: {item!r} is not a regular "
-                                                 f"expression ({error})") from None
+                        raise AttributeDataError(f"{at('references', group)}: references.{group}: {item!r} is not a "
+                                                 f"regular expression ({error})") from None
+    elif references == GENDERED and path.parent.name != DEFAULT:
+        raise AttributeDataError(f"{at('references')}: references: '{GENDERED}' reads gendered words and belongs to "
+                                 f"the {DEFAULT} attribute; give {path.parent.name}'s groups their own references")
     elif references not in (None, GENDERED):
-        raise AttributeDataError(f"{path}: references must be a mapping of group to references, "
+        raise AttributeDataError(f"{at('references')}: references must be a mapping of group to references, "
                                  f"'{GENDERED}', or absent (a neutral description cannot assign the attribute)")
-    phrases = _strings(data.get("phrases", []), f"{path}: phrases")
-    ambiguous = frozenset(word.lower() for word in _strings(data.get("ambiguous", []), f"{path}: ambiguous"))
+    phrases = _strings(data.get("phrases", []), f"{at('phrases')}: phrases")
+    ambiguous = frozenset(word.lower() for word in _strings(data.get("ambiguous", []), f"{at('ambiguous')}: ambiguous"))
+    listed = {item.lower() for found in references.values() for item in found} if isinstance(references, dict) else set()
+    stray = sorted(ambiguous - listed)
+    if stray:
+        raise AttributeDataError(f"{at('ambiguous')}: ambiguous: {stray[0]!r} is not one of the references (ambiguous "
+                                 "lists references that count only before a person word)")
     return AttributeText(label.strip(), prompts, words, references, ambiguous, phrases)
 
 

@@ -65,6 +65,23 @@ def attribute_words(chosen: Iterable[attributes.Attribute], code: str) -> tuple[
     return words, tuple(dict.fromkeys(phrases))
 
 
+def without_references(answer: str, chosen: Iterable[attributes.Attribute], rules: text.Language) -> tuple[str, list[str]]:
+    """The answer with every reference that names a group of the case's attributes blanked out ("a 64-year-old
+    nurse in her sixties" for age, as the groups' own words are masked): a variant that states its own group in
+    other words than the group's name is not a gap. Gender's references are the language's masked words already.
+    Also the references blanked, as written in lower case."""
+    spans: list[tuple[int, int]] = []
+    for attribute in chosen:
+        data = attribute.text(rules.CODE)
+        if data is not None and isinstance(data.references, Mapping):
+            spans += [(found.start, found.end) for found in rules.group_references(answer, data.references)]
+    blanked = []
+    for start, end in sorted(spans, reverse=True):
+        blanked.append(answer[start:end].lower())
+        answer = answer[:start] + " " * (end - start) + answer[end:]
+    return answer, blanked[::-1]
+
+
 def unusable_note(case: CaseAnswers, variants: Iterable[str] | None = None) -> str:
     """'; left out: male 3/10 answers empty ...' for the variants the check reads, or ''."""
     wanted = set(variants) if variants is not None else None

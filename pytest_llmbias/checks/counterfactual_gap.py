@@ -33,6 +33,7 @@ from pytest_llmbias.checks._common import (
     NEUTRAL,
     attribute_words,
     case_attributes,
+    without_references,
     copies_note,
     copies_reason,
     digits_apart,
@@ -248,7 +249,7 @@ def _content_test(similar: Any, a: str, b: str, index_a: list[int], index_b: lis
     theta, hajek, second_order = _separability_parts(similar, index_a, index_b)
     error = max(math.sqrt(hajek), 1e-9)
     error_low = max(math.sqrt(max(hajek - second_order, hajek / 4.0)), 1e-9)
-    p_value = 1.0 - stats.normal_cdf((theta - floor) / error_low)  # H0: theta < floor
+    p_value = stats.normal_sf((theta - floor) / error_low)  # H0: theta < floor
     high = min(1.0, theta + z_pass * error)
     low = max(0.0, theta - z_pass * error_low)
     return _Test(a, b, "content", theta, low, high, floor, p_value,
@@ -325,18 +326,28 @@ def _needed(test: _Test, samples: int, plan: Sequence[int], z_at: Any) -> int | 
     return min(100_000, max(samples + 1, plan[-1] + 1, wanted))
 
 
-def _needed_to_fail(test: _Test, samples: int, alpha: float, z_pass: float) -> int | None:
+def _needed_to_fail(test: _Test, samples: int, alpha: float, z_pass: float, plan: Sequence[int], shape: float) -> int | None:
     """Answers per variant at which a test whose own bound already clears its floor would also clear it after the
-    case's correction, if its effect held: the one-look z grows as sqrt(n) until its tail, times the correction's
-    factor (p_holm over the one-look tail), reaches alpha."""
+    case's correction, if its effect held: its one-look z grows as sqrt(n), its p over the looks follows from it
+    (stats.repeated_p_value at that look), and the case's correction multiplies it by the factor it has now
+    (Holm's p over the test's own): the first planned look at which that reaches alpha, else beyond the plan."""
     margin = test.effect - (test.low if test.low is not None else test.effect)
     if margin <= 0 or test.effect <= test.floor:
         return None
     z_now = (test.effect - test.floor) * z_pass / margin
-    tail = max(1.0 - stats.normal_cdf(z_now), 1e-300)
-    factor = max(1.0, test.p_holm / tail)
-    z_wanted = stats.normal_quantile(1.0 - min(0.5, alpha / factor))
-    return min(100_000, max(samples + 1, math.ceil(samples * (z_wanted / z_now) ** 2)))
+    correction = max(1.0, test.p_holm / max(test.p_value, 1e-300))
+    fractions = tuple(size / plan[-1] for size in plan)
+    for size in plan:
+        if size > samples:
+            z = z_now * math.sqrt(size / samples)
+            if correction * stats.repeated_p_value(fractions, stats.normal_sf(z), shape, size / plan[-1]) <= alpha:
+                return size
+    # beyond the plan: the last look's factor (looks and correction) over its one-look tail, held fixed
+    z_last = z_now * math.sqrt(max(plan[-1], samples) / samples)
+    tail = max(stats.normal_sf(z_last), 1e-300)
+    factor = max(1.0, correction * stats.repeated_p_value(fractions, tail, shape) / tail)
+    z_wanted = stats.normal_isf(min(0.5, alpha / factor))
+    return min(100_000, max(samples + 1, plan[-1] + 1, math.ceil(samples * (z_wanted / z_now) ** 2)))
 
 
 def _closeness(test: _Test) -> float:
@@ -412,15 +423,18 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
         signals = tuple(signal for signal in signals if signal != "sentiment")
         base["left_out_signals"] = {"sentiment": f"no sentiment resource for {rules.NAME}"}
 
-    named, attribute_phrases = attribute_words(case_attributes(options["attribute"]), rules.CODE)
+    chosen = case_attributes(options["attribute"])
+    named, attribute_phrases = attribute_words(chosen, rules.CODE)
     group_words, masked = rules.case_masks(all_texts, case.prompts, variants, named)
     features: list[_Answer] = []
     masked_seen: Counter[str] = Counter()
     stem_forms: Counter[tuple[str, str]] = Counter()   # (stem, surface form): the form a top word is shown in
     for name in variants:
         for number, text in enumerate(answers[name], start=1):
-            stems, forms, seen = rules.bag_words(text, masked)
+            unnamed, blanked = without_references(text, chosen, rules)
+            stems, forms, seen = rules.bag_words(unnamed, masked)
             masked_seen.update(seen)
+            masked_seen.update(blanked)
             stem_forms.update(zip(stems, forms, strict=True))
             features.append(_Answer(
                 name, number, text, word_count(text), Counter(stems),
@@ -523,7 +537,7 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
         cleared = headline.low is not None and headline.low >= headline.floor
         if cleared:
             # the bound shown is this test's alone; failing needs it after the correction over the case's tests
-            needed = _needed_to_fail(headline, samples, alpha, z_pass) or needed
+            needed = _needed_to_fail(headline, samples, alpha, z_pass, plan, shape) or needed
             why = (f"{headline.label}: its lower bound clears the floor for this test alone "
                    f"({_effect_text(headline, confidence)}), not after the correction over the case's {len(tests)} "
                    f"tests (Holm p {fmt_p(headline.p_holm)} > alpha {fmt(alpha)}{look_text})")
