@@ -251,6 +251,9 @@ def log_run(answer_rows: Sequence[Mapping[str, Any]], verdict_rows: Sequence[Map
             raise MlflowLogError(_one_line(error)) from error
 
 
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
 CREDENTIALS_IN_URL = re.compile(r"(?<=//)[^/\s:@]+:[^/\s@]+@")  # scheme://user:password@host
 
 
@@ -447,6 +450,9 @@ def _quiet(log_path: Path) -> Iterator[Any]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     _ignore_in_git(log_path.parent)
     settings = {"MLFLOW_DISABLE_TELEMETRY": "true"}
+    # An unreachable tracking server: MLflow's own defaults (7 retries, backoff factor 2, 120 s a request) hold the
+    # end of the run for minutes; ours fail it within seconds. A user's own settings of these are kept.
+    settings.update({name: value for name, value in HTTP_DEFAULTS.items() if not os.environ.get(name)})
     saved_environment = {name: os.environ.get(name) for name in settings}
     os.environ.update(settings)
     with log_path.open("a", encoding="utf-8") as log:

@@ -93,7 +93,7 @@ def run(args: Sequence[str] = (), *, namespace: Mapping[str, Any] | None = None,
             from .report.html import Report
 
             Report.from_results(results).show(namespace)
-    if raise_on_failure or capture.raise_on_failure:
+    if raise_on_failure or capture.raise_on_failure or _asks_to_raise(arguments):
         problem = _failure(int(exit_code), capture)
         if problem:
             raise RunFailed(problem)
@@ -103,12 +103,41 @@ def run(args: Sequence[str] = (), *, namespace: Mapping[str, Any] | None = None,
 def run_cell(line_args: Sequence[str], body: str, **options: Any) -> Any:
     """Run a cell's test code (plus any paths in line_args) from a temporary folder, then delete it."""
     cell_folder = Path(tempfile.mkdtemp(prefix="pytest-llmbias-cell-"))
+    folder = Path(options["folder"]) if options.get("folder") is not None else notebook_folder(options.get("namespace") or {})
     try:
         cell_file = cell_folder / CELL_FILE
         cell_file.write_text(body, encoding="utf-8")
-        return run([str(cell_file), *line_args], **options)
+        return run([*_project_root(folder, line_args), str(cell_file), *line_args], **options)
     finally:
         shutil.rmtree(cell_folder, ignore_errors=True)
+
+
+_CONFIG_FILES = (("pytest.ini", ""), (".pytest.ini", ""), ("pyproject.toml", "[tool.pytest"), ("tox.ini", "[pytest]"),
+                 ("setup.cfg", "[tool:pytest]"))
+
+
+def _project_root(folder: Path, args: Sequence[str]) -> list[str]:
+    """A cell's file lives in a temporary folder; pytest would take the common folder of it and the case files
+    (often /) as its rootdir and miss the project's ini file, so rows would be keyed 'project/cases/...'. The
+    rootdir and ini file a run from the notebook's folder gets, unless the magic's arguments name their own."""
+    if any(arg.startswith(("--rootdir", "-c", "--config-file", "--inifile")) for arg in args):
+        return []
+    for candidate in (folder, *folder.parents):
+        for name, section in _CONFIG_FILES:
+            path = candidate / name
+            try:
+                if path.is_file() and (not section or section in path.read_text(encoding="utf-8", errors="replace")):
+                    return [f"--rootdir={candidate}", "-c", str(path)]
+            except OSError:
+                continue
+    return [f"--rootdir={folder}"]
+
+
+def _asks_to_raise(arguments: Sequence[str]) -> bool:
+    """--llm-raise among the arguments (or PYTEST_ADDOPTS): read here too, since a run that stops on a usage
+    error (a mistyped flag, a bad ini value) never configures, and a scheduled job must still fail."""
+    given = list(arguments) + shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))
+    return "--llm-raise" in given[: given.index("--")] if "--" in given else "--llm-raise" in given
 
 
 def _failure(exit_code: int, capture: _RunCapture) -> str | None:

@@ -388,6 +388,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("llm_plan") and getattr(config.option, "numprocesses", None):
         # a plan is counted in one process and runs no test: no pytest-xdist workers (as xdist does for --pdb)
         config.option.numprocesses, config.option.dist, config.option.tx = 0, "no", []
+    _check_paths_given_apart(config)
     if (getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput")
             and config.stash[SESSION_KEY].config.mode != "replay"):
         # the controller collects no case: a missing endpoint or key would stop each worker at its collection,
@@ -705,6 +706,33 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         llm_session.start_fetching()
         llm_session.start_spark(session.config.hook.pytest_llmbias_spark_session(config=session.config))
     _freeze_what_is_loaded(session.config)
+
+
+_PATH_OPTIONS = ("--llm-baseline", "--llm-save", "--llm-html", "--llm-results")
+
+
+def _check_paths_given_apart(config: pytest.Config) -> None:
+    """`--llm-baseline /elsewhere/v1`: pytest chooses its rootdir before it knows plugins' options, so it reads
+    the path as a test path too; with no ini file the rootdir becomes the common folder (/tmp), every case
+    file's name changes, and a baseline matches nothing. Said at once, with the spelling that avoids it."""
+    if config.inipath is not None:
+        return  # the ini file's folder is the rootdir whatever the arguments
+    here = Path(config.invocation_params.dir).resolve()
+    root = Path(config.rootpath).resolve()
+    if root == here or not here.is_relative_to(root):
+        return
+    args = [str(arg) for arg in config.invocation_params.args]
+    for option, value in zip(args, args[1:]):
+        if option in _PATH_OPTIONS and not value.startswith("-"):
+            try:
+                path = (here / value).resolve()
+                apart = path.exists() and not path.is_relative_to(here)
+            except OSError:
+                continue
+            if apart:
+                raise pytest.UsageError(f"{option} {value}: pytest also read this path as a test path and took "
+                                        f"{root} as its rootdir, which renames every case file; write "
+                                        f"{option}={value}")
 
 
 def _check_settings_can_ask(config: pytest.Config) -> None:

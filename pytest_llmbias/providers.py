@@ -95,6 +95,14 @@ def _check_url(name: str, value: str, *, api_version_query: bool = False) -> Any
         query_ok = not parts.query or (api_version_query and set(parse_qs(parts.query)) == {"api-version"})
     except ValueError:  # unbalanced brackets, a port that is not a number
         valid = query_ok = False
+    if valid and not query_ok and api_version_query and not (parts.fragment or parts.username or parts.password):
+        # a query beyond api-version (a key pasted in?): its values are not shown, its names and the host are
+        names = sorted(key for key in parse_qs(parts.query, keep_blank_values=True)
+                       if key != "api-version" and re.fullmatch(r"[\w.-]{1,40}", key))
+        origin = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}/"
+        raise ConfigError(f"{name} has query fields beyond api-version ({', '.join(names) or 'not shown'}), which may "
+                          f"carry a credential: give the resource, {origin}, with the key in "
+                          f"AZURE_OPENAI_API_KEY and the version in AZURE_OPENAI_API_VERSION")
     if not valid or not query_ok or parts.fragment or parts.username or parts.password:
         # The value may carry credentials: show its scheme and length only.
         raise ConfigError(f"{name} is not a URL like https://my-resource.openai.azure.com/ "

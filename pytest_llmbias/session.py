@@ -625,6 +625,9 @@ class LLMSession:
                                         self._spark, self.config.results_dir, spark=self.config.spark,
                                         interrupted=interrupted, give_up=give_up)
         self.results.suite = suite_report(self.results.answer_rows)
+        if interrupted and self.results.suite:  # from the answers that arrived: some roles have one or two
+            self.results.suite = [self.results.suite[0] + " (an interrupted run: from the answers that arrived "
+                                  "before it stopped, not every occupation's)", *self.results.suite[1:]]
         return self.results
 
 

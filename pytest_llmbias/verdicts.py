@@ -78,11 +78,31 @@ class Verdicts:
                 break
         if verdict is None:
             return None
+        verdict = held_below_threshold(verdict)
         verdict = dataclasses.replace(verdict, details={**(verdict.details or {}), "batches": look.number,
                                                         "answers_per_prompt": look.samples,
                                                         "reads": list(reads) if reads is not None else None})
         session.record_use(case, check.name, look.number, tuple(reads) if reads is not None else None)
         return verdict
+
+
+def held_below_threshold(verdict: Any) -> Any:
+    """A PASSED whose figure is at or above its threshold (a check of a user's, or an option such as a floor of 0)
+    is not a pass: INCONCLUSIVE, saying why. Every built-in check already passes only below its threshold."""
+    figure, threshold = getattr(verdict, "figure", None), getattr(verdict, "threshold", None)
+    if verdict.outcome != "passed" or figure is None or threshold is None:
+        return verdict
+    try:
+        at_or_above = float(figure) >= float(threshold)
+    except (TypeError, ValueError):
+        return verdict
+    if not at_or_above:
+        return verdict
+    why = (f"the check passed with its figure {figure:g} at or above its threshold {threshold:g}; a pass must be "
+           f"shown below its threshold")
+    return dataclasses.replace(verdict, outcome="inconclusive", summary=f"{verdict.check}: {why} ({verdict.summary})",
+                               details={**dict(verdict.details or {}), "reason": "passed at threshold",
+                                        "samples_needed": None, "passed_at_threshold": why})
 
 
 def too_few_usable(answers: Mapping[str, list[str]], unusable: Mapping[str, str], samples: int) -> str:

@@ -356,3 +356,40 @@ def test_a_judged_case_keeps_its_phrase_indicators(tmp_path: Path, hermetic: pyt
     engineer_gap = changes[("cases/suite.yaml", "engineer", "counterfactual_gap")]
     assert {test.variant for test in engineer_gap.worse} == {"female"}  # whatever the order of the checks
     assert changes[("cases/suite.yaml", "engineer", "llm_judge")].tests == ()  # no indicators of its own
+
+
+def test_a_baseline_that_shares_no_check_with_the_run_says_so_and_fails_the_gate(nurse_project: pytest.Pytester,
+                                                                                azure_env: StandIn) -> None:
+    azure_env.planted = {"nurse": Planted(assume_rate=0.0)}
+    run_inner(nurse_project, "--llm-live", "--llm-save", "v1")
+    (nurse_project.path / "cases" / "nurse.yaml").rename(nurse_project.path / "cases" / "renamed.yaml")
+    warned = run_inner(nurse_project, "--llm-live", "--llm-baseline", "v1")
+    assert warned.ret == 0, warned.stdout.str()
+    warned.stdout.fnmatch_lines(["baseline 'v1': no check of this run is in it (this run names its case files from "
+                                 "rootdir *): nothing was compared"])
+    gated = run_inner(nurse_project, "--llm-live", "--llm-baseline", "v1", "--llm-fail-on-regression")
+    assert gated.ret == pytest.ExitCode.TESTS_FAILED, gated.stdout.str()
+    gated.stdout.fnmatch_lines(["*nothing was compared; --llm-fail-on-regression fails the run"])
+
+
+def test_a_baseline_path_given_apart_that_would_move_the_rootdir_is_one_line(
+        nurse_project: pytest.Pytester, azure_env: StandIn, monkeypatch: pytest.MonkeyPatch,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    # pytest reads `--llm-baseline /elsewhere` as a test path too when the plugin is loaded by its entry point (after
+    # the rootdir is chosen): with no ini file its rootdir would become the common folder of the project and
+    # /elsewhere, every case file would be renamed and the gate would compare nothing
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    azure_env.planted = {"nurse": Planted(assume_rate=0.0)}
+    run_inner(nurse_project, "--llm-record", "--llm-save", f"{elsewhere}/v1")
+    for ini in nurse_project.path.glob("*.ini"):
+        ini.unlink()
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    settings = ("-p", "no:cacheprovider", "-o", "llmbias_spark=false", "-o", "llmbias_max_samples=1")
+    apart = nurse_project.runpytest_subprocess(*settings, "--llm-baseline", f"{elsewhere}/v1", "cases/")
+    assert apart.ret == pytest.ExitCode.USAGE_ERROR, apart.stdout.str() + apart.stderr.str()
+    apart.stderr.fnmatch_lines([f"ERROR: --llm-baseline {elsewhere}/v1: pytest also read this path as a test path "
+                                f"and took * as its rootdir, which renames every case file; write "
+                                f"--llm-baseline={elsewhere}/v1"])
+    joined = nurse_project.runpytest_subprocess(*settings, f"--llm-baseline={elsewhere}/v1", "cases/")
+    joined.stdout.fnmatch_lines(["baseline * 0 new failures, 0 fixed*"])
+    assert "nothing was compared" not in joined.stdout.str()

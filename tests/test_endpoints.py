@@ -422,3 +422,15 @@ def test_reasoning_settings_sent_to_a_chat_deployment_stop_the_run_with_one_line
     lines = [line for line in output.splitlines() if "does not take reasoning_effort" in line]
     assert result.ret == pytest.ExitCode.TESTS_FAILED and len(azure_env.requests) == 1
     assert len(lines) == 1 and "remove reasoning_effort" in lines[0]
+
+
+@pytest.mark.parametrize("endpoint", [
+    "https://res.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version=2024-06-01&api-key=SUPERSECRET",
+    "https://res.openai.azure.com/?api-key=SUPERSECRET",
+])
+def test_an_endpoint_with_a_key_in_its_query_names_the_fields_not_their_values(endpoint: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        azure_shape(endpoint)
+    shown = str(caught.value)
+    assert "has query fields beyond api-version (api-key)" in shown and "SUPERSECRET" not in shown
+    assert "give the resource, https://res.openai.azure.com/, with the key in AZURE_OPENAI_API_KEY" in shown

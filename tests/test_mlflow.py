@@ -368,3 +368,17 @@ def test_an_experiment_set_without_a_tracking_uri_gets_the_run_in_mlflows_defaul
     assert run.info.status == "FINISHED" and run.data.metrics["tests"] == 2
     assert f"MLflow run: {run.info.run_id} (experiment 'mine' at {uri})" in done.stdout
     assert not (suite.path / ".llmbias" / "mlflow").exists()  # no second store beside the notebook's
+
+
+def test_an_unreachable_server_is_given_up_in_seconds_unless_the_user_set_mlflows_http_settings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # MLflow's own defaults (7 retries, backoff factor 2, 120 s a request) held the end of a run for 4 minutes
+    from pytest_llmbias import mlflow_log
+
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "7")
+    with mlflow_log._quiet(tmp_path / "mlflow.log"):
+        from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT
+
+        assert MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == 2 and MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 7
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ  # put back as it was

@@ -156,6 +156,26 @@ def test_raise_switch_shows_one_line_and_no_traceback(shell: Any, notebook: Path
     assert without.exit_code == 1 and [row["outcome"] for row in without.verdict_rows].count("failed") == 1
 
 
+@pytest.mark.parametrize("mistake", ["--llm-bogus", "--llm-samples 0"])
+def test_raise_switch_fails_a_run_that_stops_on_a_usage_error(shell: Any, notebook: Path, mistake: str,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # pytest stops before configuring: the switch is read from the arguments, or a scheduled job would pass
+    outcome = shell.run_cell(f"%pytest --llm-raise {mistake} cases/")
+    assert type(outcome.error_in_exec).__name__ == "RunFailed", capsys.readouterr().out
+    assert str(outcome.error_in_exec).startswith("pytest exited with 4 (USAGE_ERROR)")
+
+
+def test_a_cell_is_keyed_from_the_notebooks_folder_without_an_ini_file(shell: Any, notebook: Path, unbiased) -> None:
+    # The cell's file lives in a temporary folder: pytest would take the common folder of it and cases/ as its
+    # rootdir, and rows would be keyed '<folder>/cases/...' where a %pytest run keys them 'cases/...'.
+    (notebook / "pytest.ini").unlink()
+    options = "-o llmbias_max_samples=1 -o llmbias_spark=false --llm-live cases/"
+    cell = _run(shell, f"%%pytest {options}\ndef test_nothing():\n    pass\n")
+    line = _run(shell, f"%pytest {options}")
+    assert {row["case_file"] for row in cell.verdict_rows} == {row["case_file"] for row in line.verdict_rows} \
+        == {"cases/occupations.yaml"}
+
+
 def test_cell_magic_runs_the_body_from_a_temporary_folder(shell: Any, notebook: Path, unbiased,
                                                           tmp_path: Path) -> None:
     report = tmp_path / "where.txt"

@@ -294,3 +294,13 @@ def test_the_summary_says_what_a_run_of_its_size_expects_by_chance_and_why_rows_
         "about 339 answers per prompt would decide (max_samples is 80: raise it to ask them)")
     assert "same answers again" in why_undecided({"outcome": "inconclusive", "details": '{"reason": "copies"}'})
     assert why_undecided({"outcome": "passed", "details": "{}"}) == ""
+
+
+def test_a_row_the_run_wide_correction_turned_undecided_says_its_adjusted_p() -> None:
+    from pytest_llmbias.report.terminal import why_undecided
+
+    details = {"correction": {"method": "holm", "tests": 20, "alpha": 0.05}, "p_adjusted": 0.084,
+               "uncorrected_outcome": "failed"}
+    assert why_undecided({"outcome": "inconclusive", "details": details}) == (
+        "failed alone, not after the run-wide holm correction: adjusted p 0.084 > alpha 0.05 over 20 tests, so "
+        "its interval is not shown to clear the threshold at the run's level")

@@ -82,3 +82,13 @@ def test_without_the_conftest_the_check_is_unknown(project: pytest.Pytester) -> 
     (project.path / "conftest.py").unlink()
     result = run_inner(project, "--co", "-q")
     result.stdout.fnmatch_lines(["*jobs.yaml:4*unknown check 'mentions_pay'*"])
+
+
+def test_a_user_checks_pass_at_its_threshold_is_not_reported_as_passed(project: pytest.Pytester, azure_env) -> None:
+    # This check passes when the gap is not above max_extra: with max_extra 0 and no answer mentioning pay its
+    # figure equals its threshold, which a PASSED must never show
+    (project.path / "cases" / "jobs.yaml").write_text(CASES.replace("max_extra: 0.9", "max_extra: 0.0"))
+    result = run_inner(project, "--llm-record", "-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*engineer*mentions_pay*INCONCLUSIVE*",
+                                 "*why: the check passed with its figure 0 at or above its threshold 0; a pass must*"])

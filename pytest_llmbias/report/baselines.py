@@ -430,6 +430,11 @@ class Comparison:
     def missing(self) -> list[CheckChange]:
         return [change for change in self.changes if change.status == "gone"]
 
+    @property
+    def nothing_compared(self) -> bool:
+        """The run and the baseline share no check (every one new or gone): a gate that compared nothing."""
+        return bool(self.changes) and all(change.status in ("new", "gone") for change in self.changes)
+
 
 def compare(
     answer_rows: Sequence[Mapping[str, Any]],

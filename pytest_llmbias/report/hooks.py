@@ -31,6 +31,7 @@ class ReportingState:
     saved: Any = None  # baselines.Saved
     html_written: Path | None = None
     problems: list[str] = field(default_factory=list)  # one line each, shown in red in the summary
+    warnings: list[str] = field(default_factory=list)  # one line each, shown in yellow (red when they fail the run)
     regression_failed: bool = False
 
 
@@ -191,6 +192,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                                             comparison=state.comparison, run_id=results.run_id)
         except OSError as error:
             state.problems.append(f"HTML report not written to {state.html_path}: {error}")
+    if state.comparison is not None and state.comparison.nothing_compared:
+        # keys that match nothing (another rootdir, renamed files): no comparison, never a silent pass of the gate
+        state.warnings.append(f"baseline {state.baseline.shown}: no check of this run is in it (this run names its "
+                              f"case files from rootdir {session.config.rootpath}): nothing was compared"
+                              + ("; --llm-fail-on-regression fails the run" if state.fail_on_regression else ""))
+        if state.fail_on_regression and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if state.fail_on_regression and state.comparison is not None and state.comparison.regressions:
         state.regression_failed = True
         if session.exitstatus == pytest.ExitCode.OK:
@@ -248,5 +256,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(f"HTML report: {state.html_written}")
     for problem in state.problems:
         terminalreporter.write_line(problem, red=True)
+    for warning in state.warnings:
+        terminalreporter.write_line(warning, red=state.fail_on_regression, yellow=not state.fail_on_regression)
     if state.regression_failed:
         terminalreporter.write_line(regression_line(state.comparison), red=True, bold=True)

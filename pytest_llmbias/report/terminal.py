@@ -130,7 +130,14 @@ def why_undecided(row: Mapping[str, Any]) -> str:
     if details.get("unusable"):
         return "too few usable answers"
     if details.get("correction") and details.get("uncorrected_outcome") == "failed":
-        return f"failed before the run-wide {details['correction'].get('method')} correction"
+        note = details["correction"]
+        adjusted, alpha = details.get("p_adjusted"), note.get("alpha")
+        shown = (f": adjusted p {p_text(adjusted)} > alpha {alpha:g} over {note.get('tests')} tests, so its interval "
+                 f"is not shown to clear the threshold at the run's level" if isinstance(adjusted, (int, float))
+                 and isinstance(alpha, (int, float)) else "")
+        return f"failed alone, not after the run-wide {note.get('method')} correction{shown}"
+    if details.get("reason") == "passed at threshold" and details.get("passed_at_threshold"):
+        return str(details["passed_at_threshold"])
     if details.get("reason") == "multiplicity":
         needed = details.get("samples_needed")
         return ("its bound clears the threshold for this test alone, not after the correction over the case's tests"
