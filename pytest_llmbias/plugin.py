@@ -125,6 +125,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   "https://cognitiveservices.azure.com/.default)", default="")
     parser.addini("llmbias_language", "the answers' language when the YAML sets none (en or zh; "
                   "default: detected from the answers)", default="")
+    parser.addini("llmbias_judge_ahead", "live and record runs: judge the tests in the background, as many at a time "
+                  "as requests may be in flight (false: each test when it runs)", type="bool", default=True)
     parser.addini("llmbias_spark", "build the run's Spark DataFrames (false: rows only, no JVM)",
                   type="bool", default=True)
 
@@ -194,6 +196,7 @@ def _run_config(config: pytest.Config) -> RunConfig:
         correction=config.getoption("llm_correction") or config.getini("llmbias_correction") or None,
         results_dir=results_dir,
         spark=ini_bool(config, "llmbias_spark"),
+        judge_ahead=ini_bool(config, "llmbias_judge_ahead"),
         rootdir=Path(config.rootpath),
         provider=_provider(config),
         token_scope=config.getini("llmbias_token_scope") or None,
@@ -704,6 +707,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     _check_settings_can_ask(session.config)
     if not hasattr(session.config, "workerinput"):  # workers fetch case by case and leave Spark to the controller
         llm_session.start_fetching()
+        llm_session.judge_ahead()
         llm_session.start_spark(session.config.hook.pytest_llmbias_spark_session(config=session.config))
     _freeze_what_is_loaded(session.config)
 

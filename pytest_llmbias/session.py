@@ -41,6 +41,7 @@ class RunConfig:
     timeout: float | None = None         # --llm-timeout: seconds per request (None: client.Settings' default)
     results_dir: str | None = None       # --llm-results: Parquet output
     spark: bool = True                   # ini llmbias_spark: false keeps rows only, starts no JVM
+    judge_ahead: bool = True             # ini llmbias_judge_ahead: live/record tests judged in the background
     rootdir: Path = field(default_factory=Path.cwd)
     run_id: str | None = None            # given by the pytest-xdist controller to its workers
     lazy: bool = False                   # fetch each case when its first test runs (xdist workers)
@@ -282,8 +283,15 @@ class LLMSession:
         """Ask every registered prompt (or just `keys`) in the background."""
         self.fetcher.start(keys)
 
+    def judge_ahead(self) -> None:
+        """Live and record runs in one process: judge the selected tests in the background, as many at a time as
+        requests may be in flight, so the later batches of undecided cases are asked together (pytest_llmbias.verdicts)."""
+        if self.config.judge_ahead and self.config.mode != "replay" and not self.config.lazy and self.selected:
+            self._verdicts.judge_ahead(self.config.concurrency)
+
     def stop_fetching(self, timeout: float = 30.0) -> None:
         """Ask nothing more; keep what arrived (cassettes flushed, journal closed)."""
+        self._verdicts.stop_ahead()
         self.fetcher.stop(timeout)
 
     @property

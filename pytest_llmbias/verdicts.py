@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import queue
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 MIN_USABLE_SHARE = 0.5
@@ -27,6 +31,55 @@ class Verdicts:
         self.session = session
         self.unavailable = unavailable
         self._corrected: dict[tuple[str, str, str], Any] | None = None
+        self._ahead: dict[tuple[Any, str, str], Future[Any]] = {}
+        self._queue: queue.SimpleQueue[tuple[Any, Any, Future[Any]] | None] | None = None
+
+    def judge_ahead(self, workers: int) -> None:
+        """Live and record runs: judge the selected tests in the background, `workers` at a time, each asking its
+        later batches as its looks need them, so undecided cases ask theirs together instead of one test after
+        another (each test then takes its verdict). Daemon threads: an interrupted run does not wait for them."""
+        if self._queue is not None or workers < 1:
+            return
+        self._queue = queue.SimpleQueue()
+        for case, check in self.session.selected:
+            key = (case.path, case.id, check.name)
+            if key not in self._ahead:
+                self._ahead[key] = Future()
+                self._queue.put((case, check, self._ahead[key]))
+        for index in range(min(workers, len(self._ahead))):
+            threading.Thread(target=self._judge_queued, name=f"llmbias-judge-{index}", daemon=True).start()
+
+    def stop_ahead(self) -> None:
+        """Judge nothing more in the background (the run is ending); tests not yet judged judge themselves."""
+        if self._queue is not None:
+            for _ in range(len(self._ahead)):
+                self._queue.put(None)
+
+    def _judge_queued(self) -> None:
+        assert self._queue is not None
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            case, check, future = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(self._judge(case, check, None))
+            except BaseException as error:  # the test raises it as if it had judged itself
+                future.set_exception(error)
+
+    def _taken(self, case: Any, check: Any, on_wait: Callable[[], None] | None) -> Any:
+        """A verdict judged ahead (waited for, with the progress display going on), or judged now."""
+        future = self._ahead.get((case.path, case.id, check.name))
+        if future is None or (not future.running() and not future.done() and future.cancel()):
+            return self._judge(case, check, on_wait)
+        while True:
+            try:
+                return future.result(timeout=0.25)
+            except FutureTimeout:
+                if on_wait is not None:
+                    on_wait()
 
     def verdict_for(self, case: Any, check: Any, *, on_wait: Callable[[], None] | None = None) -> Any:
         """The check's verdict; with --llm-correction, adjusted over every selected test of the run."""
@@ -49,6 +102,15 @@ class Verdicts:
         return found if found is not None else self.evaluate(case, check, on_wait)
 
     def evaluate(self, case: Any, check: Any, on_wait: Callable[[], None] | None) -> Any:
+        """The check's verdict (judged ahead or now), its answers noted as used by it."""
+        verdict = self._taken(case, check, on_wait)
+        details = getattr(verdict, "details", None) or {}
+        if verdict is not None and "batches" in details:
+            reads = details.get("reads")
+            self.session.record_use(case, check.name, details["batches"], tuple(reads) if reads is not None else None)
+        return verdict
+
+    def _judge(self, case: Any, check: Any, on_wait: Callable[[], None] | None) -> Any:
         """The check's verdict with adaptive sampling: while it is undecided and more answers could decide,
         ask the next batch of the prompts it reads and judge again. Every check holds its errors over the
         whole plan of looks (checks.Look.sizes), whichever look it decides at."""
@@ -79,11 +141,9 @@ class Verdicts:
         if verdict is None:
             return None
         verdict = held_below_threshold(verdict)
-        verdict = dataclasses.replace(verdict, details={**(verdict.details or {}), "batches": look.number,
-                                                        "answers_per_prompt": look.samples,
-                                                        "reads": list(reads) if reads is not None else None})
-        session.record_use(case, check.name, look.number, tuple(reads) if reads is not None else None)
-        return verdict
+        return dataclasses.replace(verdict, details={**(verdict.details or {}), "batches": look.number,
+                                                     "answers_per_prompt": look.samples,
+                                                     "reads": list(reads) if reads is not None else None})
 
 
 def held_below_threshold(verdict: Any) -> Any:
