@@ -393,10 +393,15 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.numprocesses, config.option.dist, config.option.tx = 0, "no", []
     _check_paths_given_apart(config)
     if (getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput")
-            and config.stash[SESSION_KEY].config.mode != "replay"):
-        # the controller collects no case: a missing endpoint or key would stop each worker at its collection,
-        # which pytest-xdist shows as an internal error; said here, it is one line
-        _check_settings_can_ask(config)
+            and config.stash[SESSION_KEY].config.mode != "replay" and not config.option.collectonly):
+        # the controller collects no case: a missing endpoint would stop each worker at its collection, which
+        # pytest-xdist shows as an internal error; said here, it is one line. Only the endpoint: a key may come
+        # from a conftest hook the controller has not loaded yet, and the workers say so themselves.
+        try:
+            _check_settings_can_ask(config)
+        except pytest.UsageError as problem:
+            if "ENDPOINT" in str(problem) or "endpoint" in str(problem).split(":")[0]:
+                raise
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -926,6 +931,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         from .journal import remove_shared
 
         remove_shared(llm_session.config.rootdir, llm_session.run_id)
+    llm_session.stop_judging_ahead()  # before pruning: nothing more is noted
     if exitstatus != pytest.ExitCode.INTERRUPTED:  # only a whole run knows what is no longer asked
         llm_session.prune_cassettes(session.config.stash[DESELECTED_FILES_KEY])
     give_up = _hurry_on_sigint(session.config)

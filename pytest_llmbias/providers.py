@@ -97,8 +97,10 @@ def _check_url(name: str, value: str, *, api_version_query: bool = False) -> Any
         valid = query_ok = False
     if valid and not query_ok and api_version_query and not (parts.fragment or parts.username or parts.password):
         # a query beyond api-version (a key pasted in?): its values are not shown, its names and the host are
-        names = sorted(key for key in parse_qs(parts.query, keep_blank_values=True)
-                       if key != "api-version" and re.fullmatch(r"[\w.-]{1,40}", key))
+        # a name only when written with "=" and short and word-like: a bare pasted key would otherwise show
+        names = sorted({field.split("=", 1)[0] for field in parts.query.split("&") if "=" in field}
+                       - {"api-version"})
+        names = [key for key in names if re.fullmatch(r"[A-Za-z][A-Za-z_.-]{0,19}", key)]
         origin = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}/"
         raise ConfigError(f"{name} has query fields beyond api-version ({', '.join(names) or 'not shown'}), which may "
                           f"carry a credential: give the resource, {origin}, with the key in "

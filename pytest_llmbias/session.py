@@ -289,6 +289,9 @@ class LLMSession:
         if self.config.judge_ahead and self.config.mode != "replay" and not self.config.lazy and self.selected:
             self._verdicts.judge_ahead(self.config.concurrency)
 
+    def stop_judging_ahead(self) -> None:
+        self._verdicts.stop_ahead()
+
     def stop_fetching(self, timeout: float = 30.0) -> None:
         """Ask nothing more; keep what arrived (cassettes flushed, journal closed)."""
         self._verdicts.stop_ahead()
@@ -324,7 +327,9 @@ class LLMSession:
 
     def _wanted_by_cassette(self) -> dict[Path, set[str]]:
         wanted: dict[Path, set[str]] = {}
-        for key, paths in self.fetcher.cassettes_of.items():
+        with self.fetcher._lock:  # judge-ahead threads may still note keys
+            noted = [(key, list(paths)) for key, paths in self.fetcher.cassettes_of.items()]
+        for key, paths in noted:
             for path in paths:
                 wanted.setdefault(path, set()).add(key)
         return wanted

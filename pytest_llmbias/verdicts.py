@@ -52,6 +52,13 @@ class Verdicts:
     def stop_ahead(self) -> None:
         """Judge nothing more in the background (the run is ending); tests not yet judged judge themselves."""
         if self._queue is not None:
+            while True:  # the jobs no thread has taken are cancelled: their tests (if any run) judge themselves
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not None:
+                    job[2].cancel()
             for _ in range(len(self._ahead)):
                 self._queue.put(None)
 

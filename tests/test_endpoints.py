@@ -427,10 +427,12 @@ def test_reasoning_settings_sent_to_a_chat_deployment_stop_the_run_with_one_line
 @pytest.mark.parametrize("endpoint", [
     "https://res.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version=2024-06-01&api-key=SUPERSECRET",
     "https://res.openai.azure.com/?api-key=SUPERSECRET",
+    "https://res.openai.azure.com/?api-key=SUPERSECRET&0123456789abcdef0123456789abcdef",  # a bare key: never named
 ])
 def test_an_endpoint_with_a_key_in_its_query_names_the_fields_not_their_values(endpoint: str) -> None:
     with pytest.raises(ConfigError) as caught:
         azure_shape(endpoint)
     shown = str(caught.value)
     assert "has query fields beyond api-version (api-key)" in shown and "SUPERSECRET" not in shown
+    assert "0123456789abcdef" not in shown
     assert "give the resource, https://res.openai.azure.com/, with the key in AZURE_OPENAI_API_KEY" in shown
