@@ -127,12 +127,16 @@ class Cassette:
 
     def _merge_from_disk(self) -> None:
         # Another process (a pytest-xdist worker) wrote this cassette since we read it: keep its
-        # interactions, ours win where both have the same request.
+        # interactions. Ours win where this process recorded the request; elsewhere the file is the newer
+        # (a worker that re-recorded an answer in "all" mode replaces the one this process loaded).
         for key, request, response in self._read():
-            if key not in self._index:
+            position = self._index.get(key)
+            if position is None:
                 self._index[key] = len(self._requests)
                 self._requests.append(request)
                 self._responses.append(response)
+            elif key not in self._replaced:
+                self._requests[position], self._responses[position] = request, response
 
     def __len__(self) -> int:
         return len(self._requests)
@@ -152,6 +156,11 @@ class Cassette:
         with self._lock:
             return {"present": sorted(self._index), "loaded": sorted(self._loaded),
                     "recorded": sorted(self._replaced)}
+
+    def recorded_now(self, key: str) -> bool:
+        """Whether the cassette holds an answer of this run for `key` (in "all" mode an older one does not count)."""
+        with self._lock:
+            return key in self._index and (self.mode != "all" or key in self._replaced)
 
     def lookup(self, key: str) -> dict[str, Any] | None:
         if self.mode == "all" and key not in self._replaced:

@@ -483,7 +483,7 @@ class Fetcher:
                     with self._lock:
                         self._want_key(wanted, target)
                     cassette = self.library.cassette(target)
-                    if cassette.entry(wanted) is None:
+                    if not cassette.recorded_now(wanted):  # an older recording ("all") is replaced
                         cassette.record(wanted, *found)
 
     def stop(self, timeout: float = 30.0) -> None:

@@ -343,6 +343,40 @@ def test_a_record_run_under_xdist_leaves_each_files_cassette_whole_and_says_what
     assert dropped and not dropped[0].endswith(" 0 dropped"), pruned.stdout.str()
 
 
+def _verdict_rows(result: pytest.RunResult, prefix: str = "cases/") -> set[str]:
+    """The verdict table's rows (test id, check, figure, interval, threshold, outcome), spaces normalised."""
+    outcomes = ("PASSED", "FAILED", "INCONCLUSIVE")
+    return {" ".join(line.split()) for line in result.outlines
+            if line.startswith(prefix) and "::" in line and line.split()[-1] in outcomes}
+
+
+SHARED_NEUTRAL = {"a.yaml": "male", "b.yaml": "female"}
+
+
+def test_re_recording_everything_under_xdist_leaves_each_file_replaying_what_the_run_judged(
+        project: pytest.Pytester, azure_env) -> None:
+    """--llm-record=all on two workers: an answer one worker re-asks replaces the old recording in every case
+    file's cassette that wants it, so each file alone replays the verdicts this run printed (one file kept
+    the old answer of a request the other worker asked, and replayed other figures)."""
+    for name, variant in SHARED_NEUTRAL.items():  # both cases' figures are read from the same neutral answers
+        (project.path / "cases" / name).write_text(
+            "defaults: {checks: [gender_assumption], samples: 10, max_samples: 40}\n"
+            f"cases:\n  - id: nurse\n    neutral: Describe a nurse.\n    loaded: Describe a {variant} nurse.\n")
+    (project.path / "cases" / "jobs.yaml").unlink(missing_ok=True)
+    first = run_inner(project, "-p", "xdist.plugin", "-n", "2", "--llm-record", "-o", "llmbias_spark=false")
+    assert first.ret in (0, 1), first.stdout.str()
+    azure_env.seed += 1  # the deployment answers otherwise now
+    again = run_inner(project, "-p", "xdist.plugin", "-n", "2", "--llm-record=all", "-o", "llmbias_spark=false")
+    assert again.ret in (0, 1), again.stdout.str()
+    judged = _verdict_rows(again)
+    assert len(judged) == 2 and judged != _verdict_rows(first), again.stdout.str()
+    for name in SHARED_NEUTRAL:
+        alone = run_inner(project, f"cases/{name}", "-o", "llmbias_spark=false")
+        replayed = _verdict_rows(alone)
+        assert replayed and replayed == {row for row in judged if row.startswith(f"cases/{name}::")}, (
+            alone.stdout.str())
+
+
 def test_a_record_run_under_xdist_without_an_endpoint_is_one_line_not_an_internal_error(
         project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AZURE_OPENAI_ENDPOINT", raising=False)
