@@ -720,6 +720,17 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 _PATH_OPTIONS = ("--llm-baseline", "--llm-save", "--llm-html", "--llm-results")
 
 
+def _existing_folder(arg: str, here: Path) -> Path | None:
+    """The folder pytest takes from a command-line argument for its rootdir: the path's, or its file's."""
+    if arg.startswith("-"):
+        return None
+    try:
+        path = (here / arg.split("::")[0]).resolve()
+        return (path if path.is_dir() else path.parent) if path.exists() else None
+    except OSError:
+        return None
+
+
 def _check_paths_given_apart(config: pytest.Config) -> None:
     """`--llm-baseline /elsewhere/v1`: pytest chooses its rootdir before it knows plugins' options, so it reads
     the path as a test path too; with no ini file the rootdir becomes the common folder (/tmp), every case
@@ -731,14 +742,14 @@ def _check_paths_given_apart(config: pytest.Config) -> None:
     if root == here or not here.is_relative_to(root):
         return
     args = [str(arg) for arg in config.invocation_params.args]
-    for option, value in zip(args, args[1:]):
+    for at, (option, value) in enumerate(zip(args, args[1:])):
         if option in _PATH_OPTIONS and not value.startswith("-"):
-            try:
-                path = (here / value).resolve()
-                apart = path.exists() and not path.is_relative_to(here)
-            except OSError:
-                continue
-            if apart:
+            # as pytest does: the folders of the arguments that exist, and their common ancestor without this one
+            others = [folder for folder in (_existing_folder(arg, here) for arg in (*args[:at + 1], *args[at + 2:]))
+                      if folder is not None]
+            without = Path(os.path.commonpath([str(folder) for folder in others])) if others else here
+            path = _existing_folder(value, here)
+            if path is not None and not path.is_relative_to(without) and root != without:
                 raise pytest.UsageError(f"{option} {value}: pytest also read this path as a test path and took "
                                         f"{root} as its rootdir, which renames every case file; write "
                                         f"{option}={value}")

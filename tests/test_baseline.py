@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -393,3 +396,10 @@ def test_a_baseline_path_given_apart_that_would_move_the_rootdir_is_one_line(
     joined = nurse_project.runpytest_subprocess(*settings, f"--llm-baseline={elsewhere}/v1", "cases/")
     joined.stdout.fnmatch_lines(["baseline * 0 new failures, 0 fixed*"])
     assert "nothing was compared" not in joined.stdout.str()
+    # given apart but inside the folder the other arguments make the rootdir anyway: nothing is renamed, no error
+    shutil.copytree(elsewhere / "v1", nurse_project.path / "v1")
+    (nurse_project.path / "sub").mkdir()
+    inside = subprocess.run([sys.executable, "-m", "pytest", *settings, "..", "--llm-baseline", "../v1"],
+                            cwd=nurse_project.path / "sub", capture_output=True, text=True, timeout=300)
+    assert "pytest also read this path" not in inside.stderr, inside.stderr
+    assert "baseline " in inside.stdout and "nothing was compared" not in inside.stdout, inside.stdout
