@@ -350,7 +350,12 @@ class LLMSession:
         for path, sets in dict(report.get("cassettes") or {}).items():
             merged = self.worker_cassettes.setdefault(str(path), {})
             for name, keys in sets.items():
-                merged.setdefault(name, set()).update(keys)
+                if name == "loaded" and name in merged:
+                    # what the file held before the run: a worker that opened it later also read what
+                    # another had recorded by then, so only what every worker found counts
+                    merged[name] &= set(keys)
+                else:
+                    merged.setdefault(name, set()).update(keys)
         self.worker_partial.update(report.get("partial") or ())
 
     def prune_cassettes(self, partial_files: set[Path]) -> int:

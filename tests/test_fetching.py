@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -406,3 +407,35 @@ def test_undecided_cases_ask_their_later_batches_together_not_one_test_after_ano
     roles = [role for _, role in later]
     runs = 1 + sum(1 for first, second in zip(roles, roles[1:]) if first != second)
     assert runs > len(set(roles)), roles
+
+
+def test_the_controller_counts_as_held_before_the_run_only_what_every_worker_found(tmp_path: Path) -> None:
+    """A worker that opens a cassette after another has recorded into it reads those answers as already there:
+    counted from the union of what the workers found, new recordings read as re-recorded."""
+    from types import SimpleNamespace
+
+    from vcr.request import Request
+
+    from pytest_llmbias.cassettes import Cassette, key_of
+    from pytest_llmbias.session import LLMSession
+
+    path = tmp_path / "jobs.yaml"
+    cassette = Cassette(path, "new")
+    keys = []
+    for prompt in ("a", "b", "c"):
+        body = json.dumps({"messages": [{"role": "user", "content": prompt}]}).encode()
+        url = "https://x/openai/deployments/gpt-35-turbo/chat/completions"
+        cassette.record(key_of("/openai/deployments/gpt-35-turbo/chat/completions", body),
+                        Request("POST", url, body, {}), {"status": {"code": 200}, "body": {"string": b"{}"}})
+        keys.append(key_of("/openai/deployments/gpt-35-turbo/chat/completions", body))
+    cassette.flush()
+    a, b, c = keys
+    controller = SimpleNamespace(fetcher=SimpleNamespace(library=None), config=SimpleNamespace(mode="new"),
+                                 worker_cassettes={}, worker_partial=set(), unpruned=set(), _dropped_here={},
+                                 relative=lambda p: p.name)
+    early = {"wanted": [a, b], "present": [a, b], "loaded": [a], "recorded": [b]}
+    late = {"wanted": [a, c], "present": [a, b, c], "loaded": [a, b], "recorded": [c]}
+    for report in (early, late):
+        LLMSession.merge_cassettes(controller, {"cassettes": {str(path): report}, "partial": []})
+    [(name, counts, pruned)] = LLMSession.cassette_counts(controller)
+    assert counts == {"added": 2, "re-recorded": 0, "kept": 1, "dropped": 0}
