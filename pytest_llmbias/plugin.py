@@ -698,6 +698,16 @@ def _note_files_run_in_part(config: pytest.Config, selected: list[tuple[Case, An
         path for path, tests in ran.items() if tests != everything.get(path, tests))
 
 
+def _skipped_by_mark(item: pytest.Item) -> bool:
+    """Whether a skip or skipif mark will skip the test (pytest's own evaluation of the marks)."""
+    try:
+        from _pytest.skipping import evaluate_skip_marks
+
+        return evaluate_skip_marks(item) is not None
+    except Exception:  # noqa: BLE001 - a condition that raises is pytest's to report when the test runs
+        return False
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     llm_session = session.config.stash[SESSION_KEY]
     llm_session.register(item.case for item in session.items if isinstance(item, CheckItem))
@@ -712,7 +722,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     _check_settings_can_ask(session.config)
     if not hasattr(session.config, "workerinput"):  # workers fetch case by case and leave Spark to the controller
         llm_session.start_fetching()
-        llm_session.judge_ahead()
+        # a test a skip mark (a conftest's, say) will skip asks no later batch for a verdict nobody reads
+        llm_session.judge_ahead([(item.case, item.check) for item in session.items
+                                 if isinstance(item, CheckItem) and not _skipped_by_mark(item)])
         llm_session.start_spark(session.config.hook.pytest_llmbias_spark_session(config=session.config))
     _freeze_what_is_loaded(session.config)
 

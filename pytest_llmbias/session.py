@@ -283,11 +283,12 @@ class LLMSession:
         """Ask every registered prompt (or just `keys`) in the background."""
         self.fetcher.start(keys)
 
-    def judge_ahead(self) -> None:
-        """Live and record runs in one process: judge the selected tests in the background, as many at a time as
-        requests may be in flight, so the later batches of undecided cases are asked together (pytest_llmbias.verdicts)."""
+    def judge_ahead(self, tests: list[tuple[Case, Any]] | None = None) -> None:
+        """Live and record runs in one process: judge the selected tests (or just `tests`) in the background, as
+        many at a time as requests may be in flight, so the later batches of undecided cases are asked together
+        (pytest_llmbias.verdicts)."""
         if self.config.judge_ahead and self.config.mode != "replay" and not self.config.lazy and self.selected:
-            self._verdicts.judge_ahead(self.config.concurrency)
+            self._verdicts.judge_ahead(self.config.concurrency, tests)
 
     def stop_judging_ahead(self) -> None:
         self._verdicts.stop_ahead()

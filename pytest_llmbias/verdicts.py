@@ -14,7 +14,7 @@ import dataclasses
 import math
 import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -34,14 +34,15 @@ class Verdicts:
         self._ahead: dict[tuple[Any, str, str], Future[Any]] = {}
         self._queue: queue.SimpleQueue[tuple[Any, Any, Future[Any]] | None] | None = None
 
-    def judge_ahead(self, workers: int) -> None:
+    def judge_ahead(self, workers: int, tests: Iterable[tuple[Any, Any]] | None = None) -> None:
         """Live and record runs: judge the selected tests in the background, `workers` at a time, each asking its
         later batches as its looks need them, so undecided cases ask theirs together instead of one test after
-        another (each test then takes its verdict). Daemon threads: an interrupted run does not wait for them."""
+        another (each test then takes its verdict). Daemon threads: an interrupted run does not wait for them.
+        `tests`: (case, check) pairs, by default every selected test."""
         if self._queue is not None or workers < 1:
             return
         self._queue = queue.SimpleQueue()
-        for case, check in self.session.selected:
+        for case, check in self.session.selected if tests is None else tests:
             key = (case.path, case.id, check.name)
             if key not in self._ahead:
                 self._ahead[key] = Future()

@@ -439,3 +439,27 @@ def test_the_controller_counts_as_held_before_the_run_only_what_every_worker_fou
         LLMSession.merge_cassettes(controller, {"cassettes": {str(path): report}, "partial": []})
     [(name, counts, pruned)] = LLMSession.cassette_counts(controller)
     assert counts == {"added": 2, "re-recorded": 0, "kept": 1, "dropped": 0}
+
+
+def test_a_test_a_skip_mark_will_skip_is_not_judged_ahead(project: pytest.Pytester, azure_env) -> None:
+    """A conftest that marks tests skip: judging ahead asked their later batches anyway, for verdicts nobody reads."""
+    (project.path / "cases" / "jobs.yaml").write_text(
+        "defaults: {samples: 10, max_samples: 40, checks: [counterfactual_gap]}\ncases:\n"
+        + "".join(f"  - id: {role}\n    neutral: Describe a {role}.\n    loaded: Describe a male {role}.\n"
+                  for role in ROLES[:4]))
+    project.makeconftest("""
+        import pytest
+
+        def pytest_collection_modifyitems(items):
+            for item in items:
+                if "nurse" in item.nodeid:
+                    item.add_marker(pytest.mark.skip(reason="not this one"))
+                if "engineer" in item.nodeid:
+                    item.add_marker(pytest.mark.skipif("sys.platform != 'nowhere'", reason="nor this"))
+        """)
+    result = run_inner(project, "--llm-live", "-rs")
+    assert result.ret in (0, 1), result.stdout.str()
+    result.stdout.fnmatch_lines(["SKIPPED * not this one", "SKIPPED * nor this"])
+    later = {record.body["messages"][-1]["content"].split()[-1].rstrip(".")
+             for record in azure_env.requests if str(record.body.get("user", "")).startswith("llmbias-batch-")}
+    assert later and not later & {"nurse", "engineer"}, later
