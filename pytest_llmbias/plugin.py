@@ -397,11 +397,7 @@ def pytest_configure(config: pytest.Config) -> None:
         # the controller collects no case: a missing endpoint would stop each worker at its collection, which
         # pytest-xdist shows as an internal error; said here, it is one line. Only the endpoint: a key may come
         # from a conftest hook the controller has not loaded yet, and the workers say so themselves.
-        try:
-            _check_settings_can_ask(config)
-        except pytest.UsageError as problem:
-            if "ENDPOINT" in str(problem) or "endpoint" in str(problem).split(":")[0]:
-                raise
+        _check_settings_can_ask(config, only_endpoint=True)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -623,6 +619,10 @@ class CheckItem(pytest.Item):
         except PromptFiltered as filtered:
             llm_session.add_verdict(self.case, self.check.name, "filtered", message=str(filtered))
             raise pytest.skip.Exception(f"{self._name}: filtered: {filtered}", _use_item_location=True) from None
+        except Exception as error:  # a check's own bug: pytest shows the traceback; the table and counts show it too
+            llm_session.add_verdict(self.case, self.check.name, "error",
+                                    message=f"the check raised {type(error).__name__}: {error}")
+            raise
         finally:
             _settle_progress(self.config, self.nodeid)
         llm_session.add_verdict(self.case, self.check.name, verdict.outcome, verdict)
@@ -767,11 +767,13 @@ def _check_paths_given_apart(config: pytest.Config) -> None:
                                         f"{option}={value}")
 
 
-def _check_settings_can_ask(config: pytest.Config) -> None:
+def _check_settings_can_ask(config: pytest.Config, *, only_endpoint: bool = False) -> None:
     """The deployment's settings (endpoint, key, version) and the cassette layer, before anything is asked: a
-    mistake is a one-line usage error."""
+    mistake is a one-line usage error. `only_endpoint`: other mistakes are left for later (a credential may
+    come from a conftest's hook not loaded yet)."""
     from .cassettes import TransportNotIntercepted
     from .client import ConfigError, check_interception
+    from .providers import EndpointError
 
     llm_session = config.stash[SESSION_KEY]
     llm_session.api_key = config.hook.pytest_llmbias_api_key(config=config)
@@ -780,6 +782,8 @@ def _check_settings_can_ask(config: pytest.Config) -> None:
         if llm_session.config.mode != "live":
             check_interception()
     except (ConfigError, TransportNotIntercepted) as problem:
+        if only_endpoint and not isinstance(problem, EndpointError):
+            return
         raise pytest.UsageError(str(problem)) from None
 
 

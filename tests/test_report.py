@@ -44,14 +44,14 @@ def test_the_table_is_worst_first_and_shows_every_outcome_as_itself() -> None:
     verdicts = [line.split()[-1] for line in rows]
     # pytest's word for a test whose answers could not be had is FAILED: the table says the same
     assert verdicts == ["FAILED", "FAILED", "FAILED", "FILTERED", "INCONCLUSIVE", "QUARANTINED", "PASSED", "PASSED"]
-    assert "::judge" in rows[0] and lines[-1].startswith("FAILED without a figure: the answers could not be had")
+    assert "::judge" in rows[0] and lines[-1].startswith("FAILED without a figure: no verdict, the answers not had")
     from types import SimpleNamespace
 
     from pytest_llmbias.report.terminal import summary_lines
 
     results = SimpleNamespace(run_id="r1", answers=None, spark_problem=None, written_to=None, write_problem=None)
     head = summary_lines(results, MIXED, 0)[0]  # the counts say what the table says
-    assert "(1 failed (no answers), 2 failed, 1 filtered" in head and "error" not in head, head
+    assert "(1 failed (no verdict), 2 failed, 1 filtered" in head and "error" not in head, head
     assert "::engineer" in rows[1] and "::nurse" in rows[2]  # among failures, the strongest evidence first
     filtered = next(line for line in lines if "FILTERED" in line)
     assert filtered.split()[2:5] == ["-", "-", "-"]

@@ -92,3 +92,15 @@ def test_a_user_checks_pass_at_its_threshold_is_not_reported_as_passed(project: 
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*engineer*mentions_pay*INCONCLUSIVE*",
                                  "*why: the check passed with its figure 0 at or above its threshold 0; a pass must*"])
+
+
+def test_a_check_that_raises_is_an_error_row_in_the_table_and_the_counts(project: pytest.Pytester, azure_env) -> None:
+    """A bug in a user's check: pytest shows its traceback, and the run's table and verdict counts say so too
+    (the row was missing, and the summary counted one verdict fewer than the tests)."""
+    project.makeconftest(USER_CHECK.replace("        neutral = share(", "        1 / 0\n        neutral = share("))
+    result = run_inner(project, "--llm-record", "-o", "llmbias_spark=false")
+    result.assert_outcomes(failed=2)
+    assert "ZeroDivisionError" in result.stdout.str()
+    result.stdout.fnmatch_lines(["*2 verdicts (2 failed (no verdict))*",
+                                 "cases/jobs.yaml::nurse *mentions_pay*FAILED",
+                                 "FAILED without a figure: no verdict, the answers not had or the check raised*"])

@@ -41,13 +41,14 @@ def outcome_rank(outcome: Any) -> int:
 
 
 # The word pytest itself prints for a test with this outcome, where it is not the outcome's own:
-# a test whose answers could not be had ("error" in the rows) is one pytest reports as FAILED.
+# a test with no verdict ("error" in the rows: its answers could not be had, or its check raised) is one pytest
+# reports as FAILED.
 PYTEST_WORDS = {"error": "failed"}
 
 
 def outcome_word(outcome: Any) -> str:
-    """An outcome in a count ("2 failed (no answers)"), as the table's FAILED shows an error row."""
-    return "failed (no answers)" if str(outcome) == "error" else str(outcome)
+    """An outcome in a count ("2 failed (no verdict)"), as the table's FAILED shows an error row."""
+    return "failed (no verdict)" if str(outcome) == "error" else str(outcome)
 
 
 def outcome_label(outcome: Any) -> str:
@@ -264,7 +265,7 @@ def verdict_table(verdicts: Sequence[Mapping[str, Any]], width: int = WIDTH, *,
             lines.extend(_under_row("why: " + why_undecided(ordered[index - 1]), width))
     lines.insert(top + 1, "-" * min(width, sum(sizes[:fitted]) + 2 * (fitted - 1)))
     if any(str(row.get("outcome")) == "error" for row in ordered):
-        lines.append("FAILED without a figure: the answers could not be had (the test's message or the stop line says why)")
+        lines.append("FAILED without a figure: no verdict, the answers not had or the check raised (the test says why)")
     return lines
 
 
