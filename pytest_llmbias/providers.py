@@ -107,12 +107,12 @@ def _check_url(name: str, value: str, *, api_version_query: bool = False) -> Any
         names = [key for key in names if re.fullmatch(r"[A-Za-z][A-Za-z_.-]{0,19}", key)]
         origin = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}/"
         raise EndpointError(f"{name} has query fields beyond api-version ({', '.join(names) or 'not shown'}), which may "
-                          f"carry a credential: give the resource, {origin}, with the key in "
-                          f"AZURE_OPENAI_API_KEY and the version in AZURE_OPENAI_API_VERSION")
+                            f"carry a credential: give the resource, {origin}, with the key in "
+                            f"AZURE_OPENAI_API_KEY and the version in AZURE_OPENAI_API_VERSION")
     if not valid or not query_ok or parts.fragment or parts.username or parts.password:
         # The value may carry credentials: show its scheme and length only.
         raise EndpointError(f"{name} is not a URL like https://my-resource.openai.azure.com/ "
-                          f"({len(value)} characters, starting {value[:8]!r})")
+                            f"({len(value)} characters, starting {value[:8]!r})")
     return parts
 
 
@@ -130,8 +130,8 @@ def azure_shape(endpoint: str) -> tuple[str, str]:
     if path in ("/", "/openai", "/openai/v1"):  # with ?api-version=...
         base = origin + ("openai/v1/" if path == "/openai/v1" else "")
         raise EndpointError(f"AZURE_OPENAI_ENDPOINT ends in an api-version query: give {base} without it"
-                          + (" (the v1 API takes no api-version)" if path == "/openai/v1" else
-                             " and the version in AZURE_OPENAI_API_VERSION"))
+                            + (" (the v1 API takes no api-version)" if path == "/openai/v1" else
+                               " and the version in AZURE_OPENAI_API_VERSION"))
     deployment = re.fullmatch(r"/openai/deployments/([^/]+)(?:/chat/completions)?", path)
     if deployment:  # the portal's Target URI: a deployment's full URL
         version = parse_qs(parts.query).get("api-version", [""])[0]
@@ -139,20 +139,20 @@ def azure_shape(endpoint: str) -> tuple[str, str]:
         version = version if re.fullmatch(r"\d{4}-\d{2}-\d{2}(-preview)?|preview|latest", version) else ""
         name = deployment.group(1) if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", deployment.group(1)) else "its name"
         raise EndpointError(f"AZURE_OPENAI_ENDPOINT is a deployment's full URL: give its resource, {origin}, with "
-                          f"AZURE_OPENAI_API_VERSION={version or 'its api-version'}, and the deployment "
-                          f"({name}) in --llm-deployment or the YAML's deployment; or the v1 API, {origin}openai/v1/")
+                            f"AZURE_OPENAI_API_VERSION={version or 'its api-version'}, and the deployment "
+                            f"({name}) in --llm-deployment or the YAML's deployment; or the v1 API, {origin}openai/v1/")
     shown = path if len(path) <= 60 else path[:57] + "..."
     raise EndpointError(f"AZURE_OPENAI_ENDPOINT has a path this tool does not understand ({shown}): give the "
-                      "resource, https://RESOURCE.openai.azure.com/ (with AZURE_OPENAI_API_VERSION), or the v1 "
-                      "API, https://RESOURCE.openai.azure.com/openai/v1/; the deployment goes in "
-                      "--llm-deployment or the YAML's deployment")
+                        "resource, https://RESOURCE.openai.azure.com/ (with AZURE_OPENAI_API_VERSION), or the v1 "
+                        "API, https://RESOURCE.openai.azure.com/openai/v1/; the deployment goes in "
+                        "--llm-deployment or the YAML's deployment")
 
 
 def _azure_settings(env: Any, api_key: str | None, api_version: str, token_scope: str | None) -> Settings:
     endpoint = env.get("AZURE_OPENAI_ENDPOINT", "").strip()
     if not endpoint:
         raise EndpointError("AZURE_OPENAI_ENDPOINT not set: --llm-record and --llm-live call the deployment "
-                          "(see README, 'Recording against your deployment')")
+                            "(see README, 'Recording against your deployment')")
     shape, url = azure_shape(endpoint)
     key = (api_key or env.get("AZURE_OPENAI_API_KEY", "")).strip()
     token = env.get("AZURE_OPENAI_AD_TOKEN", "").strip()
