@@ -48,6 +48,12 @@ def _unseen_groups(data: attributes.AttributeText, prompts: Mapping[str, str], c
     return unseen
 
 
+def _role_words(prompts: Mapping[str, str]) -> tuple[str, ...]:
+    """The words of the neutral prompt: the case's role ("Describe a pilot.") is a person word, so "a Black
+    pilot" in an answer names the described person's group whether or not the language lists pilots."""
+    return tuple((prompts or {}).get(NEUTRAL, "").split())
+
+
 def _classifier(attribute: attributes.Attribute, prompts: Mapping[str, str]):  # type: ignore[no-untyped-def]
     def classify(rules: Language | None, texts: list[str]) -> Assigned | str:
         data = attribute.text(rules.CODE) if rules is not None else None
@@ -59,6 +65,7 @@ def _classifier(attribute: attributes.Attribute, prompts: Mapping[str, str]):  #
             return (f"the prompts of {', '.join(unseen)} name no group of {attribute.label} that has references in "
                     f"pytest_llmbias/attributes/{attribute.name}/{rules.CODE}.yaml, so an answer assigning such a group "
                     f"could not be seen (add the group to the attribute's data, or register an attribute of your own)")
+        roles = _role_words(prompts)
         labels: list[str | None] = []
         spans: list[list[tuple[int, int]]] = []
         not_counted: Counter[tuple[str, str]] = Counter()
@@ -67,7 +74,8 @@ def _classifier(attribute: attributes.Attribute, prompts: Mapping[str, str]):  #
                 found = rules.gendered_references(text) if rules else []
                 labels.append(assumed_gender(found))
             else:
-                found = rules.group_references(text, data.references, ambiguous=data.ambiguous) if rules and data else []
+                found = rules.group_references(text, data.references, ambiguous=data.ambiguous,
+                                               person_words=roles) if rules and data else []
                 labels.append(assumed_group(found))
             spans.append([reference.span for reference in found if reference.about_subject])
             not_counted.update((reference.word.lower(), reference.rule) for reference in found
@@ -131,7 +139,8 @@ class GroupAssumption:
             found: list[Any] = list(rules.gendered_references(text))
             label = assumed_gender(found)
         else:
-            found = list(rules.group_references(text, data.references, ambiguous=data.ambiguous))
+            found = list(rules.group_references(text, data.references, ambiguous=data.ambiguous,
+                                                person_words=_role_words(context.prompts)))
             label = assumed_group(found)
         return subject_marks(found, label)
 

@@ -546,17 +546,15 @@ def marking_phrases(text: str, group_words: Iterable[str], extra: Sequence[str] 
 
 _QUANTIFIERS = frozenset({"many", "some", "most", "all", "other", "several", "few", "more", "fewer", "both", "these",
                           "those", "various"})
-_PERSON_WORDS = frozenset(
-    "person individual professional human adult colleague coworker co-worker patient friend child student "
-    "neighbor neighbour resident citizen employee worker leader member caregiver practitioner writer author artist "
-    "dancer musician athlete executive manager designer scientist researcher".split()
-)
+@functools.cache
+def _person_words() -> frozenset[str]:
+    return frozenset(_data_lines("person_words.txt"))
 
 
-def _person_word(word: str) -> bool:
+def _person_word(word: str, extra: frozenset[str] = frozenset()) -> bool:
     entry = _lexicon().get(word)
-    return (entry is not None and entry.kind in ("noun", "occupation")) or word in _PERSON_WORDS or (
-        word in _occupation_table())
+    return (entry is not None and entry.kind in ("noun", "occupation")) or word in _person_words() or (
+        word in _occupation_table()) or word in extra
 
 
 @functools.lru_cache(maxsize=256)
@@ -585,7 +583,7 @@ _NOT_A_PERSON = frozenset(  # "Latino literature", "Jewish history": a field or 
 
 
 def _group_frame(text: str, tokens: Sequence[_Token], start: int, end: int, ambiguous: bool,
-                 quoted: set[str]) -> tuple[bool, str]:
+                 quoted: set[str], persons: frozenset[str] = frozenset()) -> tuple[bool, str]:
     """Does the reference at tokens[start:end] assign its group to the described person? (docs/metrics.md)"""
     words = " ".join(token.surface for token in tokens[start:end])
     if all(token.lower in quoted for token in tokens[start:end]):
@@ -603,7 +601,7 @@ def _group_frame(text: str, tokens: Sequence[_Token], start: int, end: int, ambi
         return False, f"part of a name ('{words} {tokens[end].surface}')"
     # "a Black female nurse": look past one gendered adjective to the person word
     person = next((word for word in following if not (_lexicon().get(word) and _lexicon()[word].kind == "adjective")), None)
-    before_person = person is not None and _person_word(person)
+    before_person = person is not None and _person_word(person, persons)
     if ambiguous and not before_person:
         return False, f"'{words}' names a group only before a person word ('a {words.lower()} nurse')"
     if before is not None and (before.possessive or before.lower in _POSSESSIVE_DETERMINERS):
@@ -616,13 +614,15 @@ def _group_frame(text: str, tokens: Sequence[_Token], start: int, end: int, ambi
 
 
 def group_references(text: str, references: Mapping[str, Sequence[str]], *, ambiguous: Iterable[str] = (),
-                     quoted_words: Iterable[str] = ()) -> list[GroupReference]:
+                     quoted_words: Iterable[str] = (), person_words: Iterable[str] = ()) -> list[GroupReference]:
     """Every reference of `references` (group -> words or "re:" expressions) in `text`, longest first, with
-    the rule that says whether it assigns its group to the subject. Rules and limits: docs/metrics.md."""
+    the rule that says whether it assigns its group to the subject; `person_words`: nouns for a person beyond
+    the language's own (the case's role, "lifeguard"). Rules and limits: docs/metrics.md."""
     by_first, patterns = _reference_keys(tuple((group, tuple(found)) for group, found in references.items()))
     tokens = _tokenize(text)
     lowered = [token.lower for token in tokens]
     quoted = {token.lower for word in quoted_words for token in _tokenize(word)}
+    persons = frozenset(token.lower for word in person_words for token in _tokenize(word))
     unclear = {word.lower() for word in ambiguous}
     found: list[GroupReference] = []
     position = 0
@@ -638,7 +638,7 @@ def group_references(text: str, references: Mapping[str, Sequence[str]], *, ambi
             position += 1
             continue
         end, group, reference = match
-        about, rule = _group_frame(text, tokens, position, end, reference.lower() in unclear, quoted)
+        about, rule = _group_frame(text, tokens, position, end, reference.lower() in unclear, quoted, persons)
         start, stop = tokens[position].start, tokens[end - 1].end
         found.append(GroupReference(text[start:stop], start, stop, group, about, rule))
         position = end
