@@ -949,7 +949,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if worker_output is not None:  # a pytest-xdist worker: hand the rows to the controller
         llm_session.stop_fetching()
-        worker_output["llmbias"] = {"answers": llm_session.answer_rows(),
+        worker_output["llmbias"] = {"answers": llm_session.answer_rows(request_keys=True),
                                     "verdicts": llm_session.verdict_rows,
                                     "deployments": llm_session.learned(),
                                     "cassettes": llm_session.cassette_report(session.config.stash[DESELECTED_FILES_KEY])}

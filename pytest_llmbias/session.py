@@ -98,6 +98,7 @@ class LLMSession:
             collections.defaultdict(dict)
         self._lock = threading.Lock()
         self._answer_index: dict[tuple[Any, ...], dict[str, Any]] = {}  # merged rows by (run, case, variant, sample)
+        self._charged_requests: set[str] = set()  # merged: the requests whose usage some kept row carries
         self._spark: Any = None
         self.selected: list[tuple[Case, Any]] = []     # (case, check) of every selected test
         self._settings: Settings | None = None
@@ -144,10 +145,16 @@ class LLMSession:
         can hold the same answer (one judged its case, the other's test read every answer): it is one
         row, used by the checks either worker judged with it."""
         with self._lock:
+            charged_before = set(self._charged_requests)
             for row in answer_rows:
+                request = row.pop("request_key", None)
                 identity = (row["run_id"], row["case_file"], row["case_id"], row["variant"], row["sample"])
                 kept = self._answer_index.get(identity)
                 if kept is None:
+                    if request is not None and request in charged_before:  # another worker's rows carry its usage
+                        row["prompt_tokens"] = row["completion_tokens"] = 0
+                    elif request is not None and (row["prompt_tokens"] or row["completion_tokens"]):
+                        self._charged_requests.add(request)
                     self._answer_index[identity] = row
                     self.merged_answer_rows.append(row)
                 else:
@@ -534,20 +541,27 @@ class LLMSession:
         return count
 
     # -- rows ---------------------------------------------------------------------------------
-    def answer_rows(self) -> list[dict[str, Any]]:
-        """One row per answer that arrived, in case order; cases never answered have none."""
+    def answer_rows(self, *, request_keys: bool = False) -> list[dict[str, Any]]:
+        """One row per answer that arrived, in case order; cases never answered have none. `request_keys`: each
+        row also says its request (`request_key`, not a column), for a pytest-xdist controller to count each
+        request's usage once over the workers."""
         source_of_mode = {"replay": "replayed", "live": "live"}.get(self.config.mode)
         rows = list(self.merged_answer_rows)
+        # a request's usage is counted once in the run, on the rows of the first case that read it (cases sharing a
+        # prompt share its request); the same request answered apart (a file's own recording) is another
+        counted: set[tuple[str, tuple[str, ...]]] = set()
         for case in list(self._cases.values()):
             used = dict(self._used.get((case.path, case.id), {}))
             for variant, batch, request in self._asked_requests(case):
                 outcome = self._outcome(case, request.key)
                 if not isinstance(outcome, Completion):
                     continue
+                charged = (request.key, tuple(outcome.texts)) not in counted
+                counted.add((request.key, tuple(outcome.texts)))
                 texts = outcome.texts or ("",) * request.n    # a filtered prompt: n empty answers
                 reasons = outcome.finish_reasons or ("content_filter",) * request.n
                 filters = outcome.filtered if len(outcome.filtered) == len(texts) else outcome.filtered * len(texts)
-                completion_tokens = _split(outcome.completion_tokens, len(texts))
+                completion_tokens = _split(outcome.completion_tokens if charged else 0, len(texts))
                 source = source_of_mode or ("replayed" if outcome.replayed else "recorded")
                 for sample, text in enumerate(texts):
                     rows.append(AnswerRow(
@@ -565,12 +579,12 @@ class LLMSession:
                         model=outcome.model,
                         source=source,
                         # usage is per request: prompt tokens on the first sample, completion split evenly
-                        prompt_tokens=outcome.prompt_tokens if sample == 0 else 0,
+                        prompt_tokens=outcome.prompt_tokens if sample == 0 and charged else 0,
                         completion_tokens=completion_tokens[sample],
                         latency_ms=round(outcome.latency_s * 1000.0, 3),
                         used_by=tuple(sorted(name for name, (batches, reads) in used.items()
                                              if batch <= batches and (reads is None or variant.name in reads))),
-                    ).as_dict())
+                    ).as_dict() | ({"request_key": request.key} if request_keys else {}))
         return rows
 
     def _asked_requests(self, case: Case) -> list[tuple[Any, int, ChatRequest]]:

@@ -463,3 +463,26 @@ def test_a_test_a_skip_mark_will_skip_is_not_judged_ahead(project: pytest.Pytest
     later = {record.body["messages"][-1]["content"].split()[-1].rstrip(".")
              for record in azure_env.requests if str(record.body.get("user", "")).startswith("llmbias-batch-")}
     assert later and not later & {"nurse", "engineer"}, later
+
+
+@pytest.mark.parametrize("workers", [(), ("-p", "xdist.plugin", "-n", "2")], ids=["one process", "xdist"])
+def test_a_request_cases_share_is_counted_once_in_the_answers_usage(
+        project: pytest.Pytester, azure_env, workers: tuple[str, ...]) -> None:
+    """Three cases read "Describe a nurse.": each case's rows carried the whole usage of the one request, so the
+    run's token sums (the README's query, MLflow's metrics) counted it three times."""
+    for name, body in SHARED_NURSE.items():
+        (project.path / "cases" / name).write_text(body)
+    (project.path / "cases" / "jobs.yaml").unlink(missing_ok=True)
+    result = run_inner(project, *workers, "--llm-record", "-o", "llmbias_spark=false", "--llm-save", "saved")
+    assert result.ret in (0, 1), result.stdout.str()
+    saved = project.path / ".llmbias" / "baselines" / "saved" / "answers.jsonl"
+    rows = [json.loads(line) for line in saved.read_text().splitlines()]
+    # every request is in each cassette that wants it: count each request once over the cassettes
+    requests = {}
+    for cassette in (project.path / "cases" / "__cassettes__").glob("*.yaml"):
+        for interaction in yaml.safe_load(cassette.read_text())["interactions"]:
+            usage = json.loads(interaction["response"]["body"]["string"])["usage"]
+            requests[interaction["request"]["body"]] = (usage["prompt_tokens"], usage["completion_tokens"])
+    assert len(rows) > 10 * len(requests)  # cases share requests: more rows than answers asked
+    assert sum(row["prompt_tokens"] for row in rows) == sum(prompt for prompt, _ in requests.values())
+    assert sum(row["completion_tokens"] for row in rows) == sum(completion for _, completion in requests.values())
