@@ -192,8 +192,8 @@ class Fetcher:
         self._client = build_client(self._settings(), library=self.library)
         if mode == "replay":
             self._first_asked.set()  # nothing reaches a deployment: no need to send the first request alone
-        self._limiter = RateLimiter(self.config.tpm, self.config.rpm, stop=self._stopping,
-                                    learn=mode != "replay")  # a replay asks nobody: nothing to learn
+        # a replay asks nobody: no quota to keep (a missing recording is said at once, not after the quota's wait)
+        self._limiter = None if mode == "replay" else RateLimiter(self.config.tpm, self.config.rpm, stop=self._stopping)
         if mode != "replay":
             if self.config.resume:  # before this run's own journal exists: the newest is an earlier run's
                 path, self._resumed = earlier_answers(self.config.rootdir, self.run_id)

@@ -486,3 +486,14 @@ def test_a_request_cases_share_is_counted_once_in_the_answers_usage(
     assert len(rows) > 10 * len(requests)  # cases share requests: more rows than answers asked
     assert sum(row["prompt_tokens"] for row in rows) == sum(prompt for prompt, _ in requests.values())
     assert sum(row["completion_tokens"] for row in rows) == sum(completion for _, completion in requests.values())
+
+
+def test_a_replay_and_a_plan_do_not_wait_for_the_quota(project: pytest.Pytester) -> None:
+    """--llm-tpm on a run that asks nobody: each missing recording (and the plan's rehearsal of a record run)
+    took a quota slot first, so an unrecorded suite at 100 tokens a minute waited minutes to say so."""
+    settings = ("-p", "pytest_llmbias.plugin", "-p", "no:cacheprovider", "-o", "llmbias_spark=false")
+    replay = project.runpytest_subprocess(*settings, "--llm-tpm", "100", "cases/", timeout=120)
+    assert "no recording" in replay.stdout.str(), replay.stdout.str()
+    plan = project.runpytest_subprocess(*settings, "--llm-plan", "--llm-record", "--llm-tpm", "100", "cases/",
+                                        timeout=120)
+    assert plan.ret == 0 and "requests" in plan.stdout.str(), plan.stdout.str() + plan.stderr.str()
