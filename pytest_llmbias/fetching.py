@@ -175,6 +175,8 @@ class Fetcher:
                 self._prepare()
             if keys is not None:
                 wanted = [key for key in keys if not self.ready[key].is_set() and key not in self._asked]
+                if self._stopping.is_set():  # the run is ending: nothing more is asked (a waiting test is woken)
+                    return
                 self._asked.update(wanted)
                 if wanted:
                     threading.Thread(target=self._fetch_all, args=(wanted,), daemon=True).start()
@@ -213,6 +215,11 @@ class Fetcher:
         try:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llmbias-ask") as pool:
                 list(pool.map(self._fetch_one, pending))
+        except RuntimeError:
+            # the interpreter is shutting down (an interrupted run ending while a later batch was being asked):
+            # no new thread may start, and nobody waits for these answers any more
+            if not self._stopping.is_set():
+                raise
         finally:
             if self.library is not None:
                 self.library.flush()

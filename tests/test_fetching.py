@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -497,3 +498,29 @@ def test_a_replay_and_a_plan_do_not_wait_for_the_quota(project: pytest.Pytester)
     plan = project.runpytest_subprocess(*settings, "--llm-plan", "--llm-record", "--llm-tpm", "100", "cases/",
                                         timeout=120)
     assert plan.ret == 0 and "requests" in plan.stdout.str(), plan.stdout.str() + plan.stderr.str()
+
+
+def test_sigterm_while_later_batches_are_asked_ends_without_thread_tracebacks(
+        project: pytest.Pytester, azure_env) -> None:
+    """Ended while judging ahead asks later batches: the asking threads met the interpreter's shutdown and printed
+    'RuntimeError: cannot schedule new futures after interpreter shutdown' after the summary."""
+    shutil.rmtree(project.path / "cases")
+    shutil.copytree(Path(__file__).parents[1] / "cases", project.path / "cases",
+                    ignore=shutil.ignore_patterns("__cassettes__"))  # the README's suite, asked live
+    azure_env.latency = 2.0
+    outputs = []
+    for _ in range(3):
+        process = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "pytest_llmbias.plugin", "-p",
+                                    "no:cacheprovider", "-o", "llmbias_spark=false", "-o", "llmbias_max_samples=80",
+                                    "--llm-live", "cases/"],
+                                   cwd=project.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 30
+        before = sum(record.status == 200 for record in azure_env.requests)
+        while time.monotonic() < deadline and sum(record.status == 200 for record in azure_env.requests) <= before:
+            time.sleep(0.05)
+        time.sleep(2.5)  # the first answers are being judged, and undecided cases ask their next batches
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+        assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+        outputs.append(output)
+    assert not any("Exception in thread" in output or "Traceback" in output for output in outputs), outputs
