@@ -12,7 +12,7 @@
 # MAGIC   `databricks secrets put-secret bias-suite azure-openai-key`.
 # MAGIC * Scheduled as a job with the parameter `fail_job` = `yes`, a failed check fails the job.
 # MAGIC
-# MAGIC Locally (no Databricks): `python examples/local.py bias_suite.ipynb` writes this notebook for Jupyter;
+# MAGIC Locally (no Databricks): `python examples/local.py bias_suite.ipynb` writes this notebook for Jupyter, as examples/bias_suite.ipynb;
 # MAGIC run it against the stand-in server (`python -m pytest_llmbias.standin`, then its three `export` lines).
 
 # COMMAND ----------

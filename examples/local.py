@@ -1,8 +1,10 @@
 """Write the Databricks example notebook as a Jupyter notebook, to run it locally against the stand-in.
 
-    python examples/local.py bias_suite.ipynb            # from examples/bias_suite.py
+    python examples/local.py bias_suite.ipynb            # writes examples/bias_suite.ipynb, beside its source
     python -m pytest_llmbias.standin --port 8000         # another terminal; paste its three exports
-    jupyter lab bias_suite.ipynb                         # the kernel needs pytest-llmbias[spark,notebook]
+    jupyter lab examples/bias_suite.ipynb                # the kernel needs pytest-llmbias[spark,notebook]
+
+A bare OUT name is written beside the source, whose cells name the suite as ../cases/ (from examples/).
 
 Databricks source format: cells split by "# COMMAND ----------", magic cells written as "# MAGIC"
 lines. `%md` cells become Markdown; `%pip` cells are commented out (install the package locally
@@ -64,6 +66,8 @@ def main(argv: list[str]) -> int:
         return 2
     out = Path(argv[0])
     source = Path(argv[1]) if len(argv) == 2 else Path(__file__).with_name("bias_suite.py")
+    if len(out.parts) == 1:  # a bare name goes beside its source: the notebook's cells name ../cases/ from there
+        out = source.parent / out
     notebook = to_ipynb(source.read_text(encoding="utf-8"))
     out.write_text(json.dumps(notebook, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {out} ({len(notebook['cells'])} cells) from {source}")

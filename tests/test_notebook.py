@@ -267,3 +267,16 @@ def test_the_example_notebook_runs_in_jupyter_against_the_standin(
                   if "text/html" in output.get("data", {})]
     assert history.count("<tr>") == 2  # the header and this one run
     assert TEST_KEY not in json.dumps(notebook)
+
+
+def test_the_readmes_local_notebook_command_writes_it_where_its_cells_find_the_suite(tmp_path: Path) -> None:
+    """`python examples/local.py bias_suite.ipynb` from the project's root wrote the notebook there, where its
+    `%pytest ../cases/` cell finds nothing: a bare name now goes beside the source (examples/)."""
+    source = tmp_path / "examples" / "bias_suite.py"
+    source.parent.mkdir()
+    source.write_text((REPO / "examples" / "bias_suite.py").read_text())
+    done = subprocess.run([sys.executable, str(REPO / "examples" / "local.py"), "bias_suite.ipynb", str(source)],
+                          cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert (tmp_path / "examples" / "bias_suite.ipynb").is_file() and not (tmp_path / "bias_suite.ipynb").exists()
+    assert "examples/bias_suite.ipynb" in done.stdout
+    assert "../cases/" in (tmp_path / "examples" / "bias_suite.ipynb").read_text()
