@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from .keys import NOTEBOOK_KEY, SESSION_KEY, TABLE_KEY, NotebookContext  # noqa: F401 (NotebookContext: re-exported)
-from .results import catalog_schema
+from .results import catalog_schema, spark_error
 from .rows import AnswerRow, RunStamp, VerdictRow, as_tuple, schema_ddl, table_columns, with_models
 
 RUN_TIME_KEY = pytest.StashKey[datetime]()
@@ -312,7 +312,7 @@ def append_rows(spark: Any, name: str, rows: TableRows, *, chunk_rows: int = CHU
                 frame.write.mode("append").saveAsTable(table)
             except Exception as error:
                 done = f" after {write.rows[table]} of {len(values)} rows" if write.rows[table] else ""
-                write.problem = f"{table}{done}: {_one_line(error)}"
+                write.problem = f"{table}{done}: {spark_error(error, 300)}"
                 return write
             write.rows[table] += len(chunk)
             write.chunks[table] += 1

@@ -41,6 +41,26 @@ LOCAL_SPARK_CONF = {
 CATALOG_SCHEMA = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*\.[A-Za-z0-9_][A-Za-z0-9_-]*")
 
 
+def spark_error(error: BaseException, limit: int = 200) -> str:
+    """A Spark failure in one line that says why: for a JVM error, its root cause ("java.io.IOException: Mkdirs
+    failed to create file:/proc/res/..."), not py4j's "An error occurred while calling o85.parquet."."""
+    text = ""
+    java = getattr(error, "java_exception", None)
+    if java is not None:
+        try:
+            while java.getCause() is not None:
+                java = java.getCause()
+            text = str(java.toString())
+        except Exception:  # noqa: BLE001 - the JVM is gone: fall back on the Python side's text
+            text = ""
+    lines = [line.strip(" :\t") for line in (text or str(error)).splitlines() if line.strip(" :\t")
+             and not line.startswith("An error occurred while calling ")]  # py4j's, naming no cause
+    shown = lines[0] if lines else ""
+    if len(shown) > limit:
+        shown = shown[:limit - 3] + "..."
+    return f"{type(error).__name__}: {shown}" if shown else type(error).__name__
+
+
 def catalog_schema(target: str | None) -> str | None:
     """`catalog.schema` when --llm-results (or ini llmbias_results) names one rather than a folder."""
     return target if target and CATALOG_SCHEMA.fullmatch(target) else None
@@ -452,4 +472,4 @@ class RunResults:
             self.verdicts.write.mode("append").parquet(os.path.join(results_dir, "verdicts"))
             self.written_to = results_dir
         except Exception as error:  # a failed sink must not lose the run: the rows stay in memory
-            self.write_problem = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            self.write_problem = spark_error(error)

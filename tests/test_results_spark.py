@@ -66,6 +66,15 @@ def test_results_dir_appends_parquet_keyed_by_run(project: pytest.Pytester, azur
     assert verdicts.filter("outcome IS NULL").count() == 0
 
 
+def test_a_results_dir_that_cannot_be_written_says_why(project: pytest.Pytester, azure_env) -> None:
+    """The red line said only py4j's "An error occurred while calling o85.parquet.": it names the JVM's cause."""
+    (project.path / "a-file").write_text("not a folder")
+    result = run_inner(project, "--llm-live", "--llm-results", str(project.path / "a-file" / "results"))
+    assert result.ret != pytest.ExitCode.OK, result.stdout.str()  # a run whose results were not kept fails
+    [line] = [line for line in result.outlines if line.startswith("Parquet not written: ")]
+    assert "An error occurred while calling" not in line and "a-file" in line, line
+
+
 def test_llm_answers_fixture_waits_for_every_answer(project: pytest.Pytester, azure_env) -> None:
     project.makepyfile(test_my_answers="""
         def test_every_answer_is_there(llm_answers):
