@@ -140,6 +140,7 @@ def cache_dir() -> Path | None:
 
 
 STALE_ARCHIVE_DAYS = 14   # another Java's or Spark's archive unused this long is removed
+ORPHAN_PART_SECONDS = 3600  # a part file no live JVM writes and none is named for: left by a killed run
 
 
 class ClassDataArchive:
@@ -186,19 +187,24 @@ class ClassDataArchive:
     def _writer_running(self) -> bool:
         """Promote finished part files; whether some JVM is still to write one."""
         running = False
-        for sidecar in self.folder.glob(f"{self.name}.*.part.pid"):
+        for sidecar in self.folder.glob("spark-*.jsa.*.part.pid"):  # every Spark's and Java's: each venv has its own
             part = sidecar.with_suffix("")
+            archive = self.folder / (part.name.split(".jsa.", 1)[0] + ".jsa")
             try:
                 pid = int(sidecar.read_text() or "0")
             except (OSError, ValueError):
                 pid = 0
             if pid and _alive(pid):
-                running = True
+                running = running or archive == self.path
                 continue
-            if part.exists() and part.stat().st_size > 0 and not self.path.exists():
-                os.replace(part, self.path)
+            if part.exists() and part.stat().st_size > 0 and not archive.exists():
+                os.replace(part, archive)
             part.unlink(missing_ok=True)
             sidecar.unlink(missing_ok=True)
+        orphaned = time.time() - ORPHAN_PART_SECONDS
+        for part in self.folder.glob("spark-*.jsa.*.part"):  # no writer named (a run killed as its JVM started)
+            if not Path(f"{part}.pid").exists() and part.stat().st_mtime < orphaned:
+                part.unlink(missing_ok=True)
         if self.path.exists():
             os.utime(self.path)  # in use: the clean-up below goes by age
             unused = time.time() - STALE_ARCHIVE_DAYS * 86400

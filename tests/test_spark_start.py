@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,21 @@ def test_the_archive_name_carries_java_and_spark(monkeypatch: pytest.MonkeyPatch
     import pyspark
 
     assert archive.name.startswith(f"spark-{pyspark.__version__}-java") and archive.name.endswith(".jsa")
+
+
+def test_parts_left_by_other_installs_and_killed_runs_are_cleaned_up(tmp_path: Path) -> None:
+    """Each virtualenv's pyspark has an archive of its own: a part another install's JVM finished became nobody's
+    archive, and a part whose writer was never named stayed forever (1 GB of cache after a few venvs)."""
+    archive = ClassDataArchive(tmp_path, "spark-x-java17-abc.jsa")
+    other = tmp_path / "spark-x-java17-def.jsa.1-2.part"  # another venv's JVM, finished
+    other.write_bytes(b"other archive")
+    Path(f"{other}.pid").write_text(str(_dead_pid()))
+    orphan = tmp_path / "spark-x-java17-abc.jsa.3-4.part"  # no sidecar, two hours old
+    orphan.write_bytes(b"half")
+    os.utime(orphan, (time.time() - 7200, time.time() - 7200))
+    fresh = tmp_path / "spark-x-java17-abc.jsa.5-6.part"  # no sidecar yet, just made
+    fresh.write_bytes(b"")
+    archive.java_option()
+    assert (tmp_path / "spark-x-java17-def.jsa").read_bytes() == b"other archive"
+    assert not other.exists() and not Path(f"{other}.pid").exists()
+    assert not orphan.exists() and fresh.exists()
