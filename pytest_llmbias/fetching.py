@@ -170,17 +170,22 @@ class Fetcher:
 
     def start(self, keys: list[str] | None = None) -> None:
         """Ask every registered prompt (or just `keys`) in the background."""
+        unasked: list[str] = []
         with self._lock:
             if self._client is None:
                 self._prepare()
             if keys is not None:
                 wanted = [key for key in keys if not self.ready[key].is_set() and key not in self._asked]
-                if self._stopping.is_set():  # the run is ending: nothing more is asked (a waiting test is woken)
-                    return
                 self._asked.update(wanted)
-                if wanted:
+                if self._stopping.is_set():  # the run is ending: no thread is started, the keys say why below
+                    unasked = wanted
+                elif wanted:
                     threading.Thread(target=self._fetch_all, args=(wanted,), daemon=True).start()
-                return
+        for key in unasked:  # whoever waits for them is woken with the reason ("not asked: ...")
+            self._store(key, self._outcome_of(key), journal=False)
+        if keys is not None:
+            return
+        with self._lock:
             if self._thread is None and self.requests:
                 pending = [key for key in self.requests if key not in self._asked]
                 self._asked.update(pending)
@@ -217,9 +222,12 @@ class Fetcher:
                 list(pool.map(self._fetch_one, pending))
         except RuntimeError:
             # the interpreter is shutting down (an interrupted run ending while a later batch was being asked):
-            # no new thread may start, and nobody waits for these answers any more
+            # no new thread may start; a test still waiting is told why
             if not self._stopping.is_set():
                 raise
+            for key in pending:
+                if not self.ready[key].is_set():
+                    self._store(key, self._outcome_of(key), journal=False)
         finally:
             if self.library is not None:
                 self.library.flush()

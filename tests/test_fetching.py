@@ -524,3 +524,30 @@ def test_sigterm_while_later_batches_are_asked_ends_without_thread_tracebacks(
         assert process.returncode == pytest.ExitCode.INTERRUPTED, output
         outputs.append(output)
     assert not any("Exception in thread" in output or "Traceback" in output for output in outputs), outputs
+
+
+def test_a_batch_wanted_after_the_run_stops_is_answered_with_why(tmp_path: Path) -> None:
+    """Once the run is stopping, a later batch asked for (judging ahead) starts no thread: whoever waits for it is
+    told "not asked: ..." at once (it waited forever, and so did the run)."""
+    import threading as _threading
+
+    from pytest_llmbias import checks
+    from pytest_llmbias.cases import load_case_file
+    from pytest_llmbias.session import LLMSession, RunConfig
+
+    path = tmp_path / "jobs.yaml"
+    path.write_text(_cases_yaml(["nurse"]))
+    [case] = load_case_file(path, checks=checks.REGISTRY.schemas())
+    session = LLMSession(RunConfig(mode="replay", rootdir=tmp_path, spark=False))
+    session.register([case])
+    later = session.request_for(case, case.neutral, 2)
+    key = later.key
+    session.fetcher.start()
+    session.fetcher._stopping.set()  # what an interrupt or a run-stopping answer does
+    session.fetcher.want(later, tmp_path / "__cassettes__" / "jobs.yaml")  # a look wants the next batch
+    session.fetcher.start([key])
+    answered: list[object] = []
+    waiter = _threading.Thread(target=lambda: answered.append(session.fetcher.await_outcome(key, None)), daemon=True)
+    waiter.start()
+    waiter.join(5)
+    assert answered and str(answered[0]).startswith("not asked: "), answered
