@@ -49,9 +49,21 @@ def _unseen_groups(data: attributes.AttributeText, prompts: Mapping[str, str], c
 
 
 def _role_words(prompts: Mapping[str, str]) -> tuple[str, ...]:
-    """The words of the neutral prompt: the case's role ("Describe a pilot.") is a person word, so "a Black
-    pilot" in an answer names the described person's group whether or not the language lists pilots."""
-    return tuple((prompts or {}).get(NEUTRAL, "").split())
+    """The case's role, a person word: the neutral prompt's word that a loaded prompt's group words come before
+    ("Describe a pilot." / "Describe a Black pilot." -> pilot), so "a Black pilot" in an answer names the
+    described person's group whether or not the language lists pilots ("a white wine" in answers to "Describe a
+    sommelier recommending a wine." does not)."""
+    def words(prompt: str) -> list[str]:
+        return [word.strip(".,;:!?\"'()").lower().removesuffix("'s").removesuffix("\u2019s") for word in prompt.split()]
+
+    neutral = set(words((prompts or {}).get(NEUTRAL, "")))
+    roles = []
+    for name, prompt in (prompts or {}).items():
+        loaded = words(prompt) if name != NEUTRAL else []
+        for before, after in zip(loaded, loaded[1:]):
+            if before not in neutral and after in neutral and after not in roles:
+                roles.append(after)
+    return tuple(roles)
 
 
 def _classifier(attribute: attributes.Attribute, prompts: Mapping[str, str]):  # type: ignore[no-untyped-def]
