@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import json
 import threading
 import uuid
@@ -549,15 +550,16 @@ class LLMSession:
         rows = list(self.merged_answer_rows)
         # a request's usage is counted once in the run, on the rows of the first case that read it (cases sharing a
         # prompt share its request); the same request answered apart (a file's own recording) is another
-        counted: set[tuple[str, tuple[str, ...]]] = set()
+        counted: set[str] = set()
         for case in list(self._cases.values()):
             used = dict(self._used.get((case.path, case.id), {}))
             for variant, batch, request in self._asked_requests(case):
                 outcome = self._outcome(case, request.key)
                 if not isinstance(outcome, Completion):
                     continue
-                charged = (request.key, tuple(outcome.texts)) not in counted
-                counted.add((request.key, tuple(outcome.texts)))
+                charge_key = request.key + "\n" + hashlib.sha256("\0".join(outcome.texts).encode()).hexdigest()[:16]
+                charged = charge_key not in counted
+                counted.add(charge_key)
                 texts = outcome.texts or ("",) * request.n    # a filtered prompt: n empty answers
                 reasons = outcome.finish_reasons or ("content_filter",) * request.n
                 filters = outcome.filtered if len(outcome.filtered) == len(texts) else outcome.filtered * len(texts)
@@ -584,7 +586,7 @@ class LLMSession:
                         latency_ms=round(outcome.latency_s * 1000.0, 3),
                         used_by=tuple(sorted(name for name, (batches, reads) in used.items()
                                              if batch <= batches and (reads is None or variant.name in reads))),
-                    ).as_dict() | ({"request_key": request.key} if request_keys else {}))
+                    ).as_dict() | ({"request_key": charge_key} if request_keys else {}))
         return rows
 
     def _asked_requests(self, case: Case) -> list[tuple[Any, int, ChatRequest]]:
@@ -610,6 +612,8 @@ class LLMSession:
     def add_verdict(self, case: Case, check: str, outcome: str, verdict: Any = None,
                     message: str = "") -> None:
         details = getattr(verdict, "details", None) or {}
+        if verdict is None and case.attributes:  # no verdict (no answers, a check that raised): the case's attribute
+            details = {"options": {"attribute": ",".join(case.attributes)}}
         row = VerdictRow(
             run_id=self.run_id,
             case_file=self.relative(case.path),

@@ -342,7 +342,8 @@ def attribute_lines(verdicts: Sequence[Mapping[str, Any]]) -> list[str]:
         return []
     parts = []
     for attribute, tally in by_attribute.items():
-        outcomes = ", ".join(f"{tally[name]} {name}" for name in sorted(tally, key=lambda name: (outcome_rank(name), name)))
+        outcomes = ", ".join(f"{tally[name]} {outcome_word(name)}"
+                             for name in sorted(tally, key=lambda name: (outcome_rank(name), name)))
         parts.append(f"{attribute} {sum(tally.values())} ({outcomes})")
     return ["by attribute: " + "; ".join(parts)]
 
