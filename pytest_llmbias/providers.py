@@ -229,9 +229,10 @@ def _databricks_settings(env: Any, api_key: str | None) -> Settings:
     if not host or not token:
         missing = " and ".join(name for name, value in (("DATABRICKS_HOST", host), ("DATABRICKS_TOKEN", token))
                                if not value)
-        raise ConfigError(f"{missing} not set: --llm-record and --llm-live call the serving endpoint "
-                          "(https://WORKSPACE/serving-endpoints); in a notebook the cluster's own credentials "
-                          "are used")
+        # the host is the endpoint (the xdist controller says so at once); a token may come from a conftest's hook
+        raise (EndpointError if not host else ConfigError)(
+            f"{missing} not set: --llm-record and --llm-live call the serving endpoint "
+            "(https://WORKSPACE/serving-endpoints); in a notebook the cluster's own credentials are used")
     if "://" not in host:
         host = "https://" + host  # the Databricks CLI and SDK accept a bare workspace host
     parts = _check_url("DATABRICKS_HOST", host)

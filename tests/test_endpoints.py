@@ -436,3 +436,14 @@ def test_an_endpoint_with_a_key_in_its_query_names_the_fields_not_their_values(e
     assert "has query fields beyond api-version (api-key)" in shown and "SUPERSECRET" not in shown
     assert "0123456789abcdef" not in shown
     assert "give the resource, https://res.openai.azure.com/, with the key in AZURE_OPENAI_API_KEY" in shown
+
+
+def test_a_missing_databricks_host_is_an_endpoint_error_and_a_missing_token_is_not() -> None:
+    """The xdist controller says endpoint errors at once (a token may still come from a deeper conftest's hook)."""
+    from pytest_llmbias.providers import ConfigError, EndpointError, _databricks_settings
+
+    with pytest.raises(EndpointError, match="DATABRICKS_HOST and DATABRICKS_TOKEN not set"):
+        _databricks_settings({}, None)
+    with pytest.raises(ConfigError, match="DATABRICKS_TOKEN not set") as raised:
+        _databricks_settings({"DATABRICKS_HOST": "https://adb-1.azuredatabricks.net"}, None)
+    assert not isinstance(raised.value, EndpointError)
