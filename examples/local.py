@@ -4,7 +4,8 @@
     python -m pytest_llmbias.standin --port 8000         # another terminal; paste its three exports
     jupyter lab examples/bias_suite.ipynb                # the kernel needs pytest-llmbias[spark,notebook]
 
-A bare OUT name is written beside the source, whose cells name the suite as ../cases/ (from examples/).
+A bare OUT name is written beside the source, whose cells name the suite as ../cases/ (from examples/);
+./OUT.ipynb writes it in the current folder.
 
 Databricks source format: cells split by "# COMMAND ----------", magic cells written as "# MAGIC"
 lines. `%md` cells become Markdown; `%pip` cells are commented out (install the package locally
@@ -14,6 +15,7 @@ with pip); other magics (`%load_ext`, `%pytest`) run as they are.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -66,7 +68,7 @@ def main(argv: list[str]) -> int:
         return 2
     out = Path(argv[0])
     source = Path(argv[1]) if len(argv) == 2 else Path(__file__).with_name("bias_suite.py")
-    if len(out.parts) == 1:  # a bare name goes beside its source: the notebook's cells name ../cases/ from there
+    if "/" not in argv[0] and os.sep not in argv[0]:  # a bare name goes beside its source: its cells name ../cases/
         out = source.parent / out
     notebook = to_ipynb(source.read_text(encoding="utf-8"))
     out.write_text(json.dumps(notebook, indent=1) + "\n", encoding="utf-8")

@@ -48,7 +48,9 @@ def spark_error(error: BaseException, limit: int = 200) -> str:
     java = getattr(error, "java_exception", None)
     if java is not None:
         try:
-            while java.getCause() is not None:
+            for _ in range(20):  # a cycle of causes ends here
+                if java.getCause() is None:
+                    break
                 java = java.getCause()
             text = str(java.toString())
         except Exception:  # noqa: BLE001 - the JVM is gone: fall back on the Python side's text
@@ -141,6 +143,7 @@ def cache_dir() -> Path | None:
 
 STALE_ARCHIVE_DAYS = 14   # another Java's or Spark's archive unused this long is removed
 ORPHAN_PART_SECONDS = 3600  # a part file no live JVM writes and none is named for: left by a killed run
+OTHER_WRITER_SECONDS = 86400  # another install's part whose writer is not seen here is left alone this long
 
 
 class ClassDataArchive:
@@ -187,24 +190,34 @@ class ClassDataArchive:
     def _writer_running(self) -> bool:
         """Promote finished part files; whether some JVM is still to write one."""
         running = False
+        now = time.time()
         for sidecar in self.folder.glob("spark-*.jsa.*.part.pid"):  # every Spark's and Java's: each venv has its own
             part = sidecar.with_suffix("")
             archive = self.folder / (part.name.split(".jsa.", 1)[0] + ".jsa")
             try:
                 pid = int(sidecar.read_text() or "0")
+                if archive != self.path and sidecar.stat().st_mtime > now - OTHER_WRITER_SECONDS:
+                    continue  # another install's, recent: its writer may live where this process cannot see it
+            except FileNotFoundError:
+                continue  # another run promoted or removed it meanwhile
             except (OSError, ValueError):
                 pid = 0
             if pid and _alive(pid):
                 running = running or archive == self.path
                 continue
-            if part.exists() and part.stat().st_size > 0 and not archive.exists():
-                os.replace(part, archive)
+            try:
+                if part.exists() and part.stat().st_size > 0 and not archive.exists():
+                    os.replace(part, archive)
+            except FileNotFoundError:
+                pass
             part.unlink(missing_ok=True)
             sidecar.unlink(missing_ok=True)
-        orphaned = time.time() - ORPHAN_PART_SECONDS
         for part in self.folder.glob("spark-*.jsa.*.part"):  # no writer named (a run killed as its JVM started)
-            if not Path(f"{part}.pid").exists() and part.stat().st_mtime < orphaned:
-                part.unlink(missing_ok=True)
+            try:
+                if not Path(f"{part}.pid").exists() and part.stat().st_mtime < now - ORPHAN_PART_SECONDS:
+                    part.unlink(missing_ok=True)
+            except FileNotFoundError:
+                pass
         if self.path.exists():
             os.utime(self.path)  # in use: the clean-up below goes by age
             unused = time.time() - STALE_ARCHIVE_DAYS * 86400

@@ -78,9 +78,13 @@ def test_parts_left_by_other_installs_and_killed_runs_are_cleaned_up(tmp_path: P
     """Each virtualenv's pyspark has an archive of its own: a part another install's JVM finished became nobody's
     archive, and a part whose writer was never named stayed forever (1 GB of cache after a few venvs)."""
     archive = ClassDataArchive(tmp_path, "spark-x-java17-abc.jsa")
-    other = tmp_path / "spark-x-java17-def.jsa.1-2.part"  # another venv's JVM, finished
+    other = tmp_path / "spark-x-java17-def.jsa.1-2.part"  # another venv's JVM, finished two days ago
     other.write_bytes(b"other archive")
     Path(f"{other}.pid").write_text(str(_dead_pid()))
+    os.utime(f"{other}.pid", (time.time() - 2 * 86400, time.time() - 2 * 86400))
+    recent = tmp_path / "spark-x-java17-ghi.jsa.7-8.part"  # another venv's, just now: its JVM may live elsewhere
+    recent.write_bytes(b"recent")
+    Path(f"{recent}.pid").write_text(str(_dead_pid()))
     orphan = tmp_path / "spark-x-java17-abc.jsa.3-4.part"  # no sidecar, two hours old
     orphan.write_bytes(b"half")
     os.utime(orphan, (time.time() - 7200, time.time() - 7200))
@@ -90,3 +94,4 @@ def test_parts_left_by_other_installs_and_killed_runs_are_cleaned_up(tmp_path: P
     assert (tmp_path / "spark-x-java17-def.jsa").read_bytes() == b"other archive"
     assert not other.exists() and not Path(f"{other}.pid").exists()
     assert not orphan.exists() and fresh.exists()
+    assert recent.exists() and Path(f"{recent}.pid").exists()
