@@ -754,17 +754,22 @@ def _check_paths_given_apart(config: pytest.Config) -> None:
     if root == here or not here.is_relative_to(root):
         return
     args = [str(arg) for arg in config.invocation_params.args]
-    for at, (option, value) in enumerate(zip(args, args[1:])):
-        if option in _PATH_OPTIONS and not value.startswith("-"):
-            # as pytest does: the folders of the arguments that exist, and their common ancestor without this one
-            others = [folder for folder in (_existing_folder(arg, here) for arg in (*args[:at + 1], *args[at + 2:]))
-                      if folder is not None]
-            without = Path(os.path.commonpath([str(folder) for folder in others])) if others else here
-            path = _existing_folder(value, here)
-            if path is not None and not path.is_relative_to(without) and root != without:
-                raise pytest.UsageError(f"{option} {value}: pytest also read this path as a test path and took "
-                                        f"{root} as its rootdir, which renames every case file; write "
-                                        f"{option}={value}")
+    apart = {at + 1 for at, (option, value) in enumerate(zip(args, args[1:]))
+             if option in _PATH_OPTIONS and not value.startswith("-")}
+    # as pytest does without an ini file: the common folder of the invocation folder and the arguments that exist,
+    # here without the values of these options
+    others = [folder for folder in (_existing_folder(arg, here) for at, arg in enumerate(args) if at not in apart)
+              if folder is not None]
+    without = Path(os.path.commonpath([str(here), *(str(folder) for folder in others)]))
+    if root == without:
+        return
+    for at in sorted(apart):
+        option, value = args[at - 1], args[at]
+        path = _existing_folder(value, here)
+        if path is not None and not path.is_relative_to(without):
+            raise pytest.UsageError(f"{option} {value}: pytest also read this path as a test path and took "
+                                    f"{root} as its rootdir, which renames every case file; write "
+                                    f"{option}={value}")
 
 
 def _check_settings_can_ask(config: pytest.Config, *, only_endpoint: bool = False) -> None:

@@ -399,7 +399,14 @@ def test_a_baseline_path_given_apart_that_would_move_the_rootdir_is_one_line(
     # given apart but inside the folder the other arguments make the rootdir anyway: nothing is renamed, no error
     shutil.copytree(elsewhere / "v1", nurse_project.path / "v1")
     (nurse_project.path / "sub").mkdir()
-    inside = subprocess.run([sys.executable, "-m", "pytest", *settings, "..", "--llm-baseline", "../v1"],
-                            cwd=nurse_project.path / "sub", capture_output=True, text=True, timeout=300)
-    assert "pytest also read this path" not in inside.stderr, inside.stderr
-    assert "baseline " in inside.stdout and "nothing was compared" not in inside.stdout, inside.stdout
+    for where in ("..", "../cases"):  # the rootdir is the project's with or without the option's path
+        inside = subprocess.run([sys.executable, "-m", "pytest", *settings, where, "--llm-baseline", "../v1"],
+                                cwd=nurse_project.path / "sub", capture_output=True, text=True, timeout=300)
+        assert "pytest also read this path" not in inside.stderr, inside.stderr
+        assert "baseline " in inside.stdout and "nothing was compared" not in inside.stdout, inside.stdout
+    # two paths given apart, each inside the other's folder: together they still move the rootdir
+    (elsewhere / "s").mkdir()
+    both = nurse_project.runpytest_subprocess(*settings, "--llm-baseline", f"{elsewhere}/v1", "--llm-save",
+                                              f"{elsewhere}/s", "cases/")
+    assert both.ret == pytest.ExitCode.USAGE_ERROR and "pytest also read this path" in both.stderr.str(), (
+        both.stdout.str() + both.stderr.str())
