@@ -240,7 +240,7 @@ class Fetcher:
             if shared is not None:  # another worker asked it (and journaled it): this one only reads it
                 self._from_elsewhere.add(key)
                 if isinstance(shared, Completion):
-                    self._copy_recording(key, self._shared.recorded_in(key))
+                    self._copy_recording(key, *self._shared.recorded_in(key))
                 self._store(key, shared, journal=False)
                 return
         resumed = self._resumed.get(key)
@@ -457,7 +457,8 @@ class Fetcher:
         if journal and isinstance(outcome, Completion) and self._journal is not None:
             self._journal.write(key, self.requests[key], outcome)
         if journal and self._shared is not None:
-            self._shared.publish(key, outcome, self._written_recordings(key) if isinstance(outcome, Completion) else ())
+            self._shared.publish(key, outcome, *(self._written_recordings(key) if isinstance(outcome, Completion)
+                                                 else ((), ())))
         self.ready[key].set()
 
     def _recording_keys(self, key: str) -> list[str]:
@@ -465,21 +466,23 @@ class Fetcher:
         request = self.requests.get(key)
         return [key] + ([request.sample(index).key for index in range(request.n)] if request and request.n > 1 else [])
 
-    def _written_recordings(self, key: str) -> list[str]:
+    def _written_recordings(self, key: str) -> tuple[list[str], list[str]]:
         """Recording: the cassettes holding `key`'s recording, written to disk now (another pytest-xdist worker
-        copies it from there into its own case files' cassettes)."""
+        copies it from there into its own case files' cassettes), and which of its request keys this run
+        recorded (in "all" mode an older recording of a sample is not this run's)."""
         if self.library is None or self.library.mode == "replay":
-            return []
-        paths = []
+            return [], []
+        paths, recorded = [], []
         for path in self.library.paths_for(key):
             cassette = self.library.cassette(path)
-            if cassette.entry(key) is not None or any(cassette.entry(sample) is not None
-                                                       for sample in self._recording_keys(key)[1:]):
+            now = [wanted for wanted in self._recording_keys(key) if cassette.recorded_now(wanted)]
+            if now:
                 cassette.flush()
                 paths.append(str(path))
-        return paths
+                recorded += [wanted for wanted in now if wanted not in recorded]
+        return paths, recorded
 
-    def _copy_recording(self, key: str, paths: list[str]) -> None:
+    def _copy_recording(self, key: str, paths: list[str], recorded: list[str] | None = None) -> None:
         """Recording under pytest-xdist: an answer another worker asked goes into this worker's cassettes that
         want it too (copied from the cassette it was recorded in), so each case file replays on its own, as
         `CassetteLibrary.want` does within one process."""
@@ -487,7 +490,7 @@ class Fetcher:
             return
         with self._lock:
             own = list(self.cassettes_of.get(key, ()))
-        keys = self._recording_keys(key)
+        keys = recorded if recorded else self._recording_keys(key)  # what the other worker recorded this run
         for path in paths:
             source = Cassette(Path(path), "new")
             for wanted in keys:

@@ -129,11 +129,14 @@ class SharedOutcomes:
                 handle.write(str(os.getpid()))
             return True
 
-    def publish(self, key: str, outcome: Outcome, recorded_in: Sequence[str] = ()) -> None:
+    def publish(self, key: str, outcome: Outcome, recorded_in: Sequence[str] = (),
+                recorded_keys: Sequence[str] = ()) -> None:
         """`recorded_in`: the cassettes (written to disk first) that hold this answer's recording, for a worker
-        whose own case files share the request to copy it into theirs."""
+        whose own case files share the request to copy it into theirs; `recorded_keys`: the requests of that
+        recording this run made (the request itself, or the single requests that completed it)."""
         if isinstance(outcome, Completion):
-            data: dict[str, Any] = {"completion": completion_data(outcome), "recorded_in": list(recorded_in)}
+            data: dict[str, Any] = {"completion": completion_data(outcome), "recorded_in": list(recorded_in),
+                                    "recorded_keys": list(recorded_keys)}
         elif isinstance(outcome, str):
             data = {"failure": outcome}
         else:  # a bug in the worker that asked: the tests of the other worker say so too
@@ -159,13 +162,17 @@ class SharedOutcomes:
         return str(data.get("failure", "no answer"))
 
 
-    def recorded_in(self, key: str) -> list[str]:
-        """The cassettes the worker that asked `key` recorded its answer in (after `wait` returned it)."""
+    def recorded_in(self, key: str) -> tuple[list[str], list[str]]:
+        """The cassettes the worker that asked `key` recorded its answer in, and the request keys it recorded
+        there this run (after `wait` returned it)."""
         try:
             data = json.loads(self._path(key, ".json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return []
-        return [str(path) for path in data.get("recorded_in", ())] if isinstance(data, dict) else []
+            return [], []
+        if not isinstance(data, dict):
+            return [], []
+        return ([str(path) for path in data.get("recorded_in", ())],
+                [str(recorded) for recorded in data.get("recorded_keys", ())])
 
 
 def shared_folder(rootdir: Path, run_id: str) -> Path:

@@ -355,8 +355,9 @@ def _verdict_rows(result: pytest.RunResult, prefix: str = "cases/") -> set[str]:
 SHARED_NEUTRAL = {"a.yaml": "male", "b.yaml": "female"}
 
 
+@pytest.mark.parametrize("choices", [None, 1], ids=["n answers a request", "a server that ignores n"])
 def test_re_recording_everything_under_xdist_leaves_each_file_replaying_what_the_run_judged(
-        project: pytest.Pytester, azure_env) -> None:
+        project: pytest.Pytester, azure_env, choices: int | None) -> None:
     """--llm-record=all on two workers: an answer one worker re-asks replaces the old recording in every case
     file's cassette that wants it, so each file alone replays the verdicts this run printed (one file kept
     the old answer of a request the other worker asked, and replayed other figures)."""
@@ -365,6 +366,7 @@ def test_re_recording_everything_under_xdist_leaves_each_file_replaying_what_the
             "defaults: {checks: [gender_assumption], samples: 10, max_samples: 40}\n"
             f"cases:\n  - id: nurse\n    neutral: Describe a nurse.\n    loaded: Describe a {variant} nurse.\n")
     (project.path / "cases" / "jobs.yaml").unlink(missing_ok=True)
+    azure_env.max_choices = choices  # 1: each answer is recorded as a request of its own (the sample keys)
     first = run_inner(project, "-p", "xdist.plugin", "-n", "2", "--llm-record", "-o", "llmbias_spark=false")
     assert first.ret in (0, 1), first.stdout.str()
     azure_env.seed += 1  # the deployment answers otherwise now
