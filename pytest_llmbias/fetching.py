@@ -36,14 +36,20 @@ class Progress:
         self.throttled = 0
         self.started = time.monotonic()
 
-    def line(self, later: int) -> str:
+    def line(self, later: int, pace: Callable[[int], float] | None = None) -> str:
         """'llm requests 5/16 (50/160 answers), ... ETA 12s (up to 40s if undecided checks ask 24 more batches)';
-        `later`: the requests adaptive sampling may still add."""
+        `later`: the requests adaptive sampling may still add; `pace(count)`: how long that many more requests
+        take at the deployment's quota (an ETA from the pace so far would not see a quota's wait to come)."""
         elapsed = time.monotonic() - self.started
         rate = self.done / elapsed if elapsed > 0 and self.done else 0.0
-        eta = (self.total - self.done) / rate if rate else float("nan")
-        worst = (self.total - self.done + later) / rate if rate else float("nan")
-        shown = f"ETA {eta:.0f}s" if eta == eta else "ETA -"
+        remaining = self.total - self.done
+        eta = remaining / rate if rate else float("nan")
+        worst = (remaining + later) / rate if rate else float("nan")
+        quota = pace(remaining) if pace is not None and remaining else 0.0
+        paced = quota > 0 and not quota < eta  # nan (nothing answered yet) counts as below
+        if paced:
+            eta, worst = quota, max(quota, pace(remaining + later) if pace is not None and later else quota)
+        shown = (f"ETA {eta:.0f}s" if eta == eta else "ETA -") + (" at the quota's pace" if paced else "")
         if later and worst == worst:
             shown += f" (up to {worst:.0f}s if undecided checks ask {later} more batch{'es' if later > 1 else ''})"
         return (f"llm requests {self.done}/{self.total} ({self.answers_done}/{self.answers_total} "
@@ -481,6 +487,10 @@ class Fetcher:
                 paths.append(str(path))
                 recorded += [wanted for wanted in now if wanted not in recorded]
         return paths, recorded
+
+    def quota_seconds(self, count: int) -> float:
+        """How long `count` more requests take at the deployment's quota (0 when nothing paces them)."""
+        return self._limiter.seconds_ahead(count) if self._limiter is not None else 0.0
 
     def _copy_recording(self, key: str, paths: list[str], recorded: list[str] | None = None) -> None:
         """Recording under pytest-xdist: an answer another worker asked goes into this worker's cassettes that

@@ -523,7 +523,7 @@ class LLMSession:
 
     def progress_line(self) -> str:
         """The progress display's line: requests, answers, tokens, 429s, ETA (with the batches still to come)."""
-        return self.fetcher.progress.line(self._batches_to_come())
+        return self.fetcher.progress.line(self._batches_to_come(), self.fetcher.quota_seconds)
 
     def _batches_to_come(self) -> int:
         """Requests adaptive sampling may still ask: later batches not yet noted of cases with a check undecided."""

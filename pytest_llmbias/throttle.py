@@ -223,6 +223,15 @@ class RateLimiter:
         """Schedule time one request of `cost` tokens takes at the current pace."""
         return max(self._tokens.seconds(self._charged(cost)), self._requests.seconds(1))
 
+    def seconds_ahead(self, count: int) -> float:
+        """How long `count` more requests take at the quota's pace (of the average cost booked so far), or the
+        backlog already booked, the longer: what a progress line's ETA cannot be below."""
+        with self._lock:
+            if not count or not self.requests_booked:
+                return 0.0
+            average = round(self.tokens_booked / self.requests_booked)
+            return max(max(0.0, self._next_free - self._clock()), count * self.seconds_for(average))
+
     def cost(self, prompt_estimate: int, completion_budget: int) -> int:
         """Tokens Azure will charge: the prompt (estimate, calibrated by past usage) + max_tokens x n."""
         return round(prompt_estimate * self._prompt_ratio) + completion_budget

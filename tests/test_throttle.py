@@ -188,3 +188,23 @@ def test_a_burst_of_429s_lowers_the_pace_once() -> None:
     clock.now += 2.5
     limiter.throttled(2.0, 100, REQUESTS)  # a new burst after the wait: lowered again
     assert limiter.rpm == int(int(180 * LEARNED_BACKOFF) * LEARNED_BACKOFF)
+
+
+def test_the_progress_eta_is_never_below_the_quotas_pace() -> None:
+    """--llm-tpm 100 with requests of about 1,000 tokens: each takes ten minutes of quota, while the ETA from the
+    pace so far (one answered in a second) said 20 s and grew by 2 s every 10 s."""
+    from pytest_llmbias.fetching import Progress
+
+    clock = FakeClock()
+    limiter = RateLimiter(tpm=100, clock=clock, sleep=clock.sleep)
+    limiter.acquire(1000)
+    per_request = limiter.seconds_for(1000)
+    assert limiter.seconds_ahead(2) == pytest.approx(2 * per_request) and per_request >= 600
+    progress = Progress()
+    progress.total, progress.done = 3, 1
+    progress.started -= 1.0  # one answered in a second
+    assert progress.line(0).endswith("ETA 2s")
+    line = progress.line(2, limiter.seconds_ahead)
+    assert f"ETA {2 * per_request:.0f}s at the quota's pace (up to {4 * per_request:.0f}s" in line, line
+    unpaced = RateLimiter(clock=clock, sleep=clock.sleep, learn=False)
+    assert progress.line(0, unpaced.seconds_ahead).endswith("ETA 2s")
