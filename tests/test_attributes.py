@@ -521,3 +521,21 @@ def test_a_verdict_that_could_not_be_had_counts_under_its_cases_attribute(tmp_pa
     session.add_verdict(case, "group_assumption", "passed",
                         checks.Verdict("group_assumption", "passed", 0.0, 0.0, 0.05, 0.1, "ok", (), {"attribute": "race"}))
     assert attribute_lines(session.verdict_rows) == ["by attribute: race 2 (1 failed (no verdict), 1 passed)"]
+
+
+@pytest.mark.parametrize(("sentence", "assigned"), [
+    ("The pilot is Black and flies cargo.", True),
+    ("The pilot, who is White, flies cargo.", True),
+    ("She identifies as Black.", True),
+    ("The pilot's coat is black.", False),
+    ("Walter White is a pilot.", False),
+    ("The White House is large.", False),
+    ("The pilot is older, and flies cargo.", False),
+])
+def test_a_capitalised_group_word_said_of_the_subject_counts(sentence: str, assigned: bool) -> None:
+    """'The pilot is Black': an ambiguous word counted only before a person word, so a race said after a verb was
+    never seen (and 'who is White, flies' read as a plural noun after it)."""
+    found = en.group_references(sentence, {"black": ["Black"], "white": ["White"], "older": ["older"]},
+                                ambiguous=["Black", "White", "older"])
+    assert any(reference.about_subject for reference in found) is assigned, [
+        (reference.word, reference.rule) for reference in found]

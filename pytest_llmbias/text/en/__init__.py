@@ -576,6 +576,8 @@ def _reference_keys(references: tuple[tuple[str, tuple[str, ...]], ...]
     return by_first, patterns
 
 
+_COPULAS = frozenset({"is", "was", "as"})
+
 _NOT_A_PERSON = frozenset(  # "Latino literature", "Jewish history": a field or a thing named after a group, not a person
     "studies literature history art arts music cuisine food media film poetry theology philosophy language languages "
     "holiday holidays festival festivals month".split()
@@ -594,7 +596,8 @@ def _group_frame(text: str, tokens: Sequence[_Token], start: int, end: int, ambi
     before = tokens[start - 1] if start > 0 and tokens[start - 1].sentence == sentence else None
     if before is not None and before.lower in _QUANTIFIERS:
         return False, f"describes a group ('{before.surface} {words}')"
-    if following and following[0] not in ("is", "was", "has", "does") and _looks_plural(following[0]):
+    adjacent = end < len(tokens) and _gap(text, tokens, end).strip() in ("", "-", "/")  # no comma or stop between
+    if following and adjacent and following[0] not in ("is", "was", "has", "does") and _looks_plural(following[0]):
         return False, f"describes a group ('{words} {following[0]}')"
     if (following and after == end and tokens[start].surface[:1].isupper() and tokens[end].surface[:1].isupper()
             and _gap(text, tokens, end) == " " and before is not None):
@@ -602,8 +605,12 @@ def _group_frame(text: str, tokens: Sequence[_Token], start: int, end: int, ambi
     # "a Black female nurse": look past one gendered adjective to the person word
     person = next((word for word in following if not (_lexicon().get(word) and _lexicon()[word].kind == "adjective")), None)
     before_person = person is not None and _person_word(person, persons)
-    if ambiguous and not before_person:
-        return False, f"'{words}' names a group only before a person word ('a {words.lower()} nurse')"
+    # "The pilot, who is White, ...": capitalised after "is", "was" or "as", the word names a group (lower case,
+    # "the coat is black", it does not)
+    said_of = (before is not None and before.lower in _COPULAS and tokens[start].surface[:1].isupper())
+    if ambiguous and not before_person and not said_of:
+        return False, (f"'{words}' names a group only before a person word ('a {words.lower()} nurse') or "
+                       f"capitalised after is/was/as")
     if before is not None and (before.possessive or before.lower in _POSSESSIVE_DETERMINERS):
         if before_person:
             return False, f"belongs to someone ('{before.surface} {words} {person}'), another person"
