@@ -48,7 +48,7 @@ class Progress:
         quota = pace(remaining) if pace is not None and remaining else 0.0
         paced = quota > 0 and not quota < eta  # nan (nothing answered yet) counts as below
         if paced:
-            eta, worst = quota, max(quota, pace(remaining + later) if pace is not None and later else quota)
+            eta, worst = quota, pace(remaining + later) if later else quota
         shown = (f"ETA {eta:.0f}s" if eta == eta else "ETA -") + (" at the quota's pace" if paced else "")
         if later and worst == worst:
             shown += f" (up to {worst:.0f}s if undecided checks ask {later} more batch{'es' if later > 1 else ''})"
@@ -492,7 +492,7 @@ class Fetcher:
         """How long `count` more requests take at the deployment's quota (0 when nothing paces them)."""
         return self._limiter.seconds_ahead(count) if self._limiter is not None else 0.0
 
-    def _copy_recording(self, key: str, paths: list[str], recorded: list[str] | None = None) -> None:
+    def _copy_recording(self, key: str, paths: list[str], recorded: list[str]) -> None:
         """Recording under pytest-xdist: an answer another worker asked goes into this worker's cassettes that
         want it too (copied from the cassette it was recorded in), so each case file replays on its own, as
         `CassetteLibrary.want` does within one process."""
@@ -500,10 +500,9 @@ class Fetcher:
             return
         with self._lock:
             own = list(self.cassettes_of.get(key, ()))
-        keys = recorded if recorded else self._recording_keys(key)  # what the other worker recorded this run
         for path in paths:
             source = Cassette(Path(path), "new")
-            for wanted in keys:
+            for wanted in recorded:  # what the other worker recorded this run (the request, or its samples)
                 found = source.entry(wanted)
                 if found is None:
                     continue

@@ -723,8 +723,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not hasattr(session.config, "workerinput"):  # workers fetch case by case and leave Spark to the controller
         llm_session.start_fetching()
         # a test a skip mark (a conftest's, say) will skip asks no later batch for a verdict nobody reads
-        llm_session.judge_ahead([(item.case, item.check) for item in session.items
-                                 if isinstance(item, CheckItem) and not _skipped_by_mark(item)])
+        llm_session.judge_ahead((item.case, item.check) for item in session.items  # read only when judging ahead
+                                if isinstance(item, CheckItem) and not _skipped_by_mark(item))
         llm_session.start_spark(session.config.hook.pytest_llmbias_spark_session(config=session.config))
     _freeze_what_is_loaded(session.config)
 

@@ -291,7 +291,7 @@ class LLMSession:
         """Ask every registered prompt (or just `keys`) in the background."""
         self.fetcher.start(keys)
 
-    def judge_ahead(self, tests: list[tuple[Case, Any]] | None = None) -> None:
+    def judge_ahead(self, tests: Iterable[tuple[Case, Any]] | None = None) -> None:
         """Live and record runs in one process: judge the selected tests (or just `tests`) in the background, as
         many at a time as requests may be in flight, so the later batches of undecided cases are asked together
         (pytest_llmbias.verdicts)."""
