@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from .keys import NOTEBOOK_KEY, SESSION_KEY, TABLE_KEY, NotebookContext  # noqa: F401 (NotebookContext: re-exported)
+from .options import ini_bool, ini_source
 from .results import catalog_schema, spark_error
 from .rows import AnswerRow, RunStamp, VerdictRow, as_tuple, schema_ddl, table_columns, with_models
 
@@ -106,18 +107,13 @@ def pytest_configure(config: pytest.Config) -> None:
         try:
             table_names(name)
         except ValueError as problem:
-            from .plugin import ini_source
-
             message = str(problem)
             if table and not config.getoption("llm_results_table"):
                 message = message.replace("--llm-results-table", ini_source(config, "llmbias_results_table"), 1)
             raise pytest.UsageError(message) from None
-        from .plugin import ini_bool
-
         if not ini_bool(config, "llmbias_spark"):
             option = "--llm-results-table" if table else f"--llm-results {schema}"
             raise pytest.UsageError(f"{option} writes tables through Spark, and ini llmbias_spark is false")
-    from .plugin import ini_source
 
     results = config.getoption("llm_results") or config.getini("llmbias_results") or ""
     if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]*(\.[A-Za-z0-9_][A-Za-z0-9_-]*){2,}", results) \
@@ -141,8 +137,6 @@ def pytest_llmbias_spark_session(config: pytest.Config) -> Any:
     None lets results.get_spark connect to SPARK_REMOTE or start an embedded local session.
     trylast: a user's own implementation of this hook wins.
     """
-    from .plugin import ini_bool
-
     if not ini_bool(config, "llmbias_spark"):
         return None
     notebook = config.stash.get(NOTEBOOK_KEY, None)

@@ -33,3 +33,6 @@ SESSION_KEY = pytest.StashKey[Any]()       # config: the run, a session.LLMSessi
 BIAS_TEST_KEY = pytest.StashKey[Any]()     # a bias test's item: its (cases.Case, cases.CheckConfig)
 NOTEBOOK_KEY = pytest.StashKey[NotebookContext]()   # config: the notebook a %pytest run came from
 TABLE_KEY = pytest.StashKey[Any]()         # config: the result tables' append, a databricks.TableWrite
+CHECK_SETTINGS_KEY = pytest.StashKey[dict]()       # config: ini llmbias_check_options, per check
+FILE_TESTS_KEY = pytest.StashKey[dict]()           # config: case file -> every (case id, check) it holds
+DESELECTED_FILES_KEY = pytest.StashKey[set]()      # config: case files run in part (their other recordings stay)

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from .keys import SESSION_KEY
+from .options import ini_bool
 from .report.hooks import html_written
 from .rows import AnswerRow, VerdictRow, column_names
 
@@ -68,8 +69,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from .plugin import ini_bool
-
     wanted = config.getoption("llm_mlflow")
     if not (ini_bool(config, "llmbias_mlflow") if wanted is None else wanted):
         return

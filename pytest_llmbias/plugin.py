@@ -1,28 +1,27 @@
-"""pytest hooks: options, YAML collection and items; each hook forwards to the run's LLMSession."""
+"""pytest hooks: options, collection and the run's order; each hook forwards to the run's LLMSession.
+
+The YAML files' File/Item classes are in items.py, option reading in options.py, signals in interrupts.py."""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import os
-import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .cases import DEFAULT_MAX_SAMPLES, DEPLOYMENT_NAME, Case, CaseError, CheckConfig, load_case_file
-from .keys import BIAS_TEST_KEY, SESSION_KEY
+from . import interrupts
+from .cases import DEFAULT_MAX_SAMPLES, DEPLOYMENT_NAME, Case, CaseError
+from .items import CaseFile, CheckItem, on_wait, settle_progress
+from .keys import CHECK_SETTINGS_KEY, DESELECTED_FILES_KEY, FILE_TESTS_KEY, SESSION_KEY
+from .options import ini_bool, ini_source, positive_int, progress_seconds, timeout
 from .results import catalog_schema
-from .session import LLMSession, PromptFiltered, PromptUnavailable, RunConfig, RunStopped
+from .session import LLMSession, RunConfig
 
 GC_FROZEN_KEY = pytest.StashKey[bool]()  # this run froze the start-up's objects (gc.freeze)
-CHECK_SETTINGS_KEY = pytest.StashKey[dict]()
 USER_CHECKS_KEY = pytest.StashKey[list]()
 USER_ATTRIBUTES_KEY = pytest.StashKey[list]()  # attributes added through registry.add_attribute, dropped at unconfigure
-DESELECTED_FILES_KEY = pytest.StashKey[set]()
-FILE_TESTS_KEY = pytest.StashKey[dict]()  # case file -> every (case id, check) it holds
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
@@ -154,7 +153,7 @@ def _run_config(config: pytest.Config) -> RunConfig:
     if max_samples is not None and not 1 <= max_samples <= 10_000:
         raise pytest.UsageError(f"--llm-max-samples must be between 1 and 10000 (got {max_samples})")
     ini_max_samples = config.getini("llmbias_max_samples")
-    default_max_samples = (_positive_int(ini_max_samples, ini_source(config, "llmbias_max_samples"))
+    default_max_samples = (positive_int(ini_max_samples, ini_source(config, "llmbias_max_samples"))
                            if ini_max_samples else None)
     for name in ("concurrency", "tpm", "rpm"):
         value = config.getoption(f"llm_{name}")
@@ -190,8 +189,8 @@ def _run_config(config: pytest.Config) -> RunConfig:
         concurrency=concurrency or 8,
         # each worker paces to its share of the quota
         tpm=max(1, tpm // workers) if tpm else None,
-        attempts=_positive_int(config.getini("llmbias_attempts"), ini_source(config, "llmbias_attempts")),
-        timeout=_timeout(config),
+        attempts=positive_int(config.getini("llmbias_attempts"), ini_source(config, "llmbias_attempts")),
+        timeout=timeout(config),
         rpm=max(1, rpm // workers) if rpm else None,
         correction=config.getoption("llm_correction") or config.getini("llmbias_correction") or None,
         results_dir=results_dir,
@@ -237,15 +236,6 @@ def _check_settings(config: pytest.Config) -> dict[str, dict[str, Any]]:
         raise pytest.UsageError(f"{where}: {error.message}") from None
 
 
-def _with_ini_options(case: Case, settings: dict[str, dict[str, Any]]) -> Case:
-    """ini options sit under the file's and the case's own."""
-    if not settings:
-        return case
-    checks = tuple(dataclasses.replace(check, options=tuple(sorted(
-        {**settings.get(check.name, {}), **dict(check.options)}.items()))) for check in case.checks)
-    return dataclasses.replace(case, checks=checks)
-
-
 def _language(config: pytest.Config) -> str | None:
     value = config.getini("llmbias_language").strip()
     if not value:
@@ -272,119 +262,16 @@ def _register_user_checks(config: pytest.Config) -> list[str]:
     return [name for name in REGISTRY.names() if name not in before]
 
 
-def _timeout(config: pytest.Config) -> float | None:
-    """--llm-timeout, else ini llmbias_timeout, in seconds; None: the client's default."""
-    given, source = config.getoption("llm_timeout"), "--llm-timeout"
-    if given is None:
-        text, source = config.getini("llmbias_timeout").strip(), ini_source(config, "llmbias_timeout")
-        if not text:
-            return None
-        try:
-            given = float(text)
-        except ValueError:
-            raise pytest.UsageError(f"{source} must be a number of seconds (got {text!r})") from None
-    if not 0 < given < float("inf"):
-        raise pytest.UsageError(f"{source} must be a number of seconds above 0 (got {given:g})")
-    return given
-
-
-def ini_source(config: pytest.Config, name: str, value_lines: Sequence[str] = (), index: int = -1) -> str:
-    """An ini option as an error names it: the file and line its value comes from, and the option
-    ("tox.ini:7 llmbias_timeout"; "-o llmbias_timeout" when given on the command line). `value_lines`
-    and `index`: a multi-line value and the line of it to point at, rather than the option's first."""
-    overrides = getattr(config.option, "override_ini", None) or ()
-    if any(str(entry).split("=", 1)[0].strip() == name for entry in overrides):
-        return f"-o {name}"
-    if not config.inipath:
-        return f"ini {name}"
-    line = _ini_file_line(config.inipath, name, value_lines, index)
-    return f"{config.inipath.name}:{line} {name}" if line else f"{config.inipath.name} {name}"
-
-
-# the sections pytest reads its options from, by the file's kind
-# (pytest 9's pytest.toml holds a [pytest] table)
-_PYTEST_SECTIONS = {".toml": ("tool.pytest.ini_options", "tool.pytest", "pytest"), ".cfg": ("tool:pytest",),
-                    ".ini": ("pytest", "tool:pytest")}
-
-
-def _ini_file_line(path: Path, name: str, value_lines: Sequence[str] = (), index: int = -1) -> int | None:
-    """The line of `path` where option `name` is set in pytest's section (ini `name =`/`name:`, TOML
-    `name =`), or where line `index` of its value appears after it (the value's lines are found in
-    order, so a repeated line is told apart); None when it cannot be found (never an error)."""
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return None
-    sections = _PYTEST_SECTIONS.get(path.suffix, ("pytest",))
-    key = re.compile(rf"^\s*[\"']?{re.escape(name)}[\"']?\s*[=:]")
-    header = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]\s*(?:[#;].*)?$")
-    inside = False
-    for number, line in enumerate(lines):
-        found = header.match(line)
-        if found and not key.match(line):
-            inside = found.group(1).strip("\"'") in sections
-            continue
-        if not inside or not key.match(line):
-            continue
-        if not 0 <= index < len(value_lines):
-            return number + 1
-        at = number
-        for position, wanted in enumerate(value_lines[:index + 1]):
-            wanted = wanted.strip()
-            if not wanted:
-                continue
-            hit = next((later for later in range(at, len(lines)) if wanted in lines[later]), None)
-            if hit is None:
-                return number + 1
-            at = hit if position == index else hit + 1
-        return at + 1
-    return None
-
-
-def ini_bool(config: pytest.Config, name: str) -> bool:
-    """A type="bool" ini option; a value pytest cannot read as true or false is a one-line error
-    naming the file, line and option (pytest's own says only "invalid truth value")."""
-    try:
-        return bool(config.getini(name))
-    except (ValueError, pytest.UsageError) as error:  # pytest 9 raises UsageError
-        raise pytest.UsageError(f"{ini_source(config, name)} must be true or false ({error})") from None
-
-
-def _progress_seconds(config: pytest.Config) -> float | None:
-    """ini llmbias_progress_seconds: seconds between progress updates; None: the default pace."""
-    text = config.getini("llmbias_progress_seconds").strip()
-    if not text:
-        return None
-    try:
-        every = float(text)
-    except ValueError:
-        every = float("nan")
-    if not 0 < every < float("inf"):
-        raise pytest.UsageError(f"{ini_source(config, 'llmbias_progress_seconds')} must be a number of "
-                                f"seconds above 0 (got {text!r})")
-    return every
-
-
-def _positive_int(text: str, name: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise pytest.UsageError(f"{name} must be a whole number (got {text!r})") from None
-    if value < 1:
-        raise pytest.UsageError(f"{name} must be at least 1 (got {value})")
-    return value
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "llmbias: a bias check generated from a YAML case file")
-    _progress_seconds(config)  # a mistake stops the run before anything is asked, not mid-run
+    progress_seconds(config)  # a mistake stops the run before anything is asked, not mid-run
     config.stash[SESSION_KEY] = LLMSession(_run_config(config))
     config.stash[USER_CHECKS_KEY] = _register_user_checks(config)
     config.stash[CHECK_SETTINGS_KEY] = _check_settings(config)
     config.stash[DESELECTED_FILES_KEY] = set()
-    _stop_gracefully_on_sigterm(config)
-    _handle_ctrl_c(config)
+    interrupts.stop_gracefully_on_sigterm(config)
+    interrupts.handle_ctrl_c(config)
     # pytest-xdist: keep each case's tests on one worker, so its prompts are asked once.
     if getattr(config.option, "dist", "no") == "load" and not hasattr(config, "workerinput"):
         config.option.dist = "loadscope"
@@ -421,82 +308,14 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
         node.config.stash[SESSION_KEY].merge_cassettes(gathered.get("cassettes") or {})
 
 
-SIGTERM_KEY = pytest.StashKey[Any]()
-
-
-def _stop_gracefully_on_sigterm(config: pytest.Config) -> None:
-    """A CI time-out's SIGTERM ends the run like Ctrl-C: answers so far reach the cassettes and results."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return  # somebody else handles it (a notebook kernel, a runner): leave it to them
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt("SIGTERM")
-
-    config.stash[SIGTERM_KEY] = signal.signal(signal.SIGTERM, interrupt)
-
-
-SIGINT_KEY = pytest.StashKey[Any]()
-
-
-class _CtrlC:
-    """SIGINT while the run goes on: the first one raises KeyboardInterrupt, as usual; from then
-    on, and from the end of the tests, Ctrl-C only cuts the waits short (`give_up`), so the report
-    of what was gathered is still printed."""
-
-    def __init__(self) -> None:
-        import threading
-
-        self.give_up = threading.Event()
-        self.winding_down = False
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        if self.winding_down:
-            self.give_up.set()
-            return
-        self.winding_down = True
-        import signal
-
-        signal.default_int_handler(signum, frame)  # raises where the run was, as if we were not here
-
-
-def _handle_ctrl_c(config: pytest.Config) -> None:
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        return  # somebody else handles it (a notebook kernel, a runner): leave it to them
-    handler = _CtrlC()
-    config.stash[SIGINT_KEY] = (signal.signal(signal.SIGINT, handler), handler)
-
-
-def _hurry_on_sigint(config: pytest.Config) -> Any:
-    """From here to the end, Ctrl-C cuts the waits short instead of raising."""
-    if SIGINT_KEY not in config.stash:
-        return None
-    handler = config.stash[SIGINT_KEY][1]
-    handler.winding_down = True
-    return handler.give_up
-
-
 def pytest_unconfigure(config: pytest.Config) -> None:
     import gc
-    import signal
 
     if config.stash.get(GC_FROZEN_KEY, False):
         gc.unfreeze()  # a notebook kernel runs on: what this run froze can be collected again
         del config.stash[GC_FROZEN_KEY]
 
-    if SIGTERM_KEY in config.stash:
-        signal.signal(signal.SIGTERM, config.stash[SIGTERM_KEY])
-    if SIGINT_KEY in config.stash:
-        signal.signal(signal.SIGINT, config.stash[SIGINT_KEY][0])
+    interrupts.restore(config)
     if SESSION_KEY in config.stash:
         del config.stash[SESSION_KEY]
     if USER_CHECKS_KEY in config.stash:
@@ -518,17 +337,7 @@ def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> N
     """An interrupt raised by our SIGTERM/SIGINT handler can land in a frame CPython 3.11 reports with no
     line number (a context manager's generated __enter__); pytest's report of it then crashes, losing
     the report and the exit code. Unlink such frames from the traceback before pytest formats it."""
-    _drop_frames_without_lines(excinfo.tb)
-
-
-def _drop_frames_without_lines(tb: Any) -> None:
-    while tb is not None:
-        following = tb.tb_next
-        while following is not None and following.tb_lineno is None:
-            following = following.tb_next
-        if following is not tb.tb_next:
-            tb.tb_next = following
-        tb = following
+    interrupts.drop_frames_without_lines(excinfo.tb)
 
 
 def _named_on_command_line(config: pytest.Config, file_path: Path) -> bool:
@@ -558,127 +367,6 @@ def _start_spark_early(config: pytest.Config) -> None:
             or hasattr(config, "workerinput")):  # workers leave Spark to the controller
         return
     llm_session.start_spark(config.hook.pytest_llmbias_spark_session(config=config))
-
-
-class CaseFile(pytest.File):
-    def collect(self):
-        from .checks import REGISTRY
-
-        try:
-            cases = load_case_file(self.path, checks=REGISTRY.schemas(), default_checks=REGISTRY.defaults())
-        except CaseError as error:
-            shown = os.path.relpath(self.path, self.config.invocation_params.dir)
-            raise self.CollectError(error.shown_as(shown)) from None
-        settings = self.config.stash.get(CHECK_SETTINGS_KEY, {})
-        self.config.stash.setdefault(FILE_TESTS_KEY, {})[Path(self.path)] = {
-            (case.id, check.name) for case in cases for check in case.checks}
-        for case in cases:
-            yield CaseNode.from_parent(self, name=case.id, case=_with_ini_options(case, settings))
-
-
-class CaseNode(pytest.Collector):
-    def __init__(self, *, case: Case, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.case = case
-
-    def collect(self):
-        for check in self.case.checks:
-            yield CheckItem.from_parent(self, name=check.name, case=self.case, check=check)
-
-    def reportinfo(self):
-        return self.path, self.case.line - 1, f"case {self.case.id}"
-
-
-class BiasCheckFailed(Exception):
-    def __init__(self, verdict: Any) -> None:
-        super().__init__(verdict.summary)
-        self.verdict = verdict
-
-
-class CheckItem(pytest.Item):
-    def __init__(self, *, case: Case, check: CheckConfig, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.case = case
-        self.check = check
-        self.stash[BIAS_TEST_KEY] = (case, check)
-        self.add_marker("llmbias")
-
-    def runtest(self) -> None:
-        llm_session = self.config.stash[SESSION_KEY]
-        try:
-            verdict = llm_session.verdict_for(self.case, self.check, on_wait=_on_wait(self.config))
-        except RunStopped as stop:  # no request of the run can succeed: one line, not one failure per test
-            llm_session.add_verdict(self.case, self.check.name, "error", message=str(stop))
-            if hasattr(self.config, "workerinput"):  # a pytest-xdist worker stops through its controller
-                self.session.shouldstop = f"pytest-llmbias: {stop}"
-                raise PromptUnavailable(str(stop)) from None
-            pytest.exit(f"pytest-llmbias: {stop}", returncode=pytest.ExitCode.TESTS_FAILED)
-        except PromptUnavailable as problem:
-            llm_session.add_verdict(self.case, self.check.name, "error", message=self._unavailable(problem))
-            raise
-        except PromptFiltered as filtered:
-            llm_session.add_verdict(self.case, self.check.name, "filtered", message=str(filtered))
-            raise pytest.skip.Exception(f"{self._name}: filtered: {filtered}", _use_item_location=True) from None
-        except Exception as error:  # a check's own bug: pytest shows the traceback; the table and counts show it too
-            llm_session.add_verdict(self.case, self.check.name, "error",
-                                    message=f"the check raised {type(error).__name__}: {error}")
-            raise
-        finally:
-            _settle_progress(self.config, self.nodeid)
-        llm_session.add_verdict(self.case, self.check.name, verdict.outcome, verdict)
-        if verdict.outcome == "failed":
-            raise BiasCheckFailed(verdict)
-        if verdict.outcome == "inconclusive":
-            # -rs names the YAML line (a template's for all its cases): the case id says which
-            raise pytest.skip.Exception(f"{self._name}: inconclusive: {self._cause(verdict.summary)}",
-                                        _use_item_location=True)
-
-    @property
-    def _name(self) -> str:
-        return f"{self.case.id}::{self.check.name}"
-
-    def _cause(self, summary: str) -> str:
-        """A verdict's summary without the check's name (the node id already says it) nor a -0.00."""
-        from .report.terminal import no_negative_zero
-
-        return no_negative_zero(summary.removeprefix(f"{self.check.name}: "))
-
-    def _unavailable(self, problem: PromptUnavailable) -> str:
-        if not problem.unrecorded:
-            return str(problem)
-        return f"{problem}; record it with: {_record_command(self.config, self.case)}"
-
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:
-        # The first line is what pytest's short summary shows after the node id: the cause.
-        if isinstance(excinfo.value, BiasCheckFailed):
-            verdict = excinfo.value.verdict
-            return "\n".join([self._cause(verdict.summary), *("  " + line for line in verdict.evidence)])
-        if isinstance(excinfo.value, PromptUnavailable):
-            shown = os.path.relpath(self.case.path, self.config.invocation_params.dir)
-            return f"{self._unavailable(excinfo.value)}\n  {shown}:{self.case.line}: case '{self.case.id}'"
-        return super().repr_failure(excinfo, style=style)
-
-    def reportinfo(self):
-        return self.path, self.case.line - 1, f"{self.case.id}::{self.check.name}"
-
-
-# Options that change what is asked: a record command for a missing recording repeats them.
-REQUEST_OPTIONS = (("llm_deployment", "--llm-deployment"), ("llm_samples", "--llm-samples"),
-                   ("llm_max_samples", "--llm-max-samples"))
-
-
-def _record_command(config: pytest.Config, case: Case) -> str:
-    """The command that records what this run asked for the case's file, from where pytest was run."""
-    import shlex
-
-    words = ["pytest", "--llm-record"]
-    for option, flag in REQUEST_OPTIONS:
-        value = config.getoption(option, None)
-        if value is not None:
-            words += [flag, str(value)]
-    # the whole file, not the node id: a record run drops only the recordings of files run whole
-    words.append(os.path.relpath(case.path, config.invocation_params.dir))
-    return " ".join(shlex.quote(word) for word in words)
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -829,45 +517,6 @@ def _print_plan(config: pytest.Config, llm_session: LLMSession) -> None:
         writer.write_line(line) if writer else print(line)
 
 
-PROGRESS_KEY = pytest.StashKey[Any]()
-
-
-def _progress(config: pytest.Config) -> Any:
-    """The run's progress display (report.progress), or None: replay asks nothing, so it shows nothing.
-
-    A status line rewritten every second on a terminal; a plain line every 15 s in CI logs (not a
-    terminal, or CI set); ini llmbias_progress_seconds changes the pace.
-    """
-    if PROGRESS_KEY not in config.stash:
-        writer = config.pluginmanager.get_plugin("terminalreporter")
-        llm_session = config.stash[SESSION_KEY]
-        display = None
-        # pytest-xdist workers have no screen of their own: their controller reports
-        if writer is not None and llm_session.config.mode != "replay" and not hasattr(config, "workerinput"):
-            from .report.progress import ProgressDisplay
-
-            on_terminal = writer.isatty() and not os.environ.get("CI")
-            every = _progress_seconds(config)
-            display = ProgressDisplay(writer, config.pluginmanager.get_plugin("capturemanager"),
-                                      status_line=on_terminal,
-                                      every=every if every else (1.0 if on_terminal else 15.0),
-                                      describe=llm_session.progress_line,
-                                      width=lambda: config.get_terminal_writer().fullwidth)
-        config.stash[PROGRESS_KEY] = display
-    return config.stash[PROGRESS_KEY]
-
-
-def _on_wait(config: pytest.Config) -> Any:
-    display = _progress(config)
-    return display.tick if display is not None else None
-
-
-def _settle_progress(config: pytest.Config, nodeid: str) -> None:
-    display = config.stash.get(PROGRESS_KEY, None)
-    if display is not None:
-        display.settle(nodeid)
-
-
 @pytest.fixture(scope="session")
 def llm_answers(request: pytest.FixtureRequest) -> Any:
     """All answers of the run's selected cases as a Spark DataFrame (fetched now if need be)."""
@@ -878,9 +527,9 @@ def llm_answers(request: pytest.FixtureRequest) -> Any:
         pytest.fail(f"llm_answers needs Spark, and {ini_source(request.config, 'llmbias_spark')} is false (without "
                     "Spark the rows are in the pytest_llmbias_results hook's results.answer_rows)", pytrace=False)
     try:
-        llm_session.fetch_all(on_wait=_on_wait(request.config))
+        llm_session.fetch_all(on_wait=on_wait(request.config))
     finally:
-        _settle_progress(request.config, request.node.nodeid)
+        settle_progress(request.config, request.node.nodeid)
     try:
         return llm_session.answers_dataframe()
     except SparkUnavailable as problem:
@@ -966,7 +615,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     llm_session.stop_judging_ahead()  # before pruning: nothing more is noted
     if exitstatus != pytest.ExitCode.INTERRUPTED:  # only a whole run knows what is no longer asked
         llm_session.prune_cassettes(session.config.stash[DESELECTED_FILES_KEY])
-    give_up = _hurry_on_sigint(session.config)
+    give_up = interrupts.hurry_on_sigint(session.config)
     results = llm_session.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED, give_up=give_up)
     if _call_results_hooks(session.config, results) and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

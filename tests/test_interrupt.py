@@ -83,7 +83,7 @@ def test_second_ctrl_c_still_prints_the_report_of_what_was_gathered(project: Pat
 
 
 def test_frames_without_a_line_number_are_unlinked_before_pytest_reports_an_interrupt() -> None:
-    from pytest_llmbias.plugin import _drop_frames_without_lines
+    from pytest_llmbias.interrupts import drop_frames_without_lines
 
     def inner() -> None:
         raise KeyboardInterrupt("SIGTERM")
@@ -100,7 +100,7 @@ def test_frames_without_a_line_number_are_unlinked_before_pytest_reports_an_inte
     while entry is not None:
         before.append((entry.tb_frame.f_code.co_name, entry.tb_lineno))
         entry = entry.tb_next
-    _drop_frames_without_lines(tb)  # every frame has a line here: nothing may be lost
+    drop_frames_without_lines(tb)  # every frame has a line here: nothing may be lost
     after = []
     entry = tb
     while entry is not None:

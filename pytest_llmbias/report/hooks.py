@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from ..keys import BIAS_TEST_KEY, SESSION_KEY
+from ..options import ini_bool, ini_source
 
 GROUP_DESCRIPTION = "LLM bias tests (pytest-llmbias)"
 
@@ -60,7 +61,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _state_from(config: pytest.Config) -> ReportingState:
-    from ..plugin import ini_bool, ini_source
     from .baselines import BaselineError, load, locate
 
     rootdir, here = Path(config.rootpath), Path(config.invocation_params.dir)
