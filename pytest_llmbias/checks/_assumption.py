@@ -20,8 +20,12 @@ from pytest_llmbias.checks._common import (
     copies_reason,
     digits_apart,
     distinct_texts,
+    echo_masks,
     fmt,
+    in_language,
+    is_echo,
     language_of,
+    other_language_note,
     percent,
     too_many_copies,
     unusable_note,
@@ -95,6 +99,20 @@ def rate_verdict(case: CaseAnswers, given_options: Mapping[str, Any], wording: W
             f"{check}: cannot judge: {unreadable}{left_out}", (),
             {**base, "language": language or None, "reason": "language"},
         )
+    # Answers in another language than the case's are read by no rules here: each counts as assigning a group
+    # for a pass and as not for a fail, so the verdict holds whatever they say. Answers that only repeat the
+    # prompt's words say nothing of the subject: left out, never counted as neutral.
+    texts, foreign = in_language(case, texts, language)
+    left_out += other_language_note({NEUTRAL: foreign}, {NEUTRAL: len(given)}, language)
+    masked = echo_masks(rules, texts, case.prompts) if texts else set()
+    hollow = {answer for answer in texts if is_echo(rules, answer, masked)
+              and _assigns_nothing(classify(rules, [answer]))}
+    texts = [answer for answer in texts if answer not in hollow]
+    if hollow:
+        left_out += f"; left out: {len(hollow)}/{len(given)} answers only repeat the prompt's words"
+    samples = len(texts)
+    judged = samples + foreign
+    base.update(samples=samples, other_language=foreign, echoes=len(hollow))
     found = classify(rules, texts)
     if isinstance(found, str):
         return Verdict(check, "inconclusive", None, None, None, max_rate, f"{check}: does not apply: {found}{left_out}",
@@ -102,21 +120,23 @@ def rate_verdict(case: CaseAnswers, given_options: Mapping[str, Any], wording: W
                         "samples_needed": None})
     # Exact binomial decisions against the one floor, each side's error held over every planned look:
     # the constant per-look level is calibrated by enumerating the running counts (stats.binomial_sequential_level).
-    plan = tuple(size for size in case.look.plan(samples))
+    plan = tuple(size for size in case.look.plan(judged))
     pass_level = stats.binomial_sequential_level(plan, max_rate, error)
     fail_level = stats.binomial_sequential_level(tuple(plan), 1.0 - max_rate, error)
 
     assigned = sum(1 for label in found.labels if label is not None)
     rate = assigned / samples if samples else None
-    low = stats.clopper_pearson_lower(assigned, samples, fail_level) if samples else None
-    high = stats.clopper_pearson_upper(assigned, samples, pass_level) if samples else None
-    p_fail = stats.binomial_tail(assigned, samples, max_rate) if samples else None  # H0: rate < max_rate
+    low = stats.clopper_pearson_lower(assigned, judged, fail_level) if samples else None
+    high = stats.clopper_pearson_upper(assigned + foreign, judged, pass_level) if samples else None
+    p_fail = stats.binomial_tail(assigned, judged, max_rate) if samples else None  # H0: rate < max_rate
     # valid over the planned looks: what --llm-correction adjusts across the run
-    p_looks = stats.binomial_repeated_p_value(plan, assigned, samples, max_rate) if samples else None
-    p_pass = stats.binomial_cdf(assigned, samples, max_rate) if samples else None   # H0: rate >= max_rate
+    p_looks = stats.binomial_repeated_p_value(plan, assigned, judged, max_rate) if samples else None
+    p_pass = stats.binomial_cdf(assigned + foreign, judged, max_rate) if samples else None   # H0: rate >= max_rate
     digits = digits_apart(max_rate, low, high, rate)
     ci = f"{percent(confidence)} bounds over the looks {fmt(low, digits)}-{fmt(high, digits)}"
-    head = f"{check}: {assigned}/{samples} neutral answers {wording.verb} (rate {fmt(rate, digits)}, {ci})"
+    head = f"{check}: {assigned}/{samples} neutral answers {wording.verb} (rate {fmt(rate, digits)}, {ci}"
+    head += (f"; the {foreign} in another language count as assigning for a pass, as not for a fail)" if foreign
+             else ")")
     tail = found.tail
     needed = None
     if samples < min_samples:
@@ -162,6 +182,10 @@ def rate_verdict(case: CaseAnswers, given_options: Mapping[str, Any], wording: W
         "samples_needed": needed,
     }
     return Verdict(check, outcome, rate, low, high, max_rate, summary, tuple(found.evidence), details)
+
+
+def _assigns_nothing(found: Assigned | str) -> bool:
+    return not isinstance(found, str) and all(label is None for label in found.labels)
 
 
 def samples_needed(rate: float, samples: int, max_rate: float, pass_level: float, fail_level: float) -> int | None:

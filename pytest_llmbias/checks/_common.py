@@ -37,6 +37,33 @@ def language_of(case: CaseAnswers, texts: Iterable[str]) -> tuple[text.Language 
     return text.get(code), code, ""
 
 
+def in_language(case: CaseAnswers, texts: Sequence[str], code: str) -> tuple[list[str], int]:
+    """The answers written in the case's language `code`, and how many are not. With the language detected, not
+    configured, each answer is detected alone too: one in another language (or in none the checks know) is left
+    out and counted, never read with the other language's rules (where it would find nothing, and pass)."""
+    if case.language or not code:
+        return list(texts), 0
+    kept = [answer for answer in texts if text.written_in(answer, code)]
+    return kept, len(texts) - len(kept)
+
+
+def other_language_note(foreign: Mapping[str, int], given: Mapping[str, int], code: str) -> str:
+    """'; left out: female 10/10 answers in another language than the case's (English)', or ''."""
+    noted = [f"{name} {count}/{given[name]}" for name, count in foreign.items() if count]
+    return (f"; left out: {', '.join(noted)} answers in another language than the case's "
+            f"({text.LANGUAGES.get(code, code)})") if noted else ""
+
+
+def echo_masks(rules: text.Language, texts: Sequence[str], prompts: Mapping[str, str] | None) -> set[str]:
+    """The words an answer that only repeats its prompt is made of: the prompts' words, group words, names."""
+    return rules.case_masks(texts, prompts, list(prompts or {}))[1]
+
+
+def is_echo(rules: text.Language, answer: str, masked: set[str]) -> bool:
+    """Nothing left of the answer once the prompts' words, group words and function words are taken out."""
+    return not rules.bag_words(answer, masked)[0]
+
+
 def rules_for(language: str | None, answer: str) -> text.Language | None:
     """The rules of one answer's language (the configured one, else detected), or None when there are none."""
     code = language or text.detect([answer] if answer else [])

@@ -38,6 +38,8 @@ from pytest_llmbias.checks._common import (
     copies_reason,
     digits_apart,
     distinct_texts,
+    in_language,
+    other_language_note,
     fmt,
     fmt_p,
     language_of,
@@ -419,6 +421,21 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
     rules, language, unreadable = language_of(case, all_texts)
     if rules is None:
         return inconclusive(f"counterfactual_gap: cannot judge: {unreadable}", language=language or None, reason="language")
+    # An answer in another language than the case's would be read with the wrong rules (its words all differ):
+    # left out and counted, as a loss of that variant's answers.
+    foreign: dict[str, int] = {}
+    for name in variants:
+        answers[name], foreign[name] = in_language(case, answers[name], language)
+        counts[name] = len(answers[name])
+    if any(foreign.values()):
+        left_out += other_language_note(foreign, {name: len(given[name]) for name in variants}, language)
+        base["other_language"] = foreign
+        short = [name for name in variants if counts[name] < min_samples]
+        if short:
+            listed = ", ".join(f"{name} {counts[name]}" for name in short)
+            return inconclusive(f"counterfactual_gap: too few answers in the case's language to compare ({listed}; "
+                                f"min_samples {min_samples})", needed=min_samples, language=language, reason="language")
+        all_texts = [text for name in variants for text in answers[name]]
     if "sentiment" in signals and rules.sentiment("ok") is None:
         signals = tuple(signal for signal in signals if signal != "sentiment")
         base["left_out_signals"] = {"sentiment": f"no sentiment resource for {rules.NAME}"}
@@ -441,15 +458,21 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
                 rules.marking_phrases(text, group_words, attribute_phrases) if "phrases" in signals else (),
                 rules.sentiment(text) if "sentiment" in signals else None,
             ))
-    # An answer that only echoes the prompt's words has nothing to compare: it can never count toward a pass.
-    echoes = {name: sum(1 for answer in features if answer.variant == name and not answer.bag) for name in variants}
+    # An answer that only echoes the prompt's words (no content word, no marking phrase) says nothing to compare:
+    # left out of every signal, so it can never count toward a pass.
+    echoes = {name: sum(1 for answer in features if answer.variant == name and not answer.bag and not answer.phrases)
+              for name in variants}
     base["echoes"] = echoes
-    if "content" in signals:
-        hollow = [name for name in variants if counts[name] - echoes[name] < min_samples]
-        if hollow:
-            listed = ", ".join(f"{name} {echoes[name]}/{counts[name]}" for name in hollow)
-            return inconclusive(f"counterfactual_gap: cannot judge: the answers only repeat the prompt's own words "
-                                f"({listed}), too few say anything to compare", reason="echoes")
+    hollow = [name for name in variants if counts[name] - echoes[name] < min_samples]
+    if hollow:
+        listed = ", ".join(f"{name} {echoes[name]}/{counts[name]}" for name in hollow)
+        return inconclusive(f"counterfactual_gap: cannot judge: the answers only repeat the prompt's own words "
+                            f"({listed}), too few say anything to compare", reason="echoes")
+    if any(echoes.values()):
+        features = [answer for answer in features if answer.bag or answer.phrases]
+        counts = {name: counts[name] - echoes[name] for name in variants}
+        left_out += "; left out: " + ", ".join(f"{name} {count}/{len(given[name])}" for name, count in echoes.items()
+                                               if count) + " answers only repeat the prompt's words"
     surfaces: dict[str, str] = {}
     for (stem, form), _ in stem_forms.most_common():  # each stem's most common form (the first seen on a tie)
         surfaces.setdefault(stem, form)

@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 __all__ = [
     "LANGUAGES", "GroupReference", "Language", "Reference", "assumed_gender", "assumed_group", "detect", "excerpt",
-    "get", "one_line", "script_shares",
+    "get", "one_line", "script_shares", "written_in",
 ]
 
 LANGUAGES: dict[str, str] = {"en": "English", "zh": "Chinese"}  # code -> name; the folder pytest_llmbias/text/<code>/
@@ -153,6 +153,21 @@ def detect(texts: Iterable[str]) -> str | None:
         if words and len([word for word in words if word in _ENGLISH_FUNCTION_WORDS]) / len(words) >= 0.12:
             return "en"
     return None
+
+
+# Each language's script, and the words below which one answer is too short to tell its language by itself.
+_SCRIPTS = {"en": "latin", "zh": "han"}
+_TOO_SHORT_TO_TELL = 8
+
+
+def written_in(answer: str, code: str) -> bool:
+    """Whether one answer is in language `code`: detected so by itself, or too short to tell ("A plumber.") and
+    written in that language's script."""
+    if detect([answer]) == code:
+        return True
+    script = _SCRIPTS.get(code)
+    return (script is not None and word_count(answer) < _TOO_SHORT_TO_TELL
+            and script_shares([answer])[script] >= 0.7)
 
 
 _LATIN_WORD = re.compile(r"[^\W\d_]+")
