@@ -581,6 +581,14 @@ def _stopped_by_the_deployment(session: pytest.Session) -> bool:
     return str(getattr(dsession, "shouldstop", "") or "").startswith("pytest-llmbias: ")
 
 
+def _ran_every_test(session: pytest.Session, llm_session: LLMSession) -> bool:
+    """Whether the run went through every selected test: -x, --maxfail or the deployment's stop (a wrong
+    deployment, a refused key) leave the rest unasked, and their recordings are not "no longer asked"."""
+    dsession = session.config.pluginmanager.getplugin("dsession")
+    return not (session.shouldfail or session.shouldstop or getattr(dsession, "shouldstop", None)
+                or llm_session.stopped is not None)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if exitstatus == pytest.ExitCode.INTERRUPTED and _stopped_by_the_deployment(session):
         # pytest-xdist turns a worker's stop into an interruption (exit 2): the deployment stopped the run, as
@@ -613,8 +621,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
         remove_shared(llm_session.config.rootdir, llm_session.run_id)
     llm_session.stop_judging_ahead()  # before pruning: nothing more is noted
-    if exitstatus != pytest.ExitCode.INTERRUPTED:  # only a whole run knows what is no longer asked
+    if exitstatus != pytest.ExitCode.INTERRUPTED and _ran_every_test(session, llm_session):
         llm_session.prune_cassettes(session.config.stash[DESELECTED_FILES_KEY])
+    else:  # only a whole run knows what is no longer asked
+        llm_session.keep_every_recording()
     give_up = interrupts.hurry_on_sigint(session.config)
     results = llm_session.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED, give_up=give_up)
     if _call_results_hooks(session.config, results) and session.exitstatus == pytest.ExitCode.OK:

@@ -393,6 +393,13 @@ class LLMSession:
         return sum(self.fetcher.library.cassette(path).keep_only(keys)
                    for path, keys in wanted.items() if path not in partial)
 
+    def keep_every_recording(self) -> None:
+        """A run cut short drops nothing: every cassette is reported as run in part."""
+        if self.fetcher.library is None:
+            self.unpruned = {Path(path) for path in self.worker_cassettes}
+        else:
+            self.unpruned = {cassette.path for cassette in self.fetcher.library.cassettes()}
+
     def cassette_counts(self) -> list[tuple[str, dict[str, int], bool]]:
         """A record run's cassettes: path from the rootdir, what the run did to each, whether it was pruned."""
         if self.fetcher.library is None and self.worker_cassettes and self.config.mode in ("new", "all"):
