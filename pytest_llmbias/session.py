@@ -432,7 +432,8 @@ class LLMSession:
         left out; why the empty ones are unusable goes into `unusable`, variant name -> reason; how many
         usable ones were cut at the token limit into `cut`, variant name -> count).
 
-        `variants`: only these variants' later batches (adaptive sampling asks only what a check reads).
+        `variants`: the variants the check reads: only their later batches are asked (adaptive sampling asks
+        only what a check reads), and only their unavailable or wholly filtered answers stop it.
         """
         self.register([case])
         wanted = set(variants) if variants is not None else None
@@ -454,12 +455,14 @@ class LLMSession:
                 raise outcome
             if self.stopped is not None:
                 raise RunStopped(self.stopped)
+            read = wanted is None or variant.name in wanted  # a prompt the check does not read cannot stop it
             if isinstance(outcome, str):
-                problems.append((variant.name, outcome))
+                if read:
+                    problems.append((variant.name, outcome))
                 continue
             unfiltered = [text for text, reason in zip(outcome.texts, outcome.finish_reasons)
                           if reason != "content_filter"]
-            if not unfiltered and variant.name not in answers:
+            if not unfiltered and variant.name not in answers and read:
                 filtered.append(f"{variant.name}: {', '.join(sorted(set(outcome.filtered))) or 'filtered'}")
             kept = [(text, reason) for text, reason in zip(outcome.texts, outcome.finish_reasons)
                     if reason != "content_filter" and not is_unusable(text, reason)]
