@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .wire import RECORDED_HEADER, request_key
+from .wire import RECORDED_HEADER, REDACTED, request_key, secrets_in
 
 # Beside each case file, like syrupy's __snapshots__: easy to find, review and delete, never collected.
 CASSETTE_DIR = "__cassettes__"
@@ -336,6 +336,8 @@ def make_transport(library: CassetteLibrary, httpx_module: Any, network: Any = N
             response = network.handle_request(request)
             content = response.read()
             response.close()
+            for secret in secrets_in(request.headers):  # quoted back in an error body: never recorded
+                content = content.replace(secret.encode(), REDACTED.encode())
             if _recordable(response.status_code, content):
                 library.record(key, _scrubbed_request(request.method, str(request.url), body, request.headers),
                                _stored_response(response.status_code, response.reason_phrase,

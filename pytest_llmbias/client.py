@@ -13,7 +13,8 @@ from .providers import (DEFAULT_API_VERSION, DEFAULT_TOKEN_SCOPE, KEYLESS_HOW, N
                         PROVIDERS, ConfigError, Settings, azure_shape, callable_api_key_supported,
                         entra_token_provider, provider_for, provider_from_env)
 from .wire import (UNSET_MAX_TOKENS_QUOTA, RECORDED_HEADER, ChatRequest, Completion,  # noqa: F401 (the client's types)
-                   RequestFailed, RunStopped, categories, completion_from_body, replayed_completion, request_key)
+                   RequestFailed, RunStopped, categories, completion_from_body, redact, replayed_completion, request_key,
+                   secrets_in)
 from .throttle import rate_limit_kind, retry_after
 
 DEFAULT_DEPLOYMENT = "gpt-35-turbo"
@@ -313,7 +314,11 @@ def error_wording(error: Any) -> tuple[str | None, str]:
     if not message:
         message = _words(_response_text(error))
     code_text = str(code) if code not in (None, "") and not isinstance(code, (dict, list)) else None
-    return code_text, message or "no error message in the response"
+    # a server may quote the key or token it refused: never passed on
+    secrets = secrets_in(getattr(getattr(error, "request", None), "headers", None))
+    if code_text is not None:
+        code_text = redact(code_text, secrets)
+    return code_text, redact(message, secrets) or "no error message in the response"
 
 
 _MESSAGE_FIELDS = ("message", "detail", "error", "error_description", "msg", "title", "reason")

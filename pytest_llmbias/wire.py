@@ -6,6 +6,7 @@ import it; it imports neither."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -89,6 +90,31 @@ class Completion:
 
 
 # Set on responses as they are written to a cassette, so a replayed answer can be told from a fresh one.
+# Request headers that carry a credential; their values never reach a cassette, a log, a report or an error.
+SECRET_HEADERS = frozenset({"api-key", "authorization", "proxy-authorization", "ocp-apim-subscription-key",
+                            "x-api-key"})
+REDACTED = "***"
+
+
+def secrets_in(headers: Any) -> list[str]:
+    """The credentials a request sent (an api-key's value, a bearer token without its scheme)."""
+    found = []
+    for name, value in (headers.items() if headers is not None else ()):
+        if str(name).lower() not in SECRET_HEADERS or not value:
+            continue
+        value = str(value)
+        scheme, _, token = value.partition(" ")
+        found.append(token.strip() if token and scheme.lower() in ("bearer", "basic", "token") else value.strip())
+    return [secret for secret in found if len(secret) >= 6]
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """`text` with every credential the request sent masked: a server may quote it back in an error."""
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
 RECORDED_HEADER = "x-llmbias-recorded-at"
 
 

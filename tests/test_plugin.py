@@ -321,6 +321,29 @@ def test_record_drops_recordings_of_changed_prompts_unless_tests_were_deselected
     assert "--llm-record" not in run_inner(project).stdout.str().split("llm bias results")[-1]  # replay: none
 
 
+@pytest.mark.parametrize("fault", [
+    dict(status=401, count=None, body={"error": {"code": "401", "message": f"Invalid key {TEST_KEY} for resource"}}),
+    dict(status=503, count=None, text=f"<html><title>503 gateway {TEST_KEY}</title></html>", content_type="text/html"),
+    dict(status=400, count=None, body={"error": {
+        "message": f"The response was filtered (request api-key={TEST_KEY})", "code": "content_filter",
+        "param": "prompt", "status": 400, "innererror": {"code": "ResponsibleAIPolicyViolation",
+                                                         "content_filter_result": {"hate": {"filtered": True,
+                                                                                            "severity": "high"}}}}}),
+], ids=["401 quoting the key", "gateway page quoting it", "content filter quoting it (recorded)"])
+def test_a_key_the_server_quotes_back_reaches_no_file_and_no_message(project: pytest.Pytester, azure_env,
+                                                                      fault: dict) -> None:
+    from pytest_llmbias.standin.faults import Fault
+
+    azure_env.inject(Fault(**fault))
+    result = run_inner(project, "--llm-record", "--llm-html", "page.html", "--junitxml", "junit.xml",
+                       "--llm-save", "b1", "-o", "llmbias_spark=false", "-o", "llmbias_attempts=1", "-rA")
+    output = result.stdout.str() + result.stderr.str()
+    written = _all_text_under(project.path)
+    assert "***" in output or "***" in written, output  # the server's words are kept, the key masked
+    assert TEST_KEY not in output
+    assert TEST_KEY not in written
+
+
 # The nurse's first test fails at its first look; the engineer's checks ask later batches.
 CUT_SHORT = """\
 defaults: {samples: 10, max_samples: 40}
