@@ -605,6 +605,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         llm_session.fetcher.interrupted = True
         remove_shared(llm_session.config.rootdir, llm_session.run_id)
         return
+    if (llm_session is not None and exitstatus == pytest.ExitCode.INTERRUPTED and worker_output is None
+            and not llm_session.gathered_anything):
+        # Ctrl-C or SIGTERM before the first answer arrived: nothing more is asked (a retry's wait, the requests
+        # held behind the first, all end now) and what did arrive is kept; the notes say where.
+        llm_session.fetcher.interrupted = True
+        llm_session.stop_fetching(timeout=5.0)
+        return
     if (llm_session is None or not llm_session.has_cases or session.config.option.collectonly
             or session.config.getoption("llm_plan") or exitstatus == pytest.ExitCode.USAGE_ERROR
             or not llm_session.gathered_anything):

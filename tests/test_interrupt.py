@@ -107,3 +107,22 @@ def test_frames_without_a_line_number_are_unlinked_before_pytest_reports_an_inte
         after.append((entry.tb_frame.f_code.co_name, entry.tb_lineno))
         entry = entry.tb_next
     assert after == before and [name for name, _ in after][-2:] == ["outer", "inner"]
+
+
+def test_ctrl_c_before_the_first_answer_ends_the_run_at_once_and_asks_nothing_more(project: Path, azure_env) -> None:
+    """The first request is throttled with a two-minute retry-after: before, a Ctrl-C left the fetch thread
+    waiting it out (and asking again) while the process could not end."""
+    from pytest_llmbias.standin.faults import Fault
+
+    (project / "pytest.ini").write_text("[pytest]\nllmbias_spark = false\n")
+    azure_env.inject(Fault(status=429, retry_after_ms=120_000, count=1))
+    process = _run(project)
+    _wait_for(lambda: len(azure_env.requests) >= 1, "the first request")
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)  # raises TimeoutExpired when the wait is not cut short
+    asked = len(azure_env.requests)
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert "Traceback" not in output and "RuntimeError" not in output, output
+    time.sleep(1.0)
+    assert len(azure_env.requests) == asked == 1, output  # nothing asked after the Ctrl-C
