@@ -59,6 +59,25 @@ class CassetteMiss(Exception):
         super().__init__(f"no recording for this request in {', '.join(map(str, self.paths)) or 'any cassette'}")
 
 
+class CassetteUnreadable(Exception):
+    """A cassette file that is not a vcrpy cassette (cut short, a merge conflict, another format): one line."""
+
+    def __init__(self, path: Path, problem: BaseException) -> None:
+        mark = getattr(problem, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        cause = " ".join(str(getattr(problem, "problem", None) or problem).split()) or type(problem).__name__
+        shown = _shown_path(path)
+        super().__init__(f"{shown}{where}: not a readable cassette ({cause}): restore it from version control, or "
+                         f"delete it and record again with --llm-record")
+
+
+def _shown_path(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # another drive
+        return str(path)
+
+
 class TransportNotIntercepted(Exception):
     """The installed openai SDK does not send through the transport the cassette layer gives it."""
 
@@ -121,9 +140,12 @@ class Cassette:
         from vcr.serializers import yamlserializer
 
         self._seen_mtime = self.path.stat().st_mtime_ns
-        loaded = deserialize(self.path.read_text(encoding="utf-8"), yamlserializer)
-        return [(key_of(request.path, request.body_bytes or b""), request, response)
-                for request, response in zip(loaded[0], loaded[1])]
+        try:
+            loaded = deserialize(self.path.read_text(encoding="utf-8"), yamlserializer)
+            return [(key_of(request.path, request.body_bytes or b""), request, response)
+                    for request, response in zip(loaded[0], loaded[1])]
+        except Exception as problem:  # YAML, encoding, or a document without vcrpy's shape
+            raise CassetteUnreadable(self.path, problem) from None
 
     def _merge_from_disk(self) -> None:
         # Another process (a pytest-xdist worker) wrote this cassette since we read it: keep its

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from .cases import Case, CaseError, CheckConfig, load_case_file
+from .cassettes import CassetteUnreadable
 from .keys import BIAS_TEST_KEY, CHECK_SETTINGS_KEY, FILE_TESTS_KEY, SESSION_KEY
 from .options import progress_seconds
 from .session import PromptFiltered, PromptUnavailable, RunStopped
@@ -72,6 +73,9 @@ class CheckItem(pytest.Item):
         except PromptUnavailable as problem:
             llm_session.add_verdict(self.case, self.check.name, "error", message=self._unavailable(problem))
             raise
+        except CassetteUnreadable as problem:  # a pytest-xdist worker opens the cassettes as its tests ask
+            llm_session.add_verdict(self.case, self.check.name, "error", message=str(problem))
+            raise PromptUnavailable(str(problem)) from None
         except PromptFiltered as filtered:
             llm_session.add_verdict(self.case, self.check.name, "filtered", message=str(filtered))
             raise pytest.skip.Exception(f"{self._name}: filtered: {filtered}", _use_item_location=True) from None

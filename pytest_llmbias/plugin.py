@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from . import interrupts
+from .cassettes import CassetteUnreadable
 from .cases import DEFAULT_MAX_SAMPLES, DEPLOYMENT_NAME, Case, CaseError
 from .items import CaseFile, CheckItem, on_wait, settle_progress
 from .keys import CHECK_SETTINGS_KEY, DESELECTED_FILES_KEY, FILE_TESTS_KEY, SESSION_KEY
@@ -409,7 +410,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return  # pytest_runtestloop prints the plan instead of running the tests
     _check_settings_can_ask(session.config)
     if not hasattr(session.config, "workerinput"):  # workers fetch case by case and leave Spark to the controller
-        llm_session.start_fetching()
+        try:
+            llm_session.start_fetching()
+        except CassetteUnreadable as problem:
+            raise pytest.UsageError(str(problem)) from None
         # a test a skip mark (a conftest's, say) will skip asks no later batch for a verdict nobody reads
         llm_session.judge_ahead((item.case, item.check) for item in session.items  # read only when judging ahead
                                 if isinstance(item, CheckItem) and not _skipped_by_mark(item))

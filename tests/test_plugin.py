@@ -344,6 +344,25 @@ def test_a_key_the_server_quotes_back_reaches_no_file_and_no_message(project: py
     assert TEST_KEY not in written
 
 
+@pytest.mark.parametrize("damage", ["cut short", "merge conflict", "not a cassette", "empty"])
+def test_a_damaged_cassette_is_one_line_naming_it_never_an_internal_error(project: pytest.Pytester, azure_env,
+                                                                          damage: str) -> None:
+    run_inner(project, "--llm-record", "-o", "llmbias_spark=false")
+    cassette = project.path / "cases" / "__cassettes__" / "occupations.yaml"
+    text = cassette.read_text()
+    cassette.write_text({"cut short": text[:len(text) // 2], "merge conflict": "<<<<<<< HEAD\n" + text,
+                         "not a cassette": "interactions: 5\n", "empty": ""}[damage])
+    serial = run_inner(project, "-o", "llmbias_spark=false")
+    assert serial.ret == pytest.ExitCode.USAGE_ERROR, serial.stdout.str()
+    errors = [line for line in serial.stderr.lines if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("ERROR: cases/__cassettes__/occupations.yaml"), errors
+    assert "not a readable cassette" in errors[0] and "INTERNALERROR" not in serial.stdout.str() + serial.stderr.str()
+    workers = run_inner(project, "-p", "xdist.plugin", "-n", "2", "-o", "llmbias_spark=false")
+    output = workers.stdout.str() + workers.stderr.str()
+    assert workers.ret == pytest.ExitCode.TESTS_FAILED and "INTERNALERROR" not in output and "Traceback" not in output
+    workers.stdout.fnmatch_lines(["cases/__cassettes__/occupations.yaml*: not a readable cassette (*"])
+
+
 # The nurse's first test fails at its first look; the engineer's checks ask later batches.
 CUT_SHORT = """\
 defaults: {samples: 10, max_samples: 40}
