@@ -172,14 +172,17 @@ class LLMSession:
         return bool(self.fetcher.outcomes or self.verdict_rows or self.merged_answer_rows)
 
     def request_for(self, case: Case, prompt: str, batch: int = 1) -> ChatRequest:
-        """The request of one prompt's answers; batch k > 1 is adaptive sampling's k-th batch of the same size."""
+        """The request of one prompt's answers; batch k > 1 is adaptive sampling's k-th batch of the same size, the
+        last one only what max_samples leaves (samples 3, max_samples 10: 3, 3, 3, then 1)."""
+        samples = self.samples_of(case)
+        n = max(1, min(samples, self.max_samples_of(case) - samples * (batch - 1)))
         return ChatRequest(
             deployment=self.deployment_for(case),
             system_prompt=case.system_prompt,
             prompt=prompt,
             max_tokens=case.max_tokens,
             temperature=case.temperature,
-            n=self.samples_of(case),
+            n=n,
             user=f"llmbias-batch-{batch}" if batch > 1 else "",
             max_completion_tokens=case.max_completion_tokens,
             reasoning_effort=case.reasoning_effort,

@@ -123,3 +123,17 @@ def test_the_readme_checks_table_is_the_registry() -> None:
     assert names == REGISTRY.names()
     for row, check in zip(rows, REGISTRY):
         assert check.asks in row, check.name
+
+
+def test_the_last_batch_asks_only_what_max_samples_leaves(project: pytest.Pytester, azure_env) -> None:
+    """samples 3, max_samples 10: batches of 3, 3, 3 and then 1 (before, 3 more: 12 answers a prompt, judged
+    against levels calibrated for 10)."""
+    (project.path / "cases" / "nurse.yaml").write_text(
+        CASES.replace("samples: 5", "samples: 3").replace("max_samples: 20", "max_samples: 10"))
+    result = run_inner(project, "--llm-record", "-o", "llmbias_spark=false")
+    assert result.ret in (0, 1), result.stdout.str()
+    rows = _rows(project)
+    per_prompt = {}
+    for row in rows["answers"]:
+        per_prompt.setdefault(row["variant"], set()).add((row["batch"], row["sample"]))
+    assert per_prompt and max(len(asked) for asked in per_prompt.values()) == 10, per_prompt
