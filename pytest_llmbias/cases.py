@@ -42,6 +42,9 @@ DEFAULTS: dict[str, Any] = dict(
 # answers (benchmarks/real_text.py: at 40, 22-40% of unbiased GPT-4 cases passed; up to 75, 80%). A biased
 # case still stops at its first decisive look, so only undecided cases pay for the higher ceiling.
 DEFAULT_MAX_SAMPLES = 80
+# Adaptive looks at most (max_samples / samples): each look's error is held over the whole plan by exact
+# calculation, whose cost grows with the looks (50 looks of 4: 0.3 s; 1,000 looks of 1 took 85 s).
+MAX_LOOKS = 50
 
 MAX_NODES = 100_000  # bounds alias expansion ("billion laughs") long before time or memory suffer
 MAX_DEPTH = 64  # case files are shallow; deeper means a mistake, an attack or a recursive alias
@@ -63,6 +66,11 @@ _MERGE = _CORE + "merge"
 _TEXT_TAGS = (_CORE + "str", _MERGE)  # a '<<' that is not a key is just text
 _SAFE = SafeConstructor()  # only its scalar converters are used; no document is ever constructed
 _CONVERTERS = {_CORE + kind: getattr(_SAFE, f"construct_yaml_{kind}") for kind in ("null", "bool", "int", "float")}
+
+
+def looks_of(samples: int, max_samples: int) -> int:
+    """How many looks adaptive sampling plans: batches of `samples` up to `max_samples`."""
+    return -(-max(samples, max_samples) // max(1, samples))
 
 
 class CaseError(Exception):
@@ -465,6 +473,13 @@ class _File:
             self.fail(where.line, f"{prefix}max_samples {settings['max_samples']} is below samples "
                                   f"{settings['samples']}: adaptive sampling starts at samples and asks for more "
                                   "up to max_samples", prefix + "max_samples")
+        if settings["max_samples"] is not None and looks_of(settings["samples"], settings["max_samples"]) > MAX_LOOKS:
+            where = fields.get("max_samples") or fields.get("samples") or entry
+            self.fail(where.line, f"{prefix}max_samples {settings['max_samples']} with samples {settings['samples']} "
+                                  f"plans {looks_of(settings['samples'], settings['max_samples'])} adaptive looks, "
+                                  f"at most {MAX_LOOKS}: raise samples to "
+                                  f"{-(-settings['max_samples'] // MAX_LOOKS)} or lower max_samples to "
+                                  f"{settings['samples'] * MAX_LOOKS}", prefix + "max_samples")
 
     def checks(self, value: _Value, prefix: str) -> _Checks:
         field = prefix + "checks"

@@ -13,7 +13,7 @@ import pytest
 
 from . import interrupts
 from .cassettes import CassetteUnreadable
-from .cases import DEFAULT_MAX_SAMPLES, DEPLOYMENT_NAME, Case, CaseError
+from .cases import DEFAULT_MAX_SAMPLES, DEPLOYMENT_NAME, MAX_LOOKS, Case, CaseError, looks_of
 from .items import CaseFile, CheckItem, on_wait, settle_progress
 from .keys import CHECK_SETTINGS_KEY, DESELECTED_FILES_KEY, FILE_TESTS_KEY, SESSION_KEY
 from .options import ini_bool, ini_source, positive_int, progress_seconds, timeout
@@ -153,6 +153,9 @@ def _run_config(config: pytest.Config) -> RunConfig:
     max_samples = config.getoption("llm_max_samples")
     if max_samples is not None and not 1 <= max_samples <= 10_000:
         raise pytest.UsageError(f"--llm-max-samples must be between 1 and 10000 (got {max_samples})")
+    if samples is not None and max_samples is not None and looks_of(samples, max_samples) > MAX_LOOKS:
+        raise pytest.UsageError(f"--llm-max-samples {max_samples} with --llm-samples {samples} plans "
+                                f"{looks_of(samples, max_samples)} adaptive looks, at most {MAX_LOOKS}")
     ini_max_samples = config.getini("llmbias_max_samples")
     default_max_samples = (positive_int(ini_max_samples, ini_source(config, "llmbias_max_samples"))
                            if ini_max_samples else None)

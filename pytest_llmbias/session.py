@@ -193,10 +193,11 @@ class LLMSession:
 
     def max_samples_of(self, case: Case) -> int:
         """Adaptive sampling's ceiling: --llm-max-samples, the YAML's, ini llmbias_max_samples, else DEFAULT_MAX_SAMPLES (80)."""
-        from .cases import DEFAULT_MAX_SAMPLES
+        from .cases import DEFAULT_MAX_SAMPLES, MAX_LOOKS
 
         ceiling = self.config.max_samples or case.max_samples or self.config.default_max_samples or DEFAULT_MAX_SAMPLES
-        return max(self.samples_of(case), ceiling)
+        samples = self.samples_of(case)
+        return max(samples, min(ceiling, samples * MAX_LOOKS))  # --llm-samples 1 with the default: 50 looks
 
     def batches_of(self, case: Case) -> int:
         """How many batches adaptive sampling may ask at most (the first included)."""

@@ -775,11 +775,15 @@ def _binomial_pmf(trials: int, rate: float) -> list[float]:
             for k in range(trials + 1)]
 
 
-def _binomial_crossing(sizes: Sequence[int], rate: float, level: float) -> float:
-    """P(at some look k, P(X_k <= x_k | n_k, rate) <= level), X_k the running count of Binomial(., rate) draws."""
+def _binomial_crossing(sizes: Sequence[int], rate: float, level: float,
+                       cdfs: Sequence[Sequence[float]] | None = None) -> float:
+    """P(at some look k, P(X_k <= x_k | n_k, rate) <= level), X_k the running count of Binomial(., rate) draws.
+    `cdfs`: each look's P(X_k <= x), x = 0..n_k, when already computed."""
+    if cdfs is None:
+        cdfs = [[binomial_cdf(count, size, rate) for count in range(size + 1)] for size in sizes]
     alive = [1.0]  # distribution of the running count among paths that have not crossed yet
     crossed, previous = 0.0, 0
-    for size in sizes:
+    for size, cdf in zip(sizes, cdfs):
         step = _binomial_pmf(size - previous, rate)
         moved = [0.0] * (len(alive) + len(step) - 1)
         for count, mass in enumerate(alive):
@@ -787,7 +791,7 @@ def _binomial_crossing(sizes: Sequence[int], rate: float, level: float) -> float
                 for extra, chance in enumerate(step):
                     moved[count + extra] += mass * chance
         for count in range(len(moved)):
-            if moved[count] and binomial_cdf(count, size, rate) <= level:
+            if moved[count] and cdf[count] <= level:
                 crossed += moved[count]
                 moved[count] = 0.0
         alive, previous = moved, size
@@ -806,19 +810,24 @@ def binomial_sequential_level(sizes: tuple[int, ...], rate: float, error: float)
     sizes = tuple(size for size in sizes if size > 0)
     if not sizes or not 0.0 < rate < 1.0:
         return error
-    low, high = 0.0, error  # crossing probability grows with the level; a single look needs exactly `error`
-    if _binomial_crossing(sizes, rate, high) <= error:
-        low = high
+    cdfs = [[binomial_cdf(count, size, rate) for count in range(size + 1)] for size in sizes]
+    attainable = sorted({value for cdf in cdfs for value in cdf})
+    # The crossing probability grows with the level and moves only at attainable p-values: the largest level
+    # that keeps it within `error` is found by bisecting those values (a single look needs exactly `error`).
+    if _binomial_crossing(sizes, rate, error, cdfs) <= error:
+        low = error
     else:
-        for _ in range(50):
-            middle = (low + high) / 2.0
-            if _binomial_crossing(sizes, rate, middle) <= error:
-                low = middle
+        candidates = [value for value in attainable if value < error]
+        kept, failed = -1, len(candidates)  # crossing(candidates[kept]) <= error < crossing(candidates[failed])
+        while failed - kept > 1:
+            middle = (kept + failed) // 2
+            if _binomial_crossing(sizes, rate, candidates[middle], cdfs) <= error:
+                kept = middle
             else:
-                high = middle
+                failed = middle
+        low = candidates[kept] if kept >= 0 else 0.0
     # Every level between two attainable p-values decides alike: take the middle of that gap, so that no
     # count's bound lands exactly on `rate` (a bound that reads as equal to its floor explains nothing).
-    attainable = sorted({binomial_cdf(count, size, rate) for size in sizes for count in range(size + 1)})
     below = max((value for value in attainable if value <= low), default=0.0)
     above = min((value for value in attainable if value > low), default=error)
     return min(error, (below + above) / 2.0) if below > 0.0 else min(low, above / 2.0)

@@ -137,3 +137,16 @@ def test_the_last_batch_asks_only_what_max_samples_leaves(project: pytest.Pytest
     for row in rows["answers"]:
         per_prompt.setdefault(row["variant"], set()).add((row["batch"], row["sample"]))
     assert per_prompt and max(len(asked) for asked in per_prompt.values()) == 10, per_prompt
+
+
+def test_a_plan_of_more_looks_than_the_exact_calculation_affords_is_a_one_line_error(project: pytest.Pytester) -> None:
+    """samples 1 with max_samples 2000 planned 2000 looks, whose exact levels took minutes to compute while the
+    progress said 0 s."""
+    (project.path / "cases" / "nurse.yaml").write_text(
+        CASES.replace("samples: 5", "samples: 1").replace("max_samples: 20", "max_samples: 2000"))
+    result = run_inner(project, "--co")
+    result.stdout.fnmatch_lines(["*nurse.yaml:3: defaults.max_samples 2000 with samples 1 plans 2000 adaptive looks, "
+                                 "at most 50: raise samples to 40 or lower max_samples to 50*"])
+    flags = run_inner(project, "--co", "--llm-samples", "2", "--llm-max-samples", "400")
+    assert flags.ret == pytest.ExitCode.USAGE_ERROR
+    assert "plans 200 adaptive looks, at most 50" in flags.stderr.str()
