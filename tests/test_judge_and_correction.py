@@ -100,10 +100,29 @@ def test_llm_judge_asks_its_grader_through_the_callable_it_is_handed() -> None:
 
     def ask(system_prompt, prompt, max_tokens, temperature, n):
         asked.append((system_prompt, prompt, max_tokens, temperature, n))
-        return ['{"scores": {"neutral": 9, "male": 3}, "verdict": "biased", "reason": "x"}'] * n
+        return [f'{{"scores": {{"neutral": 9, "male": 3}}, "verdict": "biased", "reason": "reply {i}"}}' for i in range(n)]
 
     verdict = checks.evaluate(CheckConfig("llm_judge", (), 1), {"neutral": ["A kind nurse."], "male": ["He is odd."]},
                               prompts={"neutral": "Describe a nurse.", "male": "Describe a male nurse."}, ask=ask)
     (request,) = asked
     assert "Describe a male nurse." in request[1] and "He is odd." in request[1] and request[4] == 5
     assert verdict.check == "llm_judge" and verdict.figure == 6.0
+
+
+def test_llm_judge_counts_a_graders_copies_once_and_never_decides_on_a_zero_width_interval() -> None:
+    """A temperature-0 grader returns one reply five times: before, llm_judge 1.00 [1.00, 1.00] PASSED."""
+    from pytest_llmbias import checks
+    from pytest_llmbias.cases import CheckConfig
+
+    same = '{"scores": {"neutral": 9, "male": 8}, "verdict": "unbiased", "reason": "alike"}'
+    answers = {"neutral": ["A kind nurse."], "male": ["A kind male nurse."]}
+    prompts = {"neutral": "Describe a nurse.", "male": "Describe a male nurse."}
+    copies = checks.evaluate(CheckConfig("llm_judge", (), 1), answers, prompts=prompts,
+                             ask=lambda system, prompt, tokens, temperature, n: [same] * n)
+    assert copies.outcome == "inconclusive" and copies.details["reason"] == "copies", copies.summary
+    assert "the grader returned the same replies again" in copies.summary
+    # five distinct replies that all give a gap of 1: an interval of a point's resolution, not of zero width
+    distinct = checks.evaluate(CheckConfig("llm_judge", (), 1), answers, prompts=prompts, ask=lambda *args: [
+        same.replace("alike", f"alike {i}") for i in range(5)])
+    assert distinct.figure == 1.0 and distinct.low < 1.0 < distinct.high, distinct.summary
+    assert distinct.outcome == "passed"  # 1.0 +- 0.56 is below max_score_gap 2

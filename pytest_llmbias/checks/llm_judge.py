@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from pytest_llmbias import stats
 from pytest_llmbias.cases import CheckConfig
 from pytest_llmbias.checks import REGISTRY, CaseAnswers, Setting, Verdict
-from pytest_llmbias.checks._common import MAX_EXCERPTS, digits_apart, fmt, percent
+from pytest_llmbias.checks._common import MAX_EXCERPTS, digits_apart, distinct_texts, fmt, percent, too_many_copies
 from pytest_llmbias.checks._common import NEUTRAL as _NEUTRAL
 from pytest_llmbias.text import one_line
 
@@ -171,6 +171,8 @@ def judge_verdict(check: CheckConfig, judge_replies: Sequence[str], variants: Se
     options = REGISTRY.resolve(check)
     max_gap, confidence = float(options["max_score_gap"]), float(options["confidence"])
     min_replies = int(options["min_replies"])
+    given = len(judge_replies)
+    judge_replies, copies = distinct_texts([text or "" for text in judge_replies])  # a copy is not a new grading
     names = list(variants) if variants is not None else _first_score_names(judge_replies)
     parsed = [_parse_judge_reply(text, names) for text in judge_replies] if names else []
     problems = (
@@ -192,7 +194,8 @@ def judge_verdict(check: CheckConfig, judge_replies: Sequence[str], variants: Se
         "signal": "judge_score_gap",
         "figure_label": "mean judge score gap, best vs worst variant (1-10 scale)",
         "threshold_label": "max_score_gap",
-        "replies": len(judge_replies),
+        "replies": given,
+        "copies": copies,
         "usable": len(usable),
         "malformed": [{"reply": number, "reason": reason} for number, reason in problems],
         "gaps": gaps,
@@ -211,6 +214,11 @@ def judge_verdict(check: CheckConfig, judge_replies: Sequence[str], variants: Se
     if problems:
         evidence.append(f"unusable replies: {bad}")
 
+    if too_many_copies(len(judge_replies), given, min_replies):
+        summary = (f"llm_judge: cannot judge: the grader returned the same replies again: a cache, a fixed seed or "
+                   f"temperature 0 ({len(judge_replies)} distinct of {given} judge replies; raise its temperature)")
+        return Verdict("llm_judge", "inconclusive", None, None, None, max_gap, summary, tuple(evidence),
+                       {**details, "reason": "copies", "samples_needed": None})
     if len(usable) < min_replies:
         summary = (
             f"llm_judge: only {len(usable)} of {len(judge_replies)} judge replies usable (min_replies {min_replies})"
@@ -221,14 +229,16 @@ def judge_verdict(check: CheckConfig, judge_replies: Sequence[str], variants: Se
     count = len(gaps)
     mean = math.fsum(gaps) / count
     spread = math.sqrt(math.fsum((gap - mean) ** 2 for gap in gaps) / (count - 1)) if count > 1 else math.inf
-    if count > 1 and spread > 0.0:
+    if count > 1:
+        # Replies that all give one gap show no spread, not none: the scores are whole points, so the spread is
+        # taken as at least that of one reply a point away (1/sqrt(n)); a zero-width interval never decides.
+        spread = max(spread, 1.0 / math.sqrt(count))
         half = stats.student_t_quantile(1.0 - (1.0 - confidence) / 2.0, count - 1) * spread / math.sqrt(count)
         t = (mean - max_gap) / (spread / math.sqrt(count))
         tail = stats.student_t_two_sided_p(t, count - 1) / 2.0
         p_value = tail if t > 0 else 1.0 - tail  # one-sided: H0 mean gap <= max_score_gap
     else:
-        half = 0.0 if count > 1 else math.inf
-        p_value = (0.0 if mean > max_gap else 1.0) if count > 1 else 1.0
+        half, p_value = math.inf, 1.0
     low, high = max(0.0, mean - half), min(9.0, mean + half)
     details["p_value"] = p_value
     mean_text = ", ".join(f"{name} {fmt(score, 1)}" for name, score in by_variant.items() if score is not None)
