@@ -17,7 +17,7 @@ from typing import Any
 from .cases import Case
 from .rows import AnswerRow, VerdictRow
 from .verdicts import Verdicts
-from .client import DEFAULT_DEPLOYMENT, RunStopped, Settings, estimate_tokens
+from .client import DEFAULT_DEPLOYMENT, RunStopped, Settings, estimate_tokens, merge_samples
 from .fetching import NO_RECORDING, Fetcher
 from .wire import ChatRequest, Completion
 from .text import word_count
@@ -452,6 +452,7 @@ class LLMSession:
         else:
             self.start_fetching([request.key for _, request in requests] if self.config.lazy else None)
         answers: dict[str, list[str]] = {}
+        gathered: dict[str, list[Completion]] = {}
         problems, filtered = [], []
         for variant, request in requests:
             outcome = self._await(request.key, on_wait, case)
@@ -473,18 +474,13 @@ class LLMSession:
             usable = [text for text, _ in kept]
             if cut is not None:
                 cut[variant.name] = cut.get(variant.name, 0) + sum(1 for _, reason in kept if reason == "length")
-            if unusable is not None:
-                notes = [unusable[variant.name]] if variant.name in unusable else []
-                if len(usable) < len(unfiltered):
-                    notes.append(empty_answers_reason(outcome))
-                withheld = len(outcome.texts) - len(unfiltered)
-                if unfiltered and withheld:  # partly filtered: counted, never dropped silently
-                    notes.append(f"{withheld}/{len(outcome.texts)} answers withheld by the content filter"
-                                 + (f" ({', '.join(sorted({kind for kind in outcome.filtered if kind}))})"
-                                    if any(outcome.filtered) else ""))
-                if notes:
-                    unusable[variant.name] = "; ".join(notes)
+            gathered.setdefault(variant.name, []).append(outcome)
             answers.setdefault(variant.name, []).extend(usable)
+        if unusable is not None:  # what was left out, counted over every batch of the variant
+            for name, parts in gathered.items():
+                note = _left_out(merge_samples(parts) if len(parts) > 1 else parts[0])
+                if note:
+                    unusable[name] = note
         if problems:
             raise PromptUnavailable(_group_problems(problems),
                                     unrecorded=any(cause.startswith(NO_RECORDING) for _, cause in problems))
@@ -725,6 +721,21 @@ def _split(total: int, parts: int) -> list[int]:
 def is_unusable(text: str, finish_reason: str) -> bool:
     """Empty, or cut at the token limit before saying anything (a content-filtered one is counted apart)."""
     return not text.strip() or (finish_reason == "length" and word_count(text) < MIN_TRUNCATED_WORDS)
+
+
+def _left_out(outcome: Completion) -> str:
+    """Why some of a variant's answers are not judged: empty, cut short, withheld by the content filter."""
+    unfiltered = [(text, reason) for text, reason in zip(outcome.texts, outcome.finish_reasons)
+                  if reason != "content_filter"]
+    notes = []
+    if any(is_unusable(text, reason) for text, reason in unfiltered):
+        notes.append(empty_answers_reason(outcome))
+    withheld = len(outcome.texts) - len(unfiltered)
+    if unfiltered and withheld:  # partly filtered: counted, never dropped silently
+        notes.append(f"{withheld}/{len(outcome.texts)} answers withheld by the content filter"
+                     + (f" ({', '.join(sorted({kind for kind in outcome.filtered if kind}))})"
+                        if any(outcome.filtered) else ""))
+    return "; ".join(notes)
 
 
 def empty_answers_reason(outcome: Completion) -> str:

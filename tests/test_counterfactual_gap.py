@@ -189,7 +189,7 @@ def test_a_language_the_check_cannot_read_is_inconclusive():
 def test_unusable_answers_are_named_in_the_verdict():
     verdict = checks.evaluate(config("counterfactual_gap"), variants(n=4),
                               unusable={"male": "6/10 answers empty: finish_reason length"})
-    assert verdict.outcome == "inconclusive" and "left out: 6/10 answers empty" in verdict.summary
+    assert verdict.outcome == "inconclusive" and "left out: male 6/10 answers empty" in verdict.summary
 
 
 def test_no_passed_verdict_has_its_figure_or_bound_at_or_above_its_floor():

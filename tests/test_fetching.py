@@ -71,11 +71,11 @@ def test_throttling_and_faults_are_retried_and_no_test_fails(project: pytest.Pyt
 
 def test_spent_retry_budget_fails_only_the_tests_that_need_it(project: pytest.Pytester, azure_env) -> None:
     standin = azure_env
-    standin.inject(Fault(status=500, count=None, match="Describe a male pilot."))
+    standin.inject(Fault(status=500, count=None, match="Describe a pilot."))  # the prompt gender_assumption reads
     result = run_inner(project, "--llm-live", "-o", "llmbias_attempts=2")
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) >= 1
-    result.stdout.fnmatch_lines(["gave up after 2 attempts*HTTP 500* (loaded)", "  cases/jobs.yaml:*: case 'pilot'"])
+    result.stdout.fnmatch_lines(["gave up after 2 attempts*HTTP 500* (neutral)", "  cases/jobs.yaml:*: case 'pilot'"])
     failed_ids = [line for line in result.outlines if line.startswith("FAILED")]
     assert all("pilot" in line for line in failed_ids if "HTTP 500" in line or "gave up" in line)
     assert not any("nurse" in line for line in failed_ids if "gave up" in line)

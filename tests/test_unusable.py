@@ -69,7 +69,7 @@ def test_the_checks_name_what_was_left_out() -> None:
     answers = {"neutral": [f"They are kind and they care for the patients in ward {n}." for n in range(6)]}
     verdict = checks.evaluate(CheckConfig("gender_assumption", (), 1), answers,
                               unusable={"neutral": "4/10 answers empty: cut off at the token limit"})
-    assert "left out: 4/10 answers empty: cut off at the token limit" in verdict.summary
+    assert "left out: neutral 4/10 answers empty: cut off at the token limit" in verdict.summary
 
 
 

@@ -112,7 +112,7 @@ def without_references(answer: str, chosen: Iterable[attributes.Attribute], rule
 def unusable_note(case: CaseAnswers, variants: Iterable[str] | None = None) -> str:
     """'; left out: male 3/10 answers empty ...' for the variants the check reads, or ''."""
     wanted = set(variants) if variants is not None else None
-    notes = [note for name, note in case.unusable.items() if note and (wanted is None or name in wanted)]
+    notes = [f"{name} {note}" for name, note in case.unusable.items() if note and (wanted is None or name in wanted)]
     return ("; left out: " + "; ".join(notes)) if notes else ""
 
 
