@@ -14,7 +14,7 @@ import pytest
 from . import interrupts
 from .cassettes import CassetteUnreadable
 from .cases import DEFAULT_MAX_SAMPLES, DEPLOYMENT_NAME, MAX_LOOKS, Case, CaseError, looks_of
-from .items import CaseFile, CheckItem, on_wait, settle_progress
+from .items import REQUEST_OPTIONS, CaseFile, CheckItem, on_wait, settle_progress
 from .keys import CHECK_SETTINGS_KEY, DESELECTED_FILES_KEY, FILE_TESTS_KEY, SESSION_KEY
 from .options import ini_bool, ini_source, positive_int, progress_seconds, timeout
 from .results import catalog_schema
@@ -588,12 +588,18 @@ def _stopped_by_the_deployment(session: pytest.Session) -> bool:
     return str(getattr(dsession, "shouldstop", "") or "").startswith("pytest-llmbias: ")
 
 
-def _ran_every_test(session: pytest.Session, llm_session: LLMSession) -> bool:
-    """Whether the run went through every selected test: -x, --maxfail or the deployment's stop (a wrong
-    deployment, a refused key) leave the rest unasked, and their recordings are not "no longer asked"."""
+def _why_nothing_is_dropped(session: pytest.Session, llm_session: LLMSession, exitstatus: int) -> str | None:
+    """Why a record run may not drop the recordings it did not ask for, or None when it may: it went through every
+    selected test (not interrupted, -x, --maxfail, or stopped by the deployment: a wrong deployment, a refused
+    key) and asked what the files say (not --llm-samples, --llm-max-samples or --llm-deployment instead)."""
     dsession = session.config.pluginmanager.getplugin("dsession")
-    return not (session.shouldfail or session.shouldstop or getattr(dsession, "shouldstop", None)
-                or llm_session.stopped is not None)
+    if (exitstatus == pytest.ExitCode.INTERRUPTED or session.shouldfail or session.shouldstop
+            or getattr(dsession, "shouldstop", None) or llm_session.stopped is not None):
+        return "the run stopped before all its tests"
+    overridden = [flag for option, flag in REQUEST_OPTIONS if session.config.getoption(option, None) is not None]
+    if overridden:
+        return f"{' and '.join(overridden)} changed what the run asked"
+    return None
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -635,10 +641,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
         remove_shared(llm_session.config.rootdir, llm_session.run_id)
     llm_session.stop_judging_ahead()  # before pruning: nothing more is noted
-    if exitstatus != pytest.ExitCode.INTERRUPTED and _ran_every_test(session, llm_session):
+    kept_because = _why_nothing_is_dropped(session, llm_session, exitstatus)
+    if kept_because is None:
         llm_session.prune_cassettes(session.config.stash[DESELECTED_FILES_KEY])
-    else:  # only a whole run knows what is no longer asked
-        llm_session.keep_every_recording()
+    else:  # only a whole run of what the files ask knows what is no longer asked
+        llm_session.keep_every_recording(kept_because)
     give_up = interrupts.hurry_on_sigint(session.config)
     results = llm_session.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED, give_up=give_up)
     if _call_results_hooks(session.config, results) and session.exitstatus == pytest.ExitCode.OK:

@@ -105,6 +105,7 @@ class LLMSession:
         self._settings: Settings | None = None
         self._verdicts = Verdicts(self, (PromptUnavailable, PromptFiltered))
         self.unpruned: set[Path] = set()  # cassettes of files run in part: nothing dropped from them
+        self.kept_because = "some of its tests did not run"  # why nothing was dropped from them
         # pytest-xdist controller of a record run: each cassette's keys as the workers saw them (wanted, present,
         # held before the run, recorded), and the cassettes of files some worker ran in part
         self.worker_cassettes: dict[str, dict[str, set[str]]] = {}
@@ -397,8 +398,9 @@ class LLMSession:
         return sum(self.fetcher.library.cassette(path).keep_only(keys)
                    for path, keys in wanted.items() if path not in partial)
 
-    def keep_every_recording(self) -> None:
-        """A run cut short drops nothing: every cassette is reported as run in part."""
+    def keep_every_recording(self, because: str) -> None:
+        """A run cut short, or one asking other requests than its files say, drops nothing; `because` says why."""
+        self.kept_because = because
         if self.fetcher.library is None:
             self.unpruned = {Path(path) for path in self.worker_cassettes}
         else:

@@ -363,6 +363,20 @@ def test_a_damaged_cassette_is_one_line_naming_it_never_an_internal_error(projec
     workers.stdout.fnmatch_lines(["cases/__cassettes__/occupations.yaml*: not a readable cassette (*"])
 
 
+def test_a_record_run_that_asks_other_requests_than_its_files_drops_nothing(project: pytest.Pytester, azure_env) -> None:
+    """The record command a replay miss suggests repeats --llm-samples: run as given, it dropped every recording the
+    YAML's own samples make, and the next plain replay had none."""
+    cassette = project.path / "cases" / "__cassettes__" / "occupations.yaml"
+    run_inner(project, "--llm-record", "-o", "llmbias_spark=false")
+    recorded = len(yaml.safe_load(cassette.read_text())["interactions"])
+    other = run_inner(project, "--llm-record", "--llm-samples", "6", "-o", "llmbias_spark=false")
+    other.stdout.fnmatch_lines(["*occupations.yaml: 5 added, 5 kept, 0 dropped (--llm-samples changed what the run "
+                                "asked: nothing dropped)"])
+    assert len(yaml.safe_load(cassette.read_text())["interactions"]) == 2 * recorded
+    replay = run_inner(project, "-o", "llmbias_spark=false")
+    assert "no recording" not in replay.stdout.str() and replay.ret in (0, 1), replay.stdout.str()
+
+
 # The nurse's first test fails at its first look; the engineer's checks ask later batches.
 CUT_SHORT = """\
 defaults: {samples: 10, max_samples: 40}
@@ -391,7 +405,7 @@ def test_a_record_run_cut_short_drops_no_recording(project: pytest.Pytester, azu
     short = run_inner(project, "--llm-record", "-o", "llmbias_spark=false", *cut_short)
     assert short.ret != pytest.ExitCode.OK
     assert len(yaml.safe_load(cassette.read_text())["interactions"]) == recorded, short.stdout.str()
-    short.stdout.fnmatch_lines(["*occupations.yaml: * 0 dropped (some of its tests did not run: nothing dropped)"])
+    short.stdout.fnmatch_lines(["*occupations.yaml: * 0 dropped (the run stopped before all its tests: nothing dropped)"])
     replay = run_inner(project, "-o", "llmbias_spark=false")
     assert "no recording" not in replay.stdout.str() and replay.ret in (0, 1), replay.stdout.str()
 

@@ -248,7 +248,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     for line in summary_lines(results, verdicts, answer_count, blocked=blocked, comparison=state.comparison,
                               paint=paint):
         terminalreporter.write_line(line)
-    for line in cassette_lines(llm_session.cassette_counts(), llm_session.config.mode):
+    for line in cassette_lines(llm_session.cassette_counts(), llm_session.config.mode, llm_session.kept_because):
         terminalreporter.write_line(line)
     if state.saved is not None:
         terminalreporter.write_line(saved_line(state.saved))

@@ -464,7 +464,8 @@ def saved_line(saved: Any) -> str:
 # --- record runs -------------------------------------------------------------------------------------
 
 
-def cassette_lines(entries: Sequence[tuple[str, Mapping[str, int], bool]], mode: str) -> list[str]:
+def cassette_lines(entries: Sequence[tuple[str, Mapping[str, int], bool]], mode: str,
+                   kept_because: str = "some of its tests did not run") -> list[str]:
     """What a record run did, per cassette: interactions added, re-recorded, kept and dropped, and its path."""
     if not entries:
         return []
@@ -473,7 +474,7 @@ def cassette_lines(entries: Sequence[tuple[str, Mapping[str, int], bool]], mode:
               for name in ("added", "re-recorded", "kept", "dropped")}
     lines = [f"{flag}: {_plural(len(entries), 'cassette')}, {_counts(totals, mode)}"]
     for path, counts, pruned in entries:
-        note = "" if pruned else " (some of its tests did not run: nothing dropped)"
+        note = "" if pruned else f" ({kept_because}: nothing dropped)"
         lines.append(f"  {path}: {_counts(counts, mode)}{note}")
     return lines
 
