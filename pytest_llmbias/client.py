@@ -89,11 +89,12 @@ class DeploymentNotFound(RunStopped):
 
 
 def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, limiter: Any = None,
-        sleep: Any = time.sleep, rng: Any = None, answered: Any = None) -> Completion:
+        sleep: Any = time.sleep, rng: Any = None, answered: Any = None, choices: int | None = None) -> Completion:
     """Send one chat request with n samples, retrying throttling and faults; raise RequestFailed
     (RunStopped when no request of the run can succeed, NRefused when n > 1 is refused).
     `answered` is called once the deployment has taken a request: with the completion on an answer,
-    with None on throttling or a fault; not on a refusal."""
+    with None on throttling or a fault; not on a refusal. `choices`: how many answers the deployment is known to
+    return whatever n asks (one that ignores n): the quota is booked for those."""
     import random
 
     import openai
@@ -104,7 +105,7 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
     for attempt in range(1, attempts + 1):
         cost = 0
         if limiter is not None:
-            cost = limiter.cost(estimate_prompt_tokens(request), request.budget * request.n)
+            cost = limiter.cost(estimate_prompt_tokens(request), request.budget * min(request.n, choices or request.n))
             limiter.acquire(cost)
         started = time.perf_counter()
         try:
