@@ -589,7 +589,7 @@ def decimals(value: float, digits: int) -> str:
     return shown[1:] if shown.startswith("-") and not shown.strip("-0.") else shown  # never "-0.00"
 
 
-def digits_apart(threshold: float | None, *values: float | None, digits: int = 2, at_most: int = 6) -> int:
+def digits_apart(threshold: float | None, *values: float | None, digits: int = 2, at_most: int = 10) -> int:
     """Decimals that show `threshold` exactly (0.125 and 0.007 need 3) and keep every other value from
     reading as equal to it (0.0149 against 0.015 needs 4): at least `digits`, at most `at_most`.
     Values that are not finite numbers are left out."""

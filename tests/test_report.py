@@ -125,6 +125,14 @@ def test_junit_figures_never_read_as_their_threshold() -> None:
     assert properties["llmbias_low"] == 0.3  # six significant digits where they are enough
     close = dict(junit_properties({"figure": 0.1234569, "threshold": 0.1234567, "outcome": "failed"}))
     assert close["llmbias_figure"] != close["llmbias_threshold"]  # as rounded, not as stored
+    # a threshold set with more than six decimals is shown as set, and a figure of 0.125 never reads as it
+    for threshold in (0.12499999, 0.1250001):
+        exact = dict(junit_properties({"figure": 0.125, "threshold": threshold, "outcome": "failed"}))
+        assert exact["llmbias_threshold"] == threshold and exact["llmbias_figure"] == 0.125
+        from pytest_llmbias.stats import decimals, digits_apart
+
+        digits = digits_apart(threshold, 0.125)
+        assert decimals(0.125, digits) != decimals(threshold, digits), digits
 
 
 def test_a_baseline_column_is_added_and_the_table_still_fits() -> None:

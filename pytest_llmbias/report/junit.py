@@ -17,12 +17,20 @@ def _rounded(value: Any) -> Any:
     return value
 
 
+def _exact(threshold: Any) -> Any:
+    """A threshold as it was set (0.12499999 stays so; six digits would make it 0.125), float noise aside."""
+    if isinstance(threshold, float):
+        threshold = float(f"{threshold:.12g}")
+        return 0.0 if threshold == 0 else threshold
+    return threshold
+
+
 def _apart(value: Any, threshold: Any) -> Any:
     """`value` rounded as `_rounded` does, with more digits where six would make it read as `threshold`."""
     shown = _rounded(value)
     if isinstance(value, float) and isinstance(threshold, (int, float)) and value != threshold:
         digits = 6
-        while digits < 17 and shown == _rounded(threshold):
+        while digits < 17 and shown == _exact(threshold):
             digits += 1
             shown = float(f"{value:.{digits}g}")
     return shown
@@ -33,7 +41,7 @@ def junit_properties(row: Mapping[str, Any], before: Mapping[str, Any] | None = 
     """`llmbias_*` properties of one test: its figures, outcome and p-value, and the baseline's."""
     threshold = row.get("threshold")
     properties: list[tuple[str, Any]] = [
-        (f"llmbias_{name}", _apart(row[name], threshold) if name != "threshold" else _rounded(row[name]))
+        (f"llmbias_{name}", _apart(row[name], threshold) if name != "threshold" else _exact(row[name]))
         for name in ("figure", "low", "high", "threshold")
         if row.get(name) is not None  # JUnit would show the string "None"
     ]
