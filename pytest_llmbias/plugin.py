@@ -509,6 +509,13 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     return True
 
 
+PLAN_TPM = 240_000  # Azure's default quota of a standard gpt-35-turbo deployment: what a plan without one shows
+
+
+def _minutes(minutes: float) -> str:
+    return f"{minutes * 60:.0f}s" if minutes < 1 else f"{minutes:.1f} min"
+
+
 def _print_plan(config: pytest.Config, llm_session: LLMSession) -> None:
     plan = llm_session.plan()
     mode = llm_session.config.mode
@@ -520,6 +527,10 @@ def _print_plan(config: pytest.Config, llm_session: LLMSession) -> None:
              f"about {plan.tokens} tokens charged against the quota",
              f"estimated time: {plan.seconds:.0f}s at {quota or 'no quota given (--llm-tpm/--llm-rpm)'}"
              f", {llm_session.config.concurrency} in flight, ~1s per request"]
+    if not quota and plan.tokens:
+        # the deployment reports its quota only once it answers, and a live run is paced by it
+        lines.append(f"  a live run is paced by the quota the deployment reports: {plan.tokens} tokens take "
+                     f"{_minutes(plan.tokens / PLAN_TPM)} at {PLAN_TPM:,} TPM; give --llm-tpm to plan with yours")
     for line in lines:
         writer.write_line(line) if writer else print(line)
 

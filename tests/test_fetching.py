@@ -130,6 +130,12 @@ def test_plan_prints_requests_tokens_and_time_and_asks_nothing(project: pytest.P
     assert stated > expected  # the lab's system prompt is counted too
     assert result.ret == 0
     assert "Exit" not in result.stdout.str() and "!!!" not in result.stdout.str()  # a clean end, no banner
+    assert "paced by the quota the deployment reports" not in result.stdout.str()
+    # without a quota the plan cannot know the deployment's: it says what one would make of the run
+    unknown = run_inner(project, "--llm-live", "--llm-plan")
+    unknown.stdout.fnmatch_lines(["estimated time: *s at no quota given*",
+                                  f"  a live run is paced by the quota the deployment reports: {stated} tokens take "
+                                  "*s at 240,000 TPM; give --llm-tpm to plan with yours"])
     assert azure_env.requests == []
     assert azure_env.requests == []
     assert "llm bias results" not in result.stdout.str()  # nothing ran, so no results to report
