@@ -791,14 +791,16 @@ class _File:
         except ValueError as error:  # a lone '{' or '}'
             self.fail(template.line, f"{field} is not a valid template: {error} "
                                      "(write {{ or }} for a literal brace)", field)
-        found = [(name, spec) for _, name, spec, _ in parsed if name is not None]
-        for name, spec in found:
-            if not name.isidentifier() or "{" in spec:  # no {x.attr}, {x[0]}, {} or nested fields
-                self.fail(template.line, f"{field} placeholder {{{name}}} must be a plain name like {{role}}", field)
+        found = [(name, spec, conversion) for _, name, spec, conversion in parsed if name is not None]
+        for name, spec, conversion in found:
+            if not name.isidentifier() or spec or conversion:  # no {x.attr}, {x[0]}, {}, {x!r} or {x:>10}
+                written = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+                self.fail(template.line, f"{field} placeholder {{{written}}} must be a plain name like {{role}}",
+                          field)
             if name not in row:
                 self.fail(template.line, f"{field} uses placeholder {{{name}}} but for_each gives no value for it "
                                          f"(it has: {', '.join(row)})", field)
-        return [name for name, _ in found]
+        return [name for name, _, _ in found]
 
     def fill(self, texts: dict[str, _Value], row: _Row) -> dict[str, str]:
         if row is None:  # a plain case: braces are literal text

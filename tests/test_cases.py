@@ -444,7 +444,10 @@ ERRORS = [
     pytest.param("cases:\n  - id: '{role}'\n    neutral: 'A {}'\n    loaded: B.\n    for_each: [{role: a}]\n", 3,
                  "{role}", "neutral", "placeholder {} must be a plain name", id="positional"),
     pytest.param("cases:\n  - id: '{role}'\n    neutral: 'A {role:d}'\n    loaded: B.\n    for_each: [{role: a}]\n",
-                 3, "{role}", "neutral", "neutral cannot be filled in", id="bad-format-spec"),
+                 3, "{role}", "neutral", "placeholder {role:d} must be a plain name", id="format-spec"),
+    pytest.param("cases:\n  - id: '{role}'\n    neutral: 'A {role!r:>10}.'\n    loaded: B.\n"
+                 "    for_each: [{role: a}]\n", 3, "{role}", "neutral", "placeholder {role!r:>10} must be a plain name",
+                 id="conversion"),
     pytest.param("cases:\n  - id: '{role}'\n    neutral: '{empty}'\n    loaded: B.\n"
                  "    for_each: [{role: a, empty: ''}]\n", 3, "{role}", "neutral",
                  "neutral is empty after filling in the for_each values", id="filled-empty"),
