@@ -14,6 +14,7 @@ from .wire import RunStopped
 
 # The newest GA data-plane version at the time of writing; the lab's "2023-03-15-preview" still works.
 DEFAULT_API_VERSION = "2024-06-01"
+_API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")  # the classic endpoint's dated versions
 # Replay never reaches the network; the SDK still needs a syntactically valid endpoint and key.
 REPLAY_ENDPOINT = "https://replay.invalid/"
 REPLAY_KEY = "replay-no-key"
@@ -157,6 +158,11 @@ def _azure_settings(env: Any, api_key: str | None, api_version: str, token_scope
     key = (api_key or env.get("AZURE_OPENAI_API_KEY", "")).strip()
     token = env.get("AZURE_OPENAI_AD_TOKEN", "").strip()
     version = api_version if shape == "classic" else None  # the v1 path refuses a dated api-version
+    if version is not None and not _API_VERSION.fullmatch(version):
+        # said here, not as the 404 "deployment not found" Azure answers to an unknown version
+        shown = f"{version!r}" if re.fullmatch(r"[\w.-]{1,40}", version) else "a value with other characters"
+        raise ConfigError(f"AZURE_OPENAI_API_VERSION is {shown}, not an API version like {DEFAULT_API_VERSION} or "
+                          "2025-04-01-preview")
     if key and token:
         raise ConfigError("both a key (AZURE_OPENAI_API_KEY or the key hook) and AZURE_OPENAI_AD_TOKEN are set: "
                           "keep one (the token for a resource whose key authentication is disabled)")
