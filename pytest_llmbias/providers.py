@@ -90,6 +90,11 @@ def provider_from_env(env: Any, provider: str | None = None) -> str:
     return next((name for name, candidate in REGISTRY.items() if candidate.detected(env)), "azure")
 
 
+# What each variable's URL looks like, for the error that says it is not one.
+_LIKE = {"OPENAI_BASE_URL": "https://api.openai.com/v1 or https://my-gateway.example.com/v1",
+         "DATABRICKS_HOST": "https://adb-1234567890123456.7.azuredatabricks.net"}
+
+
 def _check_url(name: str, value: str, *, api_version_query: bool = False) -> Any:
     from urllib.parse import parse_qs, urlsplit
 
@@ -112,7 +117,7 @@ def _check_url(name: str, value: str, *, api_version_query: bool = False) -> Any
                             f"AZURE_OPENAI_API_KEY and the version in AZURE_OPENAI_API_VERSION")
     if not valid or not query_ok or parts.fragment or parts.username or parts.password:
         # The value may carry credentials: show its scheme and length only.
-        raise EndpointError(f"{name} is not a URL like https://my-resource.openai.azure.com/ "
+        raise EndpointError(f"{name} is not a URL like {_LIKE.get(name, 'https://my-resource.openai.azure.com/')} "
                             f"({len(value)} characters, starting {value[:8]!r})")
     return parts
 

@@ -205,6 +205,19 @@ def test_an_api_version_that_is_not_one_is_said_before_anything_is_asked(version
         assert Settings.from_env(needs_network=True, environ={**env, "AZURE_OPENAI_API_VERSION": fine}).api_version == fine
 
 
+@pytest.mark.parametrize(("provider", "variable", "like"), [
+    ("openai", "OPENAI_BASE_URL", "https://api.openai.com/v1"),
+    ("databricks", "DATABRICKS_HOST", "https://adb-1234567890123456.7.azuredatabricks.net"),
+])
+def test_a_url_that_is_not_one_is_described_as_its_own_variable_expects(provider: str, variable: str,
+                                                                        like: str) -> None:
+    env = {variable: "ftp://host/v1", "OPENAI_API_KEY": "k-123456", "DATABRICKS_TOKEN": "dapi-123456"}
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(needs_network=True, environ=env, provider=provider)
+    assert str(caught.value).startswith(f"{variable} is not a URL like {like}"), str(caught.value)
+    assert "azure.com/" not in str(caught.value).split("(")[0] or provider == "databricks"
+
+
 # -- endpoints ----------------------------------------------------------------------------------
 
 
