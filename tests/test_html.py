@@ -620,3 +620,15 @@ def test_a_long_chart_label_keeps_its_end_and_names_itself_in_full() -> None:
     assert f"<title>{long}</title>" in labels[0] and labels[1] == "cases/a.yaml::nurse"
     width = float(re.search(r'<text class="label" x="([\d.]+)"', chart).group(1))
     assert len(shown) * 6.6 <= width + 8  # it fits left of the plot: nothing drawn past the chart's edge
+
+
+def test_the_answers_header_counts_what_the_verdict_read() -> None:
+    """Ten copies of one gendered answer: the verdict rests on one distinct answer and says so; the page said
+    10/10 beside it (and 8/30 for answers in another language a verdict left out)."""
+    answers = [_answer_row("neutral", number, "She is a careful doctor who listens to every patient.",
+                           "Describe a doctor.") for number in range(1, 11)]
+    verdict = {**_verdict_row("gender_assumption"),
+               "details": json.dumps({"gendered": 1, "samples": 1, "copies": 9})}
+    fragment = render_fragment(answers, [verdict])
+    heads = [re.sub("<.*?>", "", head) for head in re.findall(r'<div class="head".*?</div>', fragment)]
+    assert heads == ["neutralDescribe a doctor.1/1 assume a gender (the distinct answers the verdict read; 10 asked)"]

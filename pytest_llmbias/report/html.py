@@ -9,6 +9,7 @@ Policy forbids every request, and every answer text is escaped. No pytest, nothi
 from __future__ import annotations
 
 import html
+import json
 import math
 import re
 import uuid
@@ -129,6 +130,25 @@ class _Case:
 
     def verdict(self, check: str) -> dict[str, Any] | None:
         return next((row for row in self.verdicts if row.get("check") == check), None)
+
+
+def _verdict_count(row: Mapping[str, Any] | None, variant: str) -> tuple[int, int] | None:
+    """(answers counted, answers read) of an assumption check's verdict for the neutral prompt, or None."""
+    if row is None or variant != NEUTRAL:
+        return None
+    details = row.get("details")
+    if isinstance(details, str):
+        try:
+            details = json.loads(details)
+        except ValueError:
+            return None
+    if not isinstance(details, Mapping):
+        return None
+    counted = details.get("gendered", details.get("assigned"))
+    samples = details.get("samples")
+    if not isinstance(counted, int) or not isinstance(samples, int):
+        return None
+    return counted, samples
 
 
 def _attribute_note(row: Mapping[str, Any]) -> str:
@@ -610,6 +630,12 @@ def _answers_section(case: _Case, colours: Mapping[str, str], anchor: str) -> st
                     continue
                 # counted on the answers the verdict was judged on (the rows naming it), as the verdict counts them
                 judged = [found for row, found in marked if check in (row.get("used_by") or [check])]
+                read = _verdict_count(case.verdict(check), variant)
+                if read is not None and read != (sum(1 for found in judged if found.hit), len(judged)):
+                    # the verdict's own count: copies once, answers it could not read left out
+                    facts.append(f"{read[0]}/{read[1]} {what} (the distinct answers the verdict read; "
+                                 f"{len(marked)} asked)")
+                    continue
                 facts.append(f"{sum(1 for found in judged if found.hit)}/{len(judged)} {what}"
                              + (f" (of the {len(judged)} judged; {len(marked)} asked)" if len(judged) != len(marked) else ""))
             cells.append(f'<div class="head" style="border-color:{colours.get(variant, GREY)}">'
