@@ -145,8 +145,9 @@ def _run_config(config: pytest.Config) -> RunConfig:
         raise pytest.UsageError("--llm-live cannot be combined with --llm-record: live writes no cassettes")
     resume = config.getoption("llm_resume")
     if resume and not live:
-        raise pytest.UsageError("--llm-resume continues an interrupted --llm-live run; a record run keeps "
-                                "what it got in its cassettes, and the next --llm-record asks only the rest")
+        raise pytest.UsageError("--llm-resume continues an interrupted --llm-live run" + (
+            "; a record run keeps what it got in its cassettes, and the next --llm-record asks only the rest"
+            if record else ": give it with --llm-live (a replay asks nothing, so has nothing to resume)"))
     samples = config.getoption("llm_samples")
     if samples is not None and not 1 <= samples <= 128:
         raise pytest.UsageError(f"--llm-samples must be between 1 and 128 (got {samples})")

@@ -141,4 +141,6 @@ def test_resume_asks_only_what_the_interrupted_run_did_not_get(hermetic: pytest.
 def test_resume_is_for_live_runs(hermetic: pytest.Pytester) -> None:
     result = run_inner(hermetic, "--llm-resume")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--llm-resume continues an interrupted --llm-live run*"])
+    result.stderr.fnmatch_lines(["*--llm-resume continues an interrupted --llm-live run: give it with --llm-live*"])
+    recording = run_inner(hermetic, "--llm-resume", "--llm-record")
+    recording.stderr.fnmatch_lines(["*--llm-live run; a record run keeps what it got in its cassettes*"])
