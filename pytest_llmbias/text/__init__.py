@@ -7,6 +7,7 @@ codes are listed once, in `LANGUAGES`: adding a language is adding a folder and 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from collections import Counter
@@ -160,6 +161,7 @@ _SCRIPTS = {"en": "latin", "zh": "han"}
 _TOO_SHORT_TO_TELL = 8
 
 
+@functools.lru_cache(maxsize=8192)  # each look reads the answers of the looks before it again
 def written_in(answer: str, code: str) -> bool:
     """Whether one answer is in language `code`: detected so by itself, or too short to tell ("A plumber.") and
     written in that language's script."""
