@@ -45,6 +45,7 @@ DEFAULT_MAX_SAMPLES = 80
 # Adaptive looks at most (max_samples / samples): each look's error is held over the whole plan by exact
 # calculation, whose cost grows with the looks (50 looks of 4: 0.3 s; 1,000 looks of 1 took 85 s).
 MAX_LOOKS = 50
+MAX_SAMPLES = 1000  # answers a prompt at most: the exact levels of 50 looks of 20 take about 10 s once
 
 MAX_NODES = 100_000  # bounds alias expansion ("billion laughs") long before time or memory suffer
 MAX_DEPTH = 64  # case files are shallow; deeper means a mistake, an attack or a recursive alias
@@ -205,7 +206,7 @@ _SETTINGS = {
     "max_tokens": Option(int, 1, 16384),
     "temperature": Option(float, 0, 2),
     "samples": Option(int, 1, 128),  # Azure's limit on `n`
-    "max_samples": Option(int, 1, 10_000),  # adaptive sampling asks batches of `samples` up to this
+    "max_samples": Option(int, 1, MAX_SAMPLES),  # adaptive sampling asks batches of `samples` up to this
     "max_completion_tokens": Option(int, 1, 128000),
     "reasoning_effort": Option(str, choices=("minimal", "low", "medium", "high")),
 }

@@ -13,7 +13,7 @@ import pytest
 
 from . import interrupts
 from .cassettes import CassetteUnreadable
-from .cases import DEFAULT_MAX_SAMPLES, DEPLOYMENT_NAME, MAX_LOOKS, Case, CaseError, looks_of
+from .cases import DEFAULT_MAX_SAMPLES, DEPLOYMENT_NAME, MAX_LOOKS, MAX_SAMPLES, Case, CaseError, looks_of
 from .items import REQUEST_OPTIONS, CaseFile, CheckItem, on_wait, settle_progress
 from .keys import CHECK_SETTINGS_KEY, DESELECTED_FILES_KEY, FILE_TESTS_KEY, SESSION_KEY
 from .options import ini_bool, ini_source, positive_int, progress_seconds, timeout
@@ -152,8 +152,8 @@ def _run_config(config: pytest.Config) -> RunConfig:
     if samples is not None and not 1 <= samples <= 128:
         raise pytest.UsageError(f"--llm-samples must be between 1 and 128 (got {samples})")
     max_samples = config.getoption("llm_max_samples")
-    if max_samples is not None and not 1 <= max_samples <= 10_000:
-        raise pytest.UsageError(f"--llm-max-samples must be between 1 and 10000 (got {max_samples})")
+    if max_samples is not None and not 1 <= max_samples <= MAX_SAMPLES:
+        raise pytest.UsageError(f"--llm-max-samples must be between 1 and {MAX_SAMPLES} (got {max_samples})")
     if samples is not None and max_samples is not None and looks_of(samples, max_samples) > MAX_LOOKS:
         raise pytest.UsageError(f"--llm-max-samples {max_samples} with --llm-samples {samples} plans "
                                 f"{looks_of(samples, max_samples)} adaptive looks, at most {MAX_LOOKS}")
@@ -640,6 +640,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if (llm_session is None or not llm_session.has_cases or session.config.option.collectonly
             or session.config.getoption("llm_plan") or exitstatus == pytest.ExitCode.USAGE_ERROR
             or not llm_session.gathered_anything):
+        if llm_session is not None and exitstatus == pytest.ExitCode.INTERRUPTED:
+            llm_session.stop_fetching(timeout=5.0)  # a pytest-xdist worker interrupted before its first answer
         return
     if worker_output is not None:  # a pytest-xdist worker: hand the rows to the controller
         llm_session.stop_fetching()

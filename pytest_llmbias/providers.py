@@ -165,7 +165,9 @@ def _azure_settings(env: Any, api_key: str | None, api_version: str, token_scope
     version = api_version if shape == "classic" else None  # the v1 path refuses a dated api-version
     if version is not None and not _API_VERSION.fullmatch(version):
         # said here, not as the 404 "deployment not found" Azure answers to an unknown version
-        shown = f"{version!r}" if re.fullmatch(r"[\w.-]{1,40}", version) else "a value with other characters"
+        # shown only when it looks like a version gone wrong: a key pasted into the wrong variable is not shown
+        shown = (f"{version!r}" if re.fullmatch(r"\d{4}-\d{2}(-\d{2})?[\w-]{0,12}|[a-z]{1,12}", version)
+                 else f"a value of {len(version)} characters")
         raise ConfigError(f"AZURE_OPENAI_API_VERSION is {shown}, not an API version like {DEFAULT_API_VERSION} or "
                           "2025-04-01-preview")
     if key and token:

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .cases import Case
+from .cases import MAX_LOOKS, Case
 from .rows import AnswerRow, VerdictRow
 from .verdicts import Verdicts
 from .client import DEFAULT_DEPLOYMENT, RunStopped, Settings, estimate_tokens, merge_samples
@@ -104,6 +104,7 @@ class LLMSession:
         self.selected: list[tuple[Case, Any]] = []     # (case, check) of every selected test
         self._settings: Settings | None = None
         self._verdicts = Verdicts(self, (PromptUnavailable, PromptFiltered))
+        self.capped: set[tuple[int, int]] = set()  # (samples, max_samples) whose looks were capped at MAX_LOOKS
         self.unpruned: set[Path] = set()  # cassettes of files run in part: nothing dropped from them
         self.kept_because = "some of its tests did not run"  # why nothing was dropped from them
         # pytest-xdist controller of a record run: each cassette's keys as the workers saw them (wanted, present,
@@ -194,11 +195,13 @@ class LLMSession:
 
     def max_samples_of(self, case: Case) -> int:
         """Adaptive sampling's ceiling: --llm-max-samples, the YAML's, ini llmbias_max_samples, else DEFAULT_MAX_SAMPLES (80)."""
-        from .cases import DEFAULT_MAX_SAMPLES, MAX_LOOKS
+        from .cases import DEFAULT_MAX_SAMPLES
 
         ceiling = self.config.max_samples or case.max_samples or self.config.default_max_samples or DEFAULT_MAX_SAMPLES
         samples = self.samples_of(case)
-        return max(samples, min(ceiling, samples * MAX_LOOKS))  # --llm-samples 1 with the default: 50 looks
+        if ceiling > samples * MAX_LOOKS:  # --llm-samples 1 with the default 80, say: said once at the end
+            self.capped.add((samples, ceiling))
+        return max(samples, min(ceiling, samples * MAX_LOOKS))
 
     def batches_of(self, case: Case) -> int:
         """How many batches adaptive sampling may ask at most (the first included)."""
@@ -325,7 +328,10 @@ class LLMSession:
 
     def notes(self) -> list[str]:
         """What the run learned about its deployments that the user should know, one line each."""
-        return self.fetcher.notes()
+        capped = [f"max_samples {ceiling} with samples {samples} would plan {-(-ceiling // samples)} adaptive looks: "
+                  f"at most {MAX_LOOKS}, so at most {samples * MAX_LOOKS} answers a prompt were asked"
+                  for samples, ceiling in sorted(self.capped)]
+        return capped + self.fetcher.notes()
 
     def deployment_source(self, deployment: str) -> str | None:
         """Which setting chose this deployment name, as the user would go and fix it; None: the default."""

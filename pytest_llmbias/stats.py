@@ -775,26 +775,27 @@ def _binomial_pmf(trials: int, rate: float) -> list[float]:
             for k in range(trials + 1)]
 
 
-def _binomial_crossing(sizes: Sequence[int], rate: float, level: float,
-                       cdfs: Sequence[Sequence[float]] | None = None) -> float:
-    """P(at some look k, P(X_k <= x_k | n_k, rate) <= level), X_k the running count of Binomial(., rate) draws.
-    `cdfs`: each look's P(X_k <= x), x = 0..n_k, when already computed."""
-    if cdfs is None:
-        cdfs = [[binomial_cdf(count, size, rate) for count in range(size + 1)] for size in sizes]
-    alive = [1.0]  # distribution of the running count among paths that have not crossed yet
+@functools.lru_cache(maxsize=64)
+def _look_cdfs(sizes: tuple[int, ...], rate: float) -> tuple[Any, ...]:
+    """Each look's P(X_k <= x), x = 0..n_k, at `rate` (computed once per plan: every look's p-value reads them)."""
+    import numpy as np
+
+    return tuple(np.array([binomial_cdf(count, size, rate) for count in range(size + 1)]) for size in sizes)
+
+
+def _binomial_crossing(sizes: Sequence[int], rate: float, level: float) -> float:
+    """P(at some look k, P(X_k <= x_k | n_k, rate) <= level), X_k the running count of Binomial(., rate) draws."""
+    import numpy as np
+
+    cdfs = _look_cdfs(tuple(sizes), rate)
+    alive = np.ones(1)  # distribution of the running count among paths that have not crossed yet
     crossed, previous = 0.0, 0
     for size, cdf in zip(sizes, cdfs):
-        step = _binomial_pmf(size - previous, rate)
-        moved = [0.0] * (len(alive) + len(step) - 1)
-        for count, mass in enumerate(alive):
-            if mass:
-                for extra, chance in enumerate(step):
-                    moved[count + extra] += mass * chance
-        for count in range(len(moved)):
-            if moved[count] and cdf[count] <= level:
-                crossed += moved[count]
-                moved[count] = 0.0
-        alive, previous = moved, size
+        alive = np.convolve(alive, _binomial_pmf(size - previous, rate))
+        crossing = cdf <= level
+        crossed += float(alive[crossing].sum())
+        alive[crossing] = 0.0
+        previous = size
     return crossed
 
 
@@ -810,18 +811,17 @@ def binomial_sequential_level(sizes: tuple[int, ...], rate: float, error: float)
     sizes = tuple(size for size in sizes if size > 0)
     if not sizes or not 0.0 < rate < 1.0:
         return error
-    cdfs = [[binomial_cdf(count, size, rate) for count in range(size + 1)] for size in sizes]
-    attainable = sorted({value for cdf in cdfs for value in cdf})
+    attainable = sorted({float(value) for cdf in _look_cdfs(sizes, rate) for value in cdf})
     # The crossing probability grows with the level and moves only at attainable p-values: the largest level
     # that keeps it within `error` is found by bisecting those values (a single look needs exactly `error`).
-    if _binomial_crossing(sizes, rate, error, cdfs) <= error:
+    if _binomial_crossing(sizes, rate, error) <= error:
         low = error
     else:
         candidates = [value for value in attainable if value < error]
         kept, failed = -1, len(candidates)  # crossing(candidates[kept]) <= error < crossing(candidates[failed])
         while failed - kept > 1:
             middle = (kept + failed) // 2
-            if _binomial_crossing(sizes, rate, candidates[middle], cdfs) <= error:
+            if _binomial_crossing(sizes, rate, candidates[middle]) <= error:
                 kept = middle
             else:
                 failed = middle

@@ -141,12 +141,25 @@ def test_the_last_batch_asks_only_what_max_samples_leaves(project: pytest.Pytest
 
 def test_a_plan_of_more_looks_than_the_exact_calculation_affords_is_a_one_line_error(project: pytest.Pytester) -> None:
     """samples 1 with max_samples 2000 planned 2000 looks, whose exact levels took minutes to compute while the
-    progress said 0 s."""
+    progress said 0 s; max_samples is at most 1000 now."""
     (project.path / "cases" / "nurse.yaml").write_text(
-        CASES.replace("samples: 5", "samples: 1").replace("max_samples: 20", "max_samples: 2000"))
+        CASES.replace("samples: 5", "samples: 1").replace("max_samples: 20", "max_samples: 1000"))
     result = run_inner(project, "--co")
-    result.stdout.fnmatch_lines(["*nurse.yaml:3: defaults.max_samples 2000 with samples 1 plans 2000 adaptive looks, "
-                                 "at most 50: raise samples to 40 or lower max_samples to 50*"])
+    result.stdout.fnmatch_lines(["*nurse.yaml:3: defaults.max_samples 1000 with samples 1 plans 1000 adaptive looks, "
+                                 "at most 50: raise samples to 20 or lower max_samples to 50*"])
+    (project.path / "cases" / "nurse.yaml").write_text(CASES.replace("max_samples: 20", "max_samples: 2000"))
+    run_inner(project, "--co").stdout.fnmatch_lines(["*nurse.yaml:3: defaults.max_samples must be*1000*"])
     flags = run_inner(project, "--co", "--llm-samples", "2", "--llm-max-samples", "400")
     assert flags.ret == pytest.ExitCode.USAGE_ERROR
     assert "plans 200 adaptive looks, at most 50" in flags.stderr.str()
+
+
+def test_a_plan_capped_at_fifty_looks_by_the_command_line_says_so(project: pytest.Pytester, azure_env) -> None:
+    """--llm-samples 1 against the YAML's max_samples 20 is fine; with --llm-max-samples 400 it is a one-line
+    error; an ini ceiling of 400 under --llm-samples 2 is capped at 50 looks and the run says so (it was silent)."""
+    project.makeini("[pytest]\nllmbias_max_samples = 400\nllmbias_spark = false\n")
+    (project.path / "cases" / "nurse.yaml").write_text(CASES.replace("  max_samples: 20\n", ""))
+    result = run_inner(project, "--llm-record", "--llm-samples", "2", "-o", "llmbias_spark=false")
+    assert result.ret in (0, 1), result.stdout.str()
+    result.stdout.fnmatch_lines(["max_samples 400 with samples 2 would plan 200 adaptive looks: at most 50, so at "
+                                 "most 100 answers a prompt were asked"])

@@ -191,8 +191,10 @@ def test_settings_never_show_a_secret() -> None:
     assert settings.auth == "token" and "secret-token-x" not in repr(settings)
 
 
-@pytest.mark.parametrize(("version", "said"), [("garbage", "'garbage'"), ("2024-06-01&api-key=sk-secret-1",
-                                                                           "a value with other characters")])
+@pytest.mark.parametrize(("version", "said"), [
+    ("garbage", "'garbage'"), ("2024-6-1", "a value of 8 characters"),
+    ("9f8e7d6c5b4a39281706f5e4d3c2b1a0", "a value of 32 characters"),  # a key in the wrong variable
+    ("2024-06-01&api-key=sk-secret-1", "a value of 30 characters")])
 def test_an_api_version_that_is_not_one_is_said_before_anything_is_asked(version: str, said: str) -> None:
     """Azure answers an unknown api-version with 404, which read as "deployment not found"."""
     env = {"AZURE_OPENAI_ENDPOINT": "https://res.openai.azure.com/", "AZURE_OPENAI_API_KEY": "k-123456",
@@ -200,7 +202,7 @@ def test_an_api_version_that_is_not_one_is_said_before_anything_is_asked(version
     with pytest.raises(ConfigError) as caught:
         Settings.from_env(needs_network=True, environ=env)
     assert str(caught.value).startswith(f"AZURE_OPENAI_API_VERSION is {said}, not an API version like 2024-06-01")
-    assert "sk-secret" not in str(caught.value)
+    assert "sk-secret" not in str(caught.value) and "9f8e7d6c" not in str(caught.value)
     for fine in ("2024-06-01", "2025-04-01-preview"):
         assert Settings.from_env(needs_network=True, environ={**env, "AZURE_OPENAI_API_VERSION": fine}).api_version == fine
 

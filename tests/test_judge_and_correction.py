@@ -120,7 +120,7 @@ def test_llm_judge_counts_a_graders_copies_once_and_never_decides_on_a_zero_widt
     copies = checks.evaluate(CheckConfig("llm_judge", (), 1), answers, prompts=prompts,
                              ask=lambda system, prompt, tokens, temperature, n: [same] * n)
     assert copies.outcome == "inconclusive" and copies.details["reason"] == "copies", copies.summary
-    assert "the grader returned the same replies again" in copies.summary
+    assert "the grader returned the same reply 5 times" in copies.summary
     # five distinct replies that all give a gap of 1: an interval of a point's resolution, not of zero width
     distinct = checks.evaluate(CheckConfig("llm_judge", (), 1), answers, prompts=prompts, ask=lambda *args: [
         same.replace("alike", f"alike {i}") for i in range(5)])

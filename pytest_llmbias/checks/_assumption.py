@@ -99,19 +99,23 @@ def rate_verdict(case: CaseAnswers, given_options: Mapping[str, Any], wording: W
             f"{check}: cannot judge: {unreadable}{left_out}", (),
             {**base, "language": language or None, "reason": "language"},
         )
-    # Answers in another language than the case's are read by no rules here: each counts as assigning a group
-    # for a pass and as not for a fail, so the verdict holds whatever they say. Answers that only repeat the
-    # prompt's words say nothing of the subject: left out, never counted as neutral.
+    # Answers not read: in another language than the case's (read by no rules here), or only repeating the
+    # prompt's words without assigning a group (they say nothing of the subject). Each counts as assigning a group
+    # for a pass and as not for a fail, so the verdict holds whatever they stand for: never counted as neutral,
+    # and never dropped from the count a failure is shown on (dropping them only when they assign nothing would
+    # push the rate up).
     texts, foreign = in_language(case, texts, language)
-    left_out += other_language_note({NEUTRAL: foreign}, {NEUTRAL: len(given)}, language)
+    left_out += other_language_note({NEUTRAL: foreign}, {NEUTRAL: len(texts) + foreign}, language)
     masked = echo_masks(rules, texts, case.prompts) if texts else set()
     hollow = {answer for answer in texts if is_echo(rules, answer, masked)
               and _assigns_nothing(classify(rules, [answer]))}
-    texts = [answer for answer in texts if answer not in hollow]
     if hollow:
-        left_out += f"; left out: {len(hollow)}/{len(given)} answers only repeat the prompt's words"
+        left_out += (f"; not read: {len(hollow)}/{len(texts) + foreign} distinct answers only repeat the prompt's "
+                     "words")
+    texts = [answer for answer in texts if answer not in hollow]
     samples = len(texts)
-    judged = samples + foreign
+    unread = foreign + len(hollow)
+    judged = samples + unread
     base.update(samples=samples, other_language=foreign, echoes=len(hollow))
     found = classify(rules, texts)
     if isinstance(found, str):
@@ -127,16 +131,15 @@ def rate_verdict(case: CaseAnswers, given_options: Mapping[str, Any], wording: W
     assigned = sum(1 for label in found.labels if label is not None)
     rate = assigned / samples if samples else None
     low = stats.clopper_pearson_lower(assigned, judged, fail_level) if samples else None
-    high = stats.clopper_pearson_upper(assigned + foreign, judged, pass_level) if samples else None
+    high = stats.clopper_pearson_upper(assigned + unread, judged, pass_level) if samples else None
     p_fail = stats.binomial_tail(assigned, judged, max_rate) if samples else None  # H0: rate < max_rate
     # valid over the planned looks: what --llm-correction adjusts across the run
     p_looks = stats.binomial_repeated_p_value(plan, assigned, judged, max_rate) if samples else None
-    p_pass = stats.binomial_cdf(assigned + foreign, judged, max_rate) if samples else None   # H0: rate >= max_rate
+    p_pass = stats.binomial_cdf(assigned + unread, judged, max_rate) if samples else None   # H0: rate >= max_rate
     digits = digits_apart(max_rate, low, high, rate)
     ci = f"{percent(confidence)} bounds over the looks {fmt(low, digits)}-{fmt(high, digits)}"
     head = f"{check}: {assigned}/{samples} neutral answers {wording.verb} (rate {fmt(rate, digits)}, {ci}"
-    head += (f"; the {foreign} in another language count as assigning for a pass, as not for a fail)" if foreign
-             else ")")
+    head += (f"; the {unread} not read count as assigning for a pass, as not for a fail)" if unread else ")")
     tail = found.tail
     needed = None
     if samples < min_samples:

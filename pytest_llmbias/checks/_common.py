@@ -50,7 +50,7 @@ def in_language(case: CaseAnswers, texts: Sequence[str], code: str) -> tuple[lis
 def other_language_note(foreign: Mapping[str, int], given: Mapping[str, int], code: str) -> str:
     """'; left out: female 10/10 answers in another language than the case's (English)', or ''."""
     noted = [f"{name} {count}/{given[name]}" for name, count in foreign.items() if count]
-    return (f"; left out: {', '.join(noted)} answers in another language than the case's "
+    return (f"; not read: {', '.join(noted)} distinct answers in another language than the case's "
             f"({text.LANGUAGES.get(code, code)})") if noted else ""
 
 

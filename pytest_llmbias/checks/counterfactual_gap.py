@@ -428,7 +428,7 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
         answers[name], foreign[name] = in_language(case, answers[name], language)
         counts[name] = len(answers[name])
     if any(foreign.values()):
-        left_out += other_language_note(foreign, {name: len(given[name]) for name in variants}, language)
+        left_out += other_language_note(foreign, {name: counts[name] + foreign[name] for name in variants}, language)
         base["other_language"] = foreign
         short = [name for name in variants if counts[name] < min_samples]
         if short:
@@ -471,8 +471,8 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
     if any(echoes.values()):
         features = [answer for answer in features if answer.bag or answer.phrases]
         counts = {name: counts[name] - echoes[name] for name in variants}
-        left_out += "; left out: " + ", ".join(f"{name} {count}/{len(given[name])}" for name, count in echoes.items()
-                                               if count) + " answers only repeat the prompt's words"
+        left_out += "; left out: " + ", ".join(f"{name} {count}/{counts[name]}" for name, count in echoes.items()
+                                               if count) + " distinct answers only repeat the prompt's words"
     surfaces: dict[str, str] = {}
     for (stem, form), _ in stem_forms.most_common():  # each stem's most common form (the first seen on a tie)
         surfaces.setdefault(stem, form)

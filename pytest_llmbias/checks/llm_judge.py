@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from pytest_llmbias import stats
 from pytest_llmbias.cases import CheckConfig
 from pytest_llmbias.checks import REGISTRY, CaseAnswers, Setting, Verdict
-from pytest_llmbias.checks._common import MAX_EXCERPTS, digits_apart, distinct_texts, fmt, percent, too_many_copies
+from pytest_llmbias.checks._common import MAX_EXCERPTS, digits_apart, distinct_texts, fmt, percent
 from pytest_llmbias.checks._common import NEUTRAL as _NEUTRAL
 from pytest_llmbias.text import one_line
 
@@ -171,8 +171,9 @@ def judge_verdict(check: CheckConfig, judge_replies: Sequence[str], variants: Se
     options = REGISTRY.resolve(check)
     max_gap, confidence = float(options["max_score_gap"]), float(options["confidence"])
     min_replies = int(options["min_replies"])
-    given = len(judge_replies)
-    judge_replies, copies = distinct_texts([text or "" for text in judge_replies])  # a copy is not a new grading
+    # Short JSON replies repeat at any temperature, so repeats stay in the mean; replies that are all one copy (a
+    # temperature-0 or cached grader) are not independent gradings.
+    distinct, copies = distinct_texts([text or "" for text in judge_replies])
     names = list(variants) if variants is not None else _first_score_names(judge_replies)
     parsed = [_parse_judge_reply(text, names) for text in judge_replies] if names else []
     problems = (
@@ -194,7 +195,7 @@ def judge_verdict(check: CheckConfig, judge_replies: Sequence[str], variants: Se
         "signal": "judge_score_gap",
         "figure_label": "mean judge score gap, best vs worst variant (1-10 scale)",
         "threshold_label": "max_score_gap",
-        "replies": given,
+        "replies": len(judge_replies),
         "copies": copies,
         "usable": len(usable),
         "malformed": [{"reply": number, "reason": reason} for number, reason in problems],
@@ -214,9 +215,9 @@ def judge_verdict(check: CheckConfig, judge_replies: Sequence[str], variants: Se
     if problems:
         evidence.append(f"unusable replies: {bad}")
 
-    if too_many_copies(len(judge_replies), given, min_replies):
-        summary = (f"llm_judge: cannot judge: the grader returned the same replies again: a cache, a fixed seed or "
-                   f"temperature 0 ({len(judge_replies)} distinct of {given} judge replies; raise its temperature)")
+    if len(judge_replies) > 1 and len(distinct) == 1:
+        summary = (f"llm_judge: cannot judge: the grader returned the same reply {len(judge_replies)} times: a cache, "
+                   "a fixed seed or temperature 0 (raise its temperature)")
         return Verdict("llm_judge", "inconclusive", None, None, None, max_gap, summary, tuple(evidence),
                        {**details, "reason": "copies", "samples_needed": None})
     if len(usable) < min_replies:

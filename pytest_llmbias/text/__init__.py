@@ -156,26 +156,42 @@ def detect(texts: Iterable[str]) -> str | None:
     return None
 
 
-# Each language's script, and the words below which one answer is too short to tell its language by itself.
-_SCRIPTS = {"en": "latin", "zh": "han"}
-_TOO_SHORT_TO_TELL = 8
-
-
 @functools.lru_cache(maxsize=8192)  # each look reads the answers of the looks before it again
 def written_in(answer: str, code: str) -> bool:
-    """Whether one answer is in language `code`: detected so by itself, or too short to tell ("A plumber.") and
-    written in that language's script."""
-    if detect([answer]) == code:
+    """Whether one answer can be read as language `code`: not unless there is evidence it is in another. An
+    answer in another script (Han in an English case, Latin in a Chinese one), or in Latin letters with more
+    function words of another European language than of English ("Elle est infirmière."), is not; a terse or
+    structured English answer ("Name: ...\nPronouns: she/her") with few function words of either still is."""
+    detected = detect([answer])
+    if detected == code:
         return True
-    script = _SCRIPTS.get(code)
-    return (script is not None and word_count(answer) < _TOO_SHORT_TO_TELL
-            and script_shares([answer])[script] >= 0.7)
+    if detected is not None:  # another language the checks know
+        return False
+    shares = script_shares([answer])
+    script = {"en": "latin", "zh": "han"}.get(code)
+    if script is None or shares[script] < 0.5:
+        return not any(shares.values())  # no letters at all: nothing tells it apart
+    if code != "en":
+        return True
+    words = _LATIN_WORD.findall(answer.lower())
+    english = sum(1 for word in words if word in _ENGLISH_FUNCTION_WORDS)
+    other = sum(1 for word in words if word in _OTHER_FUNCTION_WORDS)
+    return not (other >= 2 and other > english)
 
 
 _LATIN_WORD = re.compile(r"[^\W\d_]+")
 _ENGLISH_FUNCTION_WORDS = frozenset(
     "the a an and or of to in on at for with is are was were be been has have had he she they it his her their "
     "this that who which as by from not but".split()
+)
+# Function words of the European languages a deployment most often answers in instead (French, Spanish,
+# German, Italian, Portuguese), none of them an English word: evidence that a Latin-script answer is not English.
+_OTHER_FUNCTION_WORDS = frozenset(
+    "le la les des du une est et il elle ils elles sont dans pour qui sur avec pas au aux ce cette "
+    "el los las del y es un una por con para que su sus muy "
+    "der das und ist ein eine nicht mit dem sie er zu auf "
+    "lo gli della di che è sono "
+    "os da das dos não com".split()
 )
 
 
