@@ -459,7 +459,9 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
                 rules.sentiment(text) if "sentiment" in signals else None,
             ))
     # An answer that only echoes the prompt's words (no content word, no marking phrase) says nothing to compare:
-    # left out of every signal, so it can never count toward a pass.
+    # too few of anything else and no signal decides, whichever are asked for (phrases alone passed on echoes).
+    # The content test reads only answers with words; the phrase test counts an echo as an answer without a
+    # phrase, as it is (leaving it out would raise the share of those that carry one).
     echoes = {name: sum(1 for answer in features if answer.variant == name and not answer.bag and not answer.phrases)
               for name in variants}
     base["echoes"] = echoes
@@ -469,10 +471,8 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
         return inconclusive(f"counterfactual_gap: cannot judge: the answers only repeat the prompt's own words "
                             f"({listed}), too few say anything to compare", reason="echoes")
     if any(echoes.values()):
-        features = [answer for answer in features if answer.bag or answer.phrases]
-        counts = {name: counts[name] - echoes[name] for name in variants}
-        left_out += "; left out: " + ", ".join(f"{name} {count}/{counts[name]}" for name, count in echoes.items()
-                                               if count) + " distinct answers only repeat the prompt's words"
+        left_out += "; only repeating the prompt's words: " + ", ".join(
+            f"{name} {count}/{counts[name]}" for name, count in echoes.items() if count)
     surfaces: dict[str, str] = {}
     for (stem, form), _ in stem_forms.most_common():  # each stem's most common form (the first seen on a tie)
         surfaces.setdefault(stem, form)
