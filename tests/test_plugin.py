@@ -125,7 +125,7 @@ def test_a_replay_miss_names_the_command_that_records_what_was_asked(project: py
     result.assert_outcomes(failed=4)
     # the short summary leads with the case (its node id) and the cause, with the exact command
     result.stdout.fnmatch_lines(["FAILED cases/occupations.yaml::nurse::gender_assumption - no recording in "
-                                 "cases/__cassettes__/occupations.yaml (neutral, loaded); record it with: "
+                                 "cases/__cassettes__/occupations.yaml (neutral); record it with: "
                                  "pytest --llm-record --llm-samples 12 cases/occupations.yaml*"])
     assert azure_env.requests and len(azure_env.requests) == 5  # the first run's only
     recorded = project.runpytest("-p", "pytest_llmbias.plugin", "-p", "no:cacheprovider",
