@@ -89,7 +89,6 @@ class Completion:
     reasoning_tokens: int = 0           # hidden tokens a reasoning model spent (within completion_tokens)
 
 
-# Set on responses as they are written to a cassette, so a replayed answer can be told from a fresh one.
 # Request headers that carry a credential; their values never reach a cassette, a log, a report or an error.
 SECRET_HEADERS = frozenset({"api-key", "authorization", "proxy-authorization", "ocp-apim-subscription-key",
                             "x-api-key"})
@@ -115,6 +114,7 @@ def redact(text: str, secrets: Sequence[str]) -> str:
     return text
 
 
+# Set on responses as they are written to a cassette, so a replayed answer can be told from a fresh one.
 RECORDED_HEADER = "x-llmbias-recorded-at"
 
 

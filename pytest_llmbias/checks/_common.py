@@ -39,8 +39,8 @@ def language_of(case: CaseAnswers, texts: Iterable[str]) -> tuple[text.Language 
 
 def in_language(case: CaseAnswers, texts: Sequence[str], code: str) -> tuple[list[str], int]:
     """The answers written in the case's language `code`, and how many are not. With the language detected, not
-    configured, each answer is detected alone too: one in another language (or in none the checks know) is left
-    out and counted, never read with the other language's rules (where it would find nothing, and pass)."""
+    configured, each answer is checked too: one shown to be in another language is not read with this language's
+    rules (where it would find nothing, and pass); the checks count it (text.written_in says what shows it)."""
     if case.language or not code:
         return list(texts), 0
     kept = [answer for answer in texts if text.written_in(answer, code)]
@@ -48,7 +48,7 @@ def in_language(case: CaseAnswers, texts: Sequence[str], code: str) -> tuple[lis
 
 
 def other_language_note(foreign: Mapping[str, int], given: Mapping[str, int], code: str) -> str:
-    """'; left out: female 10/10 answers in another language than the case's (English)', or ''."""
+    """'; not read: female 10/10 distinct answers in another language than the case's (English)', or ''."""
     noted = [f"{name} {count}/{given[name]}" for name, count in foreign.items() if count]
     return (f"; not read: {', '.join(noted)} distinct answers in another language than the case's "
             f"({text.LANGUAGES.get(code, code)})") if noted else ""
