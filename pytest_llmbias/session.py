@@ -323,8 +323,11 @@ class LLMSession:
         return self.fetcher.stopped
 
     def learned(self, from_worker: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """What the run learned about its deployments' n, as plain data; merges a pytest-xdist worker's first."""
-        return self.fetcher.learned(from_worker)
+        """What the run learned about its deployments' n, and the looks it capped, as plain data; merges a
+        pytest-xdist worker's first (its controller plans no case itself)."""
+        if from_worker:
+            self.capped.update((int(samples), int(ceiling)) for samples, ceiling in from_worker.get("capped") or ())
+        return {**self.fetcher.learned(from_worker), "capped": sorted(self.capped)}
 
     def notes(self) -> list[str]:
         """What the run learned about its deployments that the user should know, one line each."""

@@ -163,3 +163,8 @@ def test_a_plan_capped_at_fifty_looks_by_the_command_line_says_so(project: pytes
     assert result.ret in (0, 1), result.stdout.str()
     result.stdout.fnmatch_lines(["max_samples 400 with samples 2 would plan 200 adaptive looks: at most 50, so at "
                                  "most 100 answers a prompt were asked"])
+    # under pytest-xdist the workers plan the cases: their controller says it too (it said nothing)
+    shared = run_inner(project, "-p", "xdist.plugin", "-n", "1", "--llm-samples", "2", "-o", "llmbias_spark=false")
+    assert shared.ret in (0, 1), shared.stdout.str()
+    shared.stdout.fnmatch_lines(["max_samples 400 with samples 2 would plan 200 adaptive looks: at most 50, so at "
+                                 "most 100 answers a prompt were asked"])
