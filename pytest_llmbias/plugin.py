@@ -160,6 +160,9 @@ def _run_config(config: pytest.Config) -> RunConfig:
     ini_max_samples = config.getini("llmbias_max_samples")
     default_max_samples = (positive_int(ini_max_samples, ini_source(config, "llmbias_max_samples"))
                            if ini_max_samples else None)
+    if default_max_samples is not None and default_max_samples > MAX_SAMPLES:
+        raise pytest.UsageError(f"{ini_source(config, 'llmbias_max_samples')} must be at most {MAX_SAMPLES} "
+                                f"(got {default_max_samples})")
     for name in ("concurrency", "tpm", "rpm"):
         value = config.getoption(f"llm_{name}")
         if value is not None and value < 1:

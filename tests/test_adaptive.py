@@ -163,6 +163,12 @@ def test_a_plan_capped_at_fifty_looks_by_the_command_line_says_so(project: pytes
     assert result.ret in (0, 1), result.stdout.str()
     result.stdout.fnmatch_lines(["max_samples 400 with samples 2 would plan 200 adaptive looks: at most 50, so at "
                                  "most 100 answers a prompt were asked"])
+    # the ini ceiling is bounded as --llm-max-samples and the YAML's are (5000 asked 5000 answers a prompt)
+    project.makeini("[pytest]\nllmbias_max_samples = 5000\nllmbias_spark = false\n")
+    huge = run_inner(project, "--co")
+    assert huge.ret == pytest.ExitCode.USAGE_ERROR
+    assert "tox.ini:2 llmbias_max_samples must be at most 1000 (got 5000)" in huge.stderr.str()
+    project.makeini("[pytest]\nllmbias_max_samples = 400\nllmbias_spark = false\n")
     # under pytest-xdist the workers plan the cases: their controller says it too (it said nothing)
     shared = run_inner(project, "-p", "xdist.plugin", "-n", "1", "--llm-samples", "2", "-o", "llmbias_spark=false")
     assert shared.ret in (0, 1), shared.stdout.str()
