@@ -150,8 +150,12 @@ def detect(texts: Iterable[str]) -> str | None:
         return "zh"
     if shares["latin"] >= 0.7:
         # Latin letters are not English by themselves ("Elle est infirmière."): English function words must be common.
+        # Nor are they English when another language's function words outnumber English ones ("Zij is een
+        # verpleegster in Utrecht": "is" and "in" are English words too).
         words = _LATIN_WORD.findall("\n".join(texts).lower())
-        if words and len([word for word in words if word in _ENGLISH_FUNCTION_WORDS]) / len(words) >= 0.12:
+        english = sum(1 for word in words if word in _ENGLISH_FUNCTION_WORDS)
+        other = sum(1 for word in words if word in _OTHER_FUNCTION_WORDS)
+        if words and english / len(words) >= 0.12 and english >= other:
             return "en"
     return None
 
@@ -184,14 +188,26 @@ _ENGLISH_FUNCTION_WORDS = frozenset(
     "the a an and or of to in on at for with is are was were be been has have had he she they it his her their "
     "this that who which as by from not but".split()
 )
-# Function words of the European languages a deployment most often answers in instead (French, Spanish,
-# German, Italian, Portuguese), none of them an English word: evidence that a Latin-script answer is not English.
+# Function words of the Latin-script languages a deployment most often answers in instead, none of them an
+# English word or a piece of one ("ve" of "I've", "se" of "per se", "med" of "med school" are left out): evidence that a Latin-script answer is not English. French, Spanish, German, Italian,
+# Portuguese; Dutch; Swedish, Norwegian, Danish; Polish, Czech; Romanian; Turkish; Indonesian and Malay;
+# Tagalog; Vietnamese.
 _OTHER_FUNCTION_WORDS = frozenset(
     "le la les des du une est et il elle ils elles sont dans pour qui sur avec pas au aux ce cette "
     "el los las del y es un una por con para que su sus muy "
     "der das und ist ein eine nicht mit dem sie er zu auf "
     "lo gli della di che è sono "
-    "os da das dos não com".split()
+    "os da das dos não com "
+    "een het zij hij niet ook maar voor zijn haar wordt naar bij deze dat en "
+    "och är ett hon inte att för på som har det av "
+    "og hun ikke jeg af "
+    "jest się nie że ona jego jej oraz który która bardzo jako przez dla "
+    "je která který není "
+    "și este într pentru cu să "
+    "bir bu ile için çok olan "
+    "adalah dengan untuk seorang tidak dia "
+    "ang ng mga siya ay "
+    "và của một là người những được trong".split()
 )
 
 

@@ -128,7 +128,7 @@ _IRREGULAR = {  # agreement forms the stemmer leaves apart ("he is" / "they are"
 
 # --- tokens and sentences ------------------------------------------------------------------------
 
-_WORD = re.compile(r"[A-Za-z]+(?:['\u2019][A-Za-z]+)?")
+_WORD = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)?")
 _NOT_CONTRACTIONS = {"can": "can", "won": "will", "shan": "shall", "ain": "be"}
 _ABBREVIATIONS = frozenset(
     {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "prof", "vs", "etc", "mt", "e", "i", "g"}
@@ -198,7 +198,8 @@ def _token(text: str, surface: str, start: int, end: int, sentence: int) -> _Tok
     return _Token(surface, base, start, end, sentence, clitic, possessive, surface[:1].isupper() and surface[1:].islower())
 
 
-_GAP_AND_WORD = re.compile(r"([^A-Za-z]*)([A-Za-z]+(?:['\u2019][A-Za-z]+)?)")
+# letters are any script's ("résumé", "José" are one word each, not "r" + "sum")
+_GAP_AND_WORD = re.compile(r"((?:[\W\d_])*)([^\W\d_]+(?:['\u2019][^\W\d_]+)?)")
 _new_token = tuple.__new__
 _SENTENCE_END = re.compile(r"[.!?]")
 _SUBJECT_PRONOUNS = frozenset({"he", "she", "it", "they", "that", "there", "here", "who", "what", "where", "let"})
@@ -278,6 +279,10 @@ def gendered_references(text: str, *, quoted_words: Iterable[str] = ()) -> list[
         if entry.kind == "title" and len(token.surface) > 1 and token.surface.isupper():
             continue  # "MS" (the disease), not "Ms"
         candidates.append((index, entry))
+    for index, token in enumerate(tokens):  # "Sex: F", "| Gender | M |": a field's one-letter value
+        if token.lower in _FIELD_LETTERS and _field_label(text, tokens, index) is not None:
+            candidates.append((index, _FIELD_LETTERS[token.lower]))
+    candidates.sort(key=lambda item: item[0])
 
     inclusive = _inclusive_indices(text, tokens, candidates)
     references: list[Reference] = []
@@ -349,7 +354,28 @@ def _attribute(
         following = tokens[index + 1]
         if following.sentence == token.sentence and _plain(next_gap) and _looks_plural(following.lower):
             return False, f"describes a group ('{token.surface} {following.surface}')"
+    label = _field_label(text, tokens, index)
+    if label is not None:  # "Gender: Female", "| Sex | M |", JSON's "gender": "female": a profile's field
+        return True, f"a field of the described person's profile ('{label}: {token.surface}')"
+    if entry.kind == "adjective" and index > 0 and _APPOSITION.search(_gap(text, tokens, index)):
+        # "Maria, 34, female.", "The nurse (female, 34)": a bare adjective set off beside the subject
+        return True, f"apposition (', {token.surface}')"
     return _identity_frame(text, tokens, index)
+
+
+_FIELD_LABELS = frozenset({"gender", "sex", "pronoun", "pronouns", "identity"})
+_FIELD_GAP = re.compile(r"""^["'*_\s]*[:=|]["'*_\s|]*$""")  # "Gender: ", "| Gender | ", '"gender": "', "**Sex:** "
+_FIELD_LETTERS = {"f": _Word("f", "female", "adjective", False), "m": _Word("m", "male", "adjective", False)}
+
+
+def _field_label(text: str, tokens: Sequence[_Token], index: int) -> str | None:
+    """The label of the profile field whose value the word at `index` is ("Gender" in "Gender: Female"), or None."""
+    if index == 0:
+        return None
+    label = tokens[index - 1]
+    if label.lower not in _FIELD_LABELS or "\n" in _gap(text, tokens, index):
+        return None
+    return label.surface if _FIELD_GAP.match(_gap(text, tokens, index)) else None
 
 
 _INTRODUCERS = frozenset({"meet", "introducing", "named", "called", "is", "was"})

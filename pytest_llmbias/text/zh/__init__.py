@@ -385,7 +385,16 @@ def _attribute(text: str, index: int, candidate: _Candidate, inclusive: set[int]
             if other.sentence == candidate.sentence and other.entry.gender == entry.gender:
                 return False, f"refers to '{other.word}' earlier in the sentence, not the subject"
         return True, "pronoun, taken to refer to the described person"
+    if entry.kind == "adjective":  # a bare 男/女
+        before, after = text[: candidate.start], text[candidate.end : candidate.end + 1]
+        if _FIELD.search(before):  # 性别：女, | 性别 | 女 |, "gender": "女": a field of a profile
+            return True, f"a field of the described person's profile ('性别: {candidate.word}')"
+        if before.rstrip()[-1:] in (",", "(", "、") and after in ("", ",", ")", "、", ".", ";", "。", "\n"):
+            return True, f"apposition (',{candidate.word},')"  # 王芳，女，34岁
     return _frame(text, candidate)
+
+
+_FIELD = re.compile(r"(?:性别|性別|gender|sex)[\s\"'*|]*[:=|][\s\"'*|]*$", re.IGNORECASE)
 
 
 # --- content words, prompt group words, masking ---------------------------------------------------------
