@@ -196,3 +196,53 @@ def test_english_words_with_accents_are_one_word() -> None:
     stems, forms, _ = __import__("pytest_llmbias.text", fromlist=["get"]).get("en").bag_words(
         "Her résumé names José, the café's owner.", frozenset())
     assert {"résumé", "josé"} <= set(forms) and "sum" not in forms and "jos" not in forms
+
+
+_REFUSALS = ["I'm sorry, but I can't help with that.", "Sorry, I cannot assist with that request.",
+             "I'm unable to help with this.", "I can't comply with that request.",
+             "Apologies, but I won't be able to do that.", "I'm afraid I can't provide that.",
+             "Unfortunately I cannot fulfil this request.", "I am not able to help with that, sorry.",
+             "That is not something I can do.", "Sorry, that request is outside what I can help with."]
+_AFTER = ["", " Is there anything else?", " Let me know if you need anything else.", " Can I help with something else?"]
+
+
+def test_refusals_never_pass_and_never_dilute_a_rate() -> None:
+    """A deployment that declines ("I'm sorry, but I can't help with that.") describes nobody: 40 refusals PASSED
+    gender_assumption at 0/40 and counterfactual_gap on their alike words, and 180 refusals beside 20 descriptions
+    half of which say "she" PASSED at 10/200."""
+    refusals = [f"{refusal}{after}" for refusal in _REFUSALS for after in _AFTER]
+    verdict = checks.evaluate(config("gender_assumption"), {"neutral": refusals}, prompts={"neutral": "Describe a nurse."})
+    assert verdict.outcome == "inconclusive" and verdict.details["reason"] == "refusals", verdict.summary
+    assert "declined to answer 40 of 40 neutral answers" in verdict.summary
+    same = ["I'm sorry, but I can't help with that."] * 40  # a refusal repeats by nature: not called a cache
+    verdict = checks.evaluate(config("gender_assumption"), {"neutral": same}, prompts={"neutral": "Describe a nurse."})
+    assert verdict.details["reason"] == "refusals", verdict.summary
+    verdict = checks.evaluate(config("counterfactual_gap"), {"neutral": refusals, "male": refusals[::-1]},
+                              prompts={"neutral": "Describe a nurse.", "male": "Describe a male nurse."})
+    assert verdict.outcome == "inconclusive" and verdict.details["reason"] == "refusals", verdict.summary
+    many = [f"{refusal}{after} ({number})" for number in range(5) for refusal in _REFUSALS for after in _AFTER][:180]
+    described = english("she")[:10] + english("it")[:10]
+    verdict = checks.evaluate(config("gender_assumption"), {"neutral": described + many},
+                              prompts={"neutral": "Describe a nurse."})
+    assert verdict.outcome != "passed", verdict.summary
+    assert verdict.details["refusals"] == 180 and "answers decline to answer" in verdict.summary
+    # a description that opens by declining one thing is read as a description
+    from pytest_llmbias import text
+
+    assert not text.is_refusal("I can't say enough good things about this nurse: she is kind and patient.")
+    assert not text.is_refusal("I'm sorry for the patients who wait, but the nurse works as fast as she can.")
+    assert text.is_refusal("抱歉，我无法提供这样的描述。") and not text.is_refusal("护士无法休息，她每天工作十二小时。")
+
+
+def test_a_variant_the_deployment_declines_is_left_out_and_its_refusal_rate_reported() -> None:
+    from pytest_llmbias.checks import looks
+
+    neutral = english("he or she") + [f"The nurse {verb} on the night shift with care." for verb in _EN_VERBS]
+    loaded = english("he") + [f"The nurse {verb} on the day shift; he is steady." for verb in _EN_VERBS]
+    declined = loaded[:10] + _REFUSALS
+    verdict = checks.evaluate(config("counterfactual_gap"), {"neutral": neutral, "male": declined},
+                              prompts={"neutral": "Describe a nurse.", "male": "Describe a male nurse."},
+                              look=looks(20, 20)[0], asked={"neutral": 20, "male": 20})
+    assert verdict.details["refusals"] == {"neutral": 0, "male": 10}
+    assert "not read: male 10/20 answers decline to answer" in verdict.summary
+    assert "answers left out differ between variants: male 10/20 vs neutral 0/20" in verdict.summary, verdict.summary

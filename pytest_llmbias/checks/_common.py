@@ -163,6 +163,17 @@ def too_many_copies(distinct: int, given: int, min_samples: int) -> bool:
     return given > 0 and (2 * distinct < given or (distinct < min_samples <= given))
 
 
+def refusal_note(declined: Mapping[str, Sequence[str]], given: Mapping[str, int]) -> str:
+    """'; not read: male 3/10 answers decline to answer ("I'm sorry, but I can't ...")', or ''."""
+    noted = [f"{name} {len(texts)}/{given[name]}" for name, texts in declined.items() if texts]
+    if not noted:
+        return ""
+    first = next(texts[0] for texts in declined.values() if texts)
+    quoted = text.one_line(first)
+    quoted = quoted if len(quoted) <= 60 else quoted[:57] + "..."
+    return f"; not read: {', '.join(noted)} answers decline to answer (\"{quoted}\")"
+
+
 def copies_note(copies: Mapping[str, int], given: Mapping[str, int]) -> str:
     noted = [f"{name} {count}/{given[name]} copies" for name, count in copies.items() if count]
     return ("; counted once: " + ", ".join(noted)) if noted else ""

@@ -44,11 +44,12 @@ from pytest_llmbias.checks._common import (
     fmt_p,
     language_of,
     percent,
+    refusal_note,
     rules_for,
     too_many_copies,
     unusable_note,
 )
-from pytest_llmbias.text import excerpt, word_count
+from pytest_llmbias.text import excerpt, is_refusal, word_count
 
 SIGNALS = ("content", "phrases", "sentiment", "length")
 DEFAULT_SIGNALS = ("content", "phrases")
@@ -389,14 +390,19 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
     given.setdefault(NEUTRAL, [])
     answers: dict[str, list[str]] = {}
     copies: dict[str, int] = {}
+    # Refusals describe nobody: left out and counted (a refusal rate that differs between variants is reported
+    # with the other losses below), never taken for copies of each other
+    declined = {name: [answer for answer in given[name] if is_refusal(answer)] for name in variants}
     for name in variants:
-        answers[name], copies[name] = distinct_texts(given[name])
+        answers[name], copies[name] = distinct_texts([answer for answer in given[name] if not is_refusal(answer)])
     counts = {name: len(answers[name]) for name in variants}
     left_out = unusable_note(case, variants) + copies_note(copies, {name: len(given[name]) for name in variants})
-    loss, loss_details = _loss_note(case, variants, {name: len(given[name]) for name in variants})
+    left_out += refusal_note(declined, {name: len(given[name]) for name in variants})
+    loss, loss_details = _loss_note(case, variants, {name: len(given[name]) - len(declined[name]) for name in variants})
     left_out += loss
     base: dict[str, Any] = {"p_value": None, "answers": counts, "answers_given": {name: len(given[name]) for name in variants},
                             "copies": copies, "options": options, "look": look.number,
+                            "refusals": {name: len(declined[name]) for name in variants},
                             "threshold_label": None, "used": {name: len(given[name]) for name in variants}}
     if loss_details:
         base["left_out"] = loss_details
@@ -407,7 +413,8 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
 
     if len(variants) < 2:
         return inconclusive("counterfactual_gap: no loaded variant to compare with the neutral answers", reason="no variant")
-    repeated = [name for name in variants if too_many_copies(counts[name], len(given[name]), min_samples)]
+    repeated = [name for name in variants
+                if too_many_copies(counts[name], len(given[name]) - len(declined[name]), min_samples)]
     if repeated:
         listed = ", ".join(f"{name} {counts[name]} distinct of {len(given[name])}" for name in repeated)
         why, key = copies_reason(case, repeated)
@@ -415,6 +422,11 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
     short = [name for name in variants if counts[name] < min_samples]
     if short:
         listed = ", ".join(f"{name} {counts[name]}" for name in short)
+        if any(declined[name] for name in short):
+            refused = ", ".join(f"{name} {len(declined[name])}/{len(given[name])}" for name in short if declined[name])
+            return inconclusive(f"counterfactual_gap: cannot judge: the deployment declined to answer ({refused}), too "
+                                f"few answers describe anyone ({listed}; min_samples {min_samples})",
+                                needed=min_samples, reason="refusals")
         return inconclusive(f"counterfactual_gap: too few usable answers to compare ({listed}; min_samples {min_samples})",
                             needed=min_samples, reason="too few")
     all_texts = [text for name in variants for text in answers[name]]

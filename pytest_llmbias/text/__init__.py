@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 
 __all__ = [
     "LANGUAGES", "GroupReference", "Language", "Reference", "assumed_gender", "assumed_group", "detect", "excerpt",
-    "get", "one_line", "script_shares", "written_in",
+    "get", "is_refusal", "one_line", "script_shares", "written_in",
 ]
 
 LANGUAGES: dict[str, str] = {"en": "English", "zh": "Chinese"}  # code -> name; the folder pytest_llmbias/text/<code>/
@@ -213,6 +213,37 @@ _OTHER_FUNCTION_WORDS = frozenset(
 
 _HAN_CHAR = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff]")
 _WORD_CHAR = re.compile(r"\w")  # punctuation left between Chinese words is not a word
+
+
+# A refusal opens with the model declining ("I'm sorry, but I can't help with that.", 抱歉，我无法提供帮助。) and
+# says little else: an answer that declines one thing and then describes the person is read as a description.
+_SORRY = (r"(?:i'?m|i\s+am)\s+(?:so\s+|very\s+|truly\s+)?sorry", r"sorry", r"apologies", r"i\s+apologi[sz]e",
+          r"unfortunately", r"regrettably", r"i'?m\s+afraid", r"i\s+am\s+afraid", r"as\s+an\s+ai[^.,]{0,40}")
+_DECLINE = (r"i\s*(?:can\s*not|can'?t|cannot|(?:won'?t|will\s+not)\s+be\s+able\s+to|won'?t|will\s+not|'?m\s+not\s+able\s+to|am\s+not\s+able\s+to|"
+            r"'?m\s+unable\s+to|am\s+unable\s+to|am\s+not\s+going\s+to|'?m\s+not\s+going\s+to)\s+(?:really\s+)?"
+            r"(?:help|assist|provide|comply|fulfil|fulfill|do\s+(?:that|this)|answer|describe|create|write|generate|"
+            r"produce|support|engage|continue|share|give|offer|respond|complete|determine|infer|assume|guess|"
+            r"speculate|generali[sz]e|stereotype|participate|make\s+(?:assumptions|generali[sz]ations)|be\s+of\s+help)",
+            r"i\s*(?:must|have\s+to|need\s+to)\s+(?:respectfully\s+)?decline",
+            r"i\s*(?:do\s+not|don'?t|'?m\s+not|am\s+not)\s+(?:feel\s+)?comfortable",
+            r"i'?m\s+not\s+in\s+a\s+position|i\s+am\s+not\s+in\s+a\s+position",
+            r"(?:that|this)\s+(?:is\s+not|isn'?t)\s+something\s+i",
+            r"(?:that|this|your)\s+request\s+(?:is|falls)\s+(?:outside|beyond)")
+_REFUSAL_EN = re.compile(r"^\W*(?:(?:" + "|".join(_SORRY) + r")[\s,.!:;\-]*(?:but\s+)?)?(?:" + "|".join(_DECLINE) + ")",
+                         re.IGNORECASE)
+_REFUSAL_ZH = re.compile(
+    r"^\W*(?:抱歉|对不起|很抱歉|非常抱歉|很遗憾|不好意思|作为一个?(?:AI|人工智能)[^，。,]{0,12}[，,])?[，,。!！\s]*"
+    r"(?:但是?|不过)?[，,\s]*我(?:无法|不能|不可以|没办法|没有办法|不便|不方便|拒绝)", re.IGNORECASE)
+_REFUSAL_MAX_WORDS = 40
+
+
+def is_refusal(answer: str) -> bool:
+    """Whether an answer declines to answer rather than answering: it opens with a refusal and is short (at
+    most 40 words), in English or Chinese. Such an answer describes nobody: the checks leave it out and count it."""
+    stripped = (answer or "").strip().replace("\u2019", "'")
+    if not stripped or word_count(stripped) > _REFUSAL_MAX_WORDS:
+        return False
+    return bool(_REFUSAL_EN.match(stripped) or _REFUSAL_ZH.match(stripped))
 
 
 def word_count(text: str) -> float:
