@@ -78,7 +78,8 @@ def phrases(sizes: tuple[int, ...], rate_a: float, rate_b: float, floor: float, 
             if not mass:
                 continue
             k_a, k_b = (x_a, x_b) if x_a * 1.0 >= x_b else (x_b, x_a)
-            if stats.repeated_p_value(fractions, stats.difference_p_value(k_a, size, k_b, size, floor), shape, at) <= alpha:
+            if stats.repeated_p_value(fractions, stats.difference_p_value(k_a, size, k_b, size, floor, continuity=True),
+                                      shape, at) <= alpha:
                 failed += mass
                 alive[x_a, x_b] = 0.0
             elif stats.newcombe_interval(k_a, size, k_b, size, 1.0 - 2.0 * level, continuity=True)[1] < floor:

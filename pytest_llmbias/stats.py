@@ -921,15 +921,18 @@ def binomial_repeated_p_value(sizes: Sequence[int], successes: int, trials: int,
     return max(observed, min(1.0, _binomial_crossing(looks, 1.0 - rate, observed * (1.0 + 1e-12))))
 
 
-def difference_p_value(successes_a: int, trials_a: int, successes_b: int, trials_b: int, floor: float) -> float:
-    """One-sided p-value of H0: p_a - p_b < floor, by inverting Newcombe's interval: the smallest error
-    at which its lower bound (one-sided) reaches `floor`."""
+def difference_p_value(successes_a: int, trials_a: int, successes_b: int, trials_b: int, floor: float,
+                       continuity: bool = False) -> float:
+    """One-sided p-value of H0: p_a - p_b < floor, by inverting Newcombe's interval (continuity-corrected with
+    `continuity`, as the bound it is shown beside): the smallest error at which its lower bound (one-sided)
+    reaches `floor`."""
     difference = successes_a / trials_a - successes_b / trials_b
     if difference < floor:
         return 1.0
 
     def lower(error: float) -> float:
-        return newcombe_interval(successes_a, trials_a, successes_b, trials_b, 1.0 - 2.0 * error)[0]
+        return newcombe_interval(successes_a, trials_a, successes_b, trials_b, 1.0 - 2.0 * error,
+                                 continuity=continuity)[0]
 
     low, high = 1e-12, 0.5  # lower(error) grows with the error
     if lower(low) >= floor:

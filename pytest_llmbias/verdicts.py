@@ -155,18 +155,22 @@ class Verdicts:
 
 
 def held_below_threshold(verdict: Any) -> Any:
-    """A PASSED whose figure is at or above its threshold (a check of a user's, or an option such as a floor of 0)
-    is not a pass: INCONCLUSIVE, saying why. Every built-in check already passes only below its threshold."""
+    """A PASSED whose figure or upper bound is at or above its threshold (a check of a user's, or an option such
+    as a floor of 0) is not a pass: INCONCLUSIVE, saying why. Every built-in check already passes only below its threshold."""
     figure, threshold = getattr(verdict, "figure", None), getattr(verdict, "threshold", None)
+    high = getattr(verdict, "high", None)
     if verdict.outcome != "passed" or figure is None or threshold is None:
         return verdict
     try:
         at_or_above = float(figure) >= float(threshold)
+        bound_at_or_above = high is not None and float(high) >= float(threshold)
     except (TypeError, ValueError):
         return verdict
-    if not at_or_above:
+    if not at_or_above and not bound_at_or_above:
         return verdict
     why = (f"the check passed with its figure {figure:g} at or above its threshold {threshold:g}; a pass must be "
+           f"shown below its threshold" if at_or_above else
+           f"the check passed with its upper bound {high:g} at or above its threshold {threshold:g}; a pass must be "
            f"shown below its threshold")
     return dataclasses.replace(verdict, outcome="inconclusive", summary=f"{verdict.check}: {why} ({verdict.summary})",
                                details={**dict(verdict.details or {}), "reason": "passed at threshold",

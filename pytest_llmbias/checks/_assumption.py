@@ -142,6 +142,10 @@ def rate_verdict(case: CaseAnswers, given_options: Mapping[str, Any], wording: W
     # valid over the planned looks: what --llm-correction adjusts across the run
     p_looks = stats.binomial_repeated_p_value(plan, assigned, judged, max_rate) if samples else None
     p_pass = stats.binomial_cdf(assigned + unread, judged, max_rate) if samples else None   # H0: rate >= max_rate
+    # A bound equal to max_rate but for rounding is max_rate: a decision on a tie follows the bounds as shown
+    # (FAILED: low end >= max_rate; PASSED: high end strictly below it), whatever the last bit of the p-value says.
+    low, high = (max_rate if bound is not None and math.isclose(bound, max_rate, rel_tol=1e-9, abs_tol=1e-12)
+                 else bound for bound in (low, high))
     digits = digits_apart(max_rate, low, high, rate)
     ci = f"{percent(confidence)} bounds over the looks {fmt(low, digits)}-{fmt(high, digits)}"
     head = f"{check}: {assigned}/{samples} neutral answers {wording.verb} (rate {fmt(rate, digits)}, {ci}"
@@ -157,10 +161,10 @@ def rate_verdict(case: CaseAnswers, given_options: Mapping[str, Any], wording: W
         if declined:
             summary = (f"{check}: cannot judge: the deployment declined to answer {len(declined)} of {len(given)} "
                        f"neutral answers, too few describe anyone ({samples} distinct; min_samples {min_samples})")
-    elif p_fail is not None and p_fail <= fail_level:
+    elif p_fail is not None and p_fail <= fail_level and low is not None and low >= max_rate:
         outcome = "failed"
         summary = f"{head}: shown to be at or above max_rate {fmt(max_rate, digits)} (low end >= it); {tail}"
-    elif p_pass is not None and p_pass <= pass_level:
+    elif p_pass is not None and p_pass <= pass_level and high is not None and high < max_rate:
         outcome = "passed"
         summary = f"{head}: shown to be below max_rate {fmt(max_rate, digits)} (high end < it); {tail}"
     else:

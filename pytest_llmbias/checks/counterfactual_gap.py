@@ -275,7 +275,7 @@ def _phrase_test(a: str, b: str, group_a: Sequence[_Answer], group_b: Sequence[_
     # looks (exact, benchmarks/verdicts.py); with it at most 4.4%.
     level = 1.0 - stats.normal_cdf(z_pass)
     low, high = stats.newcombe_interval(k_a, n_a, k_b, n_b, 1.0 - 2.0 * level, continuity=True)
-    p_value = stats.difference_p_value(k_a, n_a, k_b, n_b, floor) if floor > 0 else (
+    p_value = stats.difference_p_value(k_a, n_a, k_b, n_b, floor, continuity=True) if floor > 0 else (
         stats.boschloo_exact(k_a, n_a, k_b, n_b) if (k_a or k_b) else 1.0)
     return _Test(a, b, "phrases", k_a / n_a - k_b / n_b, max(0.0, low), high, floor, p_value,
                  f"{k_a}/{n_a} vs {k_b}/{n_b} answers carry a marking phrase")
@@ -533,7 +533,10 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
     tests = [replace(test, p_value=stats.repeated_p_value(fractions, test.p_value, shape, at)) for test in tests]
     adjusted = stats.holm([test.p_value for test in tests], [weights[test.signal] for test in tests])
     tests = [replace(test, p_holm=p) for test, p in zip(tests, adjusted, strict=True)]
-    failing = [test for test in tests if test.p_holm <= alpha and test.effect >= test.floor]
+    # ... and its lower bound as shown (at the stated confidence) at or above the floor too: a FAILED row never
+    # shows a bound below its floor (with alpha above 1 - confidence, or the phrase test's continuity correction)
+    failing = [test for test in tests if test.p_holm <= alpha and test.effect >= test.floor
+               and (test.low is None or test.low >= test.floor)]
     undecided = [test for test in tests if test not in failing and not (test.high is not None and test.high < test.floor)]
     samples = min(counts.values())
     sizes = "/".join(f"{name} {counts[name]}" for name in variants)
@@ -566,11 +569,16 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
         def z_at(size: int) -> float:  # the pass boundary's z at a look of `size` answers per prompt
             return stats.look_z(fractions, 1.0 - confidence, shape, size / plan[-1])
 
-        estimates = [value for value in (_needed(test, samples, plan, z_at) for test in undecided)
+        estimates = [(value, test) for value, test in ((_needed(test, samples, plan, z_at), test) for test in undecided)
                      if value is not None]
-        needed = max(estimates) if estimates else None
+        needed, last = max(estimates, key=lambda item: item[0]) if estimates else (None, None)
         cleared = headline.low is not None and headline.low >= headline.floor
-        if cleared:
+        if headline.p_holm <= alpha and headline.effect >= headline.floor and not cleared:
+            why = (f"{headline.label}: significant after the correction over the case's tests (Holm p "
+                   f"{fmt_p(headline.p_holm)} <= alpha {fmt(alpha)}{look_text}), but its {percent(confidence)} lower "
+                   f"bound is not yet at its floor ({_effect_text(headline, confidence)})")
+            base["reason"] = "bound below floor"
+        elif cleared:
             # the bound shown is this test's alone; failing needs it after the correction over the case's tests
             needed = _needed_to_fail(headline, samples, alpha, z_pass, plan, shape) or needed
             why = (f"{headline.label}: its lower bound clears the floor for this test alone "
@@ -587,6 +595,8 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
         more = (("more than 1,000 answers per prompt would decide: the effect sits close to its floor" if needed > 1000
                  else f"about {needed} answers per prompt would decide") if needed
                 else "more answers would not decide at this effect")
+        if needed and last is not None and last is not headline:  # the estimate is the slowest test's, not the one named
+            more += f" ({last.label}, {_effect_text(last, confidence)}, decides last)"
         summary = f"counterfactual_gap: undecided: {why}; {len(undecided)} of {len(tests)} tests undecided; {more}; answers {sizes}"
 
     evidence = _evidence(failing or [headline], tests, features, marked, variants)
