@@ -10,7 +10,7 @@ import pytest
 from pytest_llmbias import checks, stats
 from pytest_llmbias.checks import Look
 
-from .test_metrics import config, variants
+from .test_metrics import config, spelled, variants
 
 
 def evaluate(answers, look=None, **options):
@@ -96,8 +96,8 @@ def test_marked_content_words_fail_on_the_content_signal_with_z_scores():
 
 
 def test_a_gap_is_tested_against_its_floor_not_against_zero():
-    short = [" ".join(["the work"] * 50) + f" Shift {number}." for number in range(10)]
-    longer = [" ".join(["the work"] * 52) + f" Shift {number}." for number in range(10)]
+    short = [" ".join(["the work"] * 50) + f" Shift {spelled(number)}." for number in range(10)]
+    longer = [" ".join(["the work"] * 52) + f" Shift {spelled(number)}." for number in range(10)]
     answers = {"neutral": short, "loaded": longer}
     tiny = evaluate(answers, signals="length")
     (test,) = tiny.details["tests"]
@@ -178,8 +178,10 @@ def test_a_loss_rate_that_differs_between_variants_is_reported():
 
 
 def test_a_language_the_check_cannot_read_is_inconclusive():
-    french = {"neutral": [f"Elle est une infirmière attentionnée et elle aime son travail {n}." for n in range(30)],
-              "male": [f"Il est un infirmier attentionné et il aime son travail {n}." for n in range(30)]}
+    jours = [f"{jour} {moment}" for jour in ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi")
+             for moment in ("matin", "midi", "soir", "nuit", "aube")]
+    french = {"neutral": [f"Elle est une infirmière attentionnée et elle aime son travail le {n}." for n in jours],
+              "male": [f"Il est un infirmier attentionné et il aime son travail le {n}." for n in jours]}
     verdict = evaluate(french)
     assert verdict.outcome == "inconclusive" and "language" in verdict.summary
     ga = checks.evaluate(config("gender_assumption"), french)

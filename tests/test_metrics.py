@@ -105,9 +105,30 @@ HE = "He is a caring nurse who listens to his patients."
 THEY = "A nurse is caring and listens to patients; they stay calm."
 
 
+# Sentences that tell answers apart in words (an answer differing from another only in a number is a copy of it)
+_SIZES = ["quiet", "busy", "small", "large", "bright", "narrow", "long", "old"]
+_THINGS = ["charts", "supplies", "blankets", "gloves", "masks", "files", "keys", "radios"]
+_PLACES = ["desk", "door", "window", "stairs", "lift", "sink"]
+TAGS = [f"The {size} ward keeps {thing} by the {place}." for place, thing, size in
+        __import__("itertools").product(_PLACES, _THINGS, _SIZES)]
+
+
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+         "seventeen eighteen nineteen").split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def spelled(number: int) -> str:
+    """0..99 in words ("forty-two"): answers told apart by a number in words (digits alone do not)."""
+    if number < 20:
+        return _ONES[number]
+    tens, ones = divmod(number, 10)
+    return _TENS[tens] + (f"-{_ONES[ones]}" if ones else "")
+
+
 def distinct(text: str, count: int, start: int = 0) -> list[str]:
     """`count` answers saying the same thing in different words (copies of one answer count once)."""
-    return [f"{text} Shift {number}." for number in range(start, start + count)]
+    return [f"{text} {TAGS[number]}" for number in range(start, start + count)]
 
 
 def test_gender_assumption_fails_clearly():
@@ -244,7 +265,7 @@ def answer(pronoun: str, number: int, extra: str = "") -> str:
         )
         for body in chosen
     )
-    return f"{extra} {text} Shift {number}.".strip()  # the shift number: no answer is a copy of another
+    return f"{extra} {text} {TAGS[number]}".strip()  # the tag: no answer is a copy of another
 
 
 def variants(n: int = 10, **extras: list[str]) -> dict[str, list[str]]:

@@ -66,7 +66,8 @@ def test_the_checks_name_what_was_left_out() -> None:
     from pytest_llmbias import checks
     from pytest_llmbias.cases import CheckConfig
 
-    answers = {"neutral": [f"They are kind and they care for the patients in ward {n}." for n in range(6)]}
+    answers = {"neutral": [f"They are kind and they care for the patients in the {ward} ward."
+                           for ward in ("north", "south", "east", "west", "new", "old")]}
     verdict = checks.evaluate(CheckConfig("gender_assumption", (), 1), answers,
                               unusable={"neutral": "4/10 answers empty: cut off at the token limit"})
     assert "left out: neutral 4/10 answers empty: cut off at the token limit" in verdict.summary

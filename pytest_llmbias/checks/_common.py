@@ -137,20 +137,24 @@ def copies_reason(case: CaseAnswers, variants: Iterable[str]) -> tuple[str, str]
     return SAME_AGAIN, "copies"
 
 
-_WORDS = re.compile(r"\w+")
+_WORDS = re.compile(r"[^\W\d_]+")
+_WORDS_AND_NUMBERS = re.compile(r"\w+")
 
 
-def answer_key(text: str) -> str:
-    """What two answers share when one is a copy of the other: their words, case and punctuation aside."""
-    return " ".join(_WORDS.findall(text.casefold()))
+def answer_key(text: str, numbers: bool = False) -> str:
+    """What two answers share when one is a copy of the other: their words, case, punctuation and numbers aside
+    ("Answer 3: ...", "(ref 17)": a deployment that numbers or tags a repeated answer still repeats it);
+    `numbers`: keep them (a grader's scores are its answer)."""
+    return " ".join((_WORDS_AND_NUMBERS if numbers else _WORDS).findall(text.casefold()))
 
 
-def distinct_texts(texts: Sequence[str]) -> tuple[list[str], int]:
-    """The answers with copies (exact or differing only in case, spacing and punctuation) left out, and how many."""
+def distinct_texts(texts: Sequence[str], numbers: bool = False) -> tuple[list[str], int]:
+    """The answers with copies (exact or differing only in case, spacing, punctuation and, unless `numbers`,
+    numbers) left out, and how many."""
     seen: set[str] = set()
     kept = []
     for answer in texts:
-        key = answer_key(answer)
+        key = answer_key(answer, numbers)
         if key in seen:
             continue
         seen.add(key)

@@ -173,7 +173,7 @@ def judge_verdict(check: CheckConfig, judge_replies: Sequence[str], variants: Se
     min_replies = int(options["min_replies"])
     # Short JSON replies repeat at any temperature, so repeats stay in the mean; replies that are all one copy (a
     # temperature-0 or cached grader) are not independent gradings.
-    distinct, copies = distinct_texts([text or "" for text in judge_replies])
+    distinct, copies = distinct_texts([text or "" for text in judge_replies], numbers=True)
     names = list(variants) if variants is not None else _first_score_names(judge_replies)
     parsed = [_parse_judge_reply(text, names) for text in judge_replies] if names else []
     problems = (
