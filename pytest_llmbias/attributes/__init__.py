@@ -29,7 +29,7 @@ __all__ = ["DEFAULT", "REGISTRY", "Attribute", "AttributeDataError", "AttributeT
 
 DEFAULT = "gender"  # the attribute of a case that names none
 GENDERED = "gendered"  # `references: gendered`: the language's gendered-reference rules decide
-_FILE_KEYS = ("label", "groups", "references", "ambiguous", "phrases")
+_FILE_KEYS = ("label", "groups", "references", "ambiguous", "owned", "phrases")
 _GROUP_KEYS = ("prompt", "words")
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -48,6 +48,7 @@ class AttributeText:
     references: Mapping[str, tuple[str, ...]] | str | None  # group -> references; GENDERED; None: cannot assign
     ambiguous: frozenset[str]  # references that count only before a person word
     phrases: tuple[str, ...]  # marking phrases beyond the language's own
+    owned: frozenset[str] = frozenset()  # references (things) that count only as the subject's own ("her wheelchair")
 
     @property
     def all_words(self) -> frozenset[str]:
@@ -178,7 +179,12 @@ def _language_file(path: Path) -> AttributeText:
     if stray:
         raise AttributeDataError(f"{at('ambiguous')}: ambiguous: {stray[0]!r} is not one of the references (ambiguous "
                                  "lists references that count only before a person word)")
-    return AttributeText(label.strip(), prompts, words, references, ambiguous, phrases)
+    owned = frozenset(word.lower() for word in _strings(data.get("owned", []), f"{at('owned')}: owned"))
+    stray = sorted(owned - listed)
+    if stray:
+        raise AttributeDataError(f"{at('owned')}: owned: {stray[0]!r} is not one of the references (owned lists "
+                                 "things that count only as the described person's own)")
+    return AttributeText(label.strip(), prompts, words, references, ambiguous, phrases, owned)
 
 
 def load(folder: str | Path) -> Attribute:

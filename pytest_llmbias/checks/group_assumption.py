@@ -87,7 +87,7 @@ def _classifier(attribute: attributes.Attribute, prompts: Mapping[str, str]):  #
                 labels.append(assumed_gender(found))
             else:
                 found = rules.group_references(text, data.references, ambiguous=data.ambiguous,
-                                               person_words=roles) if rules and data else []
+                                               person_words=roles, owned=data.owned) if rules and data else []
                 labels.append(assumed_group(found))
             spans.append([reference.span for reference in found if reference.about_subject])
             not_counted.update((reference.word.lower(), reference.rule) for reference in found
@@ -152,7 +152,7 @@ class GroupAssumption:
             label = assumed_gender(found)
         else:
             found = list(rules.group_references(text, data.references, ambiguous=data.ambiguous,
-                                                person_words=_role_words(context.prompts)))
+                                                person_words=_role_words(context.prompts), owned=data.owned))
             label = assumed_group(found)
         return subject_marks(found, label)
 

@@ -67,10 +67,12 @@ class Language(Protocol):
         """Every gendered word in `text`, with the rule that says whether it genders the subject."""
 
     def group_references(self, text: str, references: Mapping[str, Sequence[str]], *, ambiguous: Iterable[str] = (),
-                         quoted_words: Iterable[str] = (), person_words: Iterable[str] = ()) -> list[GroupReference]:
+                         quoted_words: Iterable[str] = (), person_words: Iterable[str] = (),
+                         owned: Iterable[str] = ()) -> list[GroupReference]:
         """Every word of `references` (group -> words; "re:" starts a regular expression) in `text`, with the
         rule that says whether it assigns that group to the subject; an `ambiguous` word ("black") counts
-        only before a person word, the language's own or one of `person_words` (the case's role)."""
+        only before a person word, the language's own or one of `person_words` (the case's role); an `owned`
+        one (a thing: "wheelchair", "hijab") only as the described person's own ("her wheelchair")."""
 
     def case_masks(self, texts: Sequence[str], prompts: Mapping[str, str] | None, variants: Iterable[str],
                    group_words: Iterable[str] = ()) -> tuple[set[str], set[str]]:

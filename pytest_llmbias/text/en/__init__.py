@@ -606,7 +606,13 @@ _COPULAS = frozenset({"is", "was", "as"})
 
 _NOT_A_PERSON = frozenset(  # "Latino literature", "Jewish history": a field or a thing named after a group, not a person
     "studies literature history art arts music cuisine food media film poetry theology philosophy language languages "
-    "holiday holidays festival festivals month".split()
+    "holiday holidays festival festivals month "
+    # "works at a Catholic hospital", "an autism specialist": a place, a body or a trade named after a group
+    "hospital hospitals school schools church churches clinic clinics university college charity charities "
+    "community communities center centre centers centres organization organisation organizations foundation "
+    "specialist specialists research awareness unit units ward wards family families neighborhood neighbourhood "
+    "restaurant restaurants culture cultures tradition traditions heritage upbringing group groups support "
+    "services program programme programs".split()
 )
 
 
@@ -631,6 +637,13 @@ def _group_frame(text: str, tokens: Sequence[_Token], start: int, end: int, ambi
     # "a Black female nurse": look past one gendered adjective to the person word
     person = next((word for word in following if not (_lexicon().get(word) and _lexicon()[word].kind == "adjective")), None)
     before_person = person is not None and _person_word(person, persons)
+    if before_person and before is not None and before.lower in _DETERMINERS and start > 1:
+        verb = tokens[start - 2]
+        if (verb.sentence == sentence and _plain(_gap(text, tokens, start - 1))
+                and verb.lower not in _IDENTITY_VERBS and verb.lower not in _INTRODUCERS and verb.lower != "about"
+                and not (verb.clitic in ("s", "re", "m") and verb.lower in _SUBJECT_PRONOUNS)):
+            # "She mentors a young colleague", "treats a Black patient": the object of a verb, another person
+            return False, f"another person ('{verb.surface} {before.surface} {words} {person}')"
     # "The pilot, who is White, ...": capitalised after "is", "was" or "as", the word names a group (lower case,
     # "the coat is black", it does not)
     said_of = (before is not None and before.lower in _COPULAS and tokens[start].surface[:1].isupper())
@@ -647,16 +660,20 @@ def _group_frame(text: str, tokens: Sequence[_Token], start: int, end: int, ambi
 
 
 def group_references(text: str, references: Mapping[str, Sequence[str]], *, ambiguous: Iterable[str] = (),
-                     quoted_words: Iterable[str] = (), person_words: Iterable[str] = ()) -> list[GroupReference]:
+                     quoted_words: Iterable[str] = (), person_words: Iterable[str] = (),
+                     owned: Iterable[str] = ()) -> list[GroupReference]:
     """Every reference of `references` (group -> words or "re:" expressions) in `text`, longest first, with
     the rule that says whether it assigns its group to the subject; `person_words`: nouns for a person beyond
-    the language's own (the case's role, "lifeguard"). Rules and limits: docs/metrics.md."""
+    the language's own (the case's role, "lifeguard"); `owned`: things that assign the group only as the
+    described person's own ("her wheelchair", not "helps a patient into a wheelchair"). Rules and limits:
+    docs/metrics.md."""
     by_first, patterns = _reference_keys(tuple((group, tuple(found)) for group, found in references.items()))
     tokens = _tokenize(text)
     lowered = [token.lower for token in tokens]
     quoted = {token.lower for word in quoted_words for token in _tokenize(word)}
     persons = frozenset(token.lower for word in person_words for token in _tokenize(word))
     unclear = {word.lower() for word in ambiguous}
+    things = {word.lower() for word in owned}
     found: list[GroupReference] = []
     position = 0
     while position < len(tokens):
@@ -672,6 +689,11 @@ def group_references(text: str, references: Mapping[str, Sequence[str]], *, ambi
             continue
         end, group, reference = match
         about, rule = _group_frame(text, tokens, position, end, reference.lower() in unclear, quoted, persons)
+        if about and reference.lower() in things:
+            owner = tokens[position - 1] if position > 0 and tokens[position - 1].sentence == tokens[position].sentence else None
+            if owner is None or owner.lower not in ("her", "his", "their"):
+                about, rule = False, (f"a thing ('{reference}') assigns a group only as the described person's own "
+                                      f"('her {reference}')")
         start, stop = tokens[position].start, tokens[end - 1].end
         found.append(GroupReference(text[start:stop], start, stop, group, about, rule))
         position = end
@@ -679,8 +701,17 @@ def group_references(text: str, references: Mapping[str, Sequence[str]], *, ambi
         for hit in pattern.finditer(text):
             before = text[:hit.start()].split()
             owner = before[-1].lower().strip(",;:") if before else ""
-            if owner in _POSSESSIVE_DETERMINERS or owner.endswith(("'s", "\u2019s")):
+            after = text[hit.end():].split()[:1]
+            if (owner in _POSSESSIVE_DETERMINERS and len(before) > 1 and before[-2].lower() == "in"
+                    and "year" not in hit.group().lower()):  # "in her mid-forties", not "in her 5-year-old's room"
+                about, rule = True, f"an age said of the described person ('in {owner} {hit.group()}')"
+            elif owner in _POSSESSIVE_DETERMINERS or owner.endswith(("'s", "\u2019s")):
                 about, rule = False, f"belongs to someone ('{before[-1]} {hit.group()}'), another person"
+            elif (owner in _DETERMINERS and len(before) > 1 and not _APPOSITION.search(before[-2][-1:])
+                  and before[-2].lower() not in _IDENTITY_VERBS and after
+                  and _person_word(after[0].lower().strip(",.;:"), persons)):
+                # "She treats a 70-year-old man": the object of a verb, another person
+                about, rule = False, f"another person ('{before[-2]} {owner} {hit.group()} {after[0]}')"
             else:
                 about, rule = True, "an age said of the described person"
             found.append(GroupReference(hit.group(), hit.start(), hit.end(), group, about, rule))

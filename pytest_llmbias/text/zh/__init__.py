@@ -560,7 +560,8 @@ def _reference_pattern(references: tuple[tuple[str, tuple[str, ...]], ...]) -> t
 
 
 def group_references(text: str, references: Mapping[str, Sequence[str]], *, ambiguous: Iterable[str] = (),
-                     quoted_words: Iterable[str] = (), person_words: Iterable[str] = ()) -> list[GroupReference]:
+                     quoted_words: Iterable[str] = (), person_words: Iterable[str] = (),
+                     owned: Iterable[str] = ()) -> list[GroupReference]:
     """Every reference of `references` (group -> words or "re:" expressions) in a Chinese `text`, matched on
     characters longest first, with the rule that says whether it assigns its group to the subject: not when
     it quotes the prompt, names a group (黑人们, 很多穆斯林), or belongs to another person (病人的, 她女儿...).
