@@ -13,8 +13,8 @@ from .providers import (DEFAULT_API_VERSION, DEFAULT_TOKEN_SCOPE, KEYLESS_HOW, N
                         PROVIDERS, ConfigError, Settings, azure_shape, callable_api_key_supported,
                         entra_token_provider, provider_for, provider_from_env)
 from .wire import (UNSET_MAX_TOKENS_QUOTA, RECORDED_HEADER, ChatRequest, Completion,  # noqa: F401 (the client's types)
-                   RequestFailed, RunStopped, categories, completion_from_body, redact, replayed_completion, request_key,
-                   secrets_in)
+                   RequestFailed, RunStopped, categories, completion_from_body, redact, remember_secret,
+                   replayed_completion, request_key, secrets_in)
 from .throttle import rate_limit_kind, retry_after
 
 DEFAULT_DEPLOYMENT = "gpt-35-turbo"
@@ -41,8 +41,16 @@ def httpx_module() -> Any:
 def build_client(settings: Settings, library: Any = None) -> Any:
     """The SDK client for the settings' endpoint shape; with a cassette library, its requests go
     through the cassette transport."""
+    import dataclasses
+
     import openai
 
+    # Whatever authenticates the run is masked wherever a server quotes it back (an error body, a page)
+    for secret in (settings.api_key, settings.ad_token):
+        remember_secret(secret)
+    if settings.token_provider is not None:
+        provider = settings.token_provider
+        settings = dataclasses.replace(settings, token_provider=lambda: remember_secret(provider()))
     http_client = None
     if library is not None:
         module = httpx_module()
@@ -267,7 +275,7 @@ def _completion(raw: Any, latency: float, attempts: int, throttled: int) -> Comp
     completion = completion_from_body(body, latency=latency, replayed=RECORDED_HEADER in raw.headers,
                                       attempts=attempts, throttled=throttled)
     if completion is None:  # the SDK validated the shape: this would be a bug of ours
-        raise RequestFailed(f"unreadable chat completion: {json.dumps(body)[:200]}")
+        raise RequestFailed(redact(f"unreadable chat completion: {json.dumps(body)[:200]}", secrets_in(None)))
     return completion
 
 

@@ -6,6 +6,7 @@ import it; it imports neither."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -95,21 +96,38 @@ SECRET_HEADERS = frozenset({"api-key", "authorization", "proxy-authorization", "
 REDACTED = "***"
 
 
+# Placeholders the SDK is given where no credential is needed: not secrets, never masked.
+_NOT_SECRETS = frozenset({"no-key", "replay-no-key"})
+_known: set[str] = set()
+_known_lock = threading.Lock()
+
+
+def remember_secret(value: Any) -> Any:
+    """Note a credential of this process's runs (a key, a token as a provider hands it out), so that every
+    text the run shows or writes masks it; returns `value` (a token provider passes its token through)."""
+    if isinstance(value, str) and len(value.strip()) >= 6 and value.strip() not in _NOT_SECRETS:
+        with _known_lock:
+            _known.add(value.strip())
+    return value
+
+
 def secrets_in(headers: Any) -> list[str]:
-    """The credentials a request sent (an api-key's value, a bearer token without its scheme)."""
-    found = []
+    """The credentials a request sent (an api-key's value, a bearer token without its scheme), and those the
+    run's settings hold (the SDK may hand on a request without its credential headers)."""
+    with _known_lock:
+        found = list(_known)
     for name, value in (headers.items() if headers is not None else ()):
         if str(name).lower() not in SECRET_HEADERS or not value:
             continue
         value = str(value)
         scheme, _, token = value.partition(" ")
         found.append(token.strip() if token and scheme.lower() in ("bearer", "basic", "token") else value.strip())
-    return [secret for secret in found if len(secret) >= 6]
+    return [secret for secret in found if len(secret) >= 6 and secret not in _NOT_SECRETS]
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:
     """`text` with every credential the request sent masked: a server may quote it back in an error."""
-    for secret in secrets:
+    for secret in sorted(set(secrets), key=len, reverse=True):  # a longer one first: it may contain another
         text = text.replace(secret, REDACTED)
     return text
 

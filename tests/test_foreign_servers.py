@@ -1,0 +1,143 @@
+"""Servers that answer in ways no Azure deployment does: a key quoted back in an error, a 200 that is no chat
+completion (a sign-in page, a stream, JSON cut short), a compressed body, no choices, a day's retry-after, a
+body that trickles in. A small OpenAI-compatible server of the test's own on 127.0.0.1 answers as each test
+says; the plugin runs by pytester through the real openai SDK and real cassettes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from tests.conftest import NURSE_CASES, PROVIDER_VARIABLES, run_inner
+
+SECRET = "sk-foreign-7c1e9a3b5d2f4e60"  # the key these tests send; it must never reach what a run writes
+ANSWERS = ("A nurse cares for patients on the ward.", "Nurses work long shifts and comfort families.",
+           "The nurse checks vitals and gives medication.", "They are skilled professionals who listen well.")
+
+
+def completion(body: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A chat completion with the n choices the body asks for (answers told apart by their seed and index)."""
+    seed = body.get("seed") or 0
+    choices = [{"index": index, "message": {"role": "assistant",
+                                            "content": f"{ANSWERS[(index + seed) % 4]} ({seed}.{index})"},
+                "finish_reason": "stop"} for index in range(body.get("n") or 1)]
+    data = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": body.get("model", "m"),
+            "choices": choices, "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}}
+    data.update(fields)
+    return data
+
+
+class Reply:
+    """What the server sends: a status, a body (a dict is sent as JSON), its content type, more headers."""
+
+    def __init__(self, status: int, body: Any, content_type: str = "application/json",
+                 headers: tuple[tuple[str, str], ...] = ()) -> None:
+        self.status, self.body, self.content_type, self.headers = status, body, content_type, headers
+
+    def payload(self) -> bytes:
+        body = json.dumps(self.body) if isinstance(self.body, (dict, list)) else self.body
+        return body.encode() if isinstance(body, str) else body
+
+
+class Foreign:
+    """An OpenAI-compatible server on 127.0.0.1: `answer(body, key)` gives each request's Reply, or sends it
+    itself through the handler (`handler` in the body's place, for a body that trickles)."""
+
+    def __init__(self, answer: Callable[..., Any]) -> None:
+        self.answer = answer
+        self.requests: list[dict[str, Any]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+                key = (self.headers.get("authorization") or self.headers.get("api-key") or "").removeprefix("Bearer ")
+                server.requests.append({"path": self.path, "body": body, "key": key})
+                reply = server.answer(body, key, self)
+                if reply is None:  # the answer sent itself
+                    return
+                data = reply.payload()
+                self.send_response(reply.status)
+                self.send_header("content-type", reply.content_type)
+                for name, value in reply.headers:
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self.server.server_port}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def foreign(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Foreign]]:
+    """start(answer): a server of the test's making, the only endpoint (OPENAI_BASE_URL, OPENAI_API_KEY)."""
+    servers: list[Foreign] = []
+
+    def start(answer: Callable[..., Any]) -> Foreign:
+        for name in PROVIDER_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        server = Foreign(answer)
+        servers.append(server)
+        monkeypatch.setenv("OPENAI_BASE_URL", server.endpoint)
+        monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def project(pytester: pytest.Pytester, text: str = NURSE_CASES) -> pytest.Pytester:
+    pytester.mkdir("cases")
+    (pytester.path / "cases" / "jobs.yaml").write_text(text)
+    return pytester
+
+
+def output_of(result: pytest.RunResult) -> str:
+    return result.stdout.str() + result.stderr.str()
+
+
+def written(pytester: pytest.Pytester) -> str:
+    """Everything the run wrote beside the case file: cassettes, journal, JUnit, HTML."""
+    return "".join(path.read_text(errors="replace") for path in pytester.path.rglob("*")
+                   if path.is_file() and path.suffix in (".yaml", ".jsonl", ".xml", ".html", ".json"))
+
+
+# -- a key quoted back --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("status", "words"), [
+    (401, "Access denied due to invalid subscription key {key}. Make sure to provide a valid key."),
+    (500, "upstream rejected credential {key}"),
+    (400, "Invalid request for key {key}"),
+])
+def test_a_key_the_server_quotes_back_reaches_no_output(hermetic: pytest.Pytester, foreign, status: int,
+                                                         words: str) -> None:
+    server = foreign(lambda body, key, handler: Reply(status, {"error": {"message": words.format(key=key)}}))
+    result = run_inner(project(hermetic), "--llm-live", "-o", "llmbias_attempts=1", "--junitxml=junit.xml",
+                       "--llm-html=report.html")
+    output = output_of(result)
+    assert server.requests and server.requests[0]["key"] == SECRET
+    assert result.ret != 0 and "***" in output, output
+    assert SECRET not in output and SECRET not in written(hermetic)
+    assert "Traceback" not in output
