@@ -118,7 +118,14 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
         started = time.perf_counter()
         try:
             raw = client.chat.completions.with_raw_response.create(**_create_arguments(request))
-            answer = _completion(raw, time.perf_counter() - started, attempt, throttled)
+            try:
+                answer = _completion(raw, time.perf_counter() - started, attempt, throttled)
+            except RequestFailed:  # a 200 that is no chat completion: the deployment answered all the same
+                if answered is not None and RECORDED_HEADER not in raw.headers:
+                    answered(None)
+                if limiter is not None:
+                    limiter.responded()
+                raise
             if limiter is not None:  # the quota the deployment reports (none on a replay)
                 limiter.observe({} if answer.replayed else raw.headers, 0 if answer.replayed else cost)
             if answered is not None and not answer.replayed:
@@ -270,13 +277,44 @@ def _backoff(attempt: int, rng: Any) -> float:
 
 
 def _completion(raw: Any, latency: float, attempts: int, throttled: int) -> Completion:
-    """The SDK's parsed response through the same parser as a cassette's body (wire.completion_from_body)."""
-    body = raw.parse().model_dump(mode="json")  # extra fields (content_filter_results) included
-    completion = completion_from_body(body, latency=latency, replayed=RECORDED_HEADER in raw.headers,
-                                      attempts=attempts, throttled=throttled)
-    if completion is None:  # the SDK validated the shape: this would be a bug of ours
-        raise RequestFailed(redact(f"unreadable chat completion: {json.dumps(body)[:200]}", secrets_in(None)))
+    """The SDK's parsed response through the same parser as a cassette's body (wire.completion_from_body); a
+    200 that is no chat completion (a sign-in page, a stream, JSON cut short, an error object) is a failed
+    request, said in one line."""
+    try:
+        data = json.loads(raw.http_response.content)
+    except ValueError:
+        data = None
+    completion = None
+    if isinstance(data, dict) and isinstance(data.get("choices"), list):
+        try:  # the SDK's model: extra fields (content_filter_results) included
+            body = raw.parse().model_dump(mode="json")
+        except Exception:  # a shape the SDK's model does not take: said below as it came
+            body = data
+        completion = completion_from_body(body, latency=latency, replayed=RECORDED_HEADER in raw.headers,
+                                          attempts=attempts, throttled=throttled)
+    if completion is None:
+        raise RequestFailed(not_a_completion(raw.http_response, data))
     return completion
+
+
+def not_a_completion(response: Any, data: Any) -> str:
+    """One line for a 200 whose body is no chat completion: what came (its content type) and, when the
+    server said something (an error object, a page's title), its own words; never a credential."""
+    media = (response.headers.get("content-type") or "").split(";")[0].strip() or "no content type"
+    text = response.content.decode("utf-8", "replace")
+    if isinstance(data, dict) and any(name in data for name in _MESSAGE_FIELDS) and _words(data):
+        said = repr(_words(data)[:120])  # {"error": {"message": ...}} with a 200: the server's words
+    elif isinstance(data, dict) and isinstance(data.get("choices"), list):
+        said = f"choices of another shape: {json.dumps(data['choices'])[:100]}"
+    elif isinstance(data, dict):
+        said = f"JSON without choices: {', '.join(list(data)[:6]) or 'an empty object'}"
+    elif data is not None:
+        said = f"JSON that is no object: {text.strip()[:60]!r}"
+    elif text.lstrip().startswith(("{", "[")):
+        said = f"JSON cut short after {len(response.content)} bytes"
+    else:
+        said = repr(_words(text)[:120]) if text.strip() else "an empty body"
+    return redact(f"HTTP 200 but not a chat completion ({media}: {said})", secrets_in(None))
 
 
 def check_interception() -> None:

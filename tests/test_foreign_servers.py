@@ -141,3 +141,39 @@ def test_a_key_the_server_quotes_back_reaches_no_output(hermetic: pytest.Pyteste
     assert result.ret != 0 and "***" in output, output
     assert SECRET not in output and SECRET not in written(hermetic)
     assert "Traceback" not in output
+
+
+# -- a 200 that is no chat completion -------------------------------------------------------------------
+
+SSO_PAGE = "<html><head><title>Sign in - Contoso SSO</title></head><body>Sign in with your account</body></html>"
+STREAM = "".join("data: " + json.dumps({"id": "x", "object": "chat.completion.chunk",
+                                        "choices": [{"index": 0, "delta": {"content": "hi"}}]}) + "\n\n"
+                 for _ in range(2)) + "data: [DONE]\n\n"
+NOT_COMPLETIONS = [
+    (Reply(200, SSO_PAGE, "text/html; charset=utf-8"), "(text/html: 'Sign in - Contoso SSO')"),
+    (Reply(200, STREAM, "text/event-stream"), "(text/event-stream: 'data: {"),
+    (Reply(200, json.dumps(completion({"n": 4}))[:300]), "(application/json: JSON cut short after 300 bytes)"),
+    (Reply(200, {"error": {"code": "BackendError", "message": "upstream failed"}}),
+     "(application/json: 'upstream failed')"),
+    (Reply(200, {"object": "chat.completion", "id": "x"}), "(application/json: JSON without choices: object, id)"),
+]
+
+
+@pytest.mark.parametrize(("reply", "said"), NOT_COMPLETIONS)
+def test_a_200_that_is_no_chat_completion_fails_its_request_in_one_line(hermetic: pytest.Pytester, foreign,
+                                                                        reply: Reply, said: str) -> None:
+    foreign(lambda body, key, handler: reply)
+    result = run_inner(project(hermetic), "--llm-live")
+    output = output_of(result)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    lines = [line for line in output.splitlines() if "HTTP 200 but not a chat completion" in line]
+    assert lines and all(said in line for line in lines), output
+    assert "Traceback" not in output and len(output.splitlines()) < 60, output
+
+
+def test_an_error_object_sent_with_a_200_never_shows_the_key(hermetic: pytest.Pytester, foreign) -> None:
+    foreign(lambda body, key, handler: Reply(200, {"error": {"message": f"bad key {key}"}, "sent": key}))
+    result = run_inner(project(hermetic), "--llm-live", "--junitxml=junit.xml")
+    output = output_of(result)
+    assert "HTTP 200 but not a chat completion (application/json: 'bad key ***')" in output, output
+    assert SECRET not in output and SECRET not in written(hermetic)
