@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .wire import RECORDED_HEADER, REDACTED, request_key, secrets_in
+from .wire import RECORDED_HEADER, REDACTED, completion_from_body, request_key, secrets_in
 
 # Beside each case file, like syrupy's __snapshots__: easy to find, review and delete, never collected.
 CASSETTE_DIR = "__cassettes__"
@@ -32,17 +32,19 @@ RECORDED_ORIGIN = "https://azure-openai.invalid"
 
 
 def _recordable(status: int, content: bytes) -> bool:
-    """Answers worth replaying: 200, and the content-filter 400 (a stable outcome). Throttling, auth
-    failures, server faults and other 400s (a parameter the deployment refuses: the run stops, or asks
-    again another way) would replay as faults, so they are never written."""
-    if status == 200:
-        return True
-    if status != 400:
+    """Answers worth replaying: a 200 chat completion with at least one choice, and the content-filter 400 (a
+    stable outcome). Throttling, auth failures, server faults, other 400s (a parameter the deployment refuses:
+    the run stops, or asks again another way) and a 200 that is no chat completion (a sign-in page, a
+    stream, JSON cut short) would replay as faults for ever, so they are never written."""
+    if status not in (200, 400):
         return False
     try:
         body = json.loads(content)
     except ValueError:
         return False
+    if status == 200:
+        answer = completion_from_body(body, latency=0.0, replayed=False)
+        return answer is not None and bool(answer.texts)
     inner = body.get("error", body) if isinstance(body, dict) else None
     return isinstance(inner, dict) and inner.get("code") == "content_filter"
 

@@ -177,3 +177,18 @@ def test_an_error_object_sent_with_a_200_never_shows_the_key(hermetic: pytest.Py
     output = output_of(result)
     assert "HTTP 200 but not a chat completion (application/json: 'bad key ***')" in output, output
     assert SECRET not in output and SECRET not in written(hermetic)
+
+
+def test_a_200_that_is_no_chat_completion_is_never_recorded(hermetic: pytest.Pytester, foreign) -> None:
+    pages = iter([Reply(200, SSO_PAGE, "text/html"), Reply(200, "")])
+    server = foreign(lambda body, key, handler: next(pages, None) or Reply(200, completion(body)))
+    recorded = run_inner(project(hermetic), "--llm-record")
+    assert recorded.ret == pytest.ExitCode.TESTS_FAILED and len(server.requests) == 2
+    cassette = hermetic.path / "cases" / "__cassettes__" / "jobs.yaml"
+    assert not cassette.exists() or "Sign in" not in cassette.read_text()
+    # recording again asks both prompts again, and keeps their chat completions
+    again = run_inner(hermetic, "--llm-record")
+    assert len(server.requests) == 4 and "HTTP 200 but not" not in output_of(again), output_of(again)
+    server.stop()
+    replayed = run_inner(hermetic)
+    assert "no recording" not in output_of(replayed) and "HTTP 200" not in output_of(replayed)
