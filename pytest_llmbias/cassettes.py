@@ -29,6 +29,8 @@ MODES = ("replay", "new", "all")
 KEPT_REQUEST_HEADERS = {"content-type"}
 KEPT_RESPONSE_HEADERS = {"content-type"}
 RECORDED_ORIGIN = "https://azure-openai.invalid"
+# Response headers about the body as it was sent, not as read: dropped when it is handed on decoded.
+DECODED_AWAY = {"content-encoding", "content-length", "transfer-encoding"}
 
 
 def _recordable(status: int, content: bytes) -> bool:
@@ -366,8 +368,11 @@ def make_transport(library: CassetteLibrary, httpx_module: Any, network: Any = N
                 library.record(key, _scrubbed_request(request.method, str(request.url), body, request.headers),
                                _stored_response(response.status_code, response.reason_phrase,
                                                 response.headers, content))
-            return httpx_module.Response(response.status_code, headers=response.headers.multi_items(),
-                                         content=content, request=request)
+            # `content` is decoded: a Content-Encoding (gzip) or the length of the encoded body would make the
+            # SDK's client decode it again
+            headers = [(name, value) for name, value in response.headers.multi_items()
+                       if name.lower() not in DECODED_AWAY]
+            return httpx_module.Response(response.status_code, headers=headers, content=content, request=request)
 
         def close(self) -> None:
             if network is not None:

@@ -192,3 +192,18 @@ def test_a_200_that_is_no_chat_completion_is_never_recorded(hermetic: pytest.Pyt
     server.stop()
     replayed = run_inner(hermetic)
     assert "no recording" not in output_of(replayed) and "HTTP 200" not in output_of(replayed)
+
+
+# -- a compressed answer --------------------------------------------------------------------------------
+
+
+def test_a_gzip_compressed_answer_is_recorded_and_replays(hermetic: pytest.Pytester, foreign) -> None:
+    server = foreign(lambda body, key, handler: Reply(200, gzip.compress(json.dumps(completion(body)).encode()),
+                                                      headers=(("content-encoding", "gzip"),)))
+    # one attempt: a retry would replay what the failed attempt recorded, hiding the failure
+    recorded = run_inner(project(hermetic), "--llm-record", "-o", "llmbias_attempts=1")
+    assert len(server.requests) == 2 and "decompressing" not in output_of(recorded), output_of(recorded)
+    assert recorded.ret in (0, 1) and "8 answers" in output_of(recorded)
+    server.stop()
+    replayed = run_inner(hermetic)
+    assert "no recording" not in output_of(replayed) and "8 answers" in output_of(replayed), output_of(replayed)
