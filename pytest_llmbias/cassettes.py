@@ -34,8 +34,8 @@ DECODED_AWAY = {"content-encoding", "content-length", "transfer-encoding"}
 
 
 def _recordable(status: int, content: bytes) -> bool:
-    """Answers worth replaying: a 200 chat completion with at least one choice, and the content-filter 400 (a
-    stable outcome). Throttling, auth failures, server faults, other 400s (a parameter the deployment refuses:
+    """Answers worth replaying: a 200 chat completion with at least one choice (or none, the content filter
+    saying it withheld them), and the content-filter 400 (a stable outcome). Throttling, auth failures, server faults, other 400s (a parameter the deployment refuses:
     the run stops, or asks again another way) and a 200 that is no chat completion (a sign-in page, a
     stream, JSON cut short) would replay as faults for ever, so they are never written."""
     if status not in (200, 400):
@@ -46,7 +46,7 @@ def _recordable(status: int, content: bytes) -> bool:
         return False
     if status == 200:
         answer = completion_from_body(body, latency=0.0, replayed=False)
-        return answer is not None and bool(answer.texts)
+        return answer is not None and bool(answer.texts or answer.filtered)
     inner = body.get("error", body) if isinstance(body, dict) else None
     return isinstance(inner, dict) and inner.get("code") == "content_filter"
 

@@ -302,6 +302,8 @@ def not_a_completion(response: Any, data: Any) -> str:
     server said something (an error object, a page's title), its own words; never a credential."""
     media = (response.headers.get("content-type") or "").split(";")[0].strip() or "no content type"
     text = response.content.decode("utf-8", "replace")
+    if isinstance(data, dict) and data.get("choices") == []:  # without a content filter saying why
+        return "HTTP 200 with no choices (and no content filter result saying it withheld them)"
     if isinstance(data, dict) and any(name in data for name in _MESSAGE_FIELDS) and _words(data):
         said = repr(_words(data)[:120])  # {"error": {"message": ...}} with a 200: the server's words
     elif isinstance(data, dict) and isinstance(data.get("choices"), list):

@@ -138,13 +138,17 @@ RECORDED_HEADER = "x-llmbias-recorded-at"
 
 def completion_from_body(data: Any, *, latency: float, replayed: bool, attempts: int = 1,
                          throttled: int = 0) -> Completion | None:
-    """A chat completion's JSON body (as a dict) as a Completion; None when it is not of the usual shape."""
+    """A chat completion's JSON body (as a dict) as a Completion; None when it is not of the usual shape, or
+    has no choices without the content filter saying it withheld them (prompt_filter_results)."""
     choices = data.get("choices") if isinstance(data, dict) else None
     if not isinstance(choices, list) or not all(
             isinstance(choice, dict) and isinstance(choice.get("index"), int)
             and isinstance(choice.get("message"), dict)
             and isinstance(choice["message"].get("content"), (str, type(None)))
             for choice in choices):
+        return None
+    withheld = "" if choices else _prompt_filtered(data)
+    if not choices and not withheld:  # no answer, and no content filter saying it withheld them
         return None
     usage = data.get("usage")
     usage = usage if isinstance(usage, dict) else {}
@@ -160,11 +164,20 @@ def completion_from_body(data: Any, *, latency: float, replayed: bool, attempts:
         latency_s=latency,
         replayed=replayed,
         filtered=tuple("" if choice.get("finish_reason") != "content_filter"
-                       else categories(choice.get("content_filter_results")) or "filtered" for choice in choices),
+                       else categories(choice.get("content_filter_results")) or "filtered" for choice in choices)
+        if choices else (withheld,),
         attempts=attempts,
         throttled=throttled,
         reasoning_tokens=int((details.get("reasoning_tokens") if isinstance(details, dict) else 0) or 0),
     )
+
+
+def _prompt_filtered(data: dict[str, Any]) -> str:
+    """The categories Azure's prompt filter tripped on a 200 without choices ("" when it tripped none)."""
+    results = data.get("prompt_filter_results") or data.get("prompt_annotations")
+    return ",".join(found for found in (categories(result.get("content_filter_results"))
+                                        for result in (results if isinstance(results, list) else ())
+                                        if isinstance(result, dict)) if found)
 
 
 def replayed_completion(stored: dict[str, Any], latency: float = 0.0) -> Completion | None:

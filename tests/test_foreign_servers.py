@@ -207,3 +207,31 @@ def test_a_gzip_compressed_answer_is_recorded_and_replays(hermetic: pytest.Pytes
     server.stop()
     replayed = run_inner(hermetic)
     assert "no recording" not in output_of(replayed) and "8 answers" in output_of(replayed), output_of(replayed)
+
+
+# -- no choices -----------------------------------------------------------------------------------------
+
+
+def verdicts(result: pytest.RunResult) -> list[str]:
+    words = ("PASSED", "FAILED", "INCONCLUSIVE", "FILTERED", "SKIPPED")
+    return [next(word for word in line.split() if word in words)
+            for line in result.outlines if line.startswith("cases/jobs.yaml::")]
+
+
+def test_a_200_with_no_choices_is_a_failed_request_not_a_filtered_prompt(hermetic: pytest.Pytester,
+                                                                         foreign) -> None:
+    foreign(lambda body, key, handler: Reply(200, completion(body, choices=[])))
+    result = run_inner(project(hermetic), "--llm-record")
+    output = output_of(result)
+    assert "FILTERED" not in verdicts(result) and result.ret == pytest.ExitCode.TESTS_FAILED, output
+    assert "HTTP 200 with no choices" in output and "Traceback" not in output
+    assert not (hermetic.path / "cases" / "__cassettes__" / "jobs.yaml").exists()
+
+
+def test_no_choices_with_the_prompt_filter_tripped_is_a_filtered_prompt(hermetic: pytest.Pytester,
+                                                                        foreign) -> None:
+    tripped = [{"prompt_index": 0, "content_filter_results": {"hate": {"filtered": True, "severity": "high"},
+                                                              "sexual": {"filtered": False, "severity": "safe"}}}]
+    foreign(lambda body, key, handler: Reply(200, completion(body, choices=[], prompt_filter_results=tripped)))
+    result = run_inner(project(hermetic), "--llm-record")
+    assert "FILTERED" in verdicts(result) and "HTTP 200 with no choices" not in output_of(result), output_of(result)
