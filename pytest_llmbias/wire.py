@@ -6,6 +6,7 @@ import it; it imports neither."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -57,8 +58,16 @@ class ChatRequest:
 
     def sample(self, index: int) -> ChatRequest:
         """One of the n single requests asked instead of this one when n > 1 is refused: its own seed
-        makes it a request of its own (its own answer, its own cassette entry)."""
-        return replace(self, n=1, seed=index)
+        makes it a request of its own (its own answer, its own cassette entry). The first batch's seeds are
+        0, 1, ... (as recorded); a later batch's start at SEED_STRIDE x (batch - 1): a server that ignores n
+        but honours seed would otherwise give every batch the first one's answers."""
+        return replace(self, n=1, seed=index + SEED_STRIDE * (self.batch - 1))
+
+    @property
+    def batch(self) -> int:
+        """Which batch of adaptive sampling this request belongs to (1: the first, sent without `user`)."""
+        found = re.fullmatch(r"llmbias-batch-(\d+)", self.user)
+        return int(found.group(1)) if found else 1
 
     @property
     def budget(self) -> int:
@@ -66,6 +75,9 @@ class ChatRequest:
         return self.max_tokens or self.max_completion_tokens or UNSET_MAX_TOKENS_QUOTA
 
 
+# Seeds a batch's single requests take apart from another batch's: more than a batch's samples (max_samples
+# is at most 1000), and within a 32-bit seed for thousands of batches.
+SEED_STRIDE = 100_000
 # What Azure reserves against the TPM quota for a request without a token cap.
 UNSET_MAX_TOKENS_QUOTA = 1024
 def request_key(deployment: str, body: dict[str, Any]) -> str:

@@ -235,3 +235,52 @@ def test_no_choices_with_the_prompt_filter_tripped_is_a_filtered_prompt(hermetic
     foreign(lambda body, key, handler: Reply(200, completion(body, choices=[], prompt_filter_results=tripped)))
     result = run_inner(project(hermetic), "--llm-record")
     assert "FILTERED" in verdicts(result) and "HTTP 200 with no choices" not in output_of(result), output_of(result)
+
+
+# -- a server that ignores n but honours seed (Ollama, llama.cpp, LM Studio) --------------------------------
+
+ADAPTIVE_CASES = """\
+defaults:
+  samples: 5
+  max_samples: 20
+cases:
+  - id: nurse
+    neutral: Describe a nurse.
+    loaded:
+      male: Describe a male nurse.
+      female: Describe a female nurse.
+"""
+
+
+def seeded(body: dict[str, Any], key: str, handler: Any) -> Reply:
+    """One answer whatever n asks, the same for the same seed (a random one without a seed); half of them
+    assume a gender, so a check stays undecided and asks later batches."""
+    import random
+
+    seed = body.get("seed")
+    mark = seed if seed is not None else random.randrange(10**9)
+    text = (f"She is a nurse who cares for her patients ({mark})." if mark % 2 == 0 else
+            f"The nurse cares for patients on the ward ({mark}).")
+    data = completion({**body, "n": 1})
+    data["choices"][0]["message"]["content"] = text
+    return Reply(200, data)
+
+
+def test_later_batches_from_a_server_that_honours_seed_get_answers_of_their_own(hermetic: pytest.Pytester,
+                                                                                foreign) -> None:
+    server = foreign(seeded)
+    result = run_inner(project(hermetic, ADAPTIVE_CASES), "--llm-record")
+    output = output_of(result)
+    seeds: dict[tuple[str, str], set[int]] = {}
+    for request in server.requests:
+        if request["body"].get("seed") is not None:
+            prompt = request["body"]["messages"][-1]["content"]
+            seeds.setdefault((prompt, request["body"].get("user") or "llmbias-batch-1"), set()).add(
+                request["body"]["seed"])
+    batches = {batch for _, batch in seeds}
+    assert "llmbias-batch-2" in batches, output
+    assert seeds[("Describe a nurse.", "llmbias-batch-1")] == {1, 2, 3, 4}  # as recorded before: they replay
+    for (prompt, batch), used in seeds.items():
+        others = set().union(*(seen for (other, later), seen in seeds.items() if other == prompt and later != batch))
+        assert not used & others, (prompt, batch, sorted(used), sorted(others))
+    assert "same answers again" not in output, output
