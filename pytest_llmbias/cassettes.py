@@ -278,6 +278,7 @@ class CassetteLibrary:
         self._cassettes: dict[Path, Cassette] = {}
         self._wanted: dict[str, list[Cassette]] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
     def cassette(self, path: Path) -> Cassette:
         with self._lock:
@@ -319,12 +320,19 @@ class CassetteLibrary:
         return [cassette.path for cassette in self._wanted.get(key, ())]
 
     def record(self, key: str, request: Any, response: dict[str, Any]) -> None:
+        if self._closed:  # the run has ended: its summary counted what the cassettes hold
+            return
         for cassette in self._wanted.get(key, ()):
             cassette.record(key, request, response)
 
     def flush(self) -> None:
         for cassette in list(self._cassettes.values()):
             cassette.flush()
+
+    def close(self) -> None:
+        """Write what was recorded, and record nothing more (an interrupted run's request still in flight)."""
+        self._closed = True
+        self.flush()
 
 
 def _scrubbed_request(method: str, url: str, body: bytes, headers: Any) -> Any:

@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import NURSE_CASES, PROVIDER_VARIABLES, run_inner
 
@@ -284,3 +285,51 @@ def test_later_batches_from_a_server_that_honours_seed_get_answers_of_their_own(
         others = set().union(*(seen for (other, later), seen in seeds.items() if other == prompt and later != batch))
         assert not used & others, (prompt, batch, sorted(used), sorted(others))
     assert "same answers again" not in output, output
+
+
+# -- an interrupt while a request is in flight ------------------------------------------------------------
+
+
+def test_sigterm_while_a_request_is_in_flight_ends_the_process_at_once(hermetic: pytest.Pytester, foreign) -> None:
+    """The summary came at once, but the process ended only when the request in flight returned (the asking
+    threads were joined at exit): up to --llm-timeout."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    release = threading.Event()
+
+    def slow_after_the_first(body: dict[str, Any], key: str, handler: Any) -> Reply:
+        if len(server.requests) > 1:
+            release.wait(60)
+        return Reply(200, completion(body))
+
+    server = foreign(slow_after_the_first)
+    project(hermetic)
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "pytest_llmbias.plugin", "-p", "no:cacheprovider",
+                                "--llm-record", "--llm-timeout", "120", "-o", "llmbias_attempts=1"],
+                               cwd=hermetic.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(server.requests) < 2 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        assert len(server.requests) == 2, "the second request never came"
+        time.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        output, _ = process.communicate(timeout=20)
+        assert time.monotonic() - stopped < 10, output
+    finally:
+        release.set()
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == pytest.ExitCode.INTERRUPTED and "llm bias results" in output, output
+    assert "Traceback" not in output, output
+    time.sleep(0.5)  # the request released now finds no process to record it
+    cassette = hermetic.path / "cases" / "__cassettes__" / "jobs.yaml"
+    assert len(yaml.safe_load(cassette.read_text())["interactions"]) == 1  # the answer that arrived, kept
+    assert "1 added" in output, output
+
