@@ -51,13 +51,71 @@ def build_client(settings: Settings, library: Any = None) -> Any:
     if settings.token_provider is not None:
         provider = settings.token_provider
         settings = dataclasses.replace(settings, token_provider=lambda: remember_secret(provider()))
-    http_client = None
+    module = httpx_module()
     if library is not None:
-        module = httpx_module()
-        network = None if library.mode == "replay" else module.HTTPTransport()
+        network = None if library.mode == "replay" else _deadline_transport(module, module.HTTPTransport(),
+                                                                              settings.timeout)
         http_client = openai.DefaultHttpxClient(transport=make_transport(library, module, network))
+    else:  # hooks, not a transport: a transport of our own would turn off the proxies the environment names
+        http_client = openai.DefaultHttpxClient(event_hooks=_deadline_hooks(module, settings.timeout))
     common: dict[str, Any] = {"timeout": settings.timeout, "max_retries": 0, "http_client": http_client}
     return provider_for(settings).client(openai, settings, common)
+
+
+# --llm-timeout is how long one request may take: the HTTP library's read timeout is per chunk, and a server
+# that trickles its answer a byte a second would hold a request far past it. Each response's body is read
+# against a deadline from when its request was sent.
+
+
+def _within(module: Any, response: Any, deadline: float, seconds: float) -> None:
+    """Have `response`'s body read before `deadline` (a timeout, as the SDK reports one, after it)."""
+
+    class Deadline(module.SyncByteStream):
+        def __init__(self, stream: Any) -> None:
+            self._stream = stream
+
+        def __iter__(self) -> Any:
+            for chunk in self._stream:
+                if time.monotonic() > deadline:
+                    raise module.ReadTimeout(f"the answer took longer than {seconds:g} s",
+                                             request=response.request)
+                yield chunk
+
+        def close(self) -> None:
+            self._stream.close()
+
+    response.stream = Deadline(response.stream)
+
+
+def _deadline_hooks(module: Any, seconds: float) -> dict[str, list[Any]]:
+    import weakref
+
+    sent: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+    def request(request: Any) -> None:
+        sent[request] = time.monotonic()
+
+    def response(response: Any) -> None:
+        _within(module, response, sent.pop(response.request, time.monotonic()) + seconds, seconds)
+
+    return {"request": [request], "response": [response]}
+
+
+def _deadline_transport(module: Any, inner: Any, seconds: float) -> Any:
+    """The network transport of a record run, its responses read against the deadline (see above)."""
+
+    class DeadlineTransport(module.BaseTransport):
+        def handle_request(self, request: Any) -> Any:
+            deadline = time.monotonic() + seconds
+            response = inner.handle_request(request)
+            response.request = request
+            _within(module, response, deadline, seconds)
+            return response
+
+        def close(self) -> None:
+            inner.close()
+
+    return DeadlineTransport()
 
 
 _CJK = re.compile("[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")  # CJK marks, Han characters, full-width forms

@@ -333,3 +333,33 @@ def test_sigterm_while_a_request_is_in_flight_ends_the_process_at_once(hermetic:
     assert len(yaml.safe_load(cassette.read_text())["interactions"]) == 1  # the answer that arrived, kept
     assert "1 added" in output, output
 
+
+# -- an answer that trickles in --------------------------------------------------------------------------
+
+
+def trickle(body: dict[str, Any], key: str, handler: Any) -> None:
+    """The answer a byte a second: never a read timeout, twenty seconds in all."""
+    data = json.dumps(completion(body)).encode()
+    handler.send_response(200)
+    handler.send_header("content-type", "application/json")
+    handler.send_header("content-length", str(len(data) + 20))
+    handler.end_headers()
+    try:
+        for _ in range(20):
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+            time.sleep(1.0)
+        handler.wfile.write(data)
+    except OSError:  # the client gave up
+        pass
+
+
+@pytest.mark.parametrize("mode", ["--llm-live", "--llm-record"])
+def test_a_request_may_take_no_longer_than_the_timeout_in_all(hermetic: pytest.Pytester, foreign, mode: str) -> None:
+    foreign(trickle)
+    started = time.monotonic()
+    result = run_inner(project(hermetic), mode, "--llm-timeout", "2", "-o", "llmbias_attempts=1")
+    output = output_of(result)
+    # each request gives up after 2 s, not 20 (the second waits up to 10 s for the first to be answered)
+    assert time.monotonic() - started < 18, output
+    assert "timed out after 2 s (raise --llm-timeout" in output and "Traceback" not in output, output
