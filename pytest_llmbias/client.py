@@ -23,6 +23,9 @@ DEFAULT_ATTEMPTS = 6
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 20.0
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+# A retry-after longer than the run's timeout (within these bounds) fails the request instead of holding it.
+RETRY_AFTER_FLOOR_S = 60.0
+RETRY_AFTER_CEILING_S = 600.0
 
 
 def httpx_module() -> Any:
@@ -209,6 +212,12 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
             if error.status_code not in RETRYABLE_STATUS:
                 raise RequestFailed(last_problem) from error
             wait = retry_after(error.response.headers)
+            longest = _longest_wait(client)
+            if wait is not None and wait > longest:  # a day's retry-after: said, not waited for at every attempt
+                if error.status_code == 429 and limiter is not None:
+                    limiter.throttled(None, cost, None)
+                raise RequestFailed(f"{last_problem}; the server asks to wait {_duration(wait)} before trying "
+                                    f"again, longer than a request waits ({_duration(longest)})") from error
             if error.status_code == 429:
                 throttled += 1
                 if limiter is not None:
@@ -226,10 +235,27 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
     raise RequestFailed(f"gave up after {attempts} attempts ({throttled} throttled); last: {last_problem}")
 
 
-def _timed_out(client: Any) -> str:
+def _timeout_of(client: Any) -> float | None:
     timeout = getattr(client, "timeout", None)
     seconds = getattr(timeout, "read", timeout)  # a float, or an httpx Timeout
-    after = f" after {seconds:g} s" if isinstance(seconds, (int, float)) else ""
+    return float(seconds) if isinstance(seconds, (int, float)) else None
+
+
+def _longest_wait(client: Any) -> float:
+    """The longest retry-after a request waits: the run's timeout, within a minute and ten."""
+    return min(max(RETRY_AFTER_FLOOR_S, _timeout_of(client) or 0.0), RETRY_AFTER_CEILING_S)
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:g} s"
+
+
+def _timed_out(client: Any) -> str:
+    seconds = _timeout_of(client)
+    after = f" after {seconds:g} s" if seconds is not None else ""
     return (f"timed out{after} (raise --llm-timeout or ini llmbias_timeout for a deployment that takes longer, "
             "as reasoning models can)")
 
@@ -266,6 +292,9 @@ def _refusal(error: Any, request: ChatRequest) -> RequestFailed | None:
     if error.status_code == 404:
         deployment, endpoint_hint = _missing_deployment(error)
         return DeploymentNotFound(deployment, _status_line(error), endpoint_hint)
+    if error.status_code == 429 and "insufficient_quota" in (code, inner.get("type")):
+        return RunStopped(f"{_status_line(error)} (the account's quota or credit is spent: not throttling, waiting "
+                          "will not help); no request of this run can succeed")
     if error.status_code in (401, 403):
         if code == "AuthenticationTypeDisabled":
             return RunStopped(f"HTTP 403 AuthenticationTypeDisabled: this resource accepts no keys: {KEYLESS_HOW}")

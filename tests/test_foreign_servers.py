@@ -363,3 +363,30 @@ def test_a_request_may_take_no_longer_than_the_timeout_in_all(hermetic: pytest.P
     # each request gives up after 2 s, not 20 (the second waits up to 10 s for the first to be answered)
     assert time.monotonic() - started < 18, output
     assert "timed out after 2 s (raise --llm-timeout" in output and "Traceback" not in output, output
+
+
+# -- a 429 that is not throttling as usual ---------------------------------------------------------------
+
+
+def test_a_retry_after_of_a_day_fails_the_request_saying_so(hermetic: pytest.Pytester, foreign) -> None:
+    server = foreign(lambda body, key, handler: Reply(429, {"error": {"code": "429", "message": "rate"}},
+                                                      headers=(("retry-after", "86400"),)))
+    started = time.monotonic()
+    result = run_inner(project(hermetic), "--llm-live")
+    output = output_of(result)
+    assert time.monotonic() - started < 15 and len(server.requests) == 2, output
+    lines = [line for line in output.splitlines() if "asks to wait" in line]
+    assert lines and all("the server asks to wait 24 h before trying again, longer than a request waits (5 min)"
+                         in line for line in lines), output
+
+
+def test_a_spent_quota_stops_the_run_with_one_line(hermetic: pytest.Pytester, foreign) -> None:
+    quota = {"error": {"message": "You exceeded your current quota, please check your plan and billing details.",
+                       "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}}
+    server = foreign(lambda body, key, handler: Reply(429, quota))
+    result = run_inner(project(hermetic), "--llm-live")
+    output = output_of(result)
+    assert len(server.requests) == 1 and result.ret != 0, output
+    lines = [line for line in output.splitlines() if "insufficient_quota" in line]
+    assert len(lines) == 1 and "no request of this run can succeed" in lines[0], output
+    assert "You exceeded your current quota" in lines[0] and "Traceback" not in output
