@@ -62,7 +62,9 @@ def build_client(settings: Settings, library: Any = None) -> Any:
     else:  # hooks, not a transport: a transport of our own would turn off the proxies the environment names
         http_client = openai.DefaultHttpxClient(event_hooks=_deadline_hooks(module, settings.timeout))
     common: dict[str, Any] = {"timeout": settings.timeout, "max_retries": 0, "http_client": http_client}
-    return provider_for(settings).client(openai, settings, common)
+    client = provider_for(settings).client(openai, settings, common)
+    client.llmbias_shape = settings.shape  # which variables an error's hint names (not the URL's look)
+    return client
 
 
 # --llm-timeout is how long one request may take: the HTTP library's read timeout is per chunk, and a server
@@ -200,8 +202,9 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
                 return Completion((), (), 0, 0, "", "", time.perf_counter() - started,
                                   RECORDED_HEADER in error.response.headers,
                                   (filtered,), attempt, throttled)
-            last_problem = _describe_status_error(error)
-            refusal = _refusal(error, request)
+            shape = getattr(client, "llmbias_shape", None)
+            last_problem = _describe_status_error(error, shape)
+            refusal = _refusal(error, request, shape)
             if refusal is not None:
                 raise refusal from None
             if RECORDED_HEADER not in error.response.headers:
@@ -280,9 +283,9 @@ _REASONING_FIXES = {
 }
 
 
-def _refusal(error: Any, request: ChatRequest) -> RequestFailed | None:
+def _refusal(error: Any, request: ChatRequest, shape: str | None = None) -> RequestFailed | None:
     """A 4xx that every request of the run would meet, as the one line that stops the run; or
-    NRefused for a refused n > 1; else None."""
+    NRefused for a refused n > 1; else None. `shape`: the settings' endpoint shape (which variables to name)."""
     body = error.body if isinstance(error.body, dict) else {}
     inner = body.get("error", body) if isinstance(body, dict) else {}
     inner = inner if isinstance(inner, dict) else {}
@@ -290,7 +293,7 @@ def _refusal(error: Any, request: ChatRequest) -> RequestFailed | None:
     code = found_code or ""
     param = inner.get("param") or _quoted_parameter(message)
     if error.status_code == 404:
-        deployment, endpoint_hint = _missing_deployment(error)
+        deployment, endpoint_hint = _missing_deployment(error, shape)
         return DeploymentNotFound(deployment, _status_line(error), endpoint_hint)
     if error.status_code == 429 and "insufficient_quota" in (code, inner.get("type")):
         return RunStopped(f"{_status_line(error)} (the account's quota or credit is spent: not throttling, waiting "
@@ -298,11 +301,11 @@ def _refusal(error: Any, request: ChatRequest) -> RequestFailed | None:
     if error.status_code in (401, 403):
         if code == "AuthenticationTypeDisabled":
             return RunStopped(f"HTTP 403 AuthenticationTypeDisabled: this resource accepts no keys: {KEYLESS_HOW}")
-        return RunStopped(f"{_describe_status_error(error)}; no request of this run can succeed")
+        return RunStopped(f"{_describe_status_error(error, shape)}; no request of this run can succeed")
     if error.status_code != 400:
         return None
     if param == "n" and request.n > 1:
-        return NRefused(_describe_status_error(error))
+        return NRefused(_describe_status_error(error, shape))
     unsupported = code in ("unsupported_parameter", "unsupported_value") or message.lower().startswith("unsupported")
     if unsupported and param in _REASONING_FIXES:
         fixes = "; ".join(fix for name, fix in _REASONING_FIXES.items()
@@ -496,7 +499,16 @@ def _status_line(error: Any) -> str:
     return f"HTTP {error.status_code}{shown_code}: {message}"
 
 
-def _missing_deployment(error: Any) -> tuple[str, str]:
+def _service_of(path: str, shape: str | None) -> str:
+    """"azure", "openai" or "databricks": from the settings' endpoint shape; without it, guessed from the path."""
+    if shape is not None:
+        return {"classic": "azure", "v1": "azure"}.get(shape, shape)
+    if "/serving-endpoints" in path:
+        return "databricks"
+    return "azure" if path.startswith("/openai/") else "openai"
+
+
+def _missing_deployment(error: Any, shape: str | None = None) -> tuple[str, str]:
     """(the deployment a 404 was for, the endpoint settings that could be wrong instead)."""
     request = getattr(error, "request", None)
     # openai 1.x joins an endpoint ending in "/" into "//openai/...": one slash is what matters
@@ -505,25 +517,27 @@ def _missing_deployment(error: Any) -> tuple[str, str]:
         deployment = path.split("/deployments/", 1)[-1].split("/", 1)[0]
     else:  # the v1, OpenAI and Databricks shapes name it in the body
         deployment = _model_of(request)
-    if "/serving-endpoints" in path:
+    service = _service_of(path, shape)
+    if service == "databricks":
         return deployment, "DATABRICKS_HOST (the serving endpoint may be in another workspace)"
-    if not path.startswith("/openai/"):
+    if service == "openai":
         return deployment, "OPENAI_BASE_URL (the model may be served elsewhere)"
     version = " and AZURE_OPENAI_API_VERSION" if "/deployments/" in path else ""
     return deployment, f"AZURE_OPENAI_ENDPOINT (the deployment may be on another resource){version}"
 
 
-def _describe_status_error(error: Any) -> str:
+def _describe_status_error(error: Any, shape: str | None = None) -> str:
     request = getattr(error, "request", None)
     path = "/" + (getattr(getattr(request, "url", None), "path", "") or "").lstrip("/")
     hint = ""
     if error.status_code == 404:
-        deployment, where = _missing_deployment(error)
+        deployment, where = _missing_deployment(error, shape)
         hint = f" (deployment {deployment!r}: check --llm-deployment / the YAML's deployment, {where})"
     elif error.status_code in (401, 403):
-        if "/serving-endpoints" in path:
+        service = _service_of(path, shape)
+        if service == "databricks":
             hint = " (check DATABRICKS_TOKEN and that it may query the serving endpoint)"
-        elif not path.startswith("/openai/"):
+        elif service == "openai":
             hint = " (check OPENAI_API_KEY)"
         else:
             hint = (" (check the credential: AZURE_OPENAI_API_KEY, AZURE_OPENAI_AD_TOKEN or DefaultAzureCredential's "

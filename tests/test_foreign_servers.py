@@ -390,3 +390,18 @@ def test_a_spent_quota_stops_the_run_with_one_line(hermetic: pytest.Pytester, fo
     lines = [line for line in output.splitlines() if "insufficient_quota" in line]
     assert len(lines) == 1 and "no request of this run can succeed" in lines[0], output
     assert "You exceeded your current quota" in lines[0] and "Traceback" not in output
+
+
+# -- hints that name the variables the run was given ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("status", "hint"), [(401, "(check OPENAI_API_KEY)"),
+                                              (404, "or check OPENAI_BASE_URL (the model may be served elsewhere)")])
+def test_a_gateway_path_like_azures_still_gets_the_openai_variables_named(
+        hermetic: pytest.Pytester, foreign, monkeypatch: pytest.MonkeyPatch, status: int, hint: str) -> None:
+    server = foreign(lambda body, key, handler: Reply(status, {"error": {"message": "no"}}))
+    monkeypatch.setenv("OPENAI_BASE_URL", server.endpoint.replace("/v1", "/openai/v1"))  # a gateway's path
+    result = run_inner(project(hermetic), "--llm-live")
+    output = output_of(result)
+    assert server.requests[0]["path"] == "/openai/v1/chat/completions"
+    assert hint in output and "AZURE_OPENAI" not in output, output
