@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .wire import RECORDED_HEADER, REDACTED, request_key, secrets_in
+from .wire import RECORDED_HEADER, REDACTED, completion_from_body, request_key, secrets_in
 
 # Beside each case file, like syrupy's __snapshots__: easy to find, review and delete, never collected.
 CASSETTE_DIR = "__cassettes__"
@@ -29,20 +29,24 @@ MODES = ("replay", "new", "all")
 KEPT_REQUEST_HEADERS = {"content-type"}
 KEPT_RESPONSE_HEADERS = {"content-type"}
 RECORDED_ORIGIN = "https://azure-openai.invalid"
+# Response headers about the body as it was sent, not as read: dropped when it is handed on decoded.
+DECODED_AWAY = {"content-encoding", "content-length", "transfer-encoding"}
 
 
 def _recordable(status: int, content: bytes) -> bool:
-    """Answers worth replaying: 200, and the content-filter 400 (a stable outcome). Throttling, auth
-    failures, server faults and other 400s (a parameter the deployment refuses: the run stops, or asks
-    again another way) would replay as faults, so they are never written."""
-    if status == 200:
-        return True
-    if status != 400:
+    """Answers worth replaying: a 200 chat completion with at least one choice (or none, the content filter
+    saying it withheld them), and the content-filter 400 (a stable outcome). Throttling, auth failures, server faults, other 400s (a parameter the deployment refuses:
+    the run stops, or asks again another way) and a 200 that is no chat completion (a sign-in page, a
+    stream, JSON cut short) would replay as faults for ever, so they are never written."""
+    if status not in (200, 400):
         return False
     try:
         body = json.loads(content)
     except ValueError:
         return False
+    if status == 200:
+        answer = completion_from_body(body, latency=0.0, replayed=False)
+        return answer is not None and bool(answer.texts or answer.filtered)
     inner = body.get("error", body) if isinstance(body, dict) else None
     return isinstance(inner, dict) and inner.get("code") == "content_filter"
 
@@ -274,6 +278,7 @@ class CassetteLibrary:
         self._cassettes: dict[Path, Cassette] = {}
         self._wanted: dict[str, list[Cassette]] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
     def cassette(self, path: Path) -> Cassette:
         with self._lock:
@@ -315,12 +320,19 @@ class CassetteLibrary:
         return [cassette.path for cassette in self._wanted.get(key, ())]
 
     def record(self, key: str, request: Any, response: dict[str, Any]) -> None:
+        if self._closed:  # the run has ended: its summary counted what the cassettes hold
+            return
         for cassette in self._wanted.get(key, ()):
             cassette.record(key, request, response)
 
     def flush(self) -> None:
         for cassette in list(self._cassettes.values()):
             cassette.flush()
+
+    def close(self) -> None:
+        """Write what was recorded, and record nothing more (an interrupted run's request still in flight)."""
+        self._closed = True
+        self.flush()
 
 
 def _scrubbed_request(method: str, url: str, body: bytes, headers: Any) -> Any:
@@ -364,8 +376,11 @@ def make_transport(library: CassetteLibrary, httpx_module: Any, network: Any = N
                 library.record(key, _scrubbed_request(request.method, str(request.url), body, request.headers),
                                _stored_response(response.status_code, response.reason_phrase,
                                                 response.headers, content))
-            return httpx_module.Response(response.status_code, headers=response.headers.multi_items(),
-                                         content=content, request=request)
+            # `content` is decoded: a Content-Encoding (gzip) or the length of the encoded body would make the
+            # SDK's client decode it again
+            headers = [(name, value) for name, value in response.headers.multi_items()
+                       if name.lower() not in DECODED_AWAY]
+            return httpx_module.Response(response.status_code, headers=headers, content=content, request=request)
 
         def close(self) -> None:
             if network is not None:

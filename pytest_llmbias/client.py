@@ -13,8 +13,8 @@ from .providers import (DEFAULT_API_VERSION, DEFAULT_TOKEN_SCOPE, KEYLESS_HOW, N
                         PROVIDERS, ConfigError, Settings, azure_shape, callable_api_key_supported,
                         entra_token_provider, provider_for, provider_from_env)
 from .wire import (UNSET_MAX_TOKENS_QUOTA, RECORDED_HEADER, ChatRequest, Completion,  # noqa: F401 (the client's types)
-                   RequestFailed, RunStopped, categories, completion_from_body, redact, replayed_completion, request_key,
-                   secrets_in)
+                   RequestFailed, RunStopped, categories, completion_from_body, redact, remember_secret,
+                   replayed_completion, request_key, secrets_in)
 from .throttle import rate_limit_kind, retry_after
 
 DEFAULT_DEPLOYMENT = "gpt-35-turbo"
@@ -23,6 +23,9 @@ DEFAULT_ATTEMPTS = 6
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 20.0
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+# A retry-after longer than the run's timeout (within these bounds) fails the request instead of holding it.
+RETRY_AFTER_FLOOR_S = 60.0
+RETRY_AFTER_CEILING_S = 600.0
 
 
 def httpx_module() -> Any:
@@ -41,15 +44,83 @@ def httpx_module() -> Any:
 def build_client(settings: Settings, library: Any = None) -> Any:
     """The SDK client for the settings' endpoint shape; with a cassette library, its requests go
     through the cassette transport."""
+    import dataclasses
+
     import openai
 
-    http_client = None
+    # Whatever authenticates the run is masked wherever a server quotes it back (an error body, a page)
+    for secret in (settings.api_key, settings.ad_token):
+        remember_secret(secret)
+    if settings.token_provider is not None:
+        provider = settings.token_provider
+        settings = dataclasses.replace(settings, token_provider=lambda: remember_secret(provider()))
+    module = httpx_module()
     if library is not None:
-        module = httpx_module()
-        network = None if library.mode == "replay" else module.HTTPTransport()
+        network = None if library.mode == "replay" else _deadline_transport(module, module.HTTPTransport(),
+                                                                              settings.timeout)
         http_client = openai.DefaultHttpxClient(transport=make_transport(library, module, network))
+    else:  # hooks, not a transport: a transport of our own would turn off the proxies the environment names
+        http_client = openai.DefaultHttpxClient(event_hooks=_deadline_hooks(module, settings.timeout))
     common: dict[str, Any] = {"timeout": settings.timeout, "max_retries": 0, "http_client": http_client}
-    return provider_for(settings).client(openai, settings, common)
+    client = provider_for(settings).client(openai, settings, common)
+    client.llmbias_shape = settings.shape  # which variables an error's hint names (not the URL's look)
+    return client
+
+
+# --llm-timeout is how long one request may take: the HTTP library's read timeout is per chunk, and a server
+# that trickles its answer a byte a second would hold a request far past it. Each response's body is read
+# against a deadline from when its request was sent.
+
+
+def _within(module: Any, response: Any, deadline: float, seconds: float) -> None:
+    """Have `response`'s body read before `deadline` (a timeout, as the SDK reports one, after it)."""
+
+    class Deadline(module.SyncByteStream):
+        def __init__(self, stream: Any) -> None:
+            self._stream = stream
+
+        def __iter__(self) -> Any:
+            for chunk in self._stream:
+                if time.monotonic() > deadline:
+                    raise module.ReadTimeout(f"the answer took longer than {seconds:g} s",
+                                             request=response.request)
+                yield chunk
+
+        def close(self) -> None:
+            self._stream.close()
+
+    response.stream = Deadline(response.stream)
+
+
+def _deadline_hooks(module: Any, seconds: float) -> dict[str, list[Any]]:
+    import weakref
+
+    sent: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+    def request(request: Any) -> None:
+        sent[request] = time.monotonic()
+
+    def response(response: Any) -> None:
+        _within(module, response, sent.pop(response.request, time.monotonic()) + seconds, seconds)
+
+    return {"request": [request], "response": [response]}
+
+
+def _deadline_transport(module: Any, inner: Any, seconds: float) -> Any:
+    """The network transport of a record run, its responses read against the deadline (see above)."""
+
+    class DeadlineTransport(module.BaseTransport):
+        def handle_request(self, request: Any) -> Any:
+            deadline = time.monotonic() + seconds
+            response = inner.handle_request(request)
+            response.request = request
+            _within(module, response, deadline, seconds)
+            return response
+
+        def close(self) -> None:
+            inner.close()
+
+    return DeadlineTransport()
 
 
 _CJK = re.compile("[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")  # CJK marks, Han characters, full-width forms
@@ -110,7 +181,14 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
         started = time.perf_counter()
         try:
             raw = client.chat.completions.with_raw_response.create(**_create_arguments(request))
-            answer = _completion(raw, time.perf_counter() - started, attempt, throttled)
+            try:
+                answer = _completion(raw, time.perf_counter() - started, attempt, throttled)
+            except RequestFailed:  # a 200 that is no chat completion: the deployment answered all the same
+                if answered is not None and RECORDED_HEADER not in raw.headers:
+                    answered(None)
+                if limiter is not None:
+                    limiter.responded()
+                raise
             if limiter is not None:  # the quota the deployment reports (none on a replay)
                 limiter.observe({} if answer.replayed else raw.headers, 0 if answer.replayed else cost)
             if answered is not None and not answer.replayed:
@@ -124,8 +202,9 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
                 return Completion((), (), 0, 0, "", "", time.perf_counter() - started,
                                   RECORDED_HEADER in error.response.headers,
                                   (filtered,), attempt, throttled)
-            last_problem = _describe_status_error(error)
-            refusal = _refusal(error, request)
+            shape = getattr(client, "llmbias_shape", None)
+            last_problem = _describe_status_error(error, shape)
+            refusal = _refusal(error, request, shape)
             if refusal is not None:
                 raise refusal from None
             if RECORDED_HEADER not in error.response.headers:
@@ -136,6 +215,12 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
             if error.status_code not in RETRYABLE_STATUS:
                 raise RequestFailed(last_problem) from error
             wait = retry_after(error.response.headers)
+            longest = _longest_wait(client)
+            if wait is not None and wait > longest:  # a day's retry-after: said, not waited for at every attempt
+                if error.status_code == 429 and limiter is not None:
+                    limiter.throttled(None, cost, None)
+                raise RequestFailed(f"{last_problem}; the server asks to wait {_duration(wait)} before trying "
+                                    f"again, longer than a request waits ({_duration(longest)})") from error
             if error.status_code == 429:
                 throttled += 1
                 if limiter is not None:
@@ -153,10 +238,27 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
     raise RequestFailed(f"gave up after {attempts} attempts ({throttled} throttled); last: {last_problem}")
 
 
-def _timed_out(client: Any) -> str:
+def _timeout_of(client: Any) -> float | None:
     timeout = getattr(client, "timeout", None)
     seconds = getattr(timeout, "read", timeout)  # a float, or an httpx Timeout
-    after = f" after {seconds:g} s" if isinstance(seconds, (int, float)) else ""
+    return float(seconds) if isinstance(seconds, (int, float)) else None
+
+
+def _longest_wait(client: Any) -> float:
+    """The longest retry-after a request waits: the run's timeout, within a minute and ten."""
+    return min(max(RETRY_AFTER_FLOOR_S, _timeout_of(client) or 0.0), RETRY_AFTER_CEILING_S)
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:g} s"
+
+
+def _timed_out(client: Any) -> str:
+    seconds = _timeout_of(client)
+    after = f" after {seconds:g} s" if seconds is not None else ""
     return (f"timed out{after} (raise --llm-timeout or ini llmbias_timeout for a deployment that takes longer, "
             "as reasoning models can)")
 
@@ -181,9 +283,9 @@ _REASONING_FIXES = {
 }
 
 
-def _refusal(error: Any, request: ChatRequest) -> RequestFailed | None:
+def _refusal(error: Any, request: ChatRequest, shape: str | None = None) -> RequestFailed | None:
     """A 4xx that every request of the run would meet, as the one line that stops the run; or
-    NRefused for a refused n > 1; else None."""
+    NRefused for a refused n > 1; else None. `shape`: the settings' endpoint shape (which variables to name)."""
     body = error.body if isinstance(error.body, dict) else {}
     inner = body.get("error", body) if isinstance(body, dict) else {}
     inner = inner if isinstance(inner, dict) else {}
@@ -191,16 +293,19 @@ def _refusal(error: Any, request: ChatRequest) -> RequestFailed | None:
     code = found_code or ""
     param = inner.get("param") or _quoted_parameter(message)
     if error.status_code == 404:
-        deployment, endpoint_hint = _missing_deployment(error)
+        deployment, endpoint_hint = _missing_deployment(error, shape)
         return DeploymentNotFound(deployment, _status_line(error), endpoint_hint)
+    if error.status_code == 429 and "insufficient_quota" in (code, inner.get("type")):
+        return RunStopped(f"{_status_line(error)} (the account's quota or credit is spent: not throttling, waiting "
+                          "will not help); no request of this run can succeed")
     if error.status_code in (401, 403):
         if code == "AuthenticationTypeDisabled":
             return RunStopped(f"HTTP 403 AuthenticationTypeDisabled: this resource accepts no keys: {KEYLESS_HOW}")
-        return RunStopped(f"{_describe_status_error(error)}; no request of this run can succeed")
+        return RunStopped(f"{_describe_status_error(error, shape)}; no request of this run can succeed")
     if error.status_code != 400:
         return None
     if param == "n" and request.n > 1:
-        return NRefused(_describe_status_error(error))
+        return NRefused(_describe_status_error(error, shape))
     unsupported = code in ("unsupported_parameter", "unsupported_value") or message.lower().startswith("unsupported")
     if unsupported and param in _REASONING_FIXES:
         fixes = "; ".join(fix for name, fix in _REASONING_FIXES.items()
@@ -262,13 +367,46 @@ def _backoff(attempt: int, rng: Any) -> float:
 
 
 def _completion(raw: Any, latency: float, attempts: int, throttled: int) -> Completion:
-    """The SDK's parsed response through the same parser as a cassette's body (wire.completion_from_body)."""
-    body = raw.parse().model_dump(mode="json")  # extra fields (content_filter_results) included
-    completion = completion_from_body(body, latency=latency, replayed=RECORDED_HEADER in raw.headers,
-                                      attempts=attempts, throttled=throttled)
-    if completion is None:  # the SDK validated the shape: this would be a bug of ours
-        raise RequestFailed(f"unreadable chat completion: {json.dumps(body)[:200]}")
+    """The SDK's parsed response through the same parser as a cassette's body (wire.completion_from_body); a
+    200 that is no chat completion (a sign-in page, a stream, JSON cut short, an error object) is a failed
+    request, said in one line."""
+    try:
+        data = json.loads(raw.http_response.content)
+    except ValueError:
+        data = None
+    completion = None
+    if isinstance(data, dict) and isinstance(data.get("choices"), list):
+        try:  # the SDK's model: extra fields (content_filter_results) included
+            body = raw.parse().model_dump(mode="json")
+        except Exception:  # a shape the SDK's model does not take: said below as it came
+            body = data
+        completion = completion_from_body(body, latency=latency, replayed=RECORDED_HEADER in raw.headers,
+                                          attempts=attempts, throttled=throttled)
+    if completion is None:
+        raise RequestFailed(not_a_completion(raw.http_response, data))
     return completion
+
+
+def not_a_completion(response: Any, data: Any) -> str:
+    """One line for a 200 whose body is no chat completion: what came (its content type) and, when the
+    server said something (an error object, a page's title), its own words; never a credential."""
+    media = (response.headers.get("content-type") or "").split(";")[0].strip() or "no content type"
+    text = response.content.decode("utf-8", "replace")
+    if isinstance(data, dict) and data.get("choices") == []:  # without a content filter saying why
+        return "HTTP 200 with no choices (and no content filter result saying it withheld them)"
+    if isinstance(data, dict) and any(name in data for name in _MESSAGE_FIELDS) and _words(data):
+        said = repr(_words(data)[:120])  # {"error": {"message": ...}} with a 200: the server's words
+    elif isinstance(data, dict) and isinstance(data.get("choices"), list):
+        said = f"choices of another shape: {json.dumps(data['choices'])[:100]}"
+    elif isinstance(data, dict):
+        said = f"JSON without choices: {', '.join(list(data)[:6]) or 'an empty object'}"
+    elif data is not None:
+        said = f"JSON that is no object: {text.strip()[:60]!r}"
+    elif text.lstrip().startswith(("{", "[")):
+        said = f"JSON cut short after {len(response.content)} bytes"
+    else:
+        said = repr(_words(text)[:120]) if text.strip() else "an empty body"
+    return redact(f"HTTP 200 but not a chat completion ({media}: {said})", secrets_in(None))
 
 
 def check_interception() -> None:
@@ -361,7 +499,16 @@ def _status_line(error: Any) -> str:
     return f"HTTP {error.status_code}{shown_code}: {message}"
 
 
-def _missing_deployment(error: Any) -> tuple[str, str]:
+def _service_of(path: str, shape: str | None) -> str:
+    """"azure", "openai" or "databricks": from the settings' endpoint shape; without it, guessed from the path."""
+    if shape is not None:
+        return {"classic": "azure", "v1": "azure"}.get(shape, shape)
+    if "/serving-endpoints" in path:
+        return "databricks"
+    return "azure" if path.startswith("/openai/") else "openai"
+
+
+def _missing_deployment(error: Any, shape: str | None = None) -> tuple[str, str]:
     """(the deployment a 404 was for, the endpoint settings that could be wrong instead)."""
     request = getattr(error, "request", None)
     # openai 1.x joins an endpoint ending in "/" into "//openai/...": one slash is what matters
@@ -370,25 +517,27 @@ def _missing_deployment(error: Any) -> tuple[str, str]:
         deployment = path.split("/deployments/", 1)[-1].split("/", 1)[0]
     else:  # the v1, OpenAI and Databricks shapes name it in the body
         deployment = _model_of(request)
-    if "/serving-endpoints" in path:
+    service = _service_of(path, shape)
+    if service == "databricks":
         return deployment, "DATABRICKS_HOST (the serving endpoint may be in another workspace)"
-    if not path.startswith("/openai/"):
+    if service == "openai":
         return deployment, "OPENAI_BASE_URL (the model may be served elsewhere)"
     version = " and AZURE_OPENAI_API_VERSION" if "/deployments/" in path else ""
     return deployment, f"AZURE_OPENAI_ENDPOINT (the deployment may be on another resource){version}"
 
 
-def _describe_status_error(error: Any) -> str:
+def _describe_status_error(error: Any, shape: str | None = None) -> str:
     request = getattr(error, "request", None)
     path = "/" + (getattr(getattr(request, "url", None), "path", "") or "").lstrip("/")
     hint = ""
     if error.status_code == 404:
-        deployment, where = _missing_deployment(error)
+        deployment, where = _missing_deployment(error, shape)
         hint = f" (deployment {deployment!r}: check --llm-deployment / the YAML's deployment, {where})"
     elif error.status_code in (401, 403):
-        if "/serving-endpoints" in path:
+        service = _service_of(path, shape)
+        if service == "databricks":
             hint = " (check DATABRICKS_TOKEN and that it may query the serving endpoint)"
-        elif not path.startswith("/openai/"):
+        elif service == "openai":
             hint = " (check OPENAI_API_KEY)"
         else:
             hint = (" (check the credential: AZURE_OPENAI_API_KEY, AZURE_OPENAI_AD_TOKEN or DefaultAzureCredential's "

@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +53,38 @@ class Progress:
             shown += f" (up to {worst:.0f}s if undecided checks ask {later} more batch{'es' if later > 1 else ''})"
         return (f"llm requests {self.done}/{self.total} ({self.answers_done}/{self.answers_total} "
                 f"answers), {self.tokens} tokens, {self.throttled} throttled (429), {shown}")
+
+
+def on_threads(function: Callable[[Any], Any], items: list[Any], workers: int, name: str) -> list[Any]:
+    """`function` of each item on up to `workers` daemon threads, the results in the items' order; the first
+    item's exception (by order) is raised once every item is done, as ThreadPoolExecutor.map does. Daemon
+    threads: an interrupted run's process ends at once, where an executor's threads are joined at exit, each
+    waiting for its request in flight (up to --llm-timeout)."""
+    results: list[Any] = [None] * len(items)
+    errors: dict[int, BaseException] = {}
+    order = iter(range(len(items)))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                index = next(order, None)
+            if index is None:
+                return
+            try:
+                results[index] = function(items[index])
+            except BaseException as error:  # handed to the caller, as an executor would
+                errors[index] = error
+
+    threads = [threading.Thread(target=work, name=f"{name}-{number}", daemon=True)
+               for number in range(min(workers, len(items)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[min(errors)]
+    return results
 
 
 class Fetcher:
@@ -224,8 +255,7 @@ class Fetcher:
             self.progress.answers_total += sum(self.requests[key].n for key in pending)
         workers = max(1, self.config.concurrency)
         try:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llmbias-ask") as pool:
-                list(pool.map(self._fetch_one, pending))
+            on_threads(self._fetch_one, pending, workers, "llmbias-ask")
         except RuntimeError:
             # the interpreter is shutting down (an interrupted run ending while a later batch was being asked):
             # no new thread may start; a test still waiting is told why
@@ -398,9 +428,7 @@ class Fetcher:
             return ask(self._client, single, attempts=self.config.attempts, limiter=self._limiter,
                        answered=self._answered_by(single), sleep=self._stopping.wait)
 
-        with ThreadPoolExecutor(max_workers=min(len(indices), max(1, self.config.concurrency)),
-                                thread_name_prefix="llmbias-sample") as pool:
-            return merge_samples(list(pool.map(one, indices)))
+        return merge_samples(on_threads(one, list(indices), max(1, self.config.concurrency), "llmbias-sample"))
 
     def learned(self, from_worker: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """What the run learned about its deployments' n, as plain data; merges a pytest-xdist worker's first."""
@@ -523,7 +551,7 @@ class Fetcher:
         if self._thread is not None:
             self._thread.join(timeout)
         if self.library is not None:
-            self.library.flush()
+            self.library.close()  # a request still in flight records nothing after the summary counted
         if self._journal is not None:
             self._journal.close()
 

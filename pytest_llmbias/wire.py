@@ -6,6 +6,8 @@ import it; it imports neither."""
 from __future__ import annotations
 
 import json
+import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -56,8 +58,16 @@ class ChatRequest:
 
     def sample(self, index: int) -> ChatRequest:
         """One of the n single requests asked instead of this one when n > 1 is refused: its own seed
-        makes it a request of its own (its own answer, its own cassette entry)."""
-        return replace(self, n=1, seed=index)
+        makes it a request of its own (its own answer, its own cassette entry). The first batch's seeds are
+        0, 1, ... (as recorded); a later batch's start at SEED_STRIDE x (batch - 1): a server that ignores n
+        but honours seed would otherwise give every batch the first one's answers."""
+        return replace(self, n=1, seed=index + SEED_STRIDE * (self.batch - 1))
+
+    @property
+    def batch(self) -> int:
+        """Which batch of adaptive sampling this request belongs to (1: the first, sent without `user`)."""
+        found = re.fullmatch(r"llmbias-batch-(\d+)", self.user)
+        return int(found.group(1)) if found else 1
 
     @property
     def budget(self) -> int:
@@ -65,6 +75,9 @@ class ChatRequest:
         return self.max_tokens or self.max_completion_tokens or UNSET_MAX_TOKENS_QUOTA
 
 
+# Seeds a batch's single requests take apart from another batch's: more than a batch's samples (max_samples
+# is at most 1000), and within a 32-bit seed for thousands of batches.
+SEED_STRIDE = 100_000
 # What Azure reserves against the TPM quota for a request without a token cap.
 UNSET_MAX_TOKENS_QUOTA = 1024
 def request_key(deployment: str, body: dict[str, Any]) -> str:
@@ -95,21 +108,38 @@ SECRET_HEADERS = frozenset({"api-key", "authorization", "proxy-authorization", "
 REDACTED = "***"
 
 
+# Placeholders the SDK is given where no credential is needed: not secrets, never masked.
+_NOT_SECRETS = frozenset({"no-key", "replay-no-key"})
+_known: set[str] = set()
+_known_lock = threading.Lock()
+
+
+def remember_secret(value: Any) -> Any:
+    """Note a credential of this process's runs (a key, a token as a provider hands it out), so that every
+    text the run shows or writes masks it; returns `value` (a token provider passes its token through)."""
+    if isinstance(value, str) and len(value.strip()) >= 6 and value.strip() not in _NOT_SECRETS:
+        with _known_lock:
+            _known.add(value.strip())
+    return value
+
+
 def secrets_in(headers: Any) -> list[str]:
-    """The credentials a request sent (an api-key's value, a bearer token without its scheme)."""
-    found = []
+    """The credentials a request sent (an api-key's value, a bearer token without its scheme), and those the
+    run's settings hold (the SDK may hand on a request without its credential headers)."""
+    with _known_lock:
+        found = list(_known)
     for name, value in (headers.items() if headers is not None else ()):
         if str(name).lower() not in SECRET_HEADERS or not value:
             continue
         value = str(value)
         scheme, _, token = value.partition(" ")
         found.append(token.strip() if token and scheme.lower() in ("bearer", "basic", "token") else value.strip())
-    return [secret for secret in found if len(secret) >= 6]
+    return [secret for secret in found if len(secret) >= 6 and secret not in _NOT_SECRETS]
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:
     """`text` with every credential the request sent masked: a server may quote it back in an error."""
-    for secret in secrets:
+    for secret in sorted(set(secrets), key=len, reverse=True):  # a longer one first: it may contain another
         text = text.replace(secret, REDACTED)
     return text
 
@@ -120,13 +150,17 @@ RECORDED_HEADER = "x-llmbias-recorded-at"
 
 def completion_from_body(data: Any, *, latency: float, replayed: bool, attempts: int = 1,
                          throttled: int = 0) -> Completion | None:
-    """A chat completion's JSON body (as a dict) as a Completion; None when it is not of the usual shape."""
+    """A chat completion's JSON body (as a dict) as a Completion; None when it is not of the usual shape, or
+    has no choices without the content filter saying it withheld them (prompt_filter_results)."""
     choices = data.get("choices") if isinstance(data, dict) else None
     if not isinstance(choices, list) or not all(
             isinstance(choice, dict) and isinstance(choice.get("index"), int)
             and isinstance(choice.get("message"), dict)
             and isinstance(choice["message"].get("content"), (str, type(None)))
             for choice in choices):
+        return None
+    withheld = "" if choices else _prompt_filtered(data)
+    if not choices and not withheld:  # no answer, and no content filter saying it withheld them
         return None
     usage = data.get("usage")
     usage = usage if isinstance(usage, dict) else {}
@@ -142,11 +176,20 @@ def completion_from_body(data: Any, *, latency: float, replayed: bool, attempts:
         latency_s=latency,
         replayed=replayed,
         filtered=tuple("" if choice.get("finish_reason") != "content_filter"
-                       else categories(choice.get("content_filter_results")) or "filtered" for choice in choices),
+                       else categories(choice.get("content_filter_results")) or "filtered" for choice in choices)
+        if choices else (withheld,),
         attempts=attempts,
         throttled=throttled,
         reasoning_tokens=int((details.get("reasoning_tokens") if isinstance(details, dict) else 0) or 0),
     )
+
+
+def _prompt_filtered(data: dict[str, Any]) -> str:
+    """The categories Azure's prompt filter tripped on a 200 without choices ("" when it tripped none)."""
+    results = data.get("prompt_filter_results") or data.get("prompt_annotations")
+    return ",".join(found for found in (categories(result.get("content_filter_results"))
+                                        for result in (results if isinstance(results, list) else ())
+                                        if isinstance(result, dict)) if found)
 
 
 def replayed_completion(stored: dict[str, Any], latency: float = 0.0) -> Completion | None:
