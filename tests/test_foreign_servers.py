@@ -260,8 +260,9 @@ def seeded(body: dict[str, Any], key: str, handler: Any) -> Reply:
 
     seed = body.get("seed")
     mark = seed if seed is not None else random.randrange(10**9)
-    text = (f"She is a nurse who cares for her patients ({mark})." if mark % 2 == 0 else
-            f"The nurse cares for patients on the ward ({mark}).")
+    tag = "".join(chr(ord("a") + int(digit)) for digit in str(mark))  # in letters: answers differing in a number are copies
+    text = (f"She is a nurse who cares for her patients on ward {tag}." if mark % 2 == 0 else
+            f"The nurse cares for patients on ward {tag}.")
     data = completion({**body, "n": 1})
     data["choices"][0]["message"]["content"] = text
     return Reply(200, data)
