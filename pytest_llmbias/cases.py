@@ -558,6 +558,8 @@ class _File:
             texts["system_prompt"] = fields["system_prompt"]
         own_checks = self.checks(fields["checks"], "") if "checks" in fields else None
         check_configs = self.check_configs(entry.line, own_checks, default_checks)
+        if chosen and own_checks is None and default_checks is None:
+            check_configs = self.attribute_defaults(check_configs, chosen, entry.line)
         if chosen:  # every check that reads an attribute reads the case's, unless its own options name one
             named = ",".join(attribute.name for attribute in chosen)
             check_configs = tuple(
@@ -727,6 +729,23 @@ class _File:
                 self.fail(item.line, f"{field} lists {group!r} twice", field)
             found.append((group, data.prompts[group]))
         return found
+
+    def attribute_defaults(self, configs: tuple[CheckConfig, ...], chosen: Sequence[Any],
+                           line: int) -> tuple[CheckConfig, ...]:
+        """The built-in checks of a case about another attribute than gender: group_assumption on that attribute
+        in gender_assumption's place (beside it when gender is one of an intersection's attributes)."""
+        other = next((attribute.name for attribute in chosen if attribute.name != "gender"), None)
+        if other is None or "group_assumption" not in self.known:
+            return configs
+        keeps_gender = any(attribute.name == "gender" for attribute in chosen)
+        found: list[CheckConfig] = []
+        for config in configs:
+            if config.name == "gender_assumption":
+                found += [config] if keeps_gender else []
+                found.append(CheckConfig("group_assumption", (("attribute", other),), line))
+            else:
+                found.append(config)
+        return tuple(found)
 
     def check_configs(self, case_line: int, own: _Checks | None, defaults: _Checks | None) -> tuple[CheckConfig, ...]:
         # A case's `checks` replaces the list; each check's default options merge under the case's.

@@ -131,7 +131,7 @@ class GroupAssumption:
         "cannot see"
     )
     options = OPTIONS
-    default = False  # gender_assumption covers gender; a case names this check with its attribute
+    default = False  # gender_assumption covers gender; a case about another attribute runs this one in its place
     reads = (NEUTRAL,)
     indicator = "assign a group"
 
