@@ -575,6 +575,13 @@ class _File:
                                           f"{{ {unfilled.group(1)} }} to send braces)", field)
         if "for_each" in fields:
             rows = self.rows(fields["for_each"])
+            if chosen:  # the attribute fills its own placeholders: a for_each column of that name would do nothing
+                slots = {"group", chosen[0].name} if len(chosen) == 1 else {attribute.name for attribute in chosen}
+                clash = next((name for name in rows[0][0] or {} if name in slots), None)
+                if clash is not None:
+                    self.fail(fields["for_each"].key_line, f"for_each column {clash!r} is the attribute's own "
+                                                           f"{{{clash}}}: name the groups with groups, or rename the "
+                                                           "column", f"for_each.{clash}")
             used = {field: self.placeholders(value, field, rows[0][0]) for field, value in texts.items()}
             if not used["id"]:
                 self.fail(fields["id"].line, f"id {self.case_id!r} has no {{placeholder}}, so every for_each row "

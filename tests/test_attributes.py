@@ -626,3 +626,22 @@ def test_a_case_about_another_attribute_runs_its_assumption_check_by_default(tmp
                               ("counterfactual_gap", "race,gender")]
     assert chosen["named"] == [("counterfactual_gap", "age")]
     assert chosen["plain"] == [("gender_assumption", None), ("counterfactual_gap", None)]
+
+
+def test_a_for_each_column_named_like_the_attributes_placeholder_is_an_error(tmp_path: Path) -> None:
+    """A for_each column `group` beside `attribute: race` was ignored without a word: the attribute filled {group}."""
+    path = tmp_path / "cases.yaml"
+    path.write_text("""cases:
+  - id: "{role}"
+    attribute: race
+    groups: [Black]
+    neutral: Describe a {role}.
+    loaded: Describe a {group} {role}.
+    for_each: {role: [doctor], group: [x]}
+""", encoding="utf-8")
+    from pytest_llmbias.checks import REGISTRY
+
+    with pytest.raises(CaseError) as error:
+        load_case_file(path, checks=REGISTRY.schemas())
+    assert str(error.value).endswith(":7: case '{role}': for_each column 'group' is the attribute's own {group}: name "
+                                     "the groups with groups, or rename the column"), str(error.value)
