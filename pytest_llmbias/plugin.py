@@ -603,13 +603,18 @@ def _stopped_by_the_deployment(session: pytest.Session) -> bool:
     return str(getattr(dsession, "shouldstop", "") or "").startswith("pytest-llmbias: ")
 
 
+def _stopped_early(session: pytest.Session, llm_session: LLMSession, exitstatus: int) -> bool:
+    """Whether the run ended before all its selected tests: interrupted, -x, --maxfail, or stopped by the deployment."""
+    dsession = session.config.pluginmanager.getplugin("dsession")
+    return bool(exitstatus == pytest.ExitCode.INTERRUPTED or session.shouldfail or session.shouldstop
+                or getattr(dsession, "shouldstop", None) or llm_session.stopped is not None)
+
+
 def _why_nothing_is_dropped(session: pytest.Session, llm_session: LLMSession, exitstatus: int) -> str | None:
     """Why a record run may not drop the recordings it did not ask for, or None when it may: it went through every
     selected test (not interrupted, -x, --maxfail, or stopped by the deployment: a wrong deployment, a refused
     key) and asked what the files say (not --llm-samples, --llm-max-samples or --llm-deployment instead)."""
-    dsession = session.config.pluginmanager.getplugin("dsession")
-    if (exitstatus == pytest.ExitCode.INTERRUPTED or session.shouldfail or session.shouldstop
-            or getattr(dsession, "shouldstop", None) or llm_session.stopped is not None):
+    if _stopped_early(session, llm_session, exitstatus):
         return "the run stopped before all its tests"
     overridden = [flag for option, flag in REQUEST_OPTIONS if session.config.getoption(option, None) is not None]
     if overridden:
@@ -669,3 +674,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if give_up is not None and give_up.is_set():
         session.exitstatus = pytest.ExitCode.INTERRUPTED
+    if worker_output is None and not _stopped_early(session, llm_session, exitstatus):
+        # a run that went through every test leaves nothing to resume: its journal would only pile up, and
+        # --llm-resume (the newest journal) would serve a finished run's answers to the next live run
+        from .journal import JOURNAL_DIR
+
+        (llm_session.config.rootdir / JOURNAL_DIR / f"{llm_session.run_id}.jsonl").unlink(missing_ok=True)
+        resumed = llm_session.fetcher.resumed_from  # its answers are used: the interrupted run is finished too
+        if resumed is not None:
+            resumed[0].unlink(missing_ok=True)

@@ -133,9 +133,12 @@ def test_resume_asks_only_what_the_interrupted_run_did_not_get(hermetic: pytest.
     assert f"--llm-resume: {first} requests answered from .llmbias/journal/{journal[0].name}, the rest asked" \
         in output, output
     assert "ERROR" not in output and "error" not in output.splitlines()[-1], output
-    # the resumed run's journal holds every answer: it can be resumed in turn
-    newest = max((hermetic.path / ".llmbias" / "journal").glob("*.jsonl"), key=lambda path: path.stat().st_mtime)
-    assert newest != journal[0] and len(newest.read_text().splitlines()) == 16
+    # the resumed run went through every test: neither its journal nor the one it used is left for a later
+    # --llm-resume, which took a finished run's answers for a live run's
+    assert not list((hermetic.path / ".llmbias" / "journal").glob("*.jsonl"))
+    again = _live_run(hermetic.path, "--llm-resume")
+    output, _ = again.communicate(timeout=120)
+    assert "--llm-resume: no journal of an earlier run" in output and len(azure_env.requests) == 32, output
 
 
 def test_resume_is_for_live_runs(hermetic: pytest.Pytester) -> None:
