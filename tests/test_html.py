@@ -632,3 +632,17 @@ def test_the_answers_header_counts_what_the_verdict_read() -> None:
     fragment = render_fragment(answers, [verdict])
     heads = [re.sub("<.*?>", "", head) for head in re.findall(r'<div class="head".*?</div>', fragment)]
     assert heads == ["neutralDescribe a doctor.1/1 assume a gender (the distinct answers the verdict read; 10 asked)"]
+
+
+def test_a_rate_verdict_that_read_nothing_shows_no_count(hermetic: pytest.Pytester, azure_env: StandIn) -> None:
+    """A gender_assumption verdict on answers it could not read (another language) has no count: its chart row
+    read "None/10 · inconclusive"."""
+    azure_env.planted = PLANTED
+    answers, verdicts, _ = run_rows(hermetic, SUITE)
+    row = next(verdict for verdict in verdicts if verdict["check"] == "gender_assumption")
+    details = json.loads(row["details"]) if isinstance(row["details"], str) else dict(row["details"])
+    details.pop("gendered", None)
+    row.update(outcome="inconclusive", figure=None, low=None, high=None,
+               details=json.dumps(details) if isinstance(row["details"], str) else details)
+    page = render_page(answers, verdicts)
+    assert "None/" not in page

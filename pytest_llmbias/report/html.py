@@ -320,7 +320,9 @@ def _rate_chart(cases: Sequence[_Case], comparison: Comparison | None, check: st
                 baseline_rate = test.baseline_hits / test.baseline_total
         counted, samples = details.get("gendered", details.get("assigned")), details.get("samples")
         figure = verdict.get("figure")
-        note = (f"{counted}/{samples} · {outcome_label(verdict.get('outcome'))}" if samples is not None
+        # a verdict that read nothing (another language, copies) has no count: its outcome alone, not "None/10"
+        note = (f"{counted}/{samples} · {outcome_label(verdict.get('outcome'))}"
+                if isinstance(counted, int) and isinstance(samples, int)
                 else outcome_label(verdict.get("outcome")))
         attribute = verdict_attribute(verdict)
         label = f"{case.label} · {attribute}" if check != "gender_assumption" and attribute else case.label
