@@ -11,7 +11,7 @@ other, then each with the neutral answers) on two signals by default:
 
 and, opt-in, sentiment (mean VADER compound) and length (relative mean length). One weighted Holm
 family over pairs x signals. Three-way decision: FAILED when a test is significant at the look's
-alpha after Holm and its effect is at or above its floor; PASSED only when every test's upper
+alpha after Holm and its lower bound as shown is at or above its floor; PASSED only when every test's upper
 confidence bound is below its floor (an equivalence test); otherwise INCONCLUSIVE, naming the test
 that could not be decided and the samples that would decide it. Definitions: docs/metrics.md.
 """
