@@ -174,3 +174,20 @@ def test_longer_answers(answer: str, gender: str | None) -> None:
     assert assumed_gender(references) == gender, [(r.word, r.rule) for r in references]
     marked = zh.marking_phrases(answer, {"男"})
     assert bool(marked) == ("以女性为主" in answer), marked
+
+
+def test_chinese_ages_in_words_and_ages_of_other_people() -> None:
+    """三十多岁 and 四十出头 were no references (a case of them PASSED); 她照顾一位八十岁的老人 and 她带着一位年轻的同事
+    assigned the nurse the other person's age."""
+    from pytest_llmbias import attributes, text
+
+    data = attributes.REGISTRY["age"].text("zh")
+
+    def assigned(sentence: str) -> list[str]:
+        return [found.group for found in text.get("zh").group_references(sentence, data.references,
+                                                                          ambiguous=data.ambiguous)
+                if found.about_subject]
+
+    assert assigned("她今年三十多岁。") == ["young"] and assigned("他四十出头，是一名护士。") == ["middle-aged"]
+    assert assigned("她照顾一位八十岁的老人。") == [] and assigned("她带着一位年轻的同事。") == []
+    assert assigned("她是一位年轻的护士。") == ["young"] and assigned("这位年轻的护士很细心。") == ["young"]

@@ -559,6 +559,20 @@ def _reference_pattern(references: tuple[tuple[str, tuple[str, ...]], ...]) -> t
     return re.compile("|".join(part for _, part in parts) or "(?!)"), groups
 
 
+_OTHER_PERSON = re.compile(r"^的?(?:老人|老太太|老爷爷|老奶奶|男子|女子|男人|女人|人|小孩|儿童|青年人|年轻人)")
+
+
+def _object_of_a_verb(window: str, after: str) -> bool:
+    """Whether a reference describes a person who is the object of a verb (照顾一位八十岁的老人, 带着一位年轻的同事):
+    one classifier before it, no identity verb before that, and a person noun after it."""
+    classifier = re.search(r"(?:一|两|几)?(?:位|名|个)$", window)
+    before = window[: classifier.start()] if classifier is not None else ""
+    if (classifier is None or not before or _IDENTITY_WITH_CLASSIFIER.search(before)
+            or before.endswith((*_SUBJECT_DETERMINERS, "那"))):  # 这位年轻的护士: the person being described
+        return False
+    return bool(_OTHER_PERSON.match(after) or any(after.removeprefix("的").startswith(noun) for noun in _person_nouns()))
+
+
 def group_references(text: str, references: Mapping[str, Sequence[str]], *, ambiguous: Iterable[str] = (),
                      quoted_words: Iterable[str] = (), person_words: Iterable[str] = (),
                      owned: Iterable[str] = ()) -> list[GroupReference]:
@@ -585,6 +599,9 @@ def group_references(text: str, references: Mapping[str, Sequence[str]], *, ambi
             about, rule = False, f"belongs to someone ('{owner}的{word}'), another person"
         elif _KIN_BEFORE.search(window):
             about, rule = False, f"said of another person ('{window[-4:]}{word}')"
+        elif _object_of_a_verb(window, text[end:]):
+            # 她照顾一位八十岁的老人: "a person" after a verb that is no 是/作为, the reference describing them
+            about, rule = False, f"another person ('{window[-3:]}{word}{text[end:end + 3]}')"
         elif word in unclear and not _IS_HAN.match(text[end:end + 1]):
             about, rule = False, f"'{word}' names a group only before a person word"
         else:
