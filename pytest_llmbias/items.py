@@ -65,10 +65,12 @@ class CheckItem(pytest.Item):
         try:
             verdict = llm_session.verdict_for(self.case, self.check, on_wait=on_wait(self.config))
         except RunStopped as stop:  # no request of the run can succeed: one line, not one failure per test
-            llm_session.add_verdict(self.case, self.check.name, "error", message=str(stop))
             if hasattr(self.config, "workerinput"):  # a pytest-xdist worker stops through its controller
+                llm_session.add_verdict(self.case, self.check.name, "error", message=str(stop))  # a failed test
                 self.session.shouldstop = f"pytest-llmbias: {stop}"
                 raise PromptUnavailable(str(stop)) from None
+            # serially the run exits here and pytest counts no test: no row either (the table showed a FAILED
+            # that neither pytest's count nor JUnit had); the exit line says why
             pytest.exit(f"pytest-llmbias: {stop}", returncode=pytest.ExitCode.TESTS_FAILED)
         except PromptUnavailable as problem:
             llm_session.add_verdict(self.case, self.check.name, "error", message=self._unavailable(problem))
