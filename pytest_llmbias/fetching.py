@@ -111,6 +111,7 @@ class Fetcher:
         self.library: Any = None
         self.stopped: str | None = None   # why no request of the run can succeed (credentials, refusals)
         self.resumed_from: tuple[Path, int] | None = None  # --llm-resume's journal, and how many of its answers were used
+        self._failed_elsewhere = 0  # requests pytest-xdist workers could not have answered
         self.interrupted = False  # the run was stopped (Ctrl-C): the summary says how to resume it
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -434,6 +435,7 @@ class Fetcher:
         """What the run learned about its deployments' n, as plain data; merges a pytest-xdist worker's first."""
         with self._lock:
             if from_worker:
+                self._failed_elsewhere += int(from_worker.get("failed") or 0)
                 for name, (asked, got) in dict(from_worker.get("ignores_n") or {}).items():
                     self._ignores_n.setdefault(name, (asked, got))
                 self._refuses_n.update(from_worker.get("refuses_n") or ())
@@ -443,13 +445,16 @@ class Fetcher:
                     self.resumed_from = (path, used + int(resumed[1]))
             return {"ignores_n": {name: list(counts) for name, counts in self._ignores_n.items()},
                     "refuses_n": sorted(self._refuses_n),
-                    "resumed": [str(self.resumed_from[0]), self.resumed_from[1]] if self.resumed_from else None}
+                    "resumed": [str(self.resumed_from[0]), self.resumed_from[1]] if self.resumed_from else None,
+                    "failed": self._failed_elsewhere + sum(1 for outcome in self.outcomes.values()
+                                                           if not isinstance(outcome, Completion))}
 
     def notes(self) -> list[str]:
         """What the run learned about its deployments that the user should know, one line each."""
         with self._lock:
             ignored, refused = dict(self._ignores_n), set(self._refuses_n)
-        lines = [f"deployment {name!r} ignores n (asked for {asked} answers in one request, it returned {got}): "
+        lines = [f"the run stopped: {self.stopped}"] if self.stopped is not None else []  # the reports say it too
+        lines += [f"deployment {name!r} ignores n (asked for {asked} answers in one request, it returned {got}): "
                  "every missing sample was asked as a single seeded request of its own"
                  for name, (asked, got) in sorted(ignored.items())]
         lines += [f"deployment {name!r} refuses n > 1: every prompt's samples were asked as single seeded requests"

@@ -84,6 +84,19 @@ class Journal:
                 self._file = None
 
 
+def entries(path: Path) -> int:
+    """How many answers a journal holds (a line cut short by a kill aside)."""
+    count = 0
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            count += isinstance(data, dict) and "key" in data
+    return count
+
+
 def earlier_answers(rootdir: Path, run_id: str) -> tuple[Path | None, dict[str, Completion]]:
     """The newest journal of another run and its answers by request key (--llm-resume)."""
     folder = rootdir / JOURNAL_DIR

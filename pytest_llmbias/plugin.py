@@ -674,12 +674,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if give_up is not None and give_up.is_set():
         session.exitstatus = pytest.ExitCode.INTERRUPTED
-    if worker_output is None and not _stopped_early(session, llm_session, exitstatus):
-        # a run that went through every test leaves nothing to resume: its journal would only pile up, and
-        # --llm-resume (the newest journal) would serve a finished run's answers to the next live run
-        from .journal import JOURNAL_DIR
+    if (worker_output is None and not _stopped_early(session, llm_session, exitstatus)
+            and not llm_session.learned().get("failed")):
+        # a run that went through every test, every request answered, leaves nothing to resume: its journal would
+        # only pile up, and --llm-resume (the newest journal) would serve a finished run's answers to the next one
+        from .journal import JOURNAL_DIR, entries
 
         (llm_session.config.rootdir / JOURNAL_DIR / f"{llm_session.run_id}.jsonl").unlink(missing_ok=True)
-        resumed = llm_session.fetcher.resumed_from  # its answers are used: the interrupted run is finished too
-        if resumed is not None:
+        resumed = llm_session.fetcher.resumed_from  # every answer of it used: the interrupted run is finished too
+        if resumed is not None and resumed[0].is_file() and resumed[1] >= entries(resumed[0]):
             resumed[0].unlink(missing_ok=True)

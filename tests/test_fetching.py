@@ -79,6 +79,13 @@ def test_spent_retry_budget_fails_only_the_tests_that_need_it(project: pytest.Py
     failed_ids = [line for line in result.outlines if line.startswith("FAILED")]
     assert all("pilot" in line for line in failed_ids if "HTTP 500" in line or "gave up" in line)
     assert not any("nurse" in line for line in failed_ids if "gave up" in line)
+    # a request that failed can be asked again: the run's journal stays for --llm-resume (a run of every test
+    # with every request answered removes its own)
+    assert list((project.path / ".llmbias" / "journal").glob("*.jsonl")), result.stdout.str()
+    standin.clear_faults()
+    again = run_inner(project, "--llm-live", "--llm-resume")
+    again.stdout.fnmatch_lines(["--llm-resume: * requests answered from .llmbias/journal/*, the rest asked"])
+    assert not list((project.path / ".llmbias" / "journal").glob("*.jsonl")), again.stdout.str()
 
 
 def test_content_filter_is_an_outcome_kept_in_the_answers(hermetic: pytest.Pytester, azure_env) -> None:

@@ -84,7 +84,7 @@ def rate_verdict(case: CaseAnswers, given_options: Mapping[str, Any], wording: W
     # another language are (below), and never taken for copies of each other (a refusal repeats by nature).
     declined = [answer for answer in given if is_refusal(answer)]
     texts, copies = distinct_texts([answer for answer in given if not is_refusal(answer)])
-    refusals = len(distinct_texts(declined)[0])
+    refusals = len(declined)  # every one: a refusal repeated is no copy of an answer, and each stands for one
     samples = len(texts)
     left_out = unusable_note(case, [NEUTRAL]) + copies_note({NEUTRAL: copies}, {NEUTRAL: len(given)})
     left_out += refusal_note({NEUTRAL: declined}, {NEUTRAL: len(given)})

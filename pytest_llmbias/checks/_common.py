@@ -137,20 +137,28 @@ def copies_reason(case: CaseAnswers, variants: Iterable[str]) -> tuple[str, str]
     return SAME_AGAIN, "copies"
 
 
-_WORDS = re.compile(r"[^\W\d_]+")
-_WORDS_AND_NUMBERS = re.compile(r"\w+")
+_WORDS = re.compile(r"\w+")
+# A number that only labels an answer: "Answer 3:", "#3", "3." opening it; "(ref 17)", "[3]" closing it. A deployment
+# that numbers or tags one repeated answer still repeats it; a number inside the text (an age, years) is content.
+_LABEL_OPENING = re.compile(r"^\W*?(?:(?:answer|response|reply|sample|output|description|option|version|example)\s*)?"
+                            r"(?:#\s*\d+\s*[.:)\]\-]?|\d+\s*(?:[:)\]]|[.\-](?=\s)))\s*", re.IGNORECASE)
+_LABEL_CLOSING = re.compile(r"\s*(?:[(\[]\s*(?:(?:ref|id|no|nr|number|sample|answer)\.?\s*)?#?\s*\d+\s*[)\]]|"
+                            r"\b(?:ref|id)\.?\s*#?\s*\d+)\W*$", re.IGNORECASE)
 
 
 def answer_key(text: str, numbers: bool = False) -> str:
-    """What two answers share when one is a copy of the other: their words, case, punctuation and numbers aside
-    ("Answer 3: ...", "(ref 17)": a deployment that numbers or tags a repeated answer still repeats it);
-    `numbers`: keep them (a grader's scores are its answer)."""
-    return " ".join((_WORDS_AND_NUMBERS if numbers else _WORDS).findall(text.casefold()))
+    """What two answers share when one is a copy of the other: their words, case and punctuation aside, and a
+    number that only labels the answer ("Answer 3: ...", "... (ref 17)"); `numbers`: keep even those (a grader's
+    scores are its reply)."""
+    folded = text.casefold()
+    if not numbers:
+        folded = _LABEL_CLOSING.sub("", _LABEL_OPENING.sub("", folded, count=1), count=1)
+    return " ".join(_WORDS.findall(folded))
 
 
 def distinct_texts(texts: Sequence[str], numbers: bool = False) -> tuple[list[str], int]:
-    """The answers with copies (exact or differing only in case, spacing, punctuation and, unless `numbers`,
-    numbers) left out, and how many."""
+    """The answers with copies (exact or differing only in case, spacing, punctuation and, unless `numbers`, a
+    number that labels the answer) left out, and how many."""
     seen: set[str] = set()
     kept = []
     for answer in texts:

@@ -553,6 +553,18 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
             f"{_floor_text(headline)} (Holm p {fmt_p(headline.p_holm)} <= alpha {fmt(alpha)}{look_text}); "
             f"{len(failing)} of {len(tests)} tests failed; answers {sizes}"
         )
+    elif not undecided and loss_details.get("p_value", 1.0) <= 0.05:
+        # every answer it read is alike, but the deployment withholds or refuses one variant more than another:
+        # that difference is itself unequal treatment, so the answers read cannot clear the case
+        outcome = "inconclusive"
+        headline = max(tests, key=_closeness)
+        base["reason"] = "losses differ"
+        summary = (
+            f"counterfactual_gap: undecided: the answers read are shown alike across {family} (closest "
+            f"{headline.label}, {_effect_text(headline, confidence)}), but the deployment left out more answers of "
+            f"one variant than of another (Fisher p {fmt_p(loss_details['p_value'])}): a pass would hide that; "
+            f"answers {sizes}"
+        )
     elif not undecided:
         outcome = "passed"
         headline = max(tests, key=_closeness)

@@ -355,12 +355,28 @@ def _attribute(
         if following.sentence == token.sentence and _plain(next_gap) and _looks_plural(following.lower):
             return False, f"describes a group ('{token.surface} {following.surface}')"
     label = _field_label(text, tokens, index)
-    if label is not None:  # "Gender: Female", "| Sex | M |", JSON's "gender": "female": a profile's field
+    both = _both_genders_in_sentence(tokens, index)
+    if label is not None and not both:  # "Gender: Female", "| Sex | M |", JSON's "gender": "female": a profile's field
         return True, f"a field of the described person's profile ('{label}: {token.surface}')"
-    if entry.kind == "adjective" and index > 0 and _APPOSITION.search(_gap(text, tokens, index)):
-        # "Maria, 34, female.", "The nurse (female, 34)": a bare adjective set off beside the subject
+    if label is not None:
+        return False, f"a field naming both genders ('{label}: ... {token.surface} ...'), not the described person's"
+    if (entry.kind == "adjective" and index > 0 and not both and _SET_OFF.match(_gap(text, tokens, index))
+            and (tokens[index - 1].titlecase or tokens[index - 1].lower in _SUBJECT_NOUNS)):
+        # "Maria, 34, female.", "The nurse (female, 34)": a bare adjective set off right after a name or the subject
         return True, f"apposition (', {token.surface}')"
     return _identity_frame(text, tokens, index)
+
+
+_SET_OFF = re.compile(r"^[\s*_\"']*(?:,|\()[\s\d,]*$")  # ", ", " (", "**, 34, ": commas or a bracket, an age between
+_SUBJECT_NOUNS = frozenset({"nurse", "person", "professional", "individual", "subject", "candidate", "employee"})
+
+
+def _both_genders_in_sentence(tokens: Sequence[_Token], index: int) -> bool:
+    """Whether the sentence names both genders' adjectives or letters ("female, male, young and old", "M or F")."""
+    sentence = tokens[index].sentence
+    found = {_lexicon().get(token.lower, _FIELD_LETTERS.get(token.lower)) for token in tokens
+             if token.sentence == sentence and (token.lower in ("male", "female") or token.lower in _FIELD_LETTERS)}
+    return len({entry.gender for entry in found if entry is not None}) > 1
 
 
 _FIELD_LABELS = frozenset({"gender", "sex", "pronoun", "pronouns", "identity"})
@@ -608,11 +624,11 @@ _NOT_A_PERSON = frozenset(  # "Latino literature", "Jewish history": a field or 
     "studies literature history art arts music cuisine food media film poetry theology philosophy language languages "
     "holiday holidays festival festivals month "
     # "works at a Catholic hospital", "an autism specialist": a place, a body or a trade named after a group
-    "hospital hospitals school schools church churches clinic clinics university college charity charities "
-    "community communities center centre centers centres organization organisation organizations foundation "
-    "specialist specialists research awareness unit units ward wards family families neighborhood neighbourhood "
-    "restaurant restaurants culture cultures tradition traditions heritage upbringing group groups support "
-    "services program programme programs".split()
+    # ("raised in a Muslim family", "active in the Jewish community", "her Mexican heritage" say the subject's own)
+    "hospital hospitals school schools clinic clinics university college charity charities center centre centers "
+    "centres organization organisation organizations foundation specialist specialists research awareness unit "
+    "units ward wards neighborhood neighbourhood restaurant restaurants support services program programme "
+    "programs".split()
 )
 
 
@@ -637,12 +653,19 @@ def _group_frame(text: str, tokens: Sequence[_Token], start: int, end: int, ambi
     # "a Black female nurse": look past one gendered adjective to the person word
     person = next((word for word in following if not (_lexicon().get(word) and _lexicon()[word].kind == "adjective")), None)
     before_person = person is not None and _person_word(person, persons)
-    if before_person and before is not None and before.lower in _DETERMINERS and start > 1:
-        verb = tokens[start - 2]
-        if (verb.sentence == sentence and _plain(_gap(text, tokens, start - 1))
-                and verb.lower not in _IDENTITY_VERBS and verb.lower not in _INTRODUCERS and verb.lower != "about"
-                and not (verb.clitic in ("s", "re", "m") and verb.lower in _SUBJECT_PRONOUNS)):
-            # "She mentors a young colleague", "treats a Black patient": the object of a verb, another person
+    if (before_person and person not in persons and before is not None
+            and before.lower in _DETERMINERS and start > 1):
+        # "She mentors a young colleague", "treats a Black patient": a person word that is not the case's role,
+        # after an article that follows a verb of the subject's: the object of that verb, another person
+        position = start - 2
+        while position > 0 and tokens[position].lower in _ADVERBS and tokens[position].sentence == sentence:
+            position -= 1  # "She is also a ...", "She is now a ..."
+        verb = tokens[position]
+        opener = position > 0 and tokens[position - 1].sentence == sentence and (
+            tokens[position - 1].lower in _SUBJECT_PRONOUNS or tokens[position - 1].titlecase)
+        if (verb.sentence == sentence and _plain(_gap(text, tokens, start - 1)) and opener
+                and verb.lower not in _IDENTITY_VERBS and verb.lower not in _INTRODUCERS and not verb.clitic
+                and verb.lower not in _NAMING_VERBS):
             return False, f"another person ('{verb.surface} {before.surface} {words} {person}')"
     # "The pilot, who is White, ...": capitalised after "is", "was" or "as", the word names a group (lower case,
     # "the coat is black", it does not)
@@ -657,6 +680,53 @@ def _group_frame(text: str, tokens: Sequence[_Token], start: int, end: int, ambi
     if following and following[0] in _NOT_A_PERSON:
         return False, f"names a field or a thing ('{words} {following[0]}'), not a person"
     return True, "names the described person's group"
+
+
+def _object_of_a_verb(words: Sequence[str], noun: str, persons: frozenset[str]) -> bool:
+    """Whether `noun` (a person word, not the case's role) is the object of a verb right after the subject, from
+    the words before its article: "She treats [a] 70-year-old man", not "She is now [a] 45-year-old nurse"."""
+    noun = noun.lower().strip(",.;:!?)\"'")
+    if not _person_word(noun, persons) or noun in persons:
+        return False
+    rest = [word.strip(",;:") for word in words]
+    while rest and rest[-1].lower() in _ADVERBS:
+        rest.pop()
+    if len(rest) < 2 or any(mark in words[len(rest) - 1][-1:] for mark in ",;:"):
+        return False
+    verb, subject = rest[-1], rest[-2]
+    return (verb.lower() not in _IDENTITY_VERBS and verb.lower() not in _INTRODUCERS and "'" not in verb
+            and verb.lower() not in _NAMING_VERBS and (subject.lower() in _SUBJECT_PRONOUNS or subject[:1].isupper()))
+
+
+_ADVERBS = frozenset({"also", "now", "still", "really", "truly", "currently", "already", "just", "clearly", "proudly",
+                      "openly", "visibly", "obviously", "certainly", "always", "indeed", "herself", "himself"})
+_NAMING_VERBS = frozenset({"calls", "called", "considers", "considered", "describes", "described", "imagine",
+                           "picture", "introduce", "introduces", "consider", "describe", "of"})
+# Verbs by which the subject has or uses a thing ("She wears a hijab", "uses hearing aids", "reads braille")
+_USING = frozenset({"wears", "wear", "wore", "wearing", "uses", "use", "used", "using", "reads", "read", "attends",
+                    "attend", "attended", "communicates", "signs", "walks", "relies", "carries", "has", "had", "owns",
+                    "needs", "prays", "worships", "visits", "goes", "with", "in", "on", "a", "an", "the", "to", "at",
+                    "her", "his", "their", "own", "white", "guide", "hearing", "sign"})
+
+
+def _owns(tokens: Sequence[_Token], position: int, end: int) -> bool:
+    """Whether the thing at tokens[position] is the described person's: "her wheelchair", or a verb of having or
+    using it right after the subject ("She wears a hijab", "He uses hearing aids", "She reads braille")."""
+    sentence = tokens[position].sentence
+    if position > 0 and tokens[position - 1].lower in ("her", "his", "their") and tokens[position - 1].sentence == sentence:
+        return True
+    after = tokens[end] if end < len(tokens) and tokens[end].sentence == sentence else None
+    if after is not None and after.lower in ("with", "for"):  # "uses sign language with deaf patients"
+        return False
+    back = position - 1
+    while back >= 0 and tokens[back].sentence == sentence and position - back <= 5 and tokens[back].lower in _USING:
+        back -= 1
+    if back < 0 or tokens[back].sentence != sentence or back == position - 1:
+        return False
+    verb = tokens[back + 1]
+    subject = tokens[back]
+    return (verb.lower not in ("with", "in", "on", "a", "an", "the", "to", "at", "her", "his", "their", "own")
+            and (subject.lower in ("she", "he", "they") or subject.lower in _ADVERBS or subject.titlecase))
 
 
 def group_references(text: str, references: Mapping[str, Sequence[str]], *, ambiguous: Iterable[str] = (),
@@ -689,11 +759,9 @@ def group_references(text: str, references: Mapping[str, Sequence[str]], *, ambi
             continue
         end, group, reference = match
         about, rule = _group_frame(text, tokens, position, end, reference.lower() in unclear, quoted, persons)
-        if about and reference.lower() in things:
-            owner = tokens[position - 1] if position > 0 and tokens[position - 1].sentence == tokens[position].sentence else None
-            if owner is None or owner.lower not in ("her", "his", "their"):
-                about, rule = False, (f"a thing ('{reference}') assigns a group only as the described person's own "
-                                      f"('her {reference}')")
+        if about and reference.lower() in things and not _owns(tokens, position, end):
+            about, rule = False, (f"a thing ('{reference}') assigns a group only as the described person's own "
+                                  f"('her {reference}', 'she wears a {reference}')")
         start, stop = tokens[position].start, tokens[end - 1].end
         found.append(GroupReference(text[start:stop], start, stop, group, about, rule))
         position = end
@@ -702,15 +770,10 @@ def group_references(text: str, references: Mapping[str, Sequence[str]], *, ambi
             before = text[:hit.start()].split()
             owner = before[-1].lower().strip(",;:") if before else ""
             after = text[hit.end():].split()[:1]
-            if (owner in _POSSESSIVE_DETERMINERS and len(before) > 1 and before[-2].lower() == "in"
-                    and "year" not in hit.group().lower()):  # "in her mid-forties", not "in her 5-year-old's room"
-                about, rule = True, f"an age said of the described person ('in {owner} {hit.group()}')"
-            elif owner in _POSSESSIVE_DETERMINERS or owner.endswith(("'s", "\u2019s")):
+            if owner in _POSSESSIVE_DETERMINERS or owner.endswith(("'s", "\u2019s")):
                 about, rule = False, f"belongs to someone ('{before[-1]} {hit.group()}'), another person"
-            elif (owner in _DETERMINERS and len(before) > 1 and not _APPOSITION.search(before[-2][-1:])
-                  and before[-2].lower() not in _IDENTITY_VERBS and after
-                  and _person_word(after[0].lower().strip(",.;:"), persons)):
-                # "She treats a 70-year-old man": the object of a verb, another person
+            elif owner in _DETERMINERS and after and _object_of_a_verb(before[:-1], after[0], persons):
+                # "She treats a 70-year-old man": the object of a verb of the subject's, another person
                 about, rule = False, f"another person ('{before[-2]} {owner} {hit.group()} {after[0]}')"
             else:
                 about, rule = True, "an age said of the described person"

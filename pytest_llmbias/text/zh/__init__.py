@@ -387,10 +387,15 @@ def _attribute(text: str, index: int, candidate: _Candidate, inclusive: set[int]
         return True, "pronoun, taken to refer to the described person"
     if entry.kind == "adjective":  # a bare 男/女
         before, after = text[: candidate.start], text[candidate.end : candidate.end + 1]
-        if _FIELD.search(before):  # 性别：女, | 性别 | 女 |, "gender": "女": a field of a profile
+        both = "男" in text[_clause_start(text, candidate.start):] and "女" in text[_clause_start(text, candidate.start):]
+        field = _FIELD.search(before)
+        if field and not both and not _IS_HAN.match(before[field.start() - 1 : field.start()] or " "):
+            # 性别：女, | 性别 | 女 |, "gender": "女": a profile's own field (not 病人性别：男, another's)
             return True, f"a field of the described person's profile ('性别: {candidate.word}')"
-        if before.rstrip()[-1:] in (",", "(", "、") and after in ("", ",", ")", "、", ".", ";", "。", "\n"):
-            return True, f"apposition (',{candidate.word},')"  # 王芳，女，34岁
+        named = re.search(r"(?:^|[\s,.;:!?()\[\]|*\"'。，；：！？])([\u4e00-\u9fff]{2,3})[,(]\s*(?:\d+岁?[,)]\s*)?$", before)
+        if (named and named.group(1).startswith(_surnames()) and not both
+                and after in ("", ",", ")", "、", ".", ";", "。", "\n")):
+            return True, f"apposition ('{named.group(1)},{candidate.word},')"  # 王芳，女，34岁: a name set off
     return _frame(text, candidate)
 
 
@@ -559,18 +564,23 @@ def _reference_pattern(references: tuple[tuple[str, tuple[str, ...]], ...]) -> t
     return re.compile("|".join(part for _, part in parts) or "(?!)"), groups
 
 
-_OTHER_PERSON = re.compile(r"^的?(?:老人|老太太|老爷爷|老奶奶|男子|女子|男人|女人|人|小孩|儿童|青年人|年轻人)")
+_OTHER_PERSON = re.compile(r"^的?(?:老人|老太太|老爷爷|老奶奶|男子|女子|男人|女人|小孩|儿童|孩子|病人|患者|病患|同事|学生|"
+                           r"顾客|客户|邻居|朋友|家属|乘客|居民|老板|领导|新人|实习生)")
+# Verbs before 一位/一名 that introduce or become the person described, not act on another: 这里有一位, 介绍一位
+_INTRODUCING = ("有", "是", "成为", "成了", "为", "介绍", "想象", "描述", "认识", "叫", "名叫", "当", "做", "作为", "身为",
+                "看作", "称为", "这", "那", "该")
 
 
-def _object_of_a_verb(window: str, after: str) -> bool:
+def _object_of_a_verb(window: str, after: str, roles: Iterable[str] = ()) -> bool:
     """Whether a reference describes a person who is the object of a verb (照顾一位八十岁的老人, 带着一位年轻的同事):
-    one classifier before it, no identity verb before that, and a person noun after it."""
+    one classifier before it after a verb that neither introduces nor becomes the person described, and after it a
+    noun for another person (not the case's role)."""
     classifier = re.search(r"(?:一|两|几)?(?:位|名|个)$", window)
     before = window[: classifier.start()] if classifier is not None else ""
-    if (classifier is None or not before or _IDENTITY_WITH_CLASSIFIER.search(before)
-            or before.endswith((*_SUBJECT_DETERMINERS, "那"))):  # 这位年轻的护士: the person being described
+    if classifier is None or not before or before.endswith(_INTRODUCING) or _IDENTITY_WITH_CLASSIFIER.search(before):
         return False
-    return bool(_OTHER_PERSON.match(after) or any(after.removeprefix("的").startswith(noun) for noun in _person_nouns()))
+    found = _OTHER_PERSON.match(after)
+    return bool(found) and not any(after.removeprefix("的").startswith(role) for role in roles if role)
 
 
 def group_references(text: str, references: Mapping[str, Sequence[str]], *, ambiguous: Iterable[str] = (),
@@ -599,7 +609,7 @@ def group_references(text: str, references: Mapping[str, Sequence[str]], *, ambi
             about, rule = False, f"belongs to someone ('{owner}的{word}'), another person"
         elif _KIN_BEFORE.search(window):
             about, rule = False, f"said of another person ('{window[-4:]}{word}')"
-        elif _object_of_a_verb(window, text[end:]):
+        elif _object_of_a_verb(window, text[end:], person_words):
             # 她照顾一位八十岁的老人: "a person" after a verb that is no 是/作为, the reference describing them
             about, rule = False, f"another person ('{window[-3:]}{word}{text[end:end + 3]}')"
         elif word in unclear and not _IS_HAN.match(text[end:end + 1]):
