@@ -453,7 +453,9 @@ class Fetcher:
         """What the run learned about its deployments that the user should know, one line each."""
         with self._lock:
             ignored, refused = dict(self._ignores_n), set(self._refuses_n)
-        lines = [f"the run stopped: {self.stopped}"] if self.stopped is not None else []  # the reports say it too
+        # the results say why they are few; the reason itself is the run's last line, said once
+        lines = (["the run stopped early: no request of it could succeed (why: the last line)"]
+                 if self.stopped is not None else [])
         lines += [f"deployment {name!r} ignores n (asked for {asked} answers in one request, it returned {got}): "
                  "every missing sample was asked as a single seeded request of its own"
                  for name, (asked, got) in sorted(ignored.items())]
