@@ -55,6 +55,15 @@ def _recordable(status: int, content: bytes) -> bool:
 FLUSH_SECONDS = 1.0
 
 
+
+def _umask() -> int:
+    current = os.umask(0o022)  # read at import, before any thread: os.umask can only be read by setting it
+    os.umask(current)
+    return current
+
+
+_UMASK = _umask()
+
 class CassetteMiss(Exception):
     """No recording for a request in replay mode (raised inside the transport, before any network)."""
 
@@ -251,6 +260,9 @@ class Cassette:
             try:
                 with os.fdopen(handle, "w", encoding="utf-8") as out:
                     out.write(text)
+                # mkstemp's file is the owner's alone (0600): a cassette is committed and shared, so it takes
+                # the old file's mode, else a new file's under the process's umask (0644 at the usual 022)
+                os.chmod(temporary, self.path.stat().st_mode & 0o777 if self.path.is_file() else 0o666 & ~_UMASK)
                 os.replace(temporary, self.path)
             except BaseException:
                 Path(temporary).unlink(missing_ok=True)

@@ -112,6 +112,7 @@ class Fetcher:
         self.stopped: str | None = None   # why no request of the run can succeed (credentials, refusals)
         self.resumed_from: tuple[Path, int] | None = None  # --llm-resume's journal, and how many of its answers were used
         self._failed_elsewhere = 0  # requests pytest-xdist workers could not have answered
+        self.resumed_journals: list[Path] = []  # every journal --llm-resume read
         self.interrupted = False  # the run was stopped (Ctrl-C): the summary says how to resume it
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -240,8 +241,8 @@ class Fetcher:
         # a replay asks nobody: no quota to keep (a missing recording is said at once, not after the quota's wait)
         self._limiter = None if mode == "replay" else RateLimiter(self.config.tpm, self.config.rpm, stop=self._stopping)
         if mode != "replay":
-            if self.config.resume:  # before this run's own journal exists: the newest is an earlier run's
-                path, self._resumed = earlier_answers(self.config.rootdir, self.run_id)
+            if self.config.resume:  # before this run's own journal exists: every one left is an earlier run's
+                path, self._resumed, self.resumed_journals = earlier_answers(self.config.rootdir, self.run_id)
                 if path is not None:
                     self.resumed_from = (path, 0)
             self._journal = Journal(self.config.rootdir, self.run_id)
@@ -448,6 +449,11 @@ class Fetcher:
                     "resumed": [str(self.resumed_from[0]), self.resumed_from[1]] if self.resumed_from else None,
                     "failed": self._failed_elsewhere + sum(1 for outcome in self.outcomes.values()
                                                            if not isinstance(outcome, Completion))}
+
+    def answered_keys(self) -> set[str]:
+        """The requests this run has answers for (asked, or taken from a journal)."""
+        with self._lock:
+            return {key for key, outcome in self.outcomes.items() if isinstance(outcome, Completion)}
 
     def notes(self) -> list[str]:
         """What the run learned about its deployments that the user should know, one line each."""

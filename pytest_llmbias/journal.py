@@ -84,28 +84,10 @@ class Journal:
                 self._file = None
 
 
-def entries(path: Path) -> int:
-    """How many answers a journal holds (a line cut short by a kill aside)."""
-    count = 0
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            try:
-                data = json.loads(line)
-            except ValueError:
-                continue
-            count += isinstance(data, dict) and "key" in data
-    return count
-
-
-def earlier_answers(rootdir: Path, run_id: str) -> tuple[Path | None, dict[str, Completion]]:
-    """The newest journal of another run and its answers by request key (--llm-resume)."""
-    folder = rootdir / JOURNAL_DIR
-    journals = [path for path in folder.glob("*.jsonl") if path.stem != run_id] if folder.is_dir() else []
-    if not journals:
-        return None, {}
-    newest = max(journals, key=lambda path: path.stat().st_mtime)
+def read_journal(path: Path) -> dict[str, Completion]:
+    """A journal's answers by request key (a line cut short by a kill left out)."""
     answers: dict[str, Completion] = {}
-    with newest.open(encoding="utf-8") as lines:
+    with path.open(encoding="utf-8") as lines:
         for line in lines:
             try:
                 data = json.loads(line)
@@ -114,7 +96,24 @@ def earlier_answers(rootdir: Path, run_id: str) -> tuple[Path | None, dict[str, 
             completion = completion_from(data) if isinstance(data, dict) and "key" in data else None
             if completion is not None:
                 answers[data["key"]] = dataclasses.replace(completion, replayed=False, throttled=0)
-    return newest, answers
+    return answers
+
+
+def earlier_answers(rootdir: Path, run_id: str) -> tuple[Path | None, dict[str, Completion], list[Path]]:
+    """The answers of every earlier run's journal by request key, the newest journal's answer where two hold one
+    (--llm-resume): the newest journal that holds any, all the answers, and every journal read. A run that went
+    through its tests removes its journal, so those left are of runs stopped or interrupted, and an empty one
+    (a run stopped at its first request) hides none of them."""
+    folder = rootdir / JOURNAL_DIR
+    journals = [path for path in folder.glob("*.jsonl") if path.stem != run_id] if folder.is_dir() else []
+    answers: dict[str, Completion] = {}
+    read: list[Path] = []
+    for path in sorted(journals, key=lambda path: path.stat().st_mtime):  # oldest first: the newest wins
+        found = read_journal(path)
+        if found:
+            answers.update(found)
+            read.append(path)
+    return (read[-1] if read else None), answers, read
 
 
 class SharedOutcomes:

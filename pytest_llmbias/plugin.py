@@ -603,6 +603,26 @@ def _stopped_by_the_deployment(session: pytest.Session) -> bool:
     return str(getattr(dsession, "shouldstop", "") or "").startswith("pytest-llmbias: ")
 
 
+def _tidy_journals(session: pytest.Session, llm_session: LLMSession, exitstatus: int) -> None:
+    """Remove the journals nothing will resume: a record run's (its cassettes hold every answer, and --llm-resume
+    is for live runs), and a live run's that went through every test with every request answered, with each
+    journal it resumed whose every answer this run has too (serially: a pytest-xdist controller asks nothing).
+    A journal left behind would be served to a later --llm-resume as if its run had been cut short."""
+    from .journal import JOURNAL_DIR, read_journal
+
+    own = llm_session.config.rootdir / JOURNAL_DIR / f"{llm_session.run_id}.jsonl"
+    if llm_session.config.mode not in ("live", "replay"):  # a record run ("new", "all")
+        own.unlink(missing_ok=True)
+        return
+    if _stopped_early(session, llm_session, exitstatus) or llm_session.learned().get("failed"):
+        return
+    own.unlink(missing_ok=True)
+    answered = llm_session.fetcher.answered_keys()
+    for path in llm_session.fetcher.resumed_journals if answered else ():
+        if path.is_file() and set(read_journal(path)) <= answered:
+            path.unlink(missing_ok=True)
+
+
 def _stopped_early(session: pytest.Session, llm_session: LLMSession, exitstatus: int) -> bool:
     """Whether the run ended before all its selected tests: interrupted, -x, --maxfail, or stopped by the deployment."""
     dsession = session.config.pluginmanager.getplugin("dsession")
@@ -650,6 +670,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             or not llm_session.gathered_anything):
         if llm_session is not None and exitstatus == pytest.ExitCode.INTERRUPTED:
             llm_session.stop_fetching(timeout=5.0)  # a pytest-xdist worker interrupted before its first answer
+        if llm_session is not None and worker_output is None and llm_session.config.mode != "replay":
+            from .journal import JOURNAL_DIR
+
+            own = llm_session.config.rootdir / JOURNAL_DIR / f"{llm_session.run_id}.jsonl"
+            if own.is_file() and (llm_session.config.mode != "live" or not own.stat().st_size):
+                own.unlink()  # nothing in it to resume (a run stopped at its first request)
         return
     if worker_output is not None:  # a pytest-xdist worker: hand the rows to the controller
         llm_session.stop_fetching()
@@ -674,13 +700,5 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if give_up is not None and give_up.is_set():
         session.exitstatus = pytest.ExitCode.INTERRUPTED
-    if (worker_output is None and not _stopped_early(session, llm_session, exitstatus)
-            and not llm_session.learned().get("failed")):
-        # a run that went through every test, every request answered, leaves nothing to resume: its journal would
-        # only pile up, and --llm-resume (the newest journal) would serve a finished run's answers to the next one
-        from .journal import JOURNAL_DIR, entries
-
-        (llm_session.config.rootdir / JOURNAL_DIR / f"{llm_session.run_id}.jsonl").unlink(missing_ok=True)
-        resumed = llm_session.fetcher.resumed_from  # every answer of it used: the interrupted run is finished too
-        if resumed is not None and resumed[0].is_file() and resumed[1] >= entries(resumed[0]):
-            resumed[0].unlink(missing_ok=True)
+    if worker_output is None:
+        _tidy_journals(session, llm_session, exitstatus)

@@ -147,3 +147,54 @@ def test_resume_is_for_live_runs(hermetic: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["*--llm-resume continues an interrupted --llm-live run: give it with --llm-live*"])
     recording = run_inner(hermetic, "--llm-resume", "--llm-record")
     recording.stderr.fnmatch_lines(["*--llm-live run; a record run keeps what it got in its cassettes*"])
+
+
+def test_resume_reads_every_unfinished_journal_and_an_empty_one_hides_none(tmp_path: Path) -> None:
+    """A run stopped at its first request (a refused key) left an empty journal that, being the newest, hid the
+    interrupted run's 23 answers from --llm-resume: every earlier journal is read, the newest's answer first."""
+    import dataclasses
+    import os
+
+    from pytest_llmbias.journal import JOURNAL_DIR, earlier_answers
+    from pytest_llmbias.wire import Completion
+
+    folder = tmp_path / JOURNAL_DIR
+    folder.mkdir(parents=True)
+
+    def line(key: str, text: str) -> str:
+        completion = Completion((text,), ("stop",), 1, 1, "m", "id", 0.1, False)
+        return json.dumps({"key": key, **dataclasses.asdict(completion)}) + "\n"
+
+    (folder / "old.jsonl").write_text(line("a", "first") + line("b", "old b"))
+    (folder / "newer.jsonl").write_text(line("b", "new b"))
+    (folder / "stopped.jsonl").write_text("")
+    for age, name in enumerate(("old", "newer", "stopped")):
+        os.utime(folder / f"{name}.jsonl", (1_000_000 + age, 1_000_000 + age))
+    newest, answers, read = earlier_answers(tmp_path, "this-run")
+    assert newest == folder / "newer.jsonl" and [path.name for path in read] == ["old.jsonl", "newer.jsonl"]
+    assert {key: completion.texts[0] for key, completion in answers.items()} == {"a": "first", "b": "new b"}
+
+
+def test_a_record_run_leaves_no_journal_even_when_cut_short(hermetic: pytest.Pytester, azure_env) -> None:
+    """A record run's journal was left behind (its cassettes hold the answers) and a later live --llm-resume took
+    its answers: a record run removes its journal, interrupted or not."""
+    hermetic.mkdir("cases")
+    (hermetic.path / "cases" / "jobs.yaml").write_text(_cases_yaml(ROLES))
+    stopped = run_inner(hermetic, "--llm-record", "--llm-deployment", "no-such-deployment")  # stops at once
+    assert stopped.ret == pytest.ExitCode.TESTS_FAILED, stopped.stdout.str()
+    assert not list((hermetic.path / ".llmbias" / "journal").glob("*.jsonl"))
+    assert run_inner(hermetic, "--llm-record").ret in (0, 1)
+    assert not list((hermetic.path / ".llmbias" / "journal").glob("*.jsonl"))
+
+
+def test_a_cassette_is_readable_by_others_as_the_umask_allows(hermetic: pytest.Pytester, azure_env) -> None:
+    """Cassettes were written 0600 (tempfile's mode), unreadable on a shared checkout or by CI's other users."""
+    import stat
+
+    hermetic.mkdir("cases")
+    (hermetic.path / "cases" / "jobs.yaml").write_text(_cases_yaml(ROLES[:1]))
+    run_inner(hermetic, "--llm-record")
+    (cassette,) = (hermetic.path / "cases" / "__cassettes__").glob("*.yaml")
+    current = os.umask(0o022)
+    os.umask(current)
+    assert stat.S_IMODE(cassette.stat().st_mode) == 0o666 & ~current
