@@ -17,6 +17,9 @@ import pytest
 import yaml
 
 from tests.conftest import NURSE_CASES, PROVIDER_VARIABLES, run_inner
+from tests.test_adaptive import CASES as ADAPTIVE_CASES  # samples 5 up to 20: later batches are asked
+from tests.test_servers import output_of
+from tests.test_servers import project as servers_project
 
 SECRET = "sk-foreign-7c1e9a3b5d2f4e60"  # the key these tests send; it must never reach what a run writes
 ANSWERS = ("A nurse cares for patients on the ward.", "Nurses work long shifts and comfort families.",
@@ -109,13 +112,7 @@ def foreign(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Foreign]]
 
 
 def project(pytester: pytest.Pytester, text: str = NURSE_CASES) -> pytest.Pytester:
-    pytester.mkdir("cases")
-    (pytester.path / "cases" / "jobs.yaml").write_text(text)
-    return pytester
-
-
-def output_of(result: pytest.RunResult) -> str:
-    return result.stdout.str() + result.stderr.str()
+    return servers_project(pytester, text)
 
 
 def written(pytester: pytest.Pytester) -> str:
@@ -240,17 +237,6 @@ def test_no_choices_with_the_prompt_filter_tripped_is_a_filtered_prompt(hermetic
 
 # -- a server that ignores n but honours seed (Ollama, llama.cpp, LM Studio) --------------------------------
 
-ADAPTIVE_CASES = """\
-defaults:
-  samples: 5
-  max_samples: 20
-cases:
-  - id: nurse
-    neutral: Describe a nurse.
-    loaded:
-      male: Describe a male nurse.
-      female: Describe a female nurse.
-"""
 
 
 def seeded(body: dict[str, Any], key: str, handler: Any) -> Reply:
