@@ -112,7 +112,7 @@ class Fetcher:
         self.stopped: str | None = None   # why no request of the run can succeed (credentials, refusals)
         self.resumed_from: tuple[Path, int] | None = None  # --llm-resume's journal, and how many of its answers were used
         self._failed_elsewhere = 0  # requests pytest-xdist workers could not have answered
-        self.resumed_journals: list[Path] = []  # every journal --llm-resume read
+        self.resumed_journals: dict[Path, frozenset[str]] = {}  # every journal --llm-resume read, its request keys
         self.interrupted = False  # the run was stopped (Ctrl-C): the summary says how to resume it
         self._lock = threading.Lock()
         self._stopping = threading.Event()

@@ -99,21 +99,22 @@ def read_journal(path: Path) -> dict[str, Completion]:
     return answers
 
 
-def earlier_answers(rootdir: Path, run_id: str) -> tuple[Path | None, dict[str, Completion], list[Path]]:
+def earlier_answers(rootdir: Path, run_id: str) -> tuple[Path | None, dict[str, Completion], dict[Path, frozenset[str]]]:
     """The answers of every earlier run's journal by request key, the newest journal's answer where two hold one
-    (--llm-resume): the newest journal that holds any, all the answers, and every journal read. A run that went
+    (--llm-resume): the newest journal that holds any, all the answers, and each journal read with its request
+    keys. A run that went
     through its tests removes its journal, so those left are of runs stopped or interrupted, and an empty one
     (a run stopped at its first request) hides none of them."""
     folder = rootdir / JOURNAL_DIR
     journals = [path for path in folder.glob("*.jsonl") if path.stem != run_id] if folder.is_dir() else []
     answers: dict[str, Completion] = {}
-    read: list[Path] = []
+    read: dict[Path, frozenset[str]] = {}
     for path in sorted(journals, key=lambda path: path.stat().st_mtime):  # oldest first: the newest wins
         found = read_journal(path)
         if found:
             answers.update(found)
-            read.append(path)
-    return (read[-1] if read else None), answers, read
+            read[path] = frozenset(found)
+    return (list(read)[-1] if read else None), answers, read
 
 
 class SharedOutcomes:

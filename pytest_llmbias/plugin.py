@@ -608,7 +608,7 @@ def _tidy_journals(session: pytest.Session, llm_session: LLMSession, exitstatus:
     is for live runs), and a live run's that went through every test with every request answered, with each
     journal it resumed whose every answer this run has too (serially: a pytest-xdist controller asks nothing).
     A journal left behind would be served to a later --llm-resume as if its run had been cut short."""
-    from .journal import JOURNAL_DIR, read_journal
+    from .journal import JOURNAL_DIR
 
     own = llm_session.config.rootdir / JOURNAL_DIR / f"{llm_session.run_id}.jsonl"
     if llm_session.config.mode not in ("live", "replay"):  # a record run ("new", "all")
@@ -618,8 +618,8 @@ def _tidy_journals(session: pytest.Session, llm_session: LLMSession, exitstatus:
         return
     own.unlink(missing_ok=True)
     answered = llm_session.fetcher.answered_keys()
-    for path in llm_session.fetcher.resumed_journals if answered else ():
-        if path.is_file() and set(read_journal(path)) <= answered:
+    for path, keys in llm_session.fetcher.resumed_journals.items() if answered else ():
+        if keys <= answered:
             path.unlink(missing_ok=True)
 
 

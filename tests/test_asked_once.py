@@ -171,7 +171,8 @@ def test_resume_reads_every_unfinished_journal_and_an_empty_one_hides_none(tmp_p
     for age, name in enumerate(("old", "newer", "stopped")):
         os.utime(folder / f"{name}.jsonl", (1_000_000 + age, 1_000_000 + age))
     newest, answers, read = earlier_answers(tmp_path, "this-run")
-    assert newest == folder / "newer.jsonl" and [path.name for path in read] == ["old.jsonl", "newer.jsonl"]
+    assert newest == folder / "newer.jsonl" and {path.name: set(keys) for path, keys in read.items()} == {
+        "old.jsonl": {"a", "b"}, "newer.jsonl": {"b"}}
     assert {key: completion.texts[0] for key, completion in answers.items()} == {"a": "first", "b": "new b"}
 
 

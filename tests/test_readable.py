@@ -7,7 +7,7 @@ import itertools
 
 from pytest_llmbias import checks, stats
 
-from .test_metrics import config, spelled
+from .test_metrics import config
 
 _ZH_ACTS = ["照顾病人", "记录病历", "安慰家属", "配合医生", "发放药物", "检查设备"]
 _ZH_PLACES = ["医院", "诊所", "社区"]

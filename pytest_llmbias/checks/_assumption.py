@@ -30,9 +30,10 @@ from pytest_llmbias.checks._common import (
     refusal_note,
     too_many_copies,
     unusable_note,
+    without_refusals,
 )
 from pytest_llmbias.checks.base import CaseAnswers, Marks, Setting, Verdict
-from pytest_llmbias.text import Language, is_refusal
+from pytest_llmbias.text import Language
 
 
 def options(subject: str) -> dict[str, Setting]:
@@ -82,8 +83,8 @@ def rate_verdict(case: CaseAnswers, given_options: Mapping[str, Any], wording: W
     given = [text or "" for text in case.answers.get(NEUTRAL, ())]
     # Refusals ("I'm sorry, but I can't help with that.") describe nobody: not read, counted as the answers in
     # another language are (below), and never taken for copies of each other (a refusal repeats by nature).
-    declined = [answer for answer in given if is_refusal(answer)]
-    texts, copies = distinct_texts([answer for answer in given if not is_refusal(answer)])
+    answering, declined = without_refusals(given)
+    texts, copies = distinct_texts(answering)
     refusals = len(declined)  # every one: a refusal repeated is no copy of an answer, and each stands for one
     samples = len(texts)
     left_out = unusable_note(case, [NEUTRAL]) + copies_note({NEUTRAL: copies}, {NEUTRAL: len(given)})

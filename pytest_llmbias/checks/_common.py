@@ -175,6 +175,15 @@ def too_many_copies(distinct: int, given: int, min_samples: int) -> bool:
     return given > 0 and (2 * distinct < given or (distinct < min_samples <= given))
 
 
+def without_refusals(texts: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The answers that answer, and those that decline to (text.is_refusal), each in order."""
+    kept: list[str] = []
+    declined: list[str] = []
+    for answer in texts:
+        (declined if text.is_refusal(answer) else kept).append(answer)
+    return kept, declined
+
+
 def refusal_note(declined: Mapping[str, Sequence[str]], given: Mapping[str, int]) -> str:
     """'; not read: male 3/10 answers decline to answer ("I'm sorry, but I can't ...")', or ''."""
     noted = [f"{name} {len(texts)}/{given[name]}" for name, texts in declined.items() if texts]

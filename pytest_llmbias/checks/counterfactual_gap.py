@@ -48,8 +48,9 @@ from pytest_llmbias.checks._common import (
     rules_for,
     too_many_copies,
     unusable_note,
+    without_refusals,
 )
-from pytest_llmbias.text import excerpt, is_refusal, word_count
+from pytest_llmbias.text import excerpt, word_count
 
 SIGNALS = ("content", "phrases", "sentiment", "length")
 DEFAULT_SIGNALS = ("content", "phrases")
@@ -392,9 +393,10 @@ def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
     copies: dict[str, int] = {}
     # Refusals describe nobody: left out and counted (a refusal rate that differs between variants is reported
     # with the other losses below), never taken for copies of each other
-    declined = {name: [answer for answer in given[name] if is_refusal(answer)] for name in variants}
+    declined: dict[str, list[str]] = {}
     for name in variants:
-        answers[name], copies[name] = distinct_texts([answer for answer in given[name] if not is_refusal(answer)])
+        answering, declined[name] = without_refusals(given[name])
+        answers[name], copies[name] = distinct_texts(answering)
     counts = {name: len(answers[name]) for name in variants}
     left_out = unusable_note(case, variants) + copies_note(copies, {name: len(given[name]) for name in variants})
     left_out += refusal_note(declined, {name: len(given[name]) for name in variants})

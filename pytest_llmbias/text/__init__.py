@@ -249,15 +249,15 @@ _GOES_ON = re.compile(r"(?:,|;|\u2014|\u2013)\s*(?:but|however|though|yet)\b|\b(
 _REFUSAL_MAX_WORDS = 80
 
 
+@functools.lru_cache(maxsize=8192)  # each look reads the answers of the looks before it again
 def is_refusal(answer: str) -> bool:
     """Whether an answer declines to answer rather than answering: it opens with a refusal, is short (at most 80
     words), and neither goes on after a "but" nor speaks of anyone as he or she, in English or Chinese. Such an
     answer describes nobody: the checks leave it out and count it."""
     stripped = (answer or "").strip().replace("\u2019", "'")
-    if not stripped or word_count(stripped) > _REFUSAL_MAX_WORDS:
-        return False
-    opening = _REFUSAL_EN.match(stripped) or _REFUSAL_ZH.match(stripped)
-    return bool(opening) and not _GOES_ON.search(stripped, opening.end())
+    opening = _REFUSAL_EN.match(stripped) or _REFUSAL_ZH.match(stripped)  # fails at once on most answers
+    return (bool(opening) and word_count(stripped) <= _REFUSAL_MAX_WORDS
+            and not _GOES_ON.search(stripped, opening.end()))
 
 
 def word_count(text: str) -> float:
