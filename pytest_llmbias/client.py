@@ -232,6 +232,8 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
                 raise
             last_problem = (_timed_out(client) if isinstance(error, openai.APITimeoutError)
                             else f"connection failed: {_root_cause(error)}")
+            if limiter is not None:  # no answer will come from this request: nobody waits for it
+                limiter.unanswered()
             wait = _backoff(attempt, rng)
         if attempt < attempts:
             sleep(wait)

@@ -292,6 +292,12 @@ class RateLimiter:
         with self._lock:
             self._responses += 1
 
+    def unanswered(self) -> None:
+        """A request ended without any answer (it timed out, or the connection failed): no answer will come
+        from it, so the requests held back until the first answer need not wait for one."""
+        with self._lock:
+            self._responses += 1
+
     def acquire(self, cost: int) -> None:
         if self._stop is not None and self._stop.is_set():
             raise Stopped("not asked: the run was interrupted")
@@ -311,7 +317,8 @@ class RateLimiter:
 
     def _first_alone(self) -> None:
         """Nothing known about the quota yet: the first request goes alone, the others wait until
-        an answer or a 429 tells something (or FIRST_ANSWER_WAIT_S passed: it may have failed)."""
+        an answer or a 429 tells something, or a request ends without one (a timeout, a failed connection), or
+        FIRST_ANSWER_WAIT_S passed (it may be slow)."""
         with self._lock:
             if self._first_sent_at is None:
                 self._first_sent_at = self._clock()

@@ -347,8 +347,9 @@ def test_a_request_may_take_no_longer_than_the_timeout_in_all(hermetic: pytest.P
     started = time.monotonic()
     result = run_inner(project(hermetic), mode, "--llm-timeout", "2", "-o", "llmbias_attempts=1")
     output = output_of(result)
-    # each request gives up after 2 s, not 20 (the second waits up to 10 s for the first to be answered)
-    assert time.monotonic() - started < 18, output
+    # each request gives up after 2 s, not 20, and a timed-out first request holds nobody back (the others
+    # waited out the 10 s first-answer wait after it)
+    assert time.monotonic() - started < 10, output
     assert "timed out after 2 s (raise --llm-timeout" in output and "Traceback" not in output, output
 
 

@@ -146,6 +146,12 @@ def test_after_an_error_answer_the_held_requests_go_at_once() -> None:
     waiting.acquire(100)
     waiting.acquire(100)  # no answer of any kind: held until the first-answer wait runs out
     assert now[0] >= 10.0
+    timed_out = RateLimiter(clock=lambda: now[0], sleep=lambda seconds: now.__setitem__(0, now[0] + seconds))
+    timed_out.acquire(100)
+    started = now[0]
+    timed_out.unanswered()  # the first request timed out: no answer will come from it
+    timed_out.acquire(100)
+    assert now[0] == started
 
 
 # -- timeouts -------------------------------------------------------------------------------------
