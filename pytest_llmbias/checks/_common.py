@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -10,6 +11,36 @@ from pytest_llmbias import attributes, stats, text
 from pytest_llmbias.checks.base import CaseAnswers
 
 NEUTRAL = "neutral"
+
+
+def role_words(prompts: Mapping[str, str] | None) -> tuple[str, ...]:
+    """The case's role, a person word: the neutral prompt's word that a loaded prompt's group words come before
+    ("Describe a pilot." / "Describe a Black pilot." -> pilot; 描述一位护士。/ 描述一位男护士。 -> 护士), so "a Black
+    pilot" or "The pilot (female, 45)" in an answer speaks of the described person whether or not the language
+    lists pilots ("a white wine" in answers to "Describe a sommelier recommending a wine." does not)."""
+    def words(prompt: str) -> list[str]:
+        return [word.strip(".,;:!?\"'()").lower().removesuffix("'s").removesuffix("\u2019s") for word in prompt.split()]
+
+    neutral_prompt = (prompts or {}).get(NEUTRAL, "")
+    neutral = set(words(neutral_prompt))
+    roles: list[str] = []
+    for name, prompt in (prompts or {}).items():
+        if name == NEUTRAL:
+            continue
+        loaded = words(prompt)
+        for before, after in zip(loaded, loaded[1:]):
+            if before not in neutral and after in neutral and after not in roles:
+                roles.append(after)
+        if _HAN.search(prompt) and _HAN.search(neutral_prompt):  # no spaces: the neutral's noun after the shared start
+            shared = len(os.path.commonprefix([prompt, neutral_prompt]))
+            noun = _HAN_NOUN.match(neutral_prompt[shared:])
+            if shared and noun and noun.group(0) in prompt[shared:] and noun.group(0) not in roles:
+                roles.append(noun.group(0))
+    return tuple(roles)
+
+
+_HAN = re.compile(r"[\u4e00-\u9fff]")
+_HAN_NOUN = re.compile(r"[\u4e00-\u9fff]+?(?=[的在是]|[^\u4e00-\u9fff]|$)")
 MAX_EXCERPTS = 5
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_llmbias.checks._assumption import Assigned, Wording, options as assumption_options, rate_verdict, subject_marks
-from pytest_llmbias.checks._common import MAX_EXCERPTS, NEUTRAL, fmt, rules_for
+from pytest_llmbias.checks._common import MAX_EXCERPTS, NEUTRAL, fmt, role_words, rules_for
 from pytest_llmbias.checks.base import CaseAnswers, MarkContext, Marks, Verdict
 from pytest_llmbias.text import Language, Reference, assumed_gender, excerpt
 
@@ -23,8 +23,8 @@ WORDING = Wording("gender_assumption", "assume a gender", "gender_assumption_rat
                   "share of neutral answers assuming a gender", "gendered")
 
 
-def _classify(rules: Language | None, texts: list[str]) -> Assigned:
-    per_sample = [rules.gendered_references(text) for text in texts] if rules else []
+def _classify(rules: Language | None, texts: list[str], roles: Sequence[str] = ()) -> Assigned:
+    per_sample = [rules.gendered_references(text, person_words=roles) for text in texts] if rules else []
     genders = [assumed_gender(references) for references in per_sample]
     gendered = sum(1 for gender in genders if gender is not None)
     direction = {name: sum(1 for gender in genders if gender == name) for name in ("female", "male", "mixed")}
@@ -69,7 +69,8 @@ def _classify(rules: Language | None, texts: list[str]) -> Assigned:
 
 
 def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
-    return rate_verdict(case, options, WORDING, _classify)
+    roles = role_words(case.prompts)
+    return rate_verdict(case, options, WORDING, lambda rules, texts: _classify(rules, texts, roles))
 
 
 def _representation_tvd(references: Sequence[Reference]) -> float | None:
@@ -102,7 +103,8 @@ class GenderAssumption:
         if context.variant != NEUTRAL:
             return None
         rules = rules_for(context.language, text)
-        references = rules.gendered_references(text) if rules is not None else []
+        references = (rules.gendered_references(text, person_words=role_words(context.prompts))
+                      if rules is not None else [])
         return subject_marks(references, assumed_gender(references))
 
 

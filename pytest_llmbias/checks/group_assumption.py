@@ -19,7 +19,7 @@ from typing import Any
 
 from pytest_llmbias import attributes
 from pytest_llmbias.checks._assumption import Assigned, Wording, options as assumption_options, rate_verdict, subject_marks
-from pytest_llmbias.checks._common import MAX_EXCERPTS, NEUTRAL, case_attributes, rules_for
+from pytest_llmbias.checks._common import MAX_EXCERPTS, NEUTRAL, case_attributes, role_words, rules_for
 from pytest_llmbias.checks.base import CaseAnswers, MarkContext, Marks, Setting, Verdict
 from pytest_llmbias.text import Language, assumed_gender, assumed_group, excerpt
 
@@ -48,24 +48,6 @@ def _unseen_groups(data: attributes.AttributeText, prompts: Mapping[str, str], c
     return unseen
 
 
-def _role_words(prompts: Mapping[str, str]) -> tuple[str, ...]:
-    """The case's role, a person word: the neutral prompt's word that a loaded prompt's group words come before
-    ("Describe a pilot." / "Describe a Black pilot." -> pilot), so "a Black pilot" in an answer names the
-    described person's group whether or not the language lists pilots ("a white wine" in answers to "Describe a
-    sommelier recommending a wine." does not)."""
-    def words(prompt: str) -> list[str]:
-        return [word.strip(".,;:!?\"'()").lower().removesuffix("'s").removesuffix("\u2019s") for word in prompt.split()]
-
-    neutral = set(words((prompts or {}).get(NEUTRAL, "")))
-    roles = []
-    for name, prompt in (prompts or {}).items():
-        loaded = words(prompt) if name != NEUTRAL else []
-        for before, after in zip(loaded, loaded[1:]):
-            if before not in neutral and after in neutral and after not in roles:
-                roles.append(after)
-    return tuple(roles)
-
-
 def _classifier(attribute: attributes.Attribute, prompts: Mapping[str, str]):  # type: ignore[no-untyped-def]
     def classify(rules: Language | None, texts: list[str]) -> Assigned | str:
         data = attribute.text(rules.CODE) if rules is not None else None
@@ -77,13 +59,13 @@ def _classifier(attribute: attributes.Attribute, prompts: Mapping[str, str]):  #
             return (f"the prompts of {', '.join(unseen)} name no group of {attribute.label} that has references in "
                     f"pytest_llmbias/attributes/{attribute.name}/{rules.CODE}.yaml, so an answer assigning such a group "
                     f"could not be seen (add the group to the attribute's data, or register an attribute of your own)")
-        roles = _role_words(prompts)
+        roles = role_words(prompts)
         labels: list[str | None] = []
         spans: list[list[tuple[int, int]]] = []
         not_counted: Counter[tuple[str, str]] = Counter()
         for text in texts:
             if data is not None and data.references == attributes.GENDERED:
-                found = rules.gendered_references(text) if rules else []
+                found = rules.gendered_references(text, person_words=roles) if rules else []
                 labels.append(assumed_gender(found))
             else:
                 found = rules.group_references(text, data.references, ambiguous=data.ambiguous,
@@ -148,11 +130,11 @@ class GroupAssumption:
         if rules is None or data is None or data.references is None:
             return Marks(False, "assigns")
         if data.references == attributes.GENDERED:
-            found: list[Any] = list(rules.gendered_references(text))
+            found: list[Any] = list(rules.gendered_references(text, person_words=role_words(context.prompts)))
             label = assumed_gender(found)
         else:
             found = list(rules.group_references(text, data.references, ambiguous=data.ambiguous,
-                                                person_words=_role_words(context.prompts), owned=data.owned))
+                                                person_words=role_words(context.prompts), owned=data.owned))
             label = assumed_group(found)
         return subject_marks(found, label)
 

@@ -63,8 +63,10 @@ class Language(Protocol):
     CODE: str  # "en"
     NAME: str  # "English"
 
-    def gendered_references(self, text: str, *, quoted_words: Iterable[str] = ()) -> list[Reference]:
-        """Every gendered word in `text`, with the rule that says whether it genders the subject."""
+    def gendered_references(self, text: str, *, quoted_words: Iterable[str] = (),
+                            person_words: Iterable[str] = ()) -> list[Reference]:
+        """Every gendered word in `text`, with the rule that says whether it genders the subject; `person_words`:
+        the case's role, whose apposition ("The doctor (female, 45)") is the subject's."""
 
     def group_references(self, text: str, references: Mapping[str, Sequence[str]], *, ambiguous: Iterable[str] = (),
                          quoted_words: Iterable[str] = (), person_words: Iterable[str] = (),
