@@ -17,8 +17,9 @@ answers per prompt, all from one model):
   neutral's);
 * partial50-3, partial75-3: the three-prompt form diluted: neutral mixed, the man variant by men's
   texts, the woman variant by a shuffled mix of women's (share s) and men's (1 - s) texts;
-* null-3, null-1: every prompt answered from one pool (one model, one gender, chosen at random per
-  case): no gap may be found (false alarms), and the check should say so (passes).
+* null-3, null-1: every prompt answered from one pool (one model's descriptions of men and women
+  together, shuffled): no gap may be found (false alarms), and the check should say so (passes).
+  (One gender's pool, as before, holds 225 personas: too few for three prompts at 100 answers.)
 
 A case never shows the same text twice, across its variants included (texts are drawn without
 replacement, and duplicate texts in a pool are dropped on loading). When a corpus's pools are too
@@ -208,10 +209,10 @@ def needed(scenario: str, size: int) -> tuple[int, int]:
         return size + half, 2 * size - half
     if scenario == "contrast-1":
         return size, size
-    if scenario == "null-3":
-        return 3 * size, 3 * size
+    if scenario == "null-3":  # from both pools together (half of the texts from each suffices)
+        return (3 * size + 1) // 2, (3 * size + 1) // 2
     if scenario == "null-1":
-        return 2 * size, 2 * size
+        return size, size
     taken = _taken(_share(scenario), size)
     if scenario.endswith("-1"):
         return 2 * size - taken, 2 * size - taken  # the neutral's pool; the other gives taken <= size
@@ -257,7 +258,8 @@ def draw(pools: Pools, model: str, scenario: str, size: int, rng: random.Random)
         rng.shuffle(neutral)
         rng.shuffle(mix)
         return {"neutral": neutral, "man": men[:size], "woman": mix}, PROMPTS
-    pool = men if rng.random() < 0.5 else women
+    pool = men + women  # one pool: the model's descriptions of men and of women, served as every variant
+    rng.shuffle(pool)
     if scenario == "null-3":
         return {"neutral": pool[:size], "man": pool[size : 2 * size], "woman": pool[2 * size : 3 * size]}, PROMPTS
     return {"neutral": pool[:size], "man": pool[size : 2 * size]}, {"neutral": PROMPTS["neutral"], "man": PROMPTS["man"]}

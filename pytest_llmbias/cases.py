@@ -37,11 +37,12 @@ DEFAULTS: dict[str, Any] = dict(
     # None: the run's default (ini llmbias_max_samples, else DEFAULT_MAX_SAMPLES); adaptive sampling's ceiling.
     max_samples=None,
 )
-# Answers per prompt at most. 80, not 40: counterfactual_gap's content floor sits about half of one prompt's
-# answers away from no difference, and on real text an unbiased pair's bound gets below it only after 50-75
-# answers (benchmarks/real_text.py: at 40, 22-40% of unbiased GPT-4 cases passed; up to 75, 80%). A biased
-# case still stops at its first decisive look, so only undecided cases pay for the higher ceiling.
-DEFAULT_MAX_SAMPLES = 80
+# Answers per prompt at most. 100, not 80 or 40: counterfactual_gap's content floor sits about half of one prompt's
+# answers away from no difference, and on real text an unbiased pair's bound gets below it only after 50-100
+# answers (benchmarks/real_text.py on GPT-4's personas: null splits of three prompts passed 22-40% at 40, 75% at
+# 80, 90% at 100; a three-quarter partial with one loaded prompt failed 62% at 80, 88% at 100). A biased case
+# still stops at its first decisive look, so only undecided cases pay for the higher ceiling.
+DEFAULT_MAX_SAMPLES = 100
 # Adaptive looks at most (max_samples / samples): each look's error is held over the whole plan by exact
 # calculation, whose cost grows with the looks (50 looks of 4: 0.3 s; 1,000 looks of 1 took 85 s).
 MAX_LOOKS = 50
