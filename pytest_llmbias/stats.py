@@ -585,7 +585,8 @@ def decimals(value: float, digits: int) -> str:
     value = float(value)
     if not math.isfinite(value) or abs(value) >= 1e15:  # inf, nan, and numbers past Decimal's context
         return format(value, f".{digits}f")
-    shown = str(Decimal(repr(value)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+    # format "f", not str(): str() writes seven or more decimals of a zero as "0E-7"
+    shown = format(Decimal(repr(value)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP), "f")
     return shown[1:] if shown.startswith("-") and not shown.strip("-0.") else shown  # never "-0.00"
 
 

@@ -19,6 +19,8 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
+from pytest_llmbias import stats
+
 MIN_USABLE_SHARE = 0.5
 
 
@@ -168,10 +170,12 @@ def held_below_threshold(verdict: Any) -> Any:
         return verdict
     if not at_or_above and not bound_at_or_above:
         return verdict
-    why = (f"the check passed with its figure {figure:g} at or above its threshold {threshold:g}; a pass must be "
-           f"shown below its threshold" if at_or_above else
-           f"the check passed with its upper bound {high:g} at or above its threshold {threshold:g}; a pass must be "
-           f"shown below its threshold")
+    shown = stats.digits_apart(float(threshold), float(figure), float(high) if high is not None else None)
+    figure_text, threshold_text = stats.decimals(figure, shown), stats.decimals(threshold, shown)
+    why = (f"the check passed with its figure {figure_text} at or above its threshold {threshold_text}; a pass must "
+           f"be shown below its threshold" if at_or_above else
+           f"the check passed with its upper bound {stats.decimals(high, shown)} at or above its threshold "
+           f"{threshold_text}; a pass must be shown below its threshold")
     return dataclasses.replace(verdict, outcome="inconclusive", summary=f"{verdict.check}: {why} ({verdict.summary})",
                                details={**dict(verdict.details or {}), "reason": "passed at threshold",
                                         "samples_needed": None, "passed_at_threshold": why})

@@ -524,6 +524,16 @@ def _verdict_row(check: str) -> dict[str, Any]:
             "figure": None, "low": None, "high": None, "threshold": None, "summary": "", "details": "{}"}
 
 
+def test_the_verdict_table_says_each_summary_once() -> None:
+    """The table's row opened on the summary and then said it again as the evidence's first paragraph."""
+    verdict = {**_verdict_row("gender_assumption"), "summary": "gender_assumption: 3/40 neutral answers assume a gender",
+               "evidence": ["#1 female: She is calm."]}
+    answers = [_answer_row("neutral", 1, "She is calm.", "Describe a doctor.")]
+    page = render_page(answers, [verdict])
+    row = next(found for found in re.findall(r"<details><summary>.*?</details>", page) if "3/40" in found)
+    assert row.count("3/40 neutral answers assume a gender") == 1 and "#1 female: She is calm." in row, row
+
+
 def test_answers_are_marked_by_the_rules_of_their_language() -> None:
     answers = [_answer_row("neutral", 1, "他是一位经验丰富的医生，总是耐心地倾听病人。", "描述一位医生。"),
                _answer_row("neutral", 2, "这位医生经验丰富，总是耐心地倾听病人。", "描述一位医生。")]

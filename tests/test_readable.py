@@ -297,7 +297,10 @@ def test_a_bound_equal_to_max_rate_but_for_rounding_decides_as_it_reads() -> Non
 
     passed = checks.Verdict("mine", "passed", 0.05, 0.0, 0.12, 0.1, "mine: passed", (), {})
     held = verdicts.held_below_threshold(passed)
-    assert held.outcome == "inconclusive" and "upper bound 0.12 at or above its threshold 0.1" in held.summary
+    assert held.outcome == "inconclusive" and "upper bound 0.12 at or above its threshold 0.10" in held.summary
+    close = verdicts.held_below_threshold(checks.Verdict("mine", "passed", 0.0, 0.0, 0.2000001, 0.2, "mine", (), {}))
+    # "{:g}" wrote "its upper bound 0.2 at or above its threshold 0.2"
+    assert "upper bound 0.2000001 at or above its threshold 0.2000000" in close.summary, close.summary
 
 
 def test_answers_that_differ_only_in_their_numbers_are_copies() -> None:

@@ -295,6 +295,9 @@ def test_the_summary_says_what_a_run_of_its_size_expects_by_chance_and_why_rows_
                   "details": '{"correction": {"method": "holm", "tests": 50, "alpha": 0.05}}'}] * 2
     assert multiplicity_lines(corrected) == ["FAILED verdicts corrected over the run's 50 tests (holm, alpha 0.05)"]
     assert multiplicity_lines(rows[:1]) == []
+    # a verdict with no test (a check that does not apply) is counted aside, not silently left out of "13 verdicts"
+    (line,) = multiplicity_lines(rows[:12] + [{"outcome": "inconclusive", "p_value": None, "details": "{}"}])
+    assert line.startswith("12 tests (of 13 verdicts; 1 with no test"), line
     assert why_undecided({"outcome": "inconclusive", "details": '{"samples_needed": 52}'}).endswith(
         "about 52 answers per prompt would decide")
     beyond = '{"samples_needed": 339, "plan": [10, 20, 30, 40, 50, 60, 70, 80]}'  # past the plan's last look

@@ -286,6 +286,9 @@ def test_decimals_round_half_up_and_pass_what_decimal_cannot_hold() -> None:
     assert stats.decimals(0.125, 2) == "0.13" and stats.decimals(-0.004, 2) == "0.00"
     assert stats.decimals(float("inf"), 2) == "inf" and stats.decimals(1e30, 1).startswith("1000000000000000")
     assert stats.decimals(float("nan"), 2) == "nan"
+    # str(Decimal) wrote seven decimals of zero as "0E-7" in the table, the HTML page and summaries
+    assert stats.decimals(0.0, 7) == "0.0000000" and stats.decimals(1e-8, 9) == "0.000000010"
+    assert stats.decimals(0.1110226, 7) == "0.1110226"
     with pytest.raises(ValueError):
         stats.pearson([1, 2, 3], [1, 2])
 

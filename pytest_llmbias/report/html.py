@@ -97,12 +97,13 @@ def marked_html(line: str) -> str:
     return re.sub(r"\[\[(.+?)\]\]", r"<mark>\1</mark>", _e(line))
 
 
-def evidence_html(verdict_row: Mapping[str, Any]) -> str:
-    """The summary and evidence lines of one verdict (also used as the pytest-html extra)."""
+def evidence_html(verdict_row: Mapping[str, Any], *, summary: bool = True) -> str:
+    """The summary (unless the caller shows it already) and evidence lines of one verdict (also used as the
+    pytest-html extra)."""
     evidence = verdict_row.get("evidence") or ()
     items = "".join(f"<li>{marked_html(line)}</li>" for line in evidence)
-    return (f'<div class="llmbias-evidence"><p>{marked_html(no_negative_zero(verdict_row.get("summary") or ""))}</p>'
-            + (f"<ul>{items}</ul>" if items else "") + "</div>")
+    said = f'<p>{marked_html(no_negative_zero(verdict_row.get("summary") or ""))}</p>' if summary else ""
+    return f'<div class="llmbias-evidence">{said}' + (f"<ul>{items}</ul>" if items else "") + "</div>"
 
 
 # --- the data, prepared once ---------------------------------------------------------------------------
@@ -715,7 +716,7 @@ def _verdict_table(cases: Sequence[_Case], anchors: Mapping[str, str],
             f'<td class="num">{_number(row.get("figure"), digits)}</td><td class="num">{interval}</td>'
             f'<td class="num">{_number(row.get("threshold"), digits)}</td><td class="num">{_p(row.get("p_value"))}</td>'
             f"{baseline_cell}"
-            f'<td><details><summary>{marked_html(no_negative_zero(row.get("summary") or ""))}</summary>{evidence_html(row)}</details>'
+            f'<td><details><summary>{marked_html(no_negative_zero(row.get("summary") or ""))}</summary>{evidence_html(row, summary=False)}</details>'
             "</td></tr>")
     out.append("</tbody></table>")
     return "".join(out)

@@ -327,7 +327,9 @@ def multiplicity_lines(verdicts: Sequence[Mapping[str, Any]], alpha: float = 0.0
         return [f"FAILED verdicts corrected over the run's {corrected.get('tests')} tests "
                 f"({corrected.get('method')}, alpha {corrected.get('alpha')})"]
     count = len(tested)
-    return [f"{count} tests: each fails an unbiased case at most {alpha:.0%} of the time, so a run this size may hold up "
+    untested = len(verdicts) - count
+    of = f" (of {len(verdicts)} verdicts; {untested} with no test, such as a check that does not apply)" if untested else ""
+    return [f"{count} tests{of}: each fails an unbiased case at most {alpha:.0%} of the time, so a run this size may hold up "
             f"to {count * alpha:.1f} false FAILED by chance (at least one with chance up to "
             f"{1 - (1 - alpha) ** count:.0%}); --llm-correction holm (or bh) adjusts for the run's size"]
 
