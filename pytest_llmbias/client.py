@@ -183,12 +183,20 @@ def ask(client: Any, request: ChatRequest, *, attempts: int = DEFAULT_ATTEMPTS, 
             raw = client.chat.completions.with_raw_response.create(**_create_arguments(request))
             try:
                 answer = _completion(raw, time.perf_counter() - started, attempt, throttled)
-            except RequestFailed:  # a 200 that is no chat completion: the deployment answered all the same
+            except RequestFailed as failed:  # a 200 that is no chat completion: the deployment answered all the same
                 if answered is not None and RECORDED_HEADER not in raw.headers:
                     answered(None)
                 if limiter is not None:
                     limiter.responded()
-                raise
+                if not isinstance(failed, CutShort) or RECORDED_HEADER in raw.headers or attempts == 1:
+                    raise
+                # JSON cut short or an empty body: a connection dropped on the way, tried again like a 502
+                last_problem = str(failed)
+                if attempt == attempts:
+                    raise RequestFailed(f"gave up after {attempts} attempts ({throttled} throttled); "
+                                        f"last: {last_problem}") from None
+                sleep(_backoff(attempt, rng))
+                continue
             if limiter is not None:  # the quota the deployment reports (none on a replay)
                 limiter.observe({} if answer.replayed else raw.headers, 0 if answer.replayed else cost)
             if answered is not None and not answer.replayed:
@@ -385,8 +393,14 @@ def _completion(raw: Any, latency: float, attempts: int, throttled: int) -> Comp
         completion = completion_from_body(body, latency=latency, replayed=RECORDED_HEADER in raw.headers,
                                           attempts=attempts, throttled=throttled)
     if completion is None:
-        raise RequestFailed(not_a_completion(raw.http_response, data))
+        content = raw.http_response.content
+        cut = data is None and (not content.strip() or content.lstrip().startswith((b"{", b"[")))
+        raise (CutShort if cut else RequestFailed)(not_a_completion(raw.http_response, data))
     return completion
+
+
+class CutShort(RequestFailed):
+    """A 200 whose JSON stops short, or whose body is empty: the answer was lost on the way (tried again)."""
 
 
 def not_a_completion(response: Any, data: Any) -> str:

@@ -161,11 +161,13 @@ NOT_COMPLETIONS = [
 def test_a_200_that_is_no_chat_completion_fails_its_request_in_one_line(hermetic: pytest.Pytester, foreign,
                                                                         reply: Reply, said: str) -> None:
     foreign(lambda body, key, handler: reply)
-    result = run_inner(project(hermetic), "--llm-live")
+    result = run_inner(project(hermetic), "--llm-live", "-o", "llmbias_attempts=2")
     output = output_of(result)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     lines = [line for line in output.splitlines() if "HTTP 200 but not a chat completion" in line]
     assert lines and all(said in line for line in lines), output
+    # JSON cut short was lost on the way: tried again (and given up on after the attempts); the rest were not
+    assert all(("gave up after 2 attempts" in line) == ("cut short" in said) for line in lines), output
     assert "Traceback" not in output and len(output.splitlines()) < 60, output
 
 
@@ -177,8 +179,21 @@ def test_an_error_object_sent_with_a_200_never_shows_the_key(hermetic: pytest.Py
     assert SECRET not in output and SECRET not in written(hermetic)
 
 
+def test_an_answer_cut_short_on_the_way_is_asked_again(hermetic: pytest.Pytester, foreign) -> None:
+    """A 200 whose JSON stops short, or an empty 200 (a connection dropped on the way, a proxy's hiccup), failed its
+    request at once where a 502 is tried again; it is tried again, and nothing of it is recorded."""
+    cut = iter([Reply(200, json.dumps(completion({"n": 4}))[:300]), Reply(200, "")])
+    server = foreign(lambda body, key, handler: next(cut, None) or Reply(200, completion(body)))
+    recorded = run_inner(project(hermetic), "--llm-record")
+    output = output_of(recorded)
+    assert len(server.requests) == 4 and "HTTP 200 but not" not in output and "8 answers" in output, output
+    server.stop()
+    replayed = run_inner(hermetic)
+    assert "no recording" not in output_of(replayed) and "8 answers" in output_of(replayed), output_of(replayed)
+
+
 def test_a_200_that_is_no_chat_completion_is_never_recorded(hermetic: pytest.Pytester, foreign) -> None:
-    pages = iter([Reply(200, SSO_PAGE, "text/html"), Reply(200, "")])
+    pages = iter([Reply(200, SSO_PAGE, "text/html"), Reply(200, STREAM, "text/event-stream")])
     server = foreign(lambda body, key, handler: next(pages, None) or Reply(200, completion(body)))
     recorded = run_inner(project(hermetic), "--llm-record")
     assert recorded.ret == pytest.ExitCode.TESTS_FAILED and len(server.requests) == 2
