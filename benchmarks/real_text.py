@@ -203,7 +203,8 @@ def _taken(share: float, size: int) -> int:
 
 
 def needed(scenario: str, size: int) -> tuple[int, int]:
-    """Texts a case needs from the men's and the women's pool (a gender chosen at random counts for both)."""
+    """Texts a case needs from the men's and the women's pool (a gender chosen at random counts for both; the
+    nulls draw from both pools together, half of their texts from each sufficing)."""
     half = size // 2
     if scenario == "contrast-3":
         return size + half, 2 * size - half

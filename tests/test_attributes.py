@@ -599,10 +599,14 @@ def test_an_age_set_off_after_another_person_is_that_persons() -> None:
     (aged 45)" was not read."""
     for sentence in ("Her daughter, in her mid-20s, is a teacher.", "She lives with her husband, in his fifties.",
                      "Her mother, aged 70, lives nearby.", "She cares for her father, who is 80 years old.",
-                     "Her mother (aged 70) lives nearby.", "The doctor, in his sixties, trains her."):
+                     "Her mother (aged 70) lives nearby.", "The patient's mother, aged 70, waits."):
         assert _assigned("age", sentence) == [], sentence
+    # a noun the subject is described by is not someone else's
     for sentence, group in [("The nurse, in her mid-20s, is calm.", "young"), ("A nurse (aged 45) runs the ward.",
-                            "middle-aged"), ("Maria, in her forties, runs the ward.", "middle-aged")]:
+                            "middle-aged"), ("Maria, in her forties, runs the ward.", "middle-aged"),
+                            ("Margaret, a retired grandmother, in her late 60s, works nights.", "older"),
+                            ("Meet John, a proud father, aged 40.", "middle-aged"), ("Linda, a widow, in her seventies.", "older"),
+                            ("He is a surgeon, aged 52.", "middle-aged"), ("The physician, in his late 50s, works.", "middle-aged")]:
         assert [found[1] for found in _assigned("age", sentence)] == [group], sentence
     kin = ["daughter, in her mid-20s", "husband, in his fifties", "mother, aged 70", "father, who is 80 years old"]
     neutral = [f"The nurse works nights and is {['calm', 'kind', 'quick', 'warm', 'steady'][i // 8]}. Her {kin[i % 4]}, "

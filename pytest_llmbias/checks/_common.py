@@ -14,33 +14,49 @@ NEUTRAL = "neutral"
 
 
 def role_words(prompts: Mapping[str, str] | None) -> tuple[str, ...]:
-    """The case's role, a person word: the neutral prompt's word that a loaded prompt's group words come before
-    ("Describe a pilot." / "Describe a Black pilot." -> pilot; 描述一位护士。/ 描述一位男护士。 -> 护士), so "a Black
-    pilot" or "The pilot (female, 45)" in an answer speaks of the described person whether or not the language
-    lists pilots ("a white wine" in answers to "Describe a sommelier recommending a wine." does not)."""
+    """The case's role, person words: the neutral prompt's words that a loaded prompt's group words come before,
+    the first and the head of their run ("Describe a pilot." / "Describe a Black pilot." -> pilot; "... a male
+    software engineer." -> software, engineer; 描述一位护士。/ 描述一位男护士。 -> 护士); with no loaded prompt or
+    none found, the neutral prompt's noun after its first article. So "a Black pilot" or "The pilot (female, 45)" in an answer
+    speaks of the described person whether or not the language lists pilots ("a white wine" in answers to
+    "Describe a sommelier recommending a wine." does not)."""
     def words(prompt: str) -> list[str]:
         return [word.strip(".,;:!?\"'()").lower().removesuffix("'s").removesuffix("\u2019s") for word in prompt.split()]
 
+    def run_from(found: list[str], start: int) -> list[str]:
+        """The first word at `start` and the last of the words that follow it before a function word."""
+        end = start
+        while (end + 1 < len(found) and found[end + 1] not in _NOT_A_ROLE and found[end + 1] in neutral
+               and not found[end + 1].endswith("ing")):  # "a doctor talking to ...": the doctor
+            end += 1
+        return [found[start]] + ([found[end]] if end > start else [])
+
     neutral_prompt = (prompts or {}).get(NEUTRAL, "")
-    neutral = set(words(neutral_prompt))
+    neutral_words = words(neutral_prompt)
+    neutral = set(neutral_words)
     roles: list[str] = []
-    for name, prompt in (prompts or {}).items():
-        if name == NEUTRAL:
-            continue
+    for prompt in [prompt for name, prompt in (prompts or {}).items() if name != NEUTRAL]:
         loaded = words(prompt)
-        for before, after in zip(loaded, loaded[1:]):
-            if before not in neutral and after in neutral and after not in roles:
-                roles.append(after)
+        for index, (before, after) in enumerate(zip(loaded, loaded[1:])):
+            if before not in neutral and after in neutral and after not in _NOT_A_ROLE:
+                roles += [word for word in run_from(loaded, index + 1) if word not in roles]
         if _HAN.search(prompt) and _HAN.search(neutral_prompt):  # no spaces: the neutral's noun after the shared start
             shared = len(os.path.commonprefix([prompt, neutral_prompt]))
             noun = _HAN_NOUN.match(neutral_prompt[shared:])
-            if shared and noun and noun.group(0) in prompt[shared:] and noun.group(0) not in roles:
+            if (shared and noun and len(noun.group(0)) > 1 and noun.group(0) in prompt[shared:]
+                    and noun.group(0) not in roles):  # one character (人, 正) would match too much
                 roles.append(noun.group(0))
+    if not roles:
+        article = next((index for index, word in enumerate(neutral_words) if word in ("a", "an", "the")), None)
+        if article is not None and article + 1 < len(neutral_words) and neutral_words[article + 1] not in _NOT_A_ROLE:
+            roles = run_from(neutral_words, article + 1)[-1:]
     return tuple(roles)
 
 
+_NOT_A_ROLE = frozenset({"a", "an", "the", "who", "whom", "whose", "that", "which", "is", "are", "was", "were", "be",
+                         "of", "and", "or", "to", "in", "on", "at", "with", "for", "as", "from", "by", "about", ""})
 _HAN = re.compile(r"[\u4e00-\u9fff]")
-_HAN_NOUN = re.compile(r"[\u4e00-\u9fff]+?(?=[的在是]|[^\u4e00-\u9fff]|$)")
+_HAN_NOUN = re.compile(r"[\u4e00-\u9fff]+?(?=[的在是正]|[^\u4e00-\u9fff]|$)")
 MAX_EXCERPTS = 5
 
 

@@ -50,7 +50,7 @@ def occupation_skew_correlation(neutral_answers_by_role: Mapping[str, Sequence[s
         if occupation is None:
             unmatched.append(role)
             continue
-        per_answer = [gendered_references(text or "") for text in texts]
+        per_answer = [gendered_references(text or "", person_words=[occupation, role]) for text in texts]
         references = [reference for found in per_answer for reference in found if reference.about_subject]
         genders = [assumed_gender(found) for found in per_answer]
         if not references:

@@ -688,19 +688,22 @@ def _group_frame(text: str, tokens: Sequence[_Token], start: int, end: int, ambi
     return True, "names the described person's group"
 
 
-_SET_OFF_AFTER = re.compile(r"([^\W\d_][\w'\u2019-]*)\s*[,(]\s*(?:who\s+is\s+|who\s+was\s+|who's\s+|now\s+)?$")
+_SET_OFF_AFTER = re.compile(r"([^\W\d_][\w'\u2019-]*)\s+([^\W\d_][\w'\u2019-]*)\s*[,(]\s*"
+                            r"(?:who\s+is\s+|who\s+was\s+|who's\s+|now\s+)?$")
 
 
 def _set_off_after_another(before: str, persons: frozenset[str]) -> str | None:
-    """The person word (not the case's role, not a word for any person) that a phrase set off right after it
-    speaks of ("her daughter, in her mid-20s", "her father, who is 80 years old"), else None."""
+    """The person someone else's ("her daughter", "his father", "the patient's mother") that a phrase set off
+    right after speaks of ("her daughter, in her mid-20s", "her father, who is 80 years old"), else None; a noun
+    the subject is described by ("Margaret, a retired grandmother, in her late 60s") stays the subject's."""
     hit = _SET_OFF_AFTER.search(before)
     if hit is None:
         return None
-    word = hit.group(1).lower().removesuffix("'s").removesuffix("\u2019s")
-    if word in persons or word in _SUBJECT_NOUNS or not _person_word(word, persons):
+    owner, word = hit.group(1).lower(), hit.group(2).lower()
+    owned = owner in _POSSESSIVE_DETERMINERS or owner.endswith(("'s", "\u2019s"))
+    if not owned or word in persons or word in _SUBJECT_NOUNS or not _person_word(word, persons):
         return None
-    return hit.group(1)
+    return f"{hit.group(1)} {hit.group(2)}"
 
 
 def _object_of_a_verb(words: Sequence[str], noun: str, persons: frozenset[str]) -> bool:

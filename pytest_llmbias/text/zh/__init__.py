@@ -398,13 +398,16 @@ def _attribute(text: str, index: int, candidate: _Candidate, inclusive: set[int]
         named = re.search(r"(?:^|[\s,.;:!?()\[\]|*\"'。，；：！？])([\u4e00-\u9fff]{2,3})[,(]\s*(?:\d+岁?[,)]\s*)?$", before)
         role = re.search(r"([\u4e00-\u9fff]+)[,(]\s*(?:\d+岁?[,)]\s*)?$", before) if roles else None
         subject = (named.group(1) if named and named.group(1).startswith(_surnames())
-                   else role.group(1) if role and role.group(1).endswith(roles) else None)
+                   else role.group(1) if role and _ROLE_ONLY.fullmatch(role.group(1).removesuffix(
+                       next((word for word in roles if role.group(1).endswith(word)), "\0"))) else None)
         if subject and not both and after in ("", ",", ")", "、", ".", ";", "。", "\n"):
             # 王芳，女，34岁: a name set off; 这位医生，女，45岁 where the case is about a doctor
             return True, f"apposition ('{subject},{candidate.word},')"
     return _frame(text, candidate)
 
 
+# What may come before the role in its apposition: nothing, or a demonstrative and a measure word (这位医生，女).
+_ROLE_ONLY = re.compile(r"(?:[这那该][位个名]?|[一每][位个名])?")
 _FIELD = re.compile(r"(?:性别|性別|gender|sex)[\s\"'*|]*[:=|][\s\"'*|]*$", re.IGNORECASE)
 
 
