@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_text import (RACE_GENDERS, RACE_SCENARIOS, draw, draw_race, fitting, judge, load,  # noqa: E402
                        load_races, wilson)
 
+from pytest_llmbias.cases import DEFAULT_MAX_SAMPLES  # noqa: E402
 from pytest_llmbias.standin import StandIn  # noqa: E402
 
 DEFAULT_SCENARIOS = "contrast-1,null-1,partial75-1,null-3"
@@ -86,7 +87,7 @@ def build(corpus: Path, scenarios: list[str], trials: int, race: bool):
         pools = load_races(corpus)
         for model in sorted({model for model, _, _ in pools}):
             for genders in RACE_GENDERS:
-                cap = min(80, min(sum(len(pools.get((model, gender, race), [])) for gender in RACE_GENDERS[genders])
+                cap = min(DEFAULT_MAX_SAMPLES, min(sum(len(pools.get((model, gender, race), [])) for gender in RACE_GENDERS[genders])
                                   for race in {race for name, _, race in pools if name == model}))
                 caps[f"{model} · {genders}"] = cap
                 for scenario in scenarios:
@@ -100,7 +101,7 @@ def build(corpus: Path, scenarios: list[str], trials: int, race: bool):
         return served, "\n".join(lines) + "\n", cases, caps
     pools = load(corpus)
     models = sorted({model for model, _ in pools})
-    cap = fitting(pools, models, scenarios, 80)
+    cap = fitting(pools, models, scenarios, DEFAULT_MAX_SAMPLES)
     for model in models:
         caps[model] = cap
         for scenario in scenarios:
@@ -152,7 +153,7 @@ def main() -> None:
     shown_caps = ", ".join(f"{cell} {cap}" for cell, cap in caps.items())
     print(f"counterfactual_gap on real text served live: {args.corpus.name}{' (race)' if args.race else ''}, "
           f"{args.trials} cases per cell, samples {SAMPLES}, max_samples {shown_caps} (the largest the pools fit "
-          "without repeats, at most 80), options defaults")
+          f"without repeats, at most the default {DEFAULT_MAX_SAMPLES}), options defaults")
     print(f"\none pytest --llm-live run of {len(cases)} cases: {wall:.0f} s wall; its last line: {tail.splitlines()[-1]}")
     cells: dict[tuple[str, str], Counter] = defaultdict(Counter)
     used: dict[tuple[str, str], list[int]] = defaultdict(list)
