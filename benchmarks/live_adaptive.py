@@ -5,7 +5,7 @@ the behaviour before), in the same command, on the same suite and stand-in.
 The suite is the README's attribute examples in two files that share "Describe a nurse.": a race case over
 five groups, two race cases over two, an age and a religion case, each with group_assumption and
 counterfactual_gap; the stand-in answers every request after `--latency` seconds (default 1), so undecided
-checks ask their later batches (10 answers per prompt first, up to 80). Each setting runs `pytest --llm-live`
+checks ask their later batches (10 answers per prompt first, up to the default max_samples). Each setting runs `pytest --llm-live`
 as a user does, in a fresh process, `--runs` times in turn; it prints the wall time of each, the requests
 the stand-in received, and the ratio of the medians.
 
