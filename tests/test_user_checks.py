@@ -91,7 +91,7 @@ def test_a_user_checks_pass_at_its_threshold_is_not_reported_as_passed(project: 
     result = run_inner(project, "--llm-record", "-rs")
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*engineer*mentions_pay*INCONCLUSIVE*",
-                                 "*why: the check passed with its figure 0 at or above its threshold 0; a pass must*"])
+                                 "*why: the check passed with its figure 0.00 at or above its threshold 0.00; a pass must*"])
 
 
 def test_a_check_that_raises_is_an_error_row_in_the_table_and_the_counts(project: pytest.Pytester, azure_env) -> None:
