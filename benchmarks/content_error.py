@@ -12,7 +12,7 @@ Per corpus x model x share x n it prints: the mean separability over the draws (
 truth of that share), its spread (SD), the mean of each error, the correlation over draws between the
 separability and its Hajek variance, how often each one-sided 95% bound (z 1.645) misses the cell's
 mean (upper: above it is the claim; lower: below it), and how often the lower bound at the last of
-O'Brien-Fleming's eight looks (z 1.79) reaches the default floor 0.52 with each error (at s = 0.5 the
+O'Brien-Fleming's looks (z 1.80 over the default ten; the docs' figures were measured at 1.79, eight) reaches the default floor 0.52 with each error (at s = 0.5 the
 separability sits at the floor: that is a false FAILED rate; at 0.75 and 1, power).
 
     python benchmarks/content_error.py --corpus ../shared/realtext/personas-dev.jsonl
@@ -39,7 +39,7 @@ from pytest_llmbias import checks  # noqa: E402
 from pytest_llmbias.cases import CheckConfig  # noqa: E402
 
 SCENARIOS = {0.0: "null-1", 0.5: "partial50-1", 0.75: "partial75-1", 1.0: "contrast-1"}
-FLOOR, LAST_Z, Z = 0.52, 1.79, 1.645
+FLOOR, LAST_Z, Z = 0.52, 1.80, 1.645
 
 
 def _correlation(first: list[float], second: list[float]) -> float:

@@ -10,7 +10,7 @@ adaptive stopping as the plugin does it (a verdict at a look ends the case):
   P(PASSED) at a true gap exactly at `min_phrase_gap` (the worst case over the neutral answers'
   phrase rate), and P(FAILED) at a gap of zero and at the floor.
 
-    python benchmarks/verdicts.py                       # the defaults: looks at 10, 20, ..., 80
+    python benchmarks/verdicts.py                       # the defaults: looks at 10, 20, ..., 100
     python benchmarks/verdicts.py --samples 5 --max-samples 40
 
 Prints tables; no assertions. The content signal has no exact form: benchmarks/real_text.py measures it.

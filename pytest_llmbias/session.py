@@ -194,12 +194,12 @@ class LLMSession:
         return self.config.samples or case.samples
 
     def max_samples_of(self, case: Case) -> int:
-        """Adaptive sampling's ceiling: --llm-max-samples, the YAML's, ini llmbias_max_samples, else DEFAULT_MAX_SAMPLES (80)."""
+        """Adaptive sampling's ceiling: --llm-max-samples, the YAML's, ini llmbias_max_samples, else DEFAULT_MAX_SAMPLES (100)."""
         from .cases import DEFAULT_MAX_SAMPLES
 
         ceiling = self.config.max_samples or case.max_samples or self.config.default_max_samples or DEFAULT_MAX_SAMPLES
         samples = self.samples_of(case)
-        if ceiling > samples * MAX_LOOKS:  # --llm-samples 1 with the default 80, say: said once at the end
+        if ceiling > samples * MAX_LOOKS:  # --llm-samples 1 with the default 100, say: said once at the end
             self.capped.add((samples, ceiling))
         return max(samples, min(ceiling, samples * MAX_LOOKS))
 
