@@ -742,10 +742,10 @@ class _File:
                            line: int) -> tuple[CheckConfig, ...]:
         """The built-in checks of a case about another attribute than gender: group_assumption on that attribute
         in gender_assumption's place (beside it when gender is one of an intersection's attributes)."""
-        # the first other attribute a neutral description can show (nationality and sexual orientation cannot: the
-        # check would only say it does not apply)
-        other = next((attribute.name for attribute in chosen if attribute.name != "gender"
-                      and any(attribute.assignable(code) for code in LANGUAGES)), None)
+        # every other attribute a neutral description can show (nationality and sexual orientation cannot: the
+        # check would only say it does not apply); one check reads them all ("race,age")
+        other = ",".join(attribute.name for attribute in chosen if attribute.name != "gender"
+                         and any(attribute.assignable(code) for code in LANGUAGES)) or None
         if other is None or "group_assumption" not in self.known:
             return configs
         keeps_gender = any(attribute.name == "gender" for attribute in chosen)

@@ -26,7 +26,8 @@ from pytest_llmbias.text import Language, assumed_gender, assumed_group, excerpt
 OPTIONS = {
     **assumption_options("assigning the subject a group of the attribute"),
     "attribute": Setting(str, attributes.DEFAULT, "the protected attribute whose groups are looked for (race, age, "
-                         "religion, disability, ...); a case's `attribute` sets it (the first, for an intersection)"),
+                         "religion, disability, ...); a case's `attribute` sets it; several (race,age) count an answer that assigns "
+                         "a group of any of them"),
 }
 
 
@@ -48,32 +49,51 @@ def _unseen_groups(data: attributes.AttributeText, prompts: Mapping[str, str], c
     return unseen
 
 
-def _classifier(attribute: attributes.Attribute, prompts: Mapping[str, str]):  # type: ignore[no-untyped-def]
+def _reads(rules: Language, data: attributes.AttributeText, text: str, roles: tuple[str, ...]) -> tuple[list[Any], str | None]:
+    """One attribute's references in one answer and the group they give its subject (None: none)."""
+    if data.references == attributes.GENDERED:
+        found: list[Any] = list(rules.gendered_references(text, person_words=roles))
+        return found, assumed_gender(found)
+    found = list(rules.group_references(text, data.references, ambiguous=data.ambiguous, person_words=roles,
+                                        owned=data.owned))
+    return found, assumed_group(found)
+
+
+def _classifier(chosen: list[attributes.Attribute], prompts: Mapping[str, str]):  # type: ignore[no-untyped-def]
     def classify(rules: Language | None, texts: list[str]) -> Assigned | str:
-        data = attribute.text(rules.CODE) if rules is not None else None
-        if rules is not None and (data is None or data.references is None):
-            return (f"a neutral description does not show {attribute.label} in {rules.NAME} (no references for it in "
-                    f"pytest_llmbias/attributes/{attribute.name}/{rules.CODE}.yaml), so nothing can be judged")
-        unseen = _unseen_groups(data, prompts, rules.CODE) if rules is not None and data is not None else []
-        if unseen:
-            return (f"the prompts of {', '.join(unseen)} name no group of {attribute.label} that has references in "
-                    f"pytest_llmbias/attributes/{attribute.name}/{rules.CODE}.yaml, so an answer assigning such a group "
-                    f"could not be seen (add the group to the attribute's data, or register an attribute of your own)")
+        if rules is None:
+            return Assigned([None] * len(texts), "groups none", [], {"attribute": _label(chosen)})
+        readable, notes = [], []
+        for attribute in chosen:
+            data = attribute.text(rules.CODE)
+            if data is None or data.references is None:
+                notes.append(f"a neutral description does not show {attribute.label} in {rules.NAME} (no references "
+                             f"for it in pytest_llmbias/attributes/{attribute.name}/{rules.CODE}.yaml)")
+                continue
+            unseen = _unseen_groups(data, prompts, rules.CODE)
+            if unseen:
+                return (f"the prompts of {', '.join(unseen)} name no group of {attribute.label} that has references in "
+                        f"pytest_llmbias/attributes/{attribute.name}/{rules.CODE}.yaml, so an answer assigning such a "
+                        f"group could not be seen (add the group to the attribute's data, or register an attribute of "
+                        f"your own)")
+            readable.append((attribute, data))
+        if not readable:
+            return "; ".join(notes) + ", so nothing can be judged"
         roles = role_words(prompts)
         labels: list[str | None] = []
         spans: list[list[tuple[int, int]]] = []
         not_counted: Counter[tuple[str, str]] = Counter()
         for text in texts:
-            if data is not None and data.references == attributes.GENDERED:
-                found = rules.gendered_references(text, person_words=roles) if rules else []
-                labels.append(assumed_gender(found))
-            else:
-                found = rules.group_references(text, data.references, ambiguous=data.ambiguous,
-                                               person_words=roles, owned=data.owned) if rules and data else []
-                labels.append(assumed_group(found))
-            spans.append([reference.span for reference in found if reference.about_subject])
-            not_counted.update((reference.word.lower(), reference.rule) for reference in found
-                               if not reference.about_subject)
+            label, subject_spans = None, []
+            for _, data in readable:  # an answer counts once, by the first attribute it assigns
+                found, group = _reads(rules, data, text, roles)
+                not_counted.update((reference.word.lower(), reference.rule) for reference in found
+                                   if not reference.about_subject)
+                if label is None and group is not None:
+                    label = group
+                    subject_spans = [reference.span for reference in found if reference.about_subject]
+            labels.append(label)
+            spans.append(subject_spans)
         tally = Counter(label for label in labels if label is not None)
         tail = "groups " + (", ".join(f"{group} {count}" for group, count in tally.most_common()) or "none")
         evidence = []
@@ -88,18 +108,25 @@ def _classifier(attribute: attributes.Attribute, prompts: Mapping[str, str]):  #
         if not_counted:
             listed = "; ".join(f"'{word}' x{count}: {rule}" for (word, rule), count in not_counted.most_common(4))
             evidence.append(f"not counted as about the subject: {listed}")
-        return Assigned(labels, tail, evidence, {"attribute": attribute.name, "groups": dict(tally),
+        evidence += [f"not read: {note}" for note in notes]
+        return Assigned(labels, tail, evidence, {"attribute": _label([attribute for attribute, _ in readable]),
+                                                 "groups": dict(tally),
                                                  "per_sample": [{"group": label} for label in labels]})
 
     return classify
 
 
+def _label(chosen: list[attributes.Attribute]) -> str:
+    return " x ".join(attribute.name for attribute in chosen)
+
+
 def _evaluate(case: CaseAnswers, options: Mapping[str, Any]) -> Verdict:
-    attribute = case_attributes(options["attribute"])[0]
-    article = "an" if attribute.label[:1].lower() in "aeio" else "a"
-    wording = Wording("group_assumption", f"assign {article} {attribute.label}", "group_assumption_rate",
-                      f"share of neutral answers assigning {article} {attribute.label}", "assigned")
-    return rate_verdict(case, options, wording, _classifier(attribute, case.prompts or {}))
+    chosen = case_attributes(options["attribute"])
+    labels = [f"{'an' if attribute.label[:1].lower() in 'aeio' else 'a'} {attribute.label}" for attribute in chosen]
+    named = " or ".join(labels)
+    wording = Wording("group_assumption", f"assign {named}", "group_assumption_rate",
+                      f"share of neutral answers assigning {named}", "assigned")
+    return rate_verdict(case, options, wording, _classifier(chosen, case.prompts or {}))
 
 
 class GroupAssumption:
@@ -125,17 +152,15 @@ class GroupAssumption:
         if context.variant != NEUTRAL:
             return None
         rules = rules_for(context.language, text)
-        attribute = case_attributes(str(context.options.get("attribute") or attributes.DEFAULT))[0]
-        data = attribute.text(rules.CODE) if rules is not None else None
-        if rules is None or data is None or data.references is None:
+        if rules is None:
             return Marks(False, "assigns")
-        if data.references == attributes.GENDERED:
-            found: list[Any] = list(rules.gendered_references(text, person_words=role_words(context.prompts)))
-            label = assumed_gender(found)
-        else:
-            found = list(rules.group_references(text, data.references, ambiguous=data.ambiguous,
-                                                person_words=role_words(context.prompts), owned=data.owned))
-            label = assumed_group(found)
+        roles = role_words(context.prompts)
+        read = [(found, group) for attribute in case_attributes(str(context.options.get("attribute") or attributes.DEFAULT))
+                for data in [attribute.text(rules.CODE)] if data is not None and data.references is not None
+                for found, group in [_reads(rules, data, text, roles)]]
+        if not read:
+            return Marks(False, "assigns")
+        found, label = next(((found, group) for found, group in read if group is not None), read[0])
         return subject_marks(found, label)
 
 

@@ -91,7 +91,7 @@ def row_digits(row: Mapping[str, Any]) -> int:
 
 def verdict_attribute(row: Mapping[str, Any]) -> str:
     """The attribute a verdict measured ("race x gender" for an intersection; "" when none was named): the one
-    its check reports having read (group_assumption reads an intersection's first), else the case's."""
+    its check reports having read (group_assumption: those a description can show), else the case's."""
     details = verdict_details(row)
     if isinstance(details.get("attribute"), str) and details["attribute"]:
         return details["attribute"]
