@@ -292,11 +292,9 @@ class RateLimiter:
         with self._lock:
             self._responses += 1
 
-    def unanswered(self) -> None:
-        """A request ended without any answer (it timed out, or the connection failed): no answer will come
-        from it, so the requests held back until the first answer need not wait for one."""
-        with self._lock:
-            self._responses += 1
+    # A request ended without any answer (it timed out, or the connection failed): no answer will come from it,
+    # so, as after an error answer, the requests held back until the first answer need not wait for one.
+    unanswered = responded
 
     def acquire(self, cost: int) -> None:
         if self._stop is not None and self._stop.is_set():

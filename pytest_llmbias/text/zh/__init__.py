@@ -397,9 +397,10 @@ def _attribute(text: str, index: int, candidate: _Candidate, inclusive: set[int]
             return True, f"a field of the described person's profile ('性别: {candidate.word}')"
         named = re.search(r"(?:^|[\s,.;:!?()\[\]|*\"'。，；：！？])([\u4e00-\u9fff]{2,3})[,(]\s*(?:\d+岁?[,)]\s*)?$", before)
         role = re.search(r"([\u4e00-\u9fff]+)[,(]\s*(?:\d+岁?[,)]\s*)?$", before) if roles else None
+        said_role = role is not None and any(role.group(1).endswith(word)
+                                             and _ROLE_ONLY.fullmatch(role.group(1)[:-len(word)]) for word in roles)
         subject = (named.group(1) if named and named.group(1).startswith(_surnames())
-                   else role.group(1) if role and _ROLE_ONLY.fullmatch(role.group(1).removesuffix(
-                       next((word for word in roles if role.group(1).endswith(word)), "\0"))) else None)
+                   else role.group(1) if said_role else None)
         if subject and not both and after in ("", ",", ")", "、", ".", ";", "。", "\n"):
             # 王芳，女，34岁: a name set off; 这位医生，女，45岁 where the case is about a doctor
             return True, f"apposition ('{subject},{candidate.word},')"
